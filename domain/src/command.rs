@@ -1,0 +1,186 @@
+//! Commands: what someone asks the line pool to do. Imperative names; each is decided by
+//! [`crate::LinePool::handle`]. Directory facts (a meeting's roles, a chat's members) are looked up
+//! by the command service and carried in the command, so the aggregate decides without I/O.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{
+    ChatId, ConferenceId, ConferenceNumber, LineId, LineName, MeetingId, Mode, ProviderKind,
+    RelatedLink, RoomNonce, Subject, TimeZoneName, UserId,
+};
+
+/// How the end of a conference is given: an instant, or a length from the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndSpec {
+    At(DateTime<Utc>),
+    After(Duration),
+}
+
+impl EndSpec {
+    pub fn resolve(self, start: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Self::At(end) => end,
+            Self::After(length) => start + length,
+        }
+    }
+}
+
+/// The default length of a quick conference, and of a scheduled one given only a start.
+pub const DEFAULT_MINUTES: i64 = 60;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleConference {
+    pub conference: ConferenceId,
+    pub mode: Mode,
+    pub subject: Subject,
+    /// Required for `scheduled`; ignored for `quick`, which starts at `now`.
+    pub start: Option<DateTime<Utc>>,
+    pub end: EndSpec,
+    pub timezone: TimeZoneName,
+    /// Defaults to the actor.
+    pub host: Option<UserId>,
+    pub attendees: Vec<UserId>,
+    pub related_link: Option<RelatedLink>,
+    pub rooms: RoomNonce,
+}
+
+/// A meeting of the OA suite as the directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeetingFacts {
+    pub id: MeetingId,
+    pub subject: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub creator: UserId,
+    pub convener: UserId,
+    pub contact: UserId,
+    pub attendees: Vec<UserId>,
+    pub url: Option<RelatedLink>,
+}
+
+/// A chat as the directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatFacts {
+    pub id: ChatId,
+    pub name: String,
+    pub members: Vec<UserId>,
+}
+
+/// Changes to a not-started conference; `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConferenceChanges {
+    pub subject: Option<Subject>,
+    pub start: Option<DateTime<Utc>>,
+    /// When only `start` changes, the conference keeps its length (it moves).
+    pub end: Option<EndSpec>,
+    pub timezone: Option<TimeZoneName>,
+    pub attendees: Option<Vec<UserId>>,
+    /// `Some(None)` clears the link.
+    pub related_link: Option<Option<RelatedLink>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    AddLine {
+        name: LineName,
+        provider: ProviderKind,
+    },
+    RenameLine {
+        line: LineId,
+        name: LineName,
+    },
+    /// The line gets no new conferences; its future ones move to free lines or are stranded.
+    StartLineMaintenance {
+        line: LineId,
+        rooms: RoomNonce,
+    },
+    EndLineMaintenance {
+        line: LineId,
+    },
+    /// Refused while the line holds a not-started or in-progress conference.
+    RemoveLine {
+        line: LineId,
+    },
+    ScheduleConference(ScheduleConference),
+    LaunchFromMeeting {
+        conference: ConferenceId,
+        meeting: MeetingFacts,
+        subject: Option<Subject>,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        timezone: TimeZoneName,
+        rooms: RoomNonce,
+    },
+    LaunchFromChat {
+        conference: ConferenceId,
+        chat: ChatFacts,
+        subject: Option<Subject>,
+        /// `None`: every other member.
+        attendees: Option<Vec<UserId>>,
+        timezone: TimeZoneName,
+        rooms: RoomNonce,
+    },
+    EditConference {
+        conference: ConferenceId,
+        changes: ConferenceChanges,
+        /// From `If-Match`: the conference version the client last saw.
+        expected_version: Option<u64>,
+        rooms: RoomNonce,
+    },
+    InviteAttendees {
+        conference: ConferenceId,
+        attendees: Vec<UserId>,
+    },
+    JoinConference {
+        number: ConferenceNumber,
+    },
+    CancelConference {
+        conference: ConferenceId,
+        reason: Option<String>,
+    },
+    EndConferenceEarly {
+        conference: ConferenceId,
+    },
+    /// Records the start and/or end that the clock has reached (the timer process's command).
+    RecordElapsedTime {
+        conference: ConferenceId,
+    },
+}
+
+impl Command {
+    /// A stable name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::AddLine { .. } => "add_line",
+            Self::RenameLine { .. } => "rename_line",
+            Self::StartLineMaintenance { .. } => "start_line_maintenance",
+            Self::EndLineMaintenance { .. } => "end_line_maintenance",
+            Self::RemoveLine { .. } => "remove_line",
+            Self::ScheduleConference(_) => "schedule_conference",
+            Self::LaunchFromMeeting { .. } => "launch_from_meeting",
+            Self::LaunchFromChat { .. } => "launch_from_chat",
+            Self::EditConference { .. } => "edit_conference",
+            Self::InviteAttendees { .. } => "invite_attendees",
+            Self::JoinConference { .. } => "join_conference",
+            Self::CancelConference { .. } => "cancel_conference",
+            Self::EndConferenceEarly { .. } => "end_conference_early",
+            Self::RecordElapsedTime { .. } => "record_elapsed_time",
+        }
+    }
+
+    /// The conference this command names up front, if any (join names a number instead).
+    pub fn conference(&self) -> Option<ConferenceId> {
+        match self {
+            Self::ScheduleConference(cmd) => Some(cmd.conference),
+            Self::LaunchFromMeeting { conference, .. }
+            | Self::LaunchFromChat { conference, .. }
+            | Self::EditConference { conference, .. }
+            | Self::InviteAttendees { conference, .. }
+            | Self::CancelConference { conference, .. }
+            | Self::EndConferenceEarly { conference }
+            | Self::RecordElapsedTime { conference } => Some(*conference),
+            _ => None,
+        }
+    }
+}

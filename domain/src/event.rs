@@ -1,0 +1,172 @@
+//! Events: what happened, past tense. **A persisted contract**: changing a shape needs a new
+//! schema version and an upcaster in [`Event::from_stored`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{
+    ConferenceId, ConferenceNumber, LineId, LineName, Mode, ProviderKind, RelatedLink, RoomName,
+    Source, Subject, TimeSlot, TimeZoneName, UserId,
+};
+
+/// The schema version written with every new event.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    LineAdded {
+        line: LineId,
+        name: LineName,
+        provider: ProviderKind,
+    },
+    LineRenamed {
+        line: LineId,
+        name: LineName,
+    },
+    LineMaintenanceStarted {
+        line: LineId,
+    },
+    LineReturnedToService {
+        line: LineId,
+    },
+    LineRemoved {
+        line: LineId,
+    },
+    ConferenceScheduled {
+        conference: ConferenceId,
+        number: ConferenceNumber,
+        mode: Mode,
+        subject: Subject,
+        slot: TimeSlot,
+        timezone: TimeZoneName,
+        host: UserId,
+        creator: UserId,
+        attendees: Vec<UserId>,
+        related_link: Option<RelatedLink>,
+        source: Source,
+        line: LineId,
+        room: RoomName,
+        at: DateTime<Utc>,
+    },
+    /// The editable fields as they are after the edit. `line_changed`: the links changed.
+    ConferenceEdited {
+        conference: ConferenceId,
+        subject: Subject,
+        slot: TimeSlot,
+        timezone: TimeZoneName,
+        attendees: Vec<UserId>,
+        related_link: Option<RelatedLink>,
+        line: LineId,
+        room: RoomName,
+        line_changed: bool,
+    },
+    AttendeesInvited {
+        conference: ConferenceId,
+        attendees: Vec<UserId>,
+    },
+    ParticipantJoined {
+        conference: ConferenceId,
+        user: UserId,
+    },
+    ConferenceCancelled {
+        conference: ConferenceId,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+    ConferenceEndedEarly {
+        conference: ConferenceId,
+        at: DateTime<Utc>,
+    },
+    ConferenceStarted {
+        conference: ConferenceId,
+        at: DateTime<Utc>,
+    },
+    ConferenceEnded {
+        conference: ConferenceId,
+        at: DateTime<Utc>,
+    },
+    /// A line went into maintenance and this conference moved to a free line (new links).
+    ConferenceMovedToLine {
+        conference: ConferenceId,
+        from: LineId,
+        to: LineId,
+        room: RoomName,
+    },
+    /// A line went into maintenance and no free line could take this conference.
+    ConferenceStranded {
+        conference: ConferenceId,
+        line: LineId,
+    },
+}
+
+/// Why a stored event could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read stored event {event_type} (schema {schema_version}): {source}")]
+pub struct EventDecodeError {
+    pub event_type: String,
+    pub schema_version: u32,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl Event {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::LineAdded { .. } => "LineAdded",
+            Self::LineRenamed { .. } => "LineRenamed",
+            Self::LineMaintenanceStarted { .. } => "LineMaintenanceStarted",
+            Self::LineReturnedToService { .. } => "LineReturnedToService",
+            Self::LineRemoved { .. } => "LineRemoved",
+            Self::ConferenceScheduled { .. } => "ConferenceScheduled",
+            Self::ConferenceEdited { .. } => "ConferenceEdited",
+            Self::AttendeesInvited { .. } => "AttendeesInvited",
+            Self::ParticipantJoined { .. } => "ParticipantJoined",
+            Self::ConferenceCancelled { .. } => "ConferenceCancelled",
+            Self::ConferenceEndedEarly { .. } => "ConferenceEndedEarly",
+            Self::ConferenceStarted { .. } => "ConferenceStarted",
+            Self::ConferenceEnded { .. } => "ConferenceEnded",
+            Self::ConferenceMovedToLine { .. } => "ConferenceMovedToLine",
+            Self::ConferenceStranded { .. } => "ConferenceStranded",
+        }
+    }
+
+    /// The conference this event is about: the tag that makes one conference's history one
+    /// indexed read.
+    pub fn conference(&self) -> Option<ConferenceId> {
+        match self {
+            Self::ConferenceScheduled { conference, .. }
+            | Self::ConferenceEdited { conference, .. }
+            | Self::AttendeesInvited { conference, .. }
+            | Self::ParticipantJoined { conference, .. }
+            | Self::ConferenceCancelled { conference, .. }
+            | Self::ConferenceEndedEarly { conference, .. }
+            | Self::ConferenceStarted { conference, .. }
+            | Self::ConferenceEnded { conference, .. }
+            | Self::ConferenceMovedToLine { conference, .. }
+            | Self::ConferenceStranded { conference, .. } => Some(*conference),
+            _ => None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("events always serialize")
+    }
+
+    /// Reads a stored event, upcasting older schema versions to the current shape. There is
+    /// only schema 1 so far; an upcaster for schema N rewrites the JSON value before decoding.
+    ///
+    /// # Errors
+    /// `EventDecodeError` when the payload does not decode (a corrupt row or an unknown type).
+    pub fn from_stored(
+        event_type: &str,
+        schema_version: u32,
+        data: &str,
+    ) -> Result<Self, EventDecodeError> {
+        serde_json::from_str(data).map_err(|source| EventDecodeError {
+            event_type: event_type.to_owned(),
+            schema_version,
+            source,
+        })
+    }
+}

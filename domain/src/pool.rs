@@ -1,0 +1,848 @@
+//! The `LinePool` aggregate: one per tenant, owner of the lines and every conference booked on
+//! them. The invariant "no two conferences overlap on a line" spans all of these, so they form
+//! one consistency boundary and one stream.
+//!
+//! Bookings are kept per line in a `BTreeMap` keyed by start. Bookings on a line are disjoint,
+//! so their ends are ordered like their starts, and a slot `[s, e)` is free exactly when the
+//! last booking starting before `e` ends at or before `s`: an O(log n) check.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{
+    ChatFacts, Command, ConferenceChanges, DEFAULT_MINUTES, EndSpec, MeetingFacts,
+    ScheduleConference,
+};
+use crate::error::DomainError;
+use crate::event::Event;
+use crate::types::{
+    Actor, ConferenceId, ConferenceNumber, LineId, LineName, LineStatus, MeetingId, Mode,
+    ProviderKind, RelatedLink, RoomName, RoomNonce, Source, Status, Subject, TimeSlot,
+    TimeZoneName, UserId,
+};
+
+/// How far in the past a scheduled start may lie (a form filled in a minute ago).
+pub const START_GRACE_SECONDS: i64 = 300;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booking {
+    pub end: DateTime<Utc>,
+    pub conference: ConferenceId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub id: LineId,
+    pub name: LineName,
+    pub provider: ProviderKind,
+    pub status: LineStatus,
+    /// start → booking; disjoint intervals.
+    pub bookings: BTreeMap<DateTime<Utc>, Booking>,
+}
+
+impl Line {
+    /// Whether `slot` is free on this line, ignoring the booking of `ignoring` (a conference
+    /// being moved within its own line).
+    pub fn is_free(&self, slot: &TimeSlot, ignoring: Option<ConferenceId>) -> bool {
+        for (_, booking) in self.bookings.range(..slot.end).rev() {
+            if Some(booking.conference) == ignoring {
+                continue;
+            }
+            return booking.end <= slot.start;
+        }
+        true
+    }
+}
+
+/// A conference as the pool keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conference {
+    pub id: ConferenceId,
+    pub number: ConferenceNumber,
+    pub mode: Mode,
+    pub subject: Subject,
+    pub slot: TimeSlot,
+    pub timezone: TimeZoneName,
+    pub host: UserId,
+    pub creator: UserId,
+    pub attendees: Vec<UserId>,
+    pub joined: Vec<UserId>,
+    pub related_link: Option<RelatedLink>,
+    pub source: Source,
+    pub line: LineId,
+    pub room: RoomName,
+    /// The status as recorded by events; [`Conference::status_at`] adds the clock.
+    pub status: Status,
+    /// How many events this conference has: its `ETag`.
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub stranded: bool,
+}
+
+impl Conference {
+    pub fn status_at(&self, now: DateTime<Utc>) -> Status {
+        self.status.at(&self.slot, now)
+    }
+
+    /// Host, creator, attendees and those who joined: who may see the conference.
+    pub fn is_participant(&self, user: &UserId) -> bool {
+        self.host == *user
+            || self.creator == *user
+            || self.attendees.contains(user)
+            || self.joined.contains(user)
+    }
+
+    /// Host, creator or admin: who may edit, invite, cancel or end early.
+    pub fn may_manage(&self, actor: &Actor) -> bool {
+        actor.admin || self.host == actor.user || self.creator == actor.user
+    }
+
+    fn booking_slot(&self) -> Option<TimeSlot> {
+        match self.status {
+            Status::Cancelled => None,
+            Status::ManuallyEnded => self
+                .ended_at
+                .filter(|at| *at > self.slot.start)
+                .map(|at| TimeSlot { start: self.slot.start, end: at }),
+            _ => Some(self.slot),
+        }
+    }
+}
+
+/// The tenant's line pool. `handle` decides, `apply` folds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinePool {
+    /// Events applied so far: the stream version.
+    pub version: u64,
+    /// In the order they were added: "the first free line" is the earliest added.
+    pub lines: Vec<Line>,
+    pub lines_added: u64,
+    pub conferences: HashMap<ConferenceId, Conference>,
+    pub numbers: HashMap<ConferenceNumber, ConferenceId>,
+    pub conferences_issued: u64,
+    pub meeting_conferences: HashMap<MeetingId, ConferenceId>,
+}
+
+impl LinePool {
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut pool = Self::default();
+        for event in events {
+            pool.apply(event);
+        }
+        pool
+    }
+
+    pub fn line(&self, id: &LineId) -> Option<&Line> {
+        self.lines.iter().find(|line| line.id == *id)
+    }
+
+    fn line_mut(&mut self, id: &LineId) -> Option<&mut Line> {
+        self.lines.iter_mut().find(|line| line.id == *id)
+    }
+
+    pub fn conference(&self, id: &ConferenceId) -> Option<&Conference> {
+        self.conferences.get(id)
+    }
+
+    pub fn conference_by_number(&self, number: &ConferenceNumber) -> Option<&Conference> {
+        self.numbers.get(number).and_then(|id| self.conferences.get(id))
+    }
+
+    /// The first active line (in the order lines were added) on which `slot` is free.
+    pub fn first_free_line(&self, slot: &TimeSlot, ignoring: Option<ConferenceId>) -> Option<&Line> {
+        self.lines
+            .iter()
+            .find(|line| line.status == LineStatus::Active && line.is_free(slot, ignoring))
+    }
+
+    /// Decides a command: every business rule lives here. Never mutates `self`.
+    ///
+    /// # Errors
+    /// The `DomainError` the rules call for; a rejected command changes nothing.
+    pub fn handle(
+        &self,
+        actor: &Actor,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        match command {
+            Command::AddLine { name, provider } => {
+                require_admin(actor)?;
+                Ok(vec![Event::LineAdded {
+                    line: LineId::parse(&format!("line-{}", self.lines_added + 1))?,
+                    name: name.clone(),
+                    provider: *provider,
+                }])
+            }
+            Command::RenameLine { line, name } => {
+                require_admin(actor)?;
+                let current = self.line(line).ok_or(DomainError::NotFound)?;
+                if current.name == *name {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::LineRenamed { line: line.clone(), name: name.clone() }])
+            }
+            Command::StartLineMaintenance { line, rooms } => {
+                require_admin(actor)?;
+                self.start_maintenance(line, rooms, now)
+            }
+            Command::EndLineMaintenance { line } => {
+                require_admin(actor)?;
+                let current = self.line(line).ok_or(DomainError::NotFound)?;
+                if current.status == LineStatus::Active {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::LineReturnedToService { line: line.clone() }])
+            }
+            Command::RemoveLine { line } => {
+                require_admin(actor)?;
+                self.line(line).ok_or(DomainError::NotFound)?;
+                let holds_future = self.conferences.values().any(|conference| {
+                    conference.line == *line
+                        && matches!(
+                            conference.status_at(now),
+                            Status::NotStarted | Status::InProgress
+                        )
+                });
+                if holds_future {
+                    return Err(DomainError::InvalidState {
+                        status: "line_holds_conferences".to_owned(),
+                    });
+                }
+                Ok(vec![Event::LineRemoved { line: line.clone() }])
+            }
+            Command::ScheduleConference(schedule) => self.schedule(actor, schedule, now),
+            Command::LaunchFromMeeting {
+                conference,
+                meeting,
+                subject,
+                start,
+                end,
+                timezone,
+                rooms,
+            } => self.launch_from_meeting(
+                actor,
+                *conference,
+                meeting,
+                (subject.clone(), *start, *end),
+                timezone,
+                rooms,
+                now,
+            ),
+            Command::LaunchFromChat { conference, chat, subject, attendees, timezone, rooms } => {
+                self.launch_from_chat(
+                    actor,
+                    *conference,
+                    chat,
+                    subject.clone(),
+                    attendees.as_deref(),
+                    timezone,
+                    rooms,
+                    now,
+                )
+            }
+            Command::EditConference { conference, changes, expected_version, rooms } => {
+                self.edit(actor, *conference, changes, *expected_version, rooms, now)
+            }
+            Command::InviteAttendees { conference, attendees } => {
+                let current = self.managed_conference(actor, conference)?;
+                let status = current.status_at(now);
+                if !matches!(status, Status::NotStarted | Status::InProgress) {
+                    return Err(DomainError::invalid_state(status));
+                }
+                let mut new = Vec::new();
+                for user in attendees {
+                    if !current.is_participant(user) && !new.contains(user) {
+                        new.push(user.clone());
+                    }
+                }
+                if new.is_empty() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::AttendeesInvited { conference: *conference, attendees: new }])
+            }
+            Command::JoinConference { number } => {
+                let current = self.conference_by_number(number).ok_or(DomainError::NotFound)?;
+                let status = current.status_at(now);
+                if !matches!(status, Status::NotStarted | Status::InProgress) {
+                    return Err(DomainError::invalid_state(status));
+                }
+                if current.is_participant(&actor.user) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::ParticipantJoined {
+                    conference: current.id,
+                    user: actor.user.clone(),
+                }])
+            }
+            Command::CancelConference { conference, reason } => {
+                let current = self.managed_conference(actor, conference)?;
+                let status = current.status_at(now);
+                if status != Status::NotStarted {
+                    return Err(DomainError::invalid_state(status));
+                }
+                let reason = reason.as_deref().map(str::trim).filter(|text| !text.is_empty());
+                if reason.is_some_and(|text| text.chars().count() > 500) {
+                    return Err(DomainError::invalid_input("reason"));
+                }
+                Ok(vec![Event::ConferenceCancelled {
+                    conference: *conference,
+                    reason: reason.map(str::to_owned),
+                    at: now,
+                }])
+            }
+            Command::EndConferenceEarly { conference } => {
+                let current = self.managed_conference(actor, conference)?;
+                let status = current.status_at(now);
+                if status != Status::InProgress {
+                    return Err(DomainError::invalid_state(status));
+                }
+                Ok(vec![Event::ConferenceEndedEarly { conference: *conference, at: now }])
+            }
+            Command::RecordElapsedTime { conference } => {
+                let current = self.conferences.get(conference).ok_or(DomainError::NotFound)?;
+                let mut events = Vec::new();
+                if current.status == Status::NotStarted && now >= current.slot.start {
+                    events.push(Event::ConferenceStarted {
+                        conference: *conference,
+                        at: current.slot.start,
+                    });
+                }
+                if matches!(current.status, Status::NotStarted | Status::InProgress)
+                    && now >= current.slot.end
+                {
+                    events.push(Event::ConferenceEnded {
+                        conference: *conference,
+                        at: current.slot.end,
+                    });
+                }
+                Ok(events)
+            }
+        }
+    }
+
+    /// A conference the actor may see (participant or admin) and manage (host, creator, admin).
+    fn managed_conference(
+        &self,
+        actor: &Actor,
+        id: &ConferenceId,
+    ) -> Result<&Conference, DomainError> {
+        let conference = self.visible_conference(actor, id)?;
+        if !conference.may_manage(actor) {
+            return Err(DomainError::Forbidden);
+        }
+        Ok(conference)
+    }
+
+    fn visible_conference(
+        &self,
+        actor: &Actor,
+        id: &ConferenceId,
+    ) -> Result<&Conference, DomainError> {
+        let conference = self.conferences.get(id).ok_or(DomainError::NotFound)?;
+        if !actor.admin && !conference.is_participant(&actor.user) {
+            return Err(DomainError::NotFound);
+        }
+        Ok(conference)
+    }
+
+    fn schedule(
+        &self,
+        actor: &Actor,
+        command: &ScheduleConference,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let start = match command.mode {
+            Mode::Quick => now,
+            Mode::Scheduled => command.start.ok_or_else(|| DomainError::invalid_input("start"))?,
+        };
+        let slot = TimeSlot::new(start, command.end.resolve(start))?;
+        if command.mode == Mode::Scheduled && is_too_early(slot.start, now) {
+            return Err(DomainError::invalid_input("start"));
+        }
+        let host = command.host.clone().unwrap_or_else(|| actor.user.clone());
+        self.book(NewConference {
+            id: command.conference,
+            mode: command.mode,
+            subject: command.subject.clone(),
+            slot,
+            timezone: command.timezone.clone(),
+            attendees: attendees_without(&command.attendees, &host),
+            host,
+            creator: actor.user.clone(),
+            related_link: command.related_link.clone(),
+            source: Source::App,
+            rooms: &command.rooms,
+            now,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch_from_meeting(
+        &self,
+        actor: &Actor,
+        conference: ConferenceId,
+        meeting: &MeetingFacts,
+        (subject, start, end): (Option<Subject>, Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+        timezone: &TimeZoneName,
+        rooms: &RoomNonce,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let convenes = [&meeting.creator, &meeting.convener, &meeting.contact];
+        if !convenes.contains(&&actor.user) {
+            return Err(DomainError::Forbidden);
+        }
+        if let Some(existing) = self
+            .meeting_conferences
+            .get(&meeting.id)
+            .and_then(|id| self.conferences.get(id))
+            .filter(|existing| {
+                matches!(existing.status_at(now), Status::NotStarted | Status::InProgress)
+            })
+        {
+            return Err(DomainError::ConferenceExists { conference_id: existing.id });
+        }
+        let subject = match subject {
+            Some(subject) => subject,
+            None => Subject::parse(&meeting.subject)?,
+        };
+        let start = start.unwrap_or(meeting.start);
+        let end = end.unwrap_or(meeting.end);
+        // A meeting already under way gets a conference that starts now.
+        let (mode, start) =
+            if start <= now { (Mode::Quick, now) } else { (Mode::Scheduled, start) };
+        let slot = TimeSlot::new(start, end)?;
+        let host = actor.user.clone();
+        self.book(NewConference {
+            id: conference,
+            mode,
+            subject,
+            slot,
+            timezone: timezone.clone(),
+            attendees: attendees_without(&meeting.attendees, &host),
+            host,
+            creator: actor.user.clone(),
+            related_link: meeting.url.clone(),
+            source: Source::Meeting { id: meeting.id.clone() },
+            rooms,
+            now,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch_from_chat(
+        &self,
+        actor: &Actor,
+        conference: ConferenceId,
+        chat: &ChatFacts,
+        subject: Option<Subject>,
+        attendees: Option<&[UserId]>,
+        timezone: &TimeZoneName,
+        rooms: &RoomNonce,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        if !chat.members.contains(&actor.user) {
+            return Err(DomainError::Forbidden);
+        }
+        let attendees = match attendees {
+            Some(picked) => {
+                if picked.iter().any(|user| !chat.members.contains(user)) {
+                    return Err(DomainError::invalid_input("attendees"));
+                }
+                picked.to_vec()
+            }
+            None => chat.members.clone(),
+        };
+        let subject = match subject {
+            Some(subject) => subject,
+            None => Subject::parse(&chat.name)?,
+        };
+        let slot = TimeSlot::new(now, now + Duration::minutes(DEFAULT_MINUTES))?;
+        self.book(NewConference {
+            id: conference,
+            mode: Mode::Quick,
+            subject,
+            slot,
+            timezone: timezone.clone(),
+            attendees: attendees_without(&attendees, &actor.user),
+            host: actor.user.clone(),
+            creator: actor.user.clone(),
+            related_link: None,
+            source: Source::Chat { id: chat.id.clone() },
+            rooms,
+            now,
+        })
+    }
+
+    fn book(&self, new: NewConference<'_>) -> Result<Vec<Event>, DomainError> {
+        if self.conferences.contains_key(&new.id) {
+            return Err(DomainError::InvalidState { status: "exists".to_owned() });
+        }
+        let line = self.first_free_line(&new.slot, None).ok_or(DomainError::NoFreeLine)?;
+        Ok(vec![Event::ConferenceScheduled {
+            conference: new.id,
+            number: ConferenceNumber::from_sequence(self.conferences_issued + 1),
+            mode: new.mode,
+            subject: new.subject,
+            slot: new.slot,
+            timezone: new.timezone,
+            host: new.host,
+            creator: new.creator,
+            attendees: new.attendees,
+            related_link: new.related_link,
+            source: new.source,
+            line: line.id.clone(),
+            room: RoomName::derive(new.rooms, 0),
+            at: new.now,
+        }])
+    }
+
+    fn edit(
+        &self,
+        actor: &Actor,
+        id: ConferenceId,
+        changes: &ConferenceChanges,
+        expected_version: Option<u64>,
+        rooms: &RoomNonce,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let current = self.managed_conference(actor, &id)?;
+        if let Some(expected) = expected_version
+            && expected != current.version
+        {
+            return Err(DomainError::VersionMismatch { expected, actual: current.version });
+        }
+        let status = current.status_at(now);
+        if status != Status::NotStarted {
+            return Err(DomainError::invalid_state(status));
+        }
+        let start = changes.start.unwrap_or(current.slot.start);
+        let end = match changes.end {
+            Some(end) => end.resolve(start),
+            None => start + (current.slot.end - current.slot.start),
+        };
+        let slot = TimeSlot::new(start, end)?;
+        let moved = slot != current.slot;
+        if moved && is_too_early(slot.start, now) {
+            return Err(DomainError::invalid_input("start"));
+        }
+        let own_line = self.line(&current.line);
+        let keeps_line = own_line.is_some_and(|line| {
+            line.status == LineStatus::Active && (!moved || line.is_free(&slot, Some(id)))
+        });
+        let (line, room) = if keeps_line {
+            (current.line.clone(), current.room.clone())
+        } else {
+            let line = self.first_free_line(&slot, Some(id)).ok_or(DomainError::NoFreeLine)?;
+            (line.id.clone(), RoomName::derive(rooms, 0))
+        };
+        let attendees = match &changes.attendees {
+            Some(attendees) => attendees_without(attendees, &current.host),
+            None => current.attendees.clone(),
+        };
+        let subject = changes.subject.clone().unwrap_or_else(|| current.subject.clone());
+        let timezone = changes.timezone.clone().unwrap_or_else(|| current.timezone.clone());
+        let related_link = match &changes.related_link {
+            Some(link) => link.clone(),
+            None => current.related_link.clone(),
+        };
+        let unchanged = !moved
+            && line == current.line
+            && subject == current.subject
+            && timezone == current.timezone
+            && attendees == current.attendees
+            && related_link == current.related_link;
+        if unchanged {
+            return Ok(vec![]);
+        }
+        Ok(vec![Event::ConferenceEdited {
+            conference: id,
+            subject,
+            slot,
+            timezone,
+            attendees,
+            related_link,
+            line_changed: line != current.line,
+            line,
+            room,
+        }])
+    }
+
+    fn start_maintenance(
+        &self,
+        line_id: &LineId,
+        rooms: &RoomNonce,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let line = self.line(line_id).ok_or(DomainError::NotFound)?;
+        if line.status == LineStatus::Maintenance {
+            return Ok(vec![]);
+        }
+        let mut events = vec![Event::LineMaintenanceStarted { line: line_id.clone() }];
+        // Decide each move against the pool as the earlier moves leave it.
+        let mut scratch = self.clone();
+        scratch.apply(&events[0]);
+        let mut future: Vec<&Conference> = line
+            .bookings
+            .values()
+            .filter_map(|booking| self.conferences.get(&booking.conference))
+            .filter(|conference| conference.status_at(now) == Status::NotStarted)
+            .collect();
+        future.sort_by_key(|conference| (conference.slot.start, conference.id));
+        for (index, conference) in future.into_iter().enumerate() {
+            let event = match scratch.first_free_line(&conference.slot, None) {
+                Some(target) => Event::ConferenceMovedToLine {
+                    conference: conference.id,
+                    from: line_id.clone(),
+                    to: target.id.clone(),
+                    room: RoomName::derive(rooms, index),
+                },
+                None => Event::ConferenceStranded { conference: conference.id, line: line_id.clone() },
+            };
+            scratch.apply(&event);
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// Folds an accepted event. No validation; cannot fail.
+    pub fn apply(&mut self, event: &Event) {
+        self.version += 1;
+        if let Some(id) = event.conference()
+            && let Some(conference) = self.conferences.get_mut(&id)
+        {
+            conference.version += 1;
+        }
+        match event {
+            Event::LineAdded { line, name, provider } => {
+                self.lines_added += 1;
+                self.lines.push(Line {
+                    id: line.clone(),
+                    name: name.clone(),
+                    provider: *provider,
+                    status: LineStatus::Active,
+                    bookings: BTreeMap::new(),
+                });
+            }
+            Event::LineRenamed { line, name } => {
+                if let Some(line) = self.line_mut(line) {
+                    line.name = name.clone();
+                }
+            }
+            Event::LineMaintenanceStarted { line } => {
+                if let Some(line) = self.line_mut(line) {
+                    line.status = LineStatus::Maintenance;
+                }
+            }
+            Event::LineReturnedToService { line } => {
+                if let Some(line) = self.line_mut(line) {
+                    line.status = LineStatus::Active;
+                }
+            }
+            Event::LineRemoved { line } => self.lines.retain(|kept| kept.id != *line),
+            Event::ConferenceScheduled {
+                conference,
+                number,
+                mode,
+                subject,
+                slot,
+                timezone,
+                host,
+                creator,
+                attendees,
+                related_link,
+                source,
+                line,
+                room,
+                at,
+            } => {
+                self.conferences_issued += 1;
+                self.numbers.insert(number.clone(), *conference);
+                if let Source::Meeting { id } = source {
+                    self.meeting_conferences.insert(id.clone(), *conference);
+                }
+                let status = if *mode == Mode::Quick { Status::InProgress } else { Status::NotStarted };
+                self.conferences.insert(
+                    *conference,
+                    Conference {
+                        id: *conference,
+                        number: number.clone(),
+                        mode: *mode,
+                        subject: subject.clone(),
+                        slot: *slot,
+                        timezone: timezone.clone(),
+                        host: host.clone(),
+                        creator: creator.clone(),
+                        attendees: attendees.clone(),
+                        joined: Vec::new(),
+                        related_link: related_link.clone(),
+                        source: source.clone(),
+                        line: line.clone(),
+                        room: room.clone(),
+                        status,
+                        version: 1,
+                        created_at: *at,
+                        ended_at: None,
+                        cancelled_at: None,
+                        stranded: false,
+                    },
+                );
+                self.book_on(line, *slot, *conference);
+            }
+            Event::ConferenceEdited {
+                conference,
+                subject,
+                slot,
+                timezone,
+                attendees,
+                related_link,
+                line,
+                room,
+                ..
+            } => {
+                let Some(current) = self.conferences.get_mut(conference) else { return };
+                let (old_line, old_slot) = (current.line.clone(), current.slot);
+                current.subject = subject.clone();
+                current.slot = *slot;
+                current.timezone = timezone.clone();
+                current.attendees = attendees.clone();
+                current.related_link = related_link.clone();
+                current.line = line.clone();
+                current.room = room.clone();
+                if old_line != *line {
+                    current.stranded = false;
+                }
+                self.unbook(&old_line, old_slot.start, *conference);
+                self.book_on(line, *slot, *conference);
+            }
+            Event::AttendeesInvited { conference, attendees } => {
+                if let Some(current) = self.conferences.get_mut(conference) {
+                    current.attendees.extend(attendees.iter().cloned());
+                }
+            }
+            Event::ParticipantJoined { conference, user } => {
+                if let Some(current) = self.conferences.get_mut(conference) {
+                    current.joined.push(user.clone());
+                }
+            }
+            Event::ConferenceCancelled { conference, at, .. } => {
+                let Some(current) = self.conferences.get_mut(conference) else { return };
+                current.status = Status::Cancelled;
+                current.cancelled_at = Some(*at);
+                let (line, start) = (current.line.clone(), current.slot.start);
+                self.unbook(&line, start, *conference);
+            }
+            Event::ConferenceEndedEarly { conference, at } => {
+                let Some(current) = self.conferences.get_mut(conference) else { return };
+                current.status = Status::ManuallyEnded;
+                current.ended_at = Some(*at);
+                let (line, start, booking) =
+                    (current.line.clone(), current.slot.start, current.booking_slot());
+                self.unbook(&line, start, *conference);
+                if let Some(slot) = booking {
+                    self.book_on(&line, slot, *conference);
+                }
+            }
+            Event::ConferenceStarted { conference, .. } => {
+                if let Some(current) = self.conferences.get_mut(conference) {
+                    current.status = Status::InProgress;
+                }
+            }
+            Event::ConferenceEnded { conference, at } => {
+                if let Some(current) = self.conferences.get_mut(conference) {
+                    current.status = Status::Ended;
+                    current.ended_at = Some(*at);
+                }
+            }
+            Event::ConferenceMovedToLine { conference, from, to, room } => {
+                let Some(current) = self.conferences.get_mut(conference) else { return };
+                current.line = to.clone();
+                current.room = room.clone();
+                current.stranded = false;
+                let slot = current.slot;
+                self.unbook(from, slot.start, *conference);
+                self.book_on(to, slot, *conference);
+            }
+            Event::ConferenceStranded { conference, .. } => {
+                if let Some(current) = self.conferences.get_mut(conference) {
+                    current.stranded = true;
+                }
+            }
+        }
+    }
+
+    fn book_on(&mut self, line: &LineId, slot: TimeSlot, conference: ConferenceId) {
+        if let Some(line) = self.line_mut(line) {
+            line.bookings.insert(slot.start, Booking { end: slot.end, conference });
+        }
+    }
+
+    fn unbook(&mut self, line: &LineId, start: DateTime<Utc>, conference: ConferenceId) {
+        if let Some(line) = self.line_mut(line)
+            && line.bookings.get(&start).is_some_and(|booking| booking.conference == conference)
+        {
+            line.bookings.remove(&start);
+        }
+    }
+
+    /// Checks the pool's own invariant: no two bookings overlap on any line. Used by tests and
+    /// by the load harness's verification.
+    pub fn overlapping_bookings(&self) -> Vec<(LineId, ConferenceId, ConferenceId)> {
+        let mut found = Vec::new();
+        for line in &self.lines {
+            let mut previous: Option<(&DateTime<Utc>, &Booking)> = None;
+            for (start, booking) in &line.bookings {
+                if let Some((_, before)) = previous
+                    && before.end > *start
+                {
+                    found.push((line.id.clone(), before.conference, booking.conference));
+                }
+                previous = Some((start, booking));
+            }
+        }
+        found
+    }
+}
+
+struct NewConference<'a> {
+    id: ConferenceId,
+    mode: Mode,
+    subject: Subject,
+    slot: TimeSlot,
+    timezone: TimeZoneName,
+    host: UserId,
+    creator: UserId,
+    attendees: Vec<UserId>,
+    related_link: Option<RelatedLink>,
+    source: Source,
+    rooms: &'a RoomNonce,
+    now: DateTime<Utc>,
+}
+
+fn require_admin(actor: &Actor) -> Result<(), DomainError> {
+    if actor.admin { Ok(()) } else { Err(DomainError::Forbidden) }
+}
+
+fn is_too_early(start: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    start < now - Duration::seconds(START_GRACE_SECONDS)
+}
+
+/// Attendees in their given order, without duplicates and without the host.
+fn attendees_without(attendees: &[UserId], host: &UserId) -> Vec<UserId> {
+    let mut kept: Vec<UserId> = Vec::with_capacity(attendees.len());
+    for user in attendees {
+        if user != host && !kept.contains(user) {
+            kept.push(user.clone());
+        }
+    }
+    kept
+}
+
+/// Re-exported for callers that build `EndSpec`s from minutes.
+pub fn minutes(count: i64) -> EndSpec {
+    EndSpec::After(Duration::minutes(count))
+}

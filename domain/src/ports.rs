@@ -1,0 +1,138 @@
+//! Ports: the traits the outside world implements for the application (hexagonal style).
+//! They are `async` but name no runtime; adapters bring tokio, sqlx, HTTP.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::Event;
+use crate::types::{ConferenceId, TenantId};
+
+/// A global position in the log of all streams: 1, 2, 3… with no gaps as read.
+pub type Position = u64;
+
+/// The stream of a tenant's line pool.
+pub fn pool_stream(tenant: &TenantId) -> String {
+    format!("pool-{tenant}")
+}
+
+/// Recorded with every event: who, when, why, and which command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub event_id: Uuid,
+    /// The command that produced the event; for a command with an `Idempotency-Key` it is derived
+    /// from the key, so a retry finds the first outcome.
+    pub command_id: Uuid,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    /// The user id, or `system:<process>` for the engine's own processes.
+    pub actor: String,
+    pub recorded_at: DateTime<Utc>,
+    pub schema_version: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event: Event,
+    pub metadata: EventMetadata,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub stream: String,
+    /// 1-based version within the stream.
+    pub version: u64,
+    pub event: Event,
+    pub metadata: EventMetadata,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub first_position: Position,
+    pub last_position: Position,
+    /// The stream version after the append.
+    pub version: u64,
+}
+
+/// What a command with a known command id left in the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecord {
+    pub conference: Option<ConferenceId>,
+    pub last_position: Position,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub version: u64,
+    pub schema: u32,
+    pub data: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else appended first: the stream is at `actual`, not `expected`.
+    #[error("version conflict on {stream}: expected {expected}, actual {actual}")]
+    Conflict { stream: String, expected: u64, actual: u64 },
+    /// The store could not be reached or failed; the operation may be retried.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row could not be read back: never silently skipped.
+    #[error("corrupt event store data: {0}")]
+    Corrupt(String),
+}
+
+/// The event store port (DESIGN.md). Every adapter passes one conformance suite.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` atomically if the stream is at `expected_version` (0: new stream).
+    ///
+    /// # Errors
+    /// `StoreError::Conflict` when the stream moved on; nothing is written then.
+    async fn append(
+        &self,
+        stream: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, StoreError>;
+
+    /// The stream's events with version > `after_version`, in order.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// One conference's events in order (an indexed read by tag).
+    async fn read_tagged(
+        &self,
+        stream: &str,
+        conference: ConferenceId,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events of all streams with position > `after`, in position order, never
+    /// skipping an event that commits later with a lower position.
+    async fn read_all(&self, after: Position, limit: usize)
+    -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The highest position readable now.
+    async fn head_position(&self) -> Result<Position, StoreError>;
+
+    /// Resolves once the head may have moved past `after` (spurious wake-ups allowed; callers
+    /// bound the wait themselves).
+    async fn wait_for_events(&self, after: Position);
+
+    /// What the command with `command_id` appended to `stream`, if anything.
+    async fn find_command(
+        &self,
+        stream: &str,
+        command_id: Uuid,
+    ) -> Result<Option<CommandRecord>, StoreError>;
+
+    async fn save_snapshot(&self, stream: &str, snapshot: &Snapshot) -> Result<(), StoreError>;
+
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError>;
+}

@@ -1,0 +1,669 @@
+//! `LinePool` rules as given / when / then.
+
+use chrono::{DateTime, Duration, Utc};
+use meetline_domain::command::{ChatFacts, ConferenceChanges, EndSpec, MeetingFacts};
+use meetline_domain::pool::minutes;
+use meetline_domain::*;
+use uuid::Uuid;
+
+fn t(hours: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).unwrap() + Duration::hours(hours)
+}
+
+fn id(n: u128) -> ConferenceId {
+    ConferenceId(Uuid::from_u128(n))
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).unwrap()
+}
+
+fn line(n: u64) -> LineId {
+    LineId::parse(&format!("line-{n}")).unwrap()
+}
+
+struct Given {
+    pool: LinePool,
+    now: DateTime<Utc>,
+}
+
+fn given(events: Vec<Event>) -> Given {
+    Given { pool: LinePool::from_events(&events), now: t(0) }
+}
+
+fn given_lines(count: u64) -> Given {
+    given(lines(count))
+}
+
+fn lines(count: u64) -> Vec<Event> {
+    (1..=count)
+        .map(|n| Event::LineAdded {
+            line: line(n),
+            name: LineName::parse(&format!("Line {n}")).unwrap(),
+            provider: ProviderKind::Builtin,
+        })
+        .collect()
+}
+
+impl Given {
+    fn at(mut self, now: DateTime<Utc>) -> Self {
+        self.now = now;
+        self
+    }
+
+    /// Runs `command` for a precondition, applying its events.
+    fn and(mut self, actor: &Actor, command: Command) -> Self {
+        let events = self.pool.handle(actor, &command, self.now).expect("precondition accepted");
+        for event in &events {
+            self.pool.apply(event);
+        }
+        self
+    }
+
+    fn when(self, actor: &Actor, command: Command) -> Then {
+        let result = self.pool.handle(actor, &command, self.now);
+        Then { pool: self.pool, result }
+    }
+}
+
+struct Then {
+    pool: LinePool,
+    result: Result<Vec<Event>, DomainError>,
+}
+
+impl Then {
+    fn then_expect_error(self, expected: DomainError) -> LinePool {
+        assert_eq!(self.result, Err(expected));
+        self.pool
+    }
+
+    fn then_expect_events(self, check: impl FnOnce(&[Event])) -> LinePool {
+        let events = self.result.expect("command accepted");
+        check(&events);
+        let mut pool = self.pool;
+        for event in &events {
+            pool.apply(event);
+        }
+        assert!(pool.overlapping_bookings().is_empty());
+        pool
+    }
+
+    fn then_expect_no_events(self) {
+        assert_eq!(self.result, Ok(vec![]));
+    }
+}
+
+fn alice() -> Actor {
+    Actor::user("alice")
+}
+
+fn admin() -> Actor {
+    Actor::admin("root")
+}
+
+fn schedule(n: u128, start: i64, end: i64) -> Command {
+    Command::ScheduleConference(ScheduleConference {
+        conference: id(n),
+        mode: Mode::Scheduled,
+        subject: Subject::parse("周会").unwrap(),
+        start: Some(t(start)),
+        end: EndSpec::At(t(end)),
+        timezone: TimeZoneName::default(),
+        host: None,
+        attendees: vec![user("bob")],
+        related_link: None,
+        rooms: RoomNonce::fixed(n),
+    })
+}
+
+fn quick(n: u128) -> Command {
+    Command::ScheduleConference(ScheduleConference {
+        conference: id(n),
+        mode: Mode::Quick,
+        subject: Subject::parse("quick").unwrap(),
+        start: None,
+        end: minutes(60),
+        timezone: TimeZoneName::default(),
+        host: None,
+        attendees: vec![user("bob")],
+        related_link: None,
+        rooms: RoomNonce::fixed(n),
+    })
+}
+
+fn edit(n: u128, changes: ConferenceChanges) -> Command {
+    Command::EditConference {
+        conference: id(n),
+        changes,
+        expected_version: None,
+        rooms: RoomNonce::fixed(1000 + n),
+    }
+}
+
+fn move_to(start: i64, end: i64) -> ConferenceChanges {
+    ConferenceChanges {
+        start: Some(t(start)),
+        end: Some(EndSpec::At(t(end))),
+        ..ConferenceChanges::default()
+    }
+}
+
+fn scheduled_line(events: &[Event]) -> LineId {
+    match &events[0] {
+        Event::ConferenceScheduled { line, .. } => line.clone(),
+        other => panic!("expected ConferenceScheduled, got {other:?}"),
+    }
+}
+
+#[test]
+fn scheduling_takes_the_first_free_line() {
+    given_lines(2)
+        .and(&alice(), schedule(1, 1, 2))
+        .when(&alice(), schedule(2, 1, 2))
+        .then_expect_events(|events| assert_eq!(scheduled_line(events), line(2)));
+}
+
+#[test]
+fn scheduling_when_every_line_is_busy_is_rejected_with_no_free_line() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 3))
+        .when(&alice(), schedule(2, 2, 4))
+        .then_expect_error(DomainError::NoFreeLine);
+}
+
+#[test]
+fn back_to_back_conferences_share_a_line() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 2))
+        .when(&alice(), schedule(2, 2, 3))
+        .then_expect_events(|events| assert_eq!(scheduled_line(events), line(1)));
+}
+
+#[test]
+fn a_conference_longer_than_24_hours_is_an_invalid_duration() {
+    given_lines(1).when(&alice(), schedule(1, 1, 26)).then_expect_error(DomainError::InvalidDuration);
+}
+
+#[test]
+fn an_end_before_the_start_is_an_invalid_duration() {
+    given_lines(1).when(&alice(), schedule(1, 3, 2)).then_expect_error(DomainError::InvalidDuration);
+}
+
+#[test]
+fn exactly_24_hours_is_allowed() {
+    given_lines(1).when(&alice(), schedule(1, 1, 25)).then_expect_events(|events| {
+        assert_eq!(events.len(), 1);
+    });
+}
+
+#[test]
+fn a_scheduled_start_in_the_past_is_invalid() {
+    given_lines(1)
+        .at(t(5))
+        .when(&alice(), schedule(1, 1, 2))
+        .then_expect_error(DomainError::invalid_input("start"));
+}
+
+#[test]
+fn a_quick_conference_starts_now_and_is_in_progress() {
+    let pool = given_lines(1).at(t(3)).when(&alice(), quick(1)).then_expect_events(|events| {
+        let Event::ConferenceScheduled { slot, mode, .. } = &events[0] else { panic!() };
+        assert_eq!(slot.start, t(3));
+        assert_eq!(slot.end, t(4));
+        assert_eq!(*mode, Mode::Quick);
+    });
+    assert_eq!(pool.conference(&id(1)).unwrap().status_at(t(3)), Status::InProgress);
+}
+
+#[test]
+fn no_line_at_all_means_no_free_line() {
+    given(vec![]).when(&alice(), schedule(1, 1, 2)).then_expect_error(DomainError::NoFreeLine);
+}
+
+#[test]
+fn conference_numbers_are_unique_within_the_pool() {
+    let pool = given_lines(3)
+        .and(&alice(), schedule(1, 1, 2))
+        .and(&alice(), schedule(2, 1, 2))
+        .and(&alice(), schedule(3, 1, 2))
+        .pool;
+    let numbers: std::collections::HashSet<_> =
+        pool.conferences.values().map(|c| c.number.clone()).collect();
+    assert_eq!(numbers.len(), 3);
+}
+
+#[test]
+fn editing_into_a_free_slot_keeps_the_line_and_the_links() {
+    given_lines(2)
+        .and(&alice(), schedule(1, 1, 2))
+        .when(&alice(), edit(1, move_to(3, 4)))
+        .then_expect_events(|events| {
+            let Event::ConferenceEdited { line: l, line_changed, slot, .. } = &events[0] else {
+                panic!()
+            };
+            assert_eq!(*l, line(1));
+            assert!(!line_changed);
+            assert_eq!(slot.start, t(3));
+        });
+}
+
+#[test]
+fn editing_into_a_slot_busy_on_its_line_moves_it_to_another_line_and_flags_new_links() {
+    given_lines(2)
+        .and(&alice(), schedule(1, 1, 2))
+        .and(&alice(), schedule(2, 3, 4))
+        .when(&alice(), edit(1, move_to(3, 4)))
+        .then_expect_events(|events| {
+            let Event::ConferenceEdited { line: l, line_changed, .. } = &events[0] else { panic!() };
+            assert_eq!(*l, line(2));
+            assert!(line_changed);
+        });
+}
+
+#[test]
+fn editing_into_a_busy_slot_is_rejected_and_changes_nothing() {
+    let given = given_lines(1).and(&alice(), schedule(1, 1, 2)).and(&alice(), schedule(2, 3, 4));
+    let before = given.pool.clone();
+    let after = given.when(&alice(), edit(1, move_to(3, 5))).then_expect_error(DomainError::NoFreeLine);
+    assert_eq!(before, after);
+}
+
+#[test]
+fn editing_the_start_alone_keeps_the_length() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 3))
+        .when(&alice(), edit(1, ConferenceChanges { start: Some(t(5)), ..Default::default() }))
+        .then_expect_events(|events| {
+            let Event::ConferenceEdited { slot, .. } = &events[0] else { panic!() };
+            assert_eq!((slot.start, slot.end), (t(5), t(7)));
+        });
+}
+
+#[test]
+fn editing_into_more_than_24_hours_is_an_invalid_duration() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 2))
+        .when(&alice(), edit(1, move_to(1, 30)))
+        .then_expect_error(DomainError::InvalidDuration);
+}
+
+#[test]
+fn editing_an_in_progress_conference_is_an_invalid_state() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 3))
+        .at(t(2))
+        .when(&alice(), edit(1, move_to(4, 5)))
+        .then_expect_error(DomainError::invalid_state(Status::InProgress));
+}
+
+#[test]
+fn editing_with_a_stale_version_is_a_version_mismatch() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 2))
+        .when(
+            &alice(),
+            Command::EditConference {
+                conference: id(1),
+                changes: move_to(3, 4),
+                expected_version: Some(7),
+                rooms: RoomNonce::fixed(9),
+            },
+        )
+        .then_expect_error(DomainError::VersionMismatch { expected: 7, actual: 1 });
+}
+
+#[test]
+fn an_attendee_may_not_edit_and_a_stranger_may_not_know_the_conference() {
+    let given = given_lines(1).and(&alice(), schedule(1, 1, 2));
+    let pool = given.pool.clone();
+    given.when(&Actor::user("bob"), edit(1, move_to(3, 4))).then_expect_error(DomainError::Forbidden);
+    Given { pool, now: t(0) }
+        .when(&Actor::user("mallory"), edit(1, move_to(3, 4)))
+        .then_expect_error(DomainError::NotFound);
+}
+
+#[test]
+fn an_admin_may_edit_any_conference() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 2))
+        .when(&admin(), edit(1, move_to(3, 4)))
+        .then_expect_events(|events| assert_eq!(events.len(), 1));
+}
+
+#[test]
+fn an_edit_that_changes_nothing_records_nothing() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 2))
+        .when(&alice(), edit(1, move_to(1, 2)))
+        .then_expect_no_events();
+}
+
+#[test]
+fn cancelling_frees_the_whole_slot() {
+    let pool = given_lines(1)
+        .and(&alice(), schedule(1, 1, 3))
+        .when(&alice(), Command::CancelConference { conference: id(1), reason: Some("不需要".into()) })
+        .then_expect_events(|events| assert!(matches!(events[0], Event::ConferenceCancelled { .. })));
+    assert_eq!(pool.conference(&id(1)).unwrap().status_at(t(0)), Status::Cancelled);
+    Given { pool, now: t(0) }
+        .when(&alice(), schedule(2, 1, 3))
+        .then_expect_events(|events| assert_eq!(scheduled_line(events), line(1)));
+}
+
+#[test]
+fn cancelling_an_in_progress_conference_is_an_invalid_state() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 3))
+        .at(t(2))
+        .when(&alice(), Command::CancelConference { conference: id(1), reason: None })
+        .then_expect_error(DomainError::invalid_state(Status::InProgress));
+}
+
+#[test]
+fn ending_early_frees_the_rest_of_the_slot_and_shows_manually_ended() {
+    let pool = given_lines(1)
+        .and(&alice(), schedule(1, 1, 5))
+        .at(t(2))
+        .when(&alice(), Command::EndConferenceEarly { conference: id(1) })
+        .then_expect_events(|events| assert!(matches!(events[0], Event::ConferenceEndedEarly { .. })));
+    let conference = pool.conference(&id(1)).unwrap();
+    assert_eq!(conference.status_at(t(2)), Status::ManuallyEnded);
+    assert_eq!(conference.status_at(t(9)), Status::ManuallyEnded);
+    let given = Given { pool, now: t(2) };
+    let pool = given.pool.clone();
+    // The rest of the slot is free again…
+    given.when(&alice(), schedule(2, 2, 5)).then_expect_events(|events| {
+        assert_eq!(scheduled_line(events), line(1));
+    });
+    // …the part already used is not.
+    assert!(!pool.lines[0].is_free(&TimeSlot::new(t(1), t(2)).unwrap(), None));
+}
+
+#[test]
+fn ending_a_not_started_conference_early_is_an_invalid_state() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 3))
+        .when(&alice(), Command::EndConferenceEarly { conference: id(1) })
+        .then_expect_error(DomainError::invalid_state(Status::NotStarted));
+}
+
+#[test]
+fn a_conference_past_its_end_shows_ended_and_accepts_no_action() {
+    let given = given_lines(1).and(&alice(), schedule(1, 1, 2)).at(t(3));
+    assert_eq!(given.pool.conference(&id(1)).unwrap().status_at(t(3)), Status::Ended);
+    given
+        .when(&alice(), Command::InviteAttendees { conference: id(1), attendees: vec![user("carol")] })
+        .then_expect_error(DomainError::invalid_state(Status::Ended));
+}
+
+#[test]
+fn inviting_adds_only_new_attendees_and_is_allowed_in_progress() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 3))
+        .at(t(2))
+        .when(
+            &alice(),
+            Command::InviteAttendees { conference: id(1), attendees: vec![user("bob"), user("carol")] },
+        )
+        .then_expect_events(|events| {
+            let Event::AttendeesInvited { attendees, .. } = &events[0] else { panic!() };
+            assert_eq!(attendees, &vec![user("carol")]);
+        });
+}
+
+#[test]
+fn an_attendee_may_not_invite_cancel_or_end() {
+    let given = given_lines(1).and(&alice(), schedule(1, 1, 3));
+    let bob = Actor::user("bob");
+    let pool = given.pool.clone();
+    given
+        .when(&bob, Command::InviteAttendees { conference: id(1), attendees: vec![user("carol")] })
+        .then_expect_error(DomainError::Forbidden);
+    Given { pool: pool.clone(), now: t(0) }
+        .when(&bob, Command::CancelConference { conference: id(1), reason: None })
+        .then_expect_error(DomainError::Forbidden);
+    Given { pool, now: t(2) }
+        .when(&bob, Command::EndConferenceEarly { conference: id(1) })
+        .then_expect_error(DomainError::Forbidden);
+}
+
+#[test]
+fn joining_by_number_makes_the_caller_a_participant() {
+    let given = given_lines(1).and(&alice(), schedule(1, 1, 3));
+    let number = given.pool.conference(&id(1)).unwrap().number.clone();
+    let pool = given
+        .when(&Actor::user("dave"), Command::JoinConference { number: number.clone() })
+        .then_expect_events(|events| assert!(matches!(events[0], Event::ParticipantJoined { .. })));
+    assert!(pool.conference(&id(1)).unwrap().is_participant(&user("dave")));
+    Given { pool, now: t(0) }
+        .when(&Actor::user("dave"), Command::JoinConference { number })
+        .then_expect_no_events();
+}
+
+#[test]
+fn joining_an_unknown_or_finished_number_fails() {
+    let given = given_lines(1).and(&alice(), schedule(1, 1, 3));
+    let number = given.pool.conference(&id(1)).unwrap().number.clone();
+    let pool = given.pool.clone();
+    given
+        .when(&alice(), Command::JoinConference { number: ConferenceNumber::parse("000000000").unwrap() })
+        .then_expect_error(DomainError::NotFound);
+    Given { pool, now: t(4) }
+        .when(&Actor::user("dave"), Command::JoinConference { number })
+        .then_expect_error(DomainError::invalid_state(Status::Ended));
+}
+
+fn meeting() -> MeetingFacts {
+    MeetingFacts {
+        id: MeetingId::parse("m1").unwrap(),
+        subject: "季度评审".into(),
+        start: t(1),
+        end: t(2),
+        creator: user("alice"),
+        convener: user("bob"),
+        contact: user("carol"),
+        attendees: vec![user("dave"), user("erin")],
+        url: Some(RelatedLink::parse("https://oa.example.com/meetings/m1").unwrap()),
+    }
+}
+
+fn launch(n: u128) -> Command {
+    Command::LaunchFromMeeting {
+        conference: id(n),
+        meeting: meeting(),
+        subject: None,
+        start: None,
+        end: None,
+        timezone: TimeZoneName::default(),
+        rooms: RoomNonce::fixed(n),
+    }
+}
+
+#[test]
+fn the_creator_convener_or_contact_may_launch_from_a_meeting() {
+    for (n, who) in ["alice", "bob", "carol"].into_iter().enumerate() {
+        given_lines(1).when(&Actor::user(who), launch(n as u128)).then_expect_events(|events| {
+            let Event::ConferenceScheduled { source, subject, related_link, attendees, .. } =
+                &events[0]
+            else {
+                panic!()
+            };
+            assert_eq!(*source, Source::Meeting { id: MeetingId::parse("m1").unwrap() });
+            assert_eq!(subject.as_str(), "季度评审");
+            assert!(related_link.is_some());
+            assert!(attendees.contains(&user("dave")));
+        });
+    }
+}
+
+#[test]
+fn a_plain_attendee_or_an_admin_may_not_launch_from_a_meeting() {
+    given_lines(1).when(&Actor::user("dave"), launch(1)).then_expect_error(DomainError::Forbidden);
+    given_lines(1).when(&admin(), launch(1)).then_expect_error(DomainError::Forbidden);
+}
+
+#[test]
+fn a_meeting_has_at_most_one_active_conference() {
+    given_lines(2)
+        .and(&alice(), launch(1))
+        .when(&Actor::user("bob"), launch(2))
+        .then_expect_error(DomainError::ConferenceExists { conference_id: id(1) });
+}
+
+#[test]
+fn after_cancelling_a_meeting_may_launch_again() {
+    given_lines(1)
+        .and(&alice(), launch(1))
+        .and(&alice(), Command::CancelConference { conference: id(1), reason: None })
+        .when(&Actor::user("bob"), launch(2))
+        .then_expect_events(|events| assert_eq!(events.len(), 1));
+}
+
+fn chat() -> ChatFacts {
+    ChatFacts {
+        id: ChatId::parse("c1").unwrap(),
+        name: "项目群".into(),
+        members: vec![user("alice"), user("bob"), user("carol")],
+    }
+}
+
+fn from_chat(n: u128, who: Option<Vec<UserId>>) -> Command {
+    Command::LaunchFromChat {
+        conference: id(n),
+        chat: chat(),
+        subject: None,
+        attendees: who,
+        timezone: TimeZoneName::default(),
+        rooms: RoomNonce::fixed(n),
+    }
+}
+
+#[test]
+fn a_chat_member_starts_a_quick_conference_with_the_picked_members() {
+    given_lines(1)
+        .when(&alice(), from_chat(1, Some(vec![user("bob")])))
+        .then_expect_events(|events| {
+            let Event::ConferenceScheduled { mode, attendees, source, .. } = &events[0] else {
+                panic!()
+            };
+            assert_eq!(*mode, Mode::Quick);
+            assert_eq!(attendees, &vec![user("bob")]);
+            assert_eq!(*source, Source::Chat { id: ChatId::parse("c1").unwrap() });
+        });
+}
+
+#[test]
+fn a_chat_conference_by_default_invites_every_other_member() {
+    given_lines(1).when(&alice(), from_chat(1, None)).then_expect_events(|events| {
+        let Event::ConferenceScheduled { attendees, .. } = &events[0] else { panic!() };
+        assert_eq!(attendees, &vec![user("bob"), user("carol")]);
+    });
+}
+
+#[test]
+fn only_members_may_start_or_be_picked_in_a_chat_conference() {
+    given_lines(1).when(&Actor::user("mallory"), from_chat(1, None)).then_expect_error(DomainError::Forbidden);
+    given_lines(1)
+        .when(&alice(), from_chat(1, Some(vec![user("mallory")])))
+        .then_expect_error(DomainError::invalid_input("attendees"));
+}
+
+#[test]
+fn only_admins_manage_lines() {
+    given(vec![])
+        .when(
+            &alice(),
+            Command::AddLine { name: LineName::parse("Zoom 1").unwrap(), provider: ProviderKind::Zoom },
+        )
+        .then_expect_error(DomainError::Forbidden);
+}
+
+#[test]
+fn lines_get_sequential_ids() {
+    given_lines(2)
+        .when(
+            &admin(),
+            Command::AddLine { name: LineName::parse("Zoom 3").unwrap(), provider: ProviderKind::Zoom },
+        )
+        .then_expect_events(|events| {
+            assert!(matches!(&events[0], Event::LineAdded { line: l, .. } if *l == line(3)));
+        });
+}
+
+fn maintenance(n: u64) -> Command {
+    Command::StartLineMaintenance { line: line(n), rooms: RoomNonce::fixed(77) }
+}
+
+#[test]
+fn maintenance_moves_future_conferences_to_free_lines_and_strands_the_rest() {
+    let pool = given_lines(2)
+        .and(&alice(), schedule(1, 1, 2)) // line 1
+        .and(&alice(), schedule(2, 1, 2)) // line 2
+        .and(&alice(), schedule(3, 3, 4)) // line 1
+        .when(&admin(), maintenance(1))
+        .then_expect_events(|events| {
+            assert!(matches!(&events[0], Event::LineMaintenanceStarted { .. }));
+            assert!(matches!(&events[1], Event::ConferenceStranded { conference, .. } if *conference == id(1)));
+            assert!(matches!(&events[2], Event::ConferenceMovedToLine { conference, to, .. }
+                if *conference == id(3) && *to == line(2)));
+        });
+    assert!(pool.conference(&id(1)).unwrap().stranded);
+    assert_eq!(pool.conference(&id(3)).unwrap().line, line(2));
+    // A line in maintenance gets no new conferences.
+    Given { pool, now: t(0) }.when(&alice(), schedule(4, 5, 6)).then_expect_events(|events| {
+        assert_eq!(scheduled_line(events), line(2));
+    });
+}
+
+#[test]
+fn a_line_back_in_service_takes_conferences_again() {
+    given_lines(1)
+        .and(&admin(), maintenance(1))
+        .and(&admin(), Command::EndLineMaintenance { line: line(1) })
+        .when(&alice(), schedule(1, 1, 2))
+        .then_expect_events(|events| assert_eq!(scheduled_line(events), line(1)));
+}
+
+#[test]
+fn removing_a_line_with_future_conferences_is_refused() {
+    given_lines(1)
+        .and(&alice(), schedule(1, 1, 2))
+        .when(&admin(), Command::RemoveLine { line: line(1) })
+        .then_expect_error(DomainError::InvalidState { status: "line_holds_conferences".into() });
+}
+
+#[test]
+fn removing_an_idle_line_succeeds() {
+    let pool = given_lines(2)
+        .and(&alice(), schedule(1, 1, 2))
+        .at(t(3))
+        .when(&admin(), Command::RemoveLine { line: line(1) })
+        .then_expect_events(|events| assert!(matches!(events[0], Event::LineRemoved { .. })));
+    assert!(pool.line(&line(1)).is_none());
+}
+
+#[test]
+fn the_timer_records_start_and_end_once() {
+    let given = given_lines(1).and(&alice(), schedule(1, 1, 2)).at(t(3));
+    let pool = given
+        .when(&admin(), Command::RecordElapsedTime { conference: id(1) })
+        .then_expect_events(|events| {
+            assert!(matches!(events[0], Event::ConferenceStarted { .. }));
+            assert!(matches!(events[1], Event::ConferenceEnded { .. }));
+        });
+    Given { pool, now: t(3) }
+        .when(&admin(), Command::RecordElapsedTime { conference: id(1) })
+        .then_expect_no_events();
+}
+
+#[test]
+fn the_snapshot_round_trips_through_json() {
+    let pool = given_lines(2)
+        .and(&alice(), schedule(1, 1, 2))
+        .and(&alice(), launch(2))
+        .and(&admin(), maintenance(1))
+        .pool;
+    let json = serde_json::to_string(&pool).unwrap();
+    let back: LinePool = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, pool);
+}

@@ -1,0 +1,170 @@
+//! Random command sequences against a few lines. After every step: no overlap on any line,
+//! every slot at most 24 h, only legal status changes, and the pool rebuilt from its events
+//! equals the live one.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use meetline_domain::command::{ConferenceChanges, EndSpec};
+use meetline_domain::*;
+use proptest::prelude::*;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Schedule { start_quarter: i64, quarters: i64, who: usize },
+    Quick { who: usize },
+    Edit { target: usize, start_quarter: i64, quarters: i64, who: usize },
+    Invite { target: usize, who: usize },
+    Cancel { target: usize, who: usize },
+    EndEarly { target: usize, who: usize },
+    Join { target: usize, who: usize },
+    Maintenance { line: u64 },
+    BackInService { line: u64 },
+    RemoveLine { line: u64 },
+    AddLine,
+    Elapse { target: usize },
+    Wait { quarters: i64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0..200i64, 1..110i64, 0..3usize).prop_map(|(s, q, w)| Step::Schedule { start_quarter: s, quarters: q, who: w }),
+        1 => (0..3usize).prop_map(|w| Step::Quick { who: w }),
+        3 => (0..40usize, 0..200i64, 1..110i64, 0..3usize).prop_map(|(t, s, q, w)| Step::Edit { target: t, start_quarter: s, quarters: q, who: w }),
+        1 => (0..40usize, 0..4usize).prop_map(|(t, w)| Step::Invite { target: t, who: w }),
+        2 => (0..40usize, 0..3usize).prop_map(|(t, w)| Step::Cancel { target: t, who: w }),
+        2 => (0..40usize, 0..3usize).prop_map(|(t, w)| Step::EndEarly { target: t, who: w }),
+        1 => (0..40usize, 0..4usize).prop_map(|(t, w)| Step::Join { target: t, who: w }),
+        1 => (1..5u64).prop_map(|l| Step::Maintenance { line: l }),
+        1 => (1..5u64).prop_map(|l| Step::BackInService { line: l }),
+        1 => (1..5u64).prop_map(|l| Step::RemoveLine { line: l }),
+        1 => Just(Step::AddLine),
+        1 => (0..40usize).prop_map(|t| Step::Elapse { target: t }),
+        2 => (1..12i64).prop_map(|q| Step::Wait { quarters: q }),
+    ]
+}
+
+const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).unwrap()
+}
+
+fn quarter(n: i64) -> DateTime<Utc> {
+    t0() + Duration::minutes(15 * n)
+}
+
+fn legal(from: Status, to: Status) -> bool {
+    use Status::*;
+    from == to
+        || matches!(
+            (from, to),
+            (NotStarted, InProgress)
+                | (NotStarted, Ended)
+                | (NotStarted, Cancelled)
+                | (InProgress, Ended)
+                | (InProgress, ManuallyEnded)
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_command_sequences_keep_every_invariant(steps in prop::collection::vec(step(), 1..120)) {
+        let mut pool = LinePool::default();
+        let mut log: Vec<Event> = Vec::new();
+        let mut now = t0();
+        let mut created: Vec<ConferenceId> = Vec::new();
+        let admin = Actor::admin("root");
+        for n in 0..3 {
+            let events = pool.handle(&admin, &Command::AddLine {
+                name: LineName::parse(&format!("L{n}")).unwrap(), provider: ProviderKind::Builtin,
+            }, now).unwrap();
+            for event in &events { pool.apply(event); }
+            log.extend(events);
+        }
+        for (index, step) in steps.into_iter().enumerate() {
+            let rooms = RoomNonce::fixed(index as u128 + 1);
+            let target = |i: usize| created.get(i % created.len().max(1)).copied()
+                .unwrap_or(ConferenceId(Uuid::from_u128(u128::MAX)));
+            let (actor, command) = match step {
+                Step::Schedule { start_quarter, quarters, who } => {
+                    let id = ConferenceId(Uuid::from_u128(index as u128 + 1));
+                    let start = quarter(start_quarter);
+                    (Actor::user(USERS[who]), Command::ScheduleConference(ScheduleConference {
+                        conference: id, mode: Mode::Scheduled, subject: Subject::parse("s").unwrap(),
+                        start: Some(start), end: EndSpec::At(start + Duration::minutes(15 * quarters)),
+                        timezone: TimeZoneName::default(), host: None,
+                        attendees: vec![UserId::parse(USERS[(who + 1) % 4]).unwrap()],
+                        related_link: None, rooms,
+                    }))
+                }
+                Step::Quick { who } => {
+                    let id = ConferenceId(Uuid::from_u128(index as u128 + 1));
+                    (Actor::user(USERS[who]), Command::ScheduleConference(ScheduleConference {
+                        conference: id, mode: Mode::Quick, subject: Subject::parse("q").unwrap(),
+                        start: None, end: EndSpec::After(Duration::minutes(30)),
+                        timezone: TimeZoneName::default(), host: None, attendees: vec![],
+                        related_link: None, rooms,
+                    }))
+                }
+                Step::Edit { target: i, start_quarter, quarters, who } => {
+                    let start = quarter(start_quarter);
+                    (Actor::user(USERS[who]), Command::EditConference {
+                        conference: target(i),
+                        changes: ConferenceChanges {
+                            start: Some(start),
+                            end: Some(EndSpec::At(start + Duration::minutes(15 * quarters))),
+                            ..ConferenceChanges::default()
+                        },
+                        expected_version: None, rooms,
+                    })
+                }
+                Step::Invite { target: i, who } => (Actor::user(USERS[0]), Command::InviteAttendees {
+                    conference: target(i), attendees: vec![UserId::parse(USERS[who]).unwrap()],
+                }),
+                Step::Cancel { target: i, who } => (Actor::user(USERS[who]), Command::CancelConference { conference: target(i), reason: None }),
+                Step::EndEarly { target: i, who } => (Actor::user(USERS[who]), Command::EndConferenceEarly { conference: target(i) }),
+                Step::Join { target: i, who } => {
+                    let Some(number) = pool.conference(&target(i)).map(|c| c.number.clone()) else { continue };
+                    (Actor::user(USERS[who]), Command::JoinConference { number })
+                }
+                Step::Maintenance { line } => (admin.clone(), Command::StartLineMaintenance { line: LineId::parse(&format!("line-{line}")).unwrap(), rooms }),
+                Step::BackInService { line } => (admin.clone(), Command::EndLineMaintenance { line: LineId::parse(&format!("line-{line}")).unwrap() }),
+                Step::RemoveLine { line } => (admin.clone(), Command::RemoveLine { line: LineId::parse(&format!("line-{line}")).unwrap() }),
+                Step::AddLine => (admin.clone(), Command::AddLine { name: LineName::parse("extra").unwrap(), provider: ProviderKind::Builtin }),
+                Step::Elapse { target: i } => (admin.clone(), Command::RecordElapsedTime { conference: target(i) }),
+                Step::Wait { quarters } => { now += Duration::minutes(15 * quarters); continue; }
+            };
+            let before: HashMap<ConferenceId, Status> =
+                pool.conferences.values().map(|c| (c.id, c.status_at(now))).collect();
+            let Ok(events) = pool.handle(&actor, &command, now) else { continue };
+            for event in &events {
+                if let Event::ConferenceScheduled { conference, .. } = event { created.push(*conference); }
+                pool.apply(event);
+            }
+            log.extend(events);
+
+            prop_assert!(pool.overlapping_bookings().is_empty(), "overlap after {command:?}");
+            for conference in pool.conferences.values() {
+                prop_assert!(conference.slot.end - conference.slot.start <= Duration::hours(24));
+                prop_assert!(conference.slot.end > conference.slot.start);
+                if let Some(was) = before.get(&conference.id) {
+                    let is = conference.status_at(now);
+                    prop_assert!(legal(*was, is), "{was:?} -> {is:?} by {command:?}");
+                }
+                // Every conference that still needs its line holds a booking on it.
+                if matches!(conference.status_at(now), Status::NotStarted | Status::InProgress) {
+                    let booked = pool.line(&conference.line).is_some_and(|line| {
+                        line.bookings.get(&conference.slot.start).is_some_and(|b| b.conference == conference.id)
+                    });
+                    prop_assert!(booked, "{:?} lost its booking", conference.id);
+                }
+            }
+            let rebuilt = LinePool::from_events(&log);
+            prop_assert_eq!(&rebuilt, &pool);
+        }
+    }
+}
