@@ -36,10 +36,14 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn invalid_input(field: &str) -> Self {
-        Self::InvalidInput { field: field.to_owned() }
+        Self::InvalidInput {
+            field: field.to_owned(),
+        }
     }
 
     pub fn invalid_state(status: Status) -> Self {
-        Self::InvalidState { status: status.as_str().to_owned() }
+        Self::InvalidState {
+            status: status.as_str().to_owned(),
+        }
     }
 }

@@ -104,10 +104,14 @@ impl Conference {
     fn booking_slot(&self) -> Option<TimeSlot> {
         match self.status {
             Status::Cancelled => None,
-            Status::ManuallyEnded => self
-                .ended_at
-                .filter(|at| *at > self.slot.start)
-                .map(|at| TimeSlot { start: self.slot.start, end: at }),
+            Status::ManuallyEnded => {
+                self.ended_at
+                    .filter(|at| *at > self.slot.start)
+                    .map(|at| TimeSlot {
+                        start: self.slot.start,
+                        end: at,
+                    })
+            }
             _ => Some(self.slot),
         }
     }
@@ -149,11 +153,17 @@ impl LinePool {
     }
 
     pub fn conference_by_number(&self, number: &ConferenceNumber) -> Option<&Conference> {
-        self.numbers.get(number).and_then(|id| self.conferences.get(id))
+        self.numbers
+            .get(number)
+            .and_then(|id| self.conferences.get(id))
     }
 
     /// The first active line (in the order lines were added) on which `slot` is free.
-    pub fn first_free_line(&self, slot: &TimeSlot, ignoring: Option<ConferenceId>) -> Option<&Line> {
+    pub fn first_free_line(
+        &self,
+        slot: &TimeSlot,
+        ignoring: Option<ConferenceId>,
+    ) -> Option<&Line> {
         self.lines
             .iter()
             .find(|line| line.status == LineStatus::Active && line.is_free(slot, ignoring))
@@ -184,7 +194,10 @@ impl LinePool {
                 if current.name == *name {
                     return Ok(vec![]);
                 }
-                Ok(vec![Event::LineRenamed { line: line.clone(), name: name.clone() }])
+                Ok(vec![Event::LineRenamed {
+                    line: line.clone(),
+                    name: name.clone(),
+                }])
             }
             Command::StartLineMaintenance { line, rooms } => {
                 require_admin(actor)?;
@@ -233,22 +246,33 @@ impl LinePool {
                 rooms,
                 now,
             ),
-            Command::LaunchFromChat { conference, chat, subject, attendees, timezone, rooms } => {
-                self.launch_from_chat(
-                    actor,
-                    *conference,
-                    chat,
-                    subject.clone(),
-                    attendees.as_deref(),
-                    timezone,
-                    rooms,
-                    now,
-                )
-            }
-            Command::EditConference { conference, changes, expected_version, rooms } => {
-                self.edit(actor, *conference, changes, *expected_version, rooms, now)
-            }
-            Command::InviteAttendees { conference, attendees } => {
+            Command::LaunchFromChat {
+                conference,
+                chat,
+                subject,
+                attendees,
+                timezone,
+                rooms,
+            } => self.launch_from_chat(
+                actor,
+                *conference,
+                chat,
+                subject.clone(),
+                attendees.as_deref(),
+                timezone,
+                rooms,
+                now,
+            ),
+            Command::EditConference {
+                conference,
+                changes,
+                expected_version,
+                rooms,
+            } => self.edit(actor, *conference, changes, *expected_version, rooms, now),
+            Command::InviteAttendees {
+                conference,
+                attendees,
+            } => {
                 let current = self.managed_conference(actor, conference)?;
                 let status = current.status_at(now);
                 if !matches!(status, Status::NotStarted | Status::InProgress) {
@@ -263,10 +287,15 @@ impl LinePool {
                 if new.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![Event::AttendeesInvited { conference: *conference, attendees: new }])
+                Ok(vec![Event::AttendeesInvited {
+                    conference: *conference,
+                    attendees: new,
+                }])
             }
             Command::JoinConference { number } => {
-                let current = self.conference_by_number(number).ok_or(DomainError::NotFound)?;
+                let current = self
+                    .conference_by_number(number)
+                    .ok_or(DomainError::NotFound)?;
                 let status = current.status_at(now);
                 if !matches!(status, Status::NotStarted | Status::InProgress) {
                     return Err(DomainError::invalid_state(status));
@@ -285,7 +314,10 @@ impl LinePool {
                 if status != Status::NotStarted {
                     return Err(DomainError::invalid_state(status));
                 }
-                let reason = reason.as_deref().map(str::trim).filter(|text| !text.is_empty());
+                let reason = reason
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|text| !text.is_empty());
                 if reason.is_some_and(|text| text.chars().count() > 500) {
                     return Err(DomainError::invalid_input("reason"));
                 }
@@ -301,10 +333,16 @@ impl LinePool {
                 if status != Status::InProgress {
                     return Err(DomainError::invalid_state(status));
                 }
-                Ok(vec![Event::ConferenceEndedEarly { conference: *conference, at: now }])
+                Ok(vec![Event::ConferenceEndedEarly {
+                    conference: *conference,
+                    at: now,
+                }])
             }
             Command::RecordElapsedTime { conference } => {
-                let current = self.conferences.get(conference).ok_or(DomainError::NotFound)?;
+                let current = self
+                    .conferences
+                    .get(conference)
+                    .ok_or(DomainError::NotFound)?;
                 let mut events = Vec::new();
                 if current.status == Status::NotStarted && now >= current.slot.start {
                     events.push(Event::ConferenceStarted {
@@ -358,7 +396,9 @@ impl LinePool {
     ) -> Result<Vec<Event>, DomainError> {
         let start = match command.mode {
             Mode::Quick => now,
-            Mode::Scheduled => command.start.ok_or_else(|| DomainError::invalid_input("start"))?,
+            Mode::Scheduled => command
+                .start
+                .ok_or_else(|| DomainError::invalid_input("start"))?,
         };
         let slot = TimeSlot::new(start, command.end.resolve(start))?;
         if command.mode == Mode::Scheduled && is_too_early(slot.start, now) {
@@ -387,7 +427,11 @@ impl LinePool {
         actor: &Actor,
         conference: ConferenceId,
         meeting: &MeetingFacts,
-        (subject, start, end): (Option<Subject>, Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+        (subject, start, end): (
+            Option<Subject>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        ),
         timezone: &TimeZoneName,
         rooms: &RoomNonce,
         now: DateTime<Utc>,
@@ -401,10 +445,15 @@ impl LinePool {
             .get(&meeting.id)
             .and_then(|id| self.conferences.get(id))
             .filter(|existing| {
-                matches!(existing.status_at(now), Status::NotStarted | Status::InProgress)
+                matches!(
+                    existing.status_at(now),
+                    Status::NotStarted | Status::InProgress
+                )
             })
         {
-            return Err(DomainError::ConferenceExists { conference_id: existing.id });
+            return Err(DomainError::ConferenceExists {
+                conference_id: existing.id,
+            });
         }
         let subject = match subject {
             Some(subject) => subject,
@@ -413,8 +462,11 @@ impl LinePool {
         let start = start.unwrap_or(meeting.start);
         let end = end.unwrap_or(meeting.end);
         // A meeting already under way gets a conference that starts now.
-        let (mode, start) =
-            if start <= now { (Mode::Quick, now) } else { (Mode::Scheduled, start) };
+        let (mode, start) = if start <= now {
+            (Mode::Quick, now)
+        } else {
+            (Mode::Scheduled, start)
+        };
         let slot = TimeSlot::new(start, end)?;
         let host = actor.user.clone();
         self.book(NewConference {
@@ -427,7 +479,9 @@ impl LinePool {
             host,
             creator: actor.user.clone(),
             related_link: meeting.url.clone(),
-            source: Source::Meeting { id: meeting.id.clone() },
+            source: Source::Meeting {
+                id: meeting.id.clone(),
+            },
             rooms,
             now,
         })
@@ -472,7 +526,9 @@ impl LinePool {
             host: actor.user.clone(),
             creator: actor.user.clone(),
             related_link: None,
-            source: Source::Chat { id: chat.id.clone() },
+            source: Source::Chat {
+                id: chat.id.clone(),
+            },
             rooms,
             now,
         })
@@ -480,9 +536,13 @@ impl LinePool {
 
     fn book(&self, new: NewConference<'_>) -> Result<Vec<Event>, DomainError> {
         if self.conferences.contains_key(&new.id) {
-            return Err(DomainError::InvalidState { status: "exists".to_owned() });
+            return Err(DomainError::InvalidState {
+                status: "exists".to_owned(),
+            });
         }
-        let line = self.first_free_line(&new.slot, None).ok_or(DomainError::NoFreeLine)?;
+        let line = self
+            .first_free_line(&new.slot, None)
+            .ok_or(DomainError::NoFreeLine)?;
         Ok(vec![Event::ConferenceScheduled {
             conference: new.id,
             number: ConferenceNumber::from_sequence(self.conferences_issued + 1),
@@ -514,7 +574,10 @@ impl LinePool {
         if let Some(expected) = expected_version
             && expected != current.version
         {
-            return Err(DomainError::VersionMismatch { expected, actual: current.version });
+            return Err(DomainError::VersionMismatch {
+                expected,
+                actual: current.version,
+            });
         }
         let status = current.status_at(now);
         if status != Status::NotStarted {
@@ -537,15 +600,23 @@ impl LinePool {
         let (line, room) = if keeps_line {
             (current.line.clone(), current.room.clone())
         } else {
-            let line = self.first_free_line(&slot, Some(id)).ok_or(DomainError::NoFreeLine)?;
+            let line = self
+                .first_free_line(&slot, Some(id))
+                .ok_or(DomainError::NoFreeLine)?;
             (line.id.clone(), RoomName::derive(rooms, 0))
         };
         let attendees = match &changes.attendees {
             Some(attendees) => attendees_without(attendees, &current.host),
             None => current.attendees.clone(),
         };
-        let subject = changes.subject.clone().unwrap_or_else(|| current.subject.clone());
-        let timezone = changes.timezone.clone().unwrap_or_else(|| current.timezone.clone());
+        let subject = changes
+            .subject
+            .clone()
+            .unwrap_or_else(|| current.subject.clone());
+        let timezone = changes
+            .timezone
+            .clone()
+            .unwrap_or_else(|| current.timezone.clone());
         let related_link = match &changes.related_link {
             Some(link) => link.clone(),
             None => current.related_link.clone(),
@@ -582,7 +653,9 @@ impl LinePool {
         if line.status == LineStatus::Maintenance {
             return Ok(vec![]);
         }
-        let mut events = vec![Event::LineMaintenanceStarted { line: line_id.clone() }];
+        let mut events = vec![Event::LineMaintenanceStarted {
+            line: line_id.clone(),
+        }];
         // Decide each move against the pool as the earlier moves leave it.
         let mut scratch = self.clone();
         scratch.apply(&events[0]);
@@ -601,7 +674,10 @@ impl LinePool {
                     to: target.id.clone(),
                     room: RoomName::derive(rooms, index),
                 },
-                None => Event::ConferenceStranded { conference: conference.id, line: line_id.clone() },
+                None => Event::ConferenceStranded {
+                    conference: conference.id,
+                    line: line_id.clone(),
+                },
             };
             scratch.apply(&event);
             events.push(event);
@@ -618,7 +694,11 @@ impl LinePool {
             conference.version += 1;
         }
         match event {
-            Event::LineAdded { line, name, provider } => {
+            Event::LineAdded {
+                line,
+                name,
+                provider,
+            } => {
                 self.lines_added += 1;
                 self.lines.push(Line {
                     id: line.clone(),
@@ -665,7 +745,11 @@ impl LinePool {
                 if let Source::Meeting { id } = source {
                     self.meeting_conferences.insert(id.clone(), *conference);
                 }
-                let status = if *mode == Mode::Quick { Status::InProgress } else { Status::NotStarted };
+                let status = if *mode == Mode::Quick {
+                    Status::InProgress
+                } else {
+                    Status::NotStarted
+                };
                 self.conferences.insert(
                     *conference,
                     Conference {
@@ -704,7 +788,9 @@ impl LinePool {
                 room,
                 ..
             } => {
-                let Some(current) = self.conferences.get_mut(conference) else { return };
+                let Some(current) = self.conferences.get_mut(conference) else {
+                    return;
+                };
                 let (old_line, old_slot) = (current.line.clone(), current.slot);
                 current.subject = subject.clone();
                 current.slot = *slot;
@@ -719,7 +805,10 @@ impl LinePool {
                 self.unbook(&old_line, old_slot.start, *conference);
                 self.book_on(line, *slot, *conference);
             }
-            Event::AttendeesInvited { conference, attendees } => {
+            Event::AttendeesInvited {
+                conference,
+                attendees,
+            } => {
                 if let Some(current) = self.conferences.get_mut(conference) {
                     current.attendees.extend(attendees.iter().cloned());
                 }
@@ -730,18 +819,25 @@ impl LinePool {
                 }
             }
             Event::ConferenceCancelled { conference, at, .. } => {
-                let Some(current) = self.conferences.get_mut(conference) else { return };
+                let Some(current) = self.conferences.get_mut(conference) else {
+                    return;
+                };
                 current.status = Status::Cancelled;
                 current.cancelled_at = Some(*at);
                 let (line, start) = (current.line.clone(), current.slot.start);
                 self.unbook(&line, start, *conference);
             }
             Event::ConferenceEndedEarly { conference, at } => {
-                let Some(current) = self.conferences.get_mut(conference) else { return };
+                let Some(current) = self.conferences.get_mut(conference) else {
+                    return;
+                };
                 current.status = Status::ManuallyEnded;
                 current.ended_at = Some(*at);
-                let (line, start, booking) =
-                    (current.line.clone(), current.slot.start, current.booking_slot());
+                let (line, start, booking) = (
+                    current.line.clone(),
+                    current.slot.start,
+                    current.booking_slot(),
+                );
                 self.unbook(&line, start, *conference);
                 if let Some(slot) = booking {
                     self.book_on(&line, slot, *conference);
@@ -758,8 +854,15 @@ impl LinePool {
                     current.ended_at = Some(*at);
                 }
             }
-            Event::ConferenceMovedToLine { conference, from, to, room } => {
-                let Some(current) = self.conferences.get_mut(conference) else { return };
+            Event::ConferenceMovedToLine {
+                conference,
+                from,
+                to,
+                room,
+            } => {
+                let Some(current) = self.conferences.get_mut(conference) else {
+                    return;
+                };
                 current.line = to.clone();
                 current.room = room.clone();
                 current.stranded = false;
@@ -777,13 +880,22 @@ impl LinePool {
 
     fn book_on(&mut self, line: &LineId, slot: TimeSlot, conference: ConferenceId) {
         if let Some(line) = self.line_mut(line) {
-            line.bookings.insert(slot.start, Booking { end: slot.end, conference });
+            line.bookings.insert(
+                slot.start,
+                Booking {
+                    end: slot.end,
+                    conference,
+                },
+            );
         }
     }
 
     fn unbook(&mut self, line: &LineId, start: DateTime<Utc>, conference: ConferenceId) {
         if let Some(line) = self.line_mut(line)
-            && line.bookings.get(&start).is_some_and(|booking| booking.conference == conference)
+            && line
+                .bookings
+                .get(&start)
+                .is_some_and(|booking| booking.conference == conference)
         {
             line.bookings.remove(&start);
         }
@@ -824,7 +936,11 @@ struct NewConference<'a> {
 }
 
 fn require_admin(actor: &Actor) -> Result<(), DomainError> {
-    if actor.admin { Ok(()) } else { Err(DomainError::Forbidden) }
+    if actor.admin {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden)
+    }
 }
 
 fn is_too_early(start: DateTime<Utc>, now: DateTime<Utc>) -> bool {

@@ -76,7 +76,11 @@ pub struct Snapshot {
 pub enum StoreError {
     /// Someone else appended first: the stream is at `actual`, not `expected`.
     #[error("version conflict on {stream}: expected {expected}, actual {actual}")]
-    Conflict { stream: String, expected: u64, actual: u64 },
+    Conflict {
+        stream: String,
+        expected: u64,
+        actual: u64,
+    },
     /// The store could not be reached or failed; the operation may be retried.
     #[error("event store unavailable: {0}")]
     Unavailable(String),
@@ -115,8 +119,11 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Up to `limit` events of all streams with position > `after`, in position order, never
     /// skipping an event that commits later with a lower position.
-    async fn read_all(&self, after: Position, limit: usize)
-    -> Result<Vec<RecordedEvent>, StoreError>;
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The highest position readable now.
     async fn head_position(&self) -> Result<Position, StoreError>;

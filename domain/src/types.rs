@@ -104,7 +104,10 @@ impl ConferenceNumber {
     /// # Errors
     /// `DomainError::InvalidInput` (field `number`) unless the text is nine ASCII digits.
     pub fn parse(text: &str) -> Result<Self, DomainError> {
-        let trimmed: String = text.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+        let trimmed: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
         if trimmed.len() == 9 && trimmed.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Self(trimmed))
         } else {
@@ -242,10 +245,16 @@ pub struct Actor {
 
 impl Actor {
     pub fn user(id: &str) -> Self {
-        Self { user: UserId::parse(id).expect("valid user id"), admin: false }
+        Self {
+            user: UserId::parse(id).expect("valid user id"),
+            admin: false,
+        }
     }
     pub fn admin(id: &str) -> Self {
-        Self { user: UserId::parse(id).expect("valid user id"), admin: true }
+        Self {
+            user: UserId::parse(id).expect("valid user id"),
+            admin: true,
+        }
     }
 }
 
@@ -275,7 +284,9 @@ impl RoomNonce {
     /// `DomainError::InvalidInput` (field `room_nonce`) unless 32–64 lowercase hex digits.
     pub fn parse(text: &str) -> Result<Self, DomainError> {
         if (32..=64).contains(&text.len())
-            && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             Ok(Self(text.to_owned()))
         } else {
@@ -457,7 +468,10 @@ mod tests {
             TimeSlot::new(start, start + Duration::hours(24) + Duration::seconds(1)),
             Err(DomainError::InvalidDuration)
         );
-        assert_eq!(TimeSlot::new(start, start), Err(DomainError::InvalidDuration));
+        assert_eq!(
+            TimeSlot::new(start, start),
+            Err(DomainError::InvalidDuration)
+        );
     }
 
     #[test]
@@ -469,6 +483,9 @@ mod tests {
         assert!(TimeZoneName::parse("Mars/Olympus").is_err());
         assert!(RelatedLink::parse("https://oa.example.com/m/1").is_ok());
         assert!(RelatedLink::parse("javascript:alert(1)").is_err());
-        assert_eq!(ConferenceNumber::parse("482 913 057").unwrap().as_str(), "482913057");
+        assert_eq!(
+            ConferenceNumber::parse("482 913 057").unwrap().as_str(),
+            "482913057"
+        );
     }
 }

@@ -28,7 +28,10 @@ struct Given {
 }
 
 fn given(events: Vec<Event>) -> Given {
-    Given { pool: LinePool::from_events(&events), now: t(0) }
+    Given {
+        pool: LinePool::from_events(&events),
+        now: t(0),
+    }
 }
 
 fn given_lines(count: u64) -> Given {
@@ -53,7 +56,10 @@ impl Given {
 
     /// Runs `command` for a precondition, applying its events.
     fn and(mut self, actor: &Actor, command: Command) -> Self {
-        let events = self.pool.handle(actor, &command, self.now).expect("precondition accepted");
+        let events = self
+            .pool
+            .handle(actor, &command, self.now)
+            .expect("precondition accepted");
         for event in &events {
             self.pool.apply(event);
         }
@@ -62,7 +68,10 @@ impl Given {
 
     fn when(self, actor: &Actor, command: Command) -> Then {
         let result = self.pool.handle(actor, &command, self.now);
-        Then { pool: self.pool, result }
+        Then {
+            pool: self.pool,
+            result,
+        }
     }
 }
 
@@ -181,19 +190,25 @@ fn back_to_back_conferences_share_a_line() {
 
 #[test]
 fn a_conference_longer_than_24_hours_is_an_invalid_duration() {
-    given_lines(1).when(&alice(), schedule(1, 1, 26)).then_expect_error(DomainError::InvalidDuration);
+    given_lines(1)
+        .when(&alice(), schedule(1, 1, 26))
+        .then_expect_error(DomainError::InvalidDuration);
 }
 
 #[test]
 fn an_end_before_the_start_is_an_invalid_duration() {
-    given_lines(1).when(&alice(), schedule(1, 3, 2)).then_expect_error(DomainError::InvalidDuration);
+    given_lines(1)
+        .when(&alice(), schedule(1, 3, 2))
+        .then_expect_error(DomainError::InvalidDuration);
 }
 
 #[test]
 fn exactly_24_hours_is_allowed() {
-    given_lines(1).when(&alice(), schedule(1, 1, 25)).then_expect_events(|events| {
-        assert_eq!(events.len(), 1);
-    });
+    given_lines(1)
+        .when(&alice(), schedule(1, 1, 25))
+        .then_expect_events(|events| {
+            assert_eq!(events.len(), 1);
+        });
 }
 
 #[test]
@@ -206,18 +221,28 @@ fn a_scheduled_start_in_the_past_is_invalid() {
 
 #[test]
 fn a_quick_conference_starts_now_and_is_in_progress() {
-    let pool = given_lines(1).at(t(3)).when(&alice(), quick(1)).then_expect_events(|events| {
-        let Event::ConferenceScheduled { slot, mode, .. } = &events[0] else { panic!() };
-        assert_eq!(slot.start, t(3));
-        assert_eq!(slot.end, t(4));
-        assert_eq!(*mode, Mode::Quick);
-    });
-    assert_eq!(pool.conference(&id(1)).unwrap().status_at(t(3)), Status::InProgress);
+    let pool = given_lines(1)
+        .at(t(3))
+        .when(&alice(), quick(1))
+        .then_expect_events(|events| {
+            let Event::ConferenceScheduled { slot, mode, .. } = &events[0] else {
+                panic!()
+            };
+            assert_eq!(slot.start, t(3));
+            assert_eq!(slot.end, t(4));
+            assert_eq!(*mode, Mode::Quick);
+        });
+    assert_eq!(
+        pool.conference(&id(1)).unwrap().status_at(t(3)),
+        Status::InProgress
+    );
 }
 
 #[test]
 fn no_line_at_all_means_no_free_line() {
-    given(vec![]).when(&alice(), schedule(1, 1, 2)).then_expect_error(DomainError::NoFreeLine);
+    given(vec![])
+        .when(&alice(), schedule(1, 1, 2))
+        .then_expect_error(DomainError::NoFreeLine);
 }
 
 #[test]
@@ -227,8 +252,11 @@ fn conference_numbers_are_unique_within_the_pool() {
         .and(&alice(), schedule(2, 1, 2))
         .and(&alice(), schedule(3, 1, 2))
         .pool;
-    let numbers: std::collections::HashSet<_> =
-        pool.conferences.values().map(|c| c.number.clone()).collect();
+    let numbers: std::collections::HashSet<_> = pool
+        .conferences
+        .values()
+        .map(|c| c.number.clone())
+        .collect();
     assert_eq!(numbers.len(), 3);
 }
 
@@ -238,7 +266,13 @@ fn editing_into_a_free_slot_keeps_the_line_and_the_links() {
         .and(&alice(), schedule(1, 1, 2))
         .when(&alice(), edit(1, move_to(3, 4)))
         .then_expect_events(|events| {
-            let Event::ConferenceEdited { line: l, line_changed, slot, .. } = &events[0] else {
+            let Event::ConferenceEdited {
+                line: l,
+                line_changed,
+                slot,
+                ..
+            } = &events[0]
+            else {
                 panic!()
             };
             assert_eq!(*l, line(1));
@@ -254,7 +288,14 @@ fn editing_into_a_slot_busy_on_its_line_moves_it_to_another_line_and_flags_new_l
         .and(&alice(), schedule(2, 3, 4))
         .when(&alice(), edit(1, move_to(3, 4)))
         .then_expect_events(|events| {
-            let Event::ConferenceEdited { line: l, line_changed, .. } = &events[0] else { panic!() };
+            let Event::ConferenceEdited {
+                line: l,
+                line_changed,
+                ..
+            } = &events[0]
+            else {
+                panic!()
+            };
             assert_eq!(*l, line(2));
             assert!(line_changed);
         });
@@ -262,9 +303,13 @@ fn editing_into_a_slot_busy_on_its_line_moves_it_to_another_line_and_flags_new_l
 
 #[test]
 fn editing_into_a_busy_slot_is_rejected_and_changes_nothing() {
-    let given = given_lines(1).and(&alice(), schedule(1, 1, 2)).and(&alice(), schedule(2, 3, 4));
+    let given = given_lines(1)
+        .and(&alice(), schedule(1, 1, 2))
+        .and(&alice(), schedule(2, 3, 4));
     let before = given.pool.clone();
-    let after = given.when(&alice(), edit(1, move_to(3, 5))).then_expect_error(DomainError::NoFreeLine);
+    let after = given
+        .when(&alice(), edit(1, move_to(3, 5)))
+        .then_expect_error(DomainError::NoFreeLine);
     assert_eq!(before, after);
 }
 
@@ -272,9 +317,20 @@ fn editing_into_a_busy_slot_is_rejected_and_changes_nothing() {
 fn editing_the_start_alone_keeps_the_length() {
     given_lines(1)
         .and(&alice(), schedule(1, 1, 3))
-        .when(&alice(), edit(1, ConferenceChanges { start: Some(t(5)), ..Default::default() }))
+        .when(
+            &alice(),
+            edit(
+                1,
+                ConferenceChanges {
+                    start: Some(t(5)),
+                    ..Default::default()
+                },
+            ),
+        )
         .then_expect_events(|events| {
-            let Event::ConferenceEdited { slot, .. } = &events[0] else { panic!() };
+            let Event::ConferenceEdited { slot, .. } = &events[0] else {
+                panic!()
+            };
             assert_eq!((slot.start, slot.end), (t(5), t(7)));
         });
 }
@@ -309,14 +365,19 @@ fn editing_with_a_stale_version_is_a_version_mismatch() {
                 rooms: RoomNonce::fixed(9),
             },
         )
-        .then_expect_error(DomainError::VersionMismatch { expected: 7, actual: 1 });
+        .then_expect_error(DomainError::VersionMismatch {
+            expected: 7,
+            actual: 1,
+        });
 }
 
 #[test]
 fn an_attendee_may_not_edit_and_a_stranger_may_not_know_the_conference() {
     let given = given_lines(1).and(&alice(), schedule(1, 1, 2));
     let pool = given.pool.clone();
-    given.when(&Actor::user("bob"), edit(1, move_to(3, 4))).then_expect_error(DomainError::Forbidden);
+    given
+        .when(&Actor::user("bob"), edit(1, move_to(3, 4)))
+        .then_expect_error(DomainError::Forbidden);
     Given { pool, now: t(0) }
         .when(&Actor::user("mallory"), edit(1, move_to(3, 4)))
         .then_expect_error(DomainError::NotFound);
@@ -342,9 +403,20 @@ fn an_edit_that_changes_nothing_records_nothing() {
 fn cancelling_frees_the_whole_slot() {
     let pool = given_lines(1)
         .and(&alice(), schedule(1, 1, 3))
-        .when(&alice(), Command::CancelConference { conference: id(1), reason: Some("不需要".into()) })
-        .then_expect_events(|events| assert!(matches!(events[0], Event::ConferenceCancelled { .. })));
-    assert_eq!(pool.conference(&id(1)).unwrap().status_at(t(0)), Status::Cancelled);
+        .when(
+            &alice(),
+            Command::CancelConference {
+                conference: id(1),
+                reason: Some("不需要".into()),
+            },
+        )
+        .then_expect_events(|events| {
+            assert!(matches!(events[0], Event::ConferenceCancelled { .. }))
+        });
+    assert_eq!(
+        pool.conference(&id(1)).unwrap().status_at(t(0)),
+        Status::Cancelled
+    );
     Given { pool, now: t(0) }
         .when(&alice(), schedule(2, 1, 3))
         .then_expect_events(|events| assert_eq!(scheduled_line(events), line(1)));
@@ -355,7 +427,13 @@ fn cancelling_an_in_progress_conference_is_an_invalid_state() {
     given_lines(1)
         .and(&alice(), schedule(1, 1, 3))
         .at(t(2))
-        .when(&alice(), Command::CancelConference { conference: id(1), reason: None })
+        .when(
+            &alice(),
+            Command::CancelConference {
+                conference: id(1),
+                reason: None,
+            },
+        )
         .then_expect_error(DomainError::invalid_state(Status::InProgress));
 }
 
@@ -365,16 +443,20 @@ fn ending_early_frees_the_rest_of_the_slot_and_shows_manually_ended() {
         .and(&alice(), schedule(1, 1, 5))
         .at(t(2))
         .when(&alice(), Command::EndConferenceEarly { conference: id(1) })
-        .then_expect_events(|events| assert!(matches!(events[0], Event::ConferenceEndedEarly { .. })));
+        .then_expect_events(|events| {
+            assert!(matches!(events[0], Event::ConferenceEndedEarly { .. }))
+        });
     let conference = pool.conference(&id(1)).unwrap();
     assert_eq!(conference.status_at(t(2)), Status::ManuallyEnded);
     assert_eq!(conference.status_at(t(9)), Status::ManuallyEnded);
     let given = Given { pool, now: t(2) };
     let pool = given.pool.clone();
     // The rest of the slot is free again…
-    given.when(&alice(), schedule(2, 2, 5)).then_expect_events(|events| {
-        assert_eq!(scheduled_line(events), line(1));
-    });
+    given
+        .when(&alice(), schedule(2, 2, 5))
+        .then_expect_events(|events| {
+            assert_eq!(scheduled_line(events), line(1));
+        });
     // …the part already used is not.
     assert!(!pool.lines[0].is_free(&TimeSlot::new(t(1), t(2)).unwrap(), None));
 }
@@ -390,9 +472,18 @@ fn ending_a_not_started_conference_early_is_an_invalid_state() {
 #[test]
 fn a_conference_past_its_end_shows_ended_and_accepts_no_action() {
     let given = given_lines(1).and(&alice(), schedule(1, 1, 2)).at(t(3));
-    assert_eq!(given.pool.conference(&id(1)).unwrap().status_at(t(3)), Status::Ended);
+    assert_eq!(
+        given.pool.conference(&id(1)).unwrap().status_at(t(3)),
+        Status::Ended
+    );
     given
-        .when(&alice(), Command::InviteAttendees { conference: id(1), attendees: vec![user("carol")] })
+        .when(
+            &alice(),
+            Command::InviteAttendees {
+                conference: id(1),
+                attendees: vec![user("carol")],
+            },
+        )
         .then_expect_error(DomainError::invalid_state(Status::Ended));
 }
 
@@ -403,10 +494,15 @@ fn inviting_adds_only_new_attendees_and_is_allowed_in_progress() {
         .at(t(2))
         .when(
             &alice(),
-            Command::InviteAttendees { conference: id(1), attendees: vec![user("bob"), user("carol")] },
+            Command::InviteAttendees {
+                conference: id(1),
+                attendees: vec![user("bob"), user("carol")],
+            },
         )
         .then_expect_events(|events| {
-            let Event::AttendeesInvited { attendees, .. } = &events[0] else { panic!() };
+            let Event::AttendeesInvited { attendees, .. } = &events[0] else {
+                panic!()
+            };
             assert_eq!(attendees, &vec![user("carol")]);
         });
 }
@@ -417,11 +513,26 @@ fn an_attendee_may_not_invite_cancel_or_end() {
     let bob = Actor::user("bob");
     let pool = given.pool.clone();
     given
-        .when(&bob, Command::InviteAttendees { conference: id(1), attendees: vec![user("carol")] })
+        .when(
+            &bob,
+            Command::InviteAttendees {
+                conference: id(1),
+                attendees: vec![user("carol")],
+            },
+        )
         .then_expect_error(DomainError::Forbidden);
-    Given { pool: pool.clone(), now: t(0) }
-        .when(&bob, Command::CancelConference { conference: id(1), reason: None })
-        .then_expect_error(DomainError::Forbidden);
+    Given {
+        pool: pool.clone(),
+        now: t(0),
+    }
+    .when(
+        &bob,
+        Command::CancelConference {
+            conference: id(1),
+            reason: None,
+        },
+    )
+    .then_expect_error(DomainError::Forbidden);
     Given { pool, now: t(2) }
         .when(&bob, Command::EndConferenceEarly { conference: id(1) })
         .then_expect_error(DomainError::Forbidden);
@@ -432,9 +543,18 @@ fn joining_by_number_makes_the_caller_a_participant() {
     let given = given_lines(1).and(&alice(), schedule(1, 1, 3));
     let number = given.pool.conference(&id(1)).unwrap().number.clone();
     let pool = given
-        .when(&Actor::user("dave"), Command::JoinConference { number: number.clone() })
+        .when(
+            &Actor::user("dave"),
+            Command::JoinConference {
+                number: number.clone(),
+            },
+        )
         .then_expect_events(|events| assert!(matches!(events[0], Event::ParticipantJoined { .. })));
-    assert!(pool.conference(&id(1)).unwrap().is_participant(&user("dave")));
+    assert!(
+        pool.conference(&id(1))
+            .unwrap()
+            .is_participant(&user("dave"))
+    );
     Given { pool, now: t(0) }
         .when(&Actor::user("dave"), Command::JoinConference { number })
         .then_expect_no_events();
@@ -446,7 +566,12 @@ fn joining_an_unknown_or_finished_number_fails() {
     let number = given.pool.conference(&id(1)).unwrap().number.clone();
     let pool = given.pool.clone();
     given
-        .when(&alice(), Command::JoinConference { number: ConferenceNumber::parse("000000000").unwrap() })
+        .when(
+            &alice(),
+            Command::JoinConference {
+                number: ConferenceNumber::parse("000000000").unwrap(),
+            },
+        )
         .then_expect_error(DomainError::NotFound);
     Given { pool, now: t(4) }
         .when(&Actor::user("dave"), Command::JoinConference { number })
@@ -482,24 +607,40 @@ fn launch(n: u128) -> Command {
 #[test]
 fn the_creator_convener_or_contact_may_launch_from_a_meeting() {
     for (n, who) in ["alice", "bob", "carol"].into_iter().enumerate() {
-        given_lines(1).when(&Actor::user(who), launch(n as u128)).then_expect_events(|events| {
-            let Event::ConferenceScheduled { source, subject, related_link, attendees, .. } =
-                &events[0]
-            else {
-                panic!()
-            };
-            assert_eq!(*source, Source::Meeting { id: MeetingId::parse("m1").unwrap() });
-            assert_eq!(subject.as_str(), "季度评审");
-            assert!(related_link.is_some());
-            assert!(attendees.contains(&user("dave")));
-        });
+        given_lines(1)
+            .when(&Actor::user(who), launch(n as u128))
+            .then_expect_events(|events| {
+                let Event::ConferenceScheduled {
+                    source,
+                    subject,
+                    related_link,
+                    attendees,
+                    ..
+                } = &events[0]
+                else {
+                    panic!()
+                };
+                assert_eq!(
+                    *source,
+                    Source::Meeting {
+                        id: MeetingId::parse("m1").unwrap()
+                    }
+                );
+                assert_eq!(subject.as_str(), "季度评审");
+                assert!(related_link.is_some());
+                assert!(attendees.contains(&user("dave")));
+            });
     }
 }
 
 #[test]
 fn a_plain_attendee_or_an_admin_may_not_launch_from_a_meeting() {
-    given_lines(1).when(&Actor::user("dave"), launch(1)).then_expect_error(DomainError::Forbidden);
-    given_lines(1).when(&admin(), launch(1)).then_expect_error(DomainError::Forbidden);
+    given_lines(1)
+        .when(&Actor::user("dave"), launch(1))
+        .then_expect_error(DomainError::Forbidden);
+    given_lines(1)
+        .when(&admin(), launch(1))
+        .then_expect_error(DomainError::Forbidden);
 }
 
 #[test]
@@ -507,14 +648,22 @@ fn a_meeting_has_at_most_one_active_conference() {
     given_lines(2)
         .and(&alice(), launch(1))
         .when(&Actor::user("bob"), launch(2))
-        .then_expect_error(DomainError::ConferenceExists { conference_id: id(1) });
+        .then_expect_error(DomainError::ConferenceExists {
+            conference_id: id(1),
+        });
 }
 
 #[test]
 fn after_cancelling_a_meeting_may_launch_again() {
     given_lines(1)
         .and(&alice(), launch(1))
-        .and(&alice(), Command::CancelConference { conference: id(1), reason: None })
+        .and(
+            &alice(),
+            Command::CancelConference {
+                conference: id(1),
+                reason: None,
+            },
+        )
         .when(&Actor::user("bob"), launch(2))
         .then_expect_events(|events| assert_eq!(events.len(), 1));
 }
@@ -543,26 +692,43 @@ fn a_chat_member_starts_a_quick_conference_with_the_picked_members() {
     given_lines(1)
         .when(&alice(), from_chat(1, Some(vec![user("bob")])))
         .then_expect_events(|events| {
-            let Event::ConferenceScheduled { mode, attendees, source, .. } = &events[0] else {
+            let Event::ConferenceScheduled {
+                mode,
+                attendees,
+                source,
+                ..
+            } = &events[0]
+            else {
                 panic!()
             };
             assert_eq!(*mode, Mode::Quick);
             assert_eq!(attendees, &vec![user("bob")]);
-            assert_eq!(*source, Source::Chat { id: ChatId::parse("c1").unwrap() });
+            assert_eq!(
+                *source,
+                Source::Chat {
+                    id: ChatId::parse("c1").unwrap()
+                }
+            );
         });
 }
 
 #[test]
 fn a_chat_conference_by_default_invites_every_other_member() {
-    given_lines(1).when(&alice(), from_chat(1, None)).then_expect_events(|events| {
-        let Event::ConferenceScheduled { attendees, .. } = &events[0] else { panic!() };
-        assert_eq!(attendees, &vec![user("bob"), user("carol")]);
-    });
+    given_lines(1)
+        .when(&alice(), from_chat(1, None))
+        .then_expect_events(|events| {
+            let Event::ConferenceScheduled { attendees, .. } = &events[0] else {
+                panic!()
+            };
+            assert_eq!(attendees, &vec![user("bob"), user("carol")]);
+        });
 }
 
 #[test]
 fn only_members_may_start_or_be_picked_in_a_chat_conference() {
-    given_lines(1).when(&Actor::user("mallory"), from_chat(1, None)).then_expect_error(DomainError::Forbidden);
+    given_lines(1)
+        .when(&Actor::user("mallory"), from_chat(1, None))
+        .then_expect_error(DomainError::Forbidden);
     given_lines(1)
         .when(&alice(), from_chat(1, Some(vec![user("mallory")])))
         .then_expect_error(DomainError::invalid_input("attendees"));
@@ -573,7 +739,10 @@ fn only_admins_manage_lines() {
     given(vec![])
         .when(
             &alice(),
-            Command::AddLine { name: LineName::parse("Zoom 1").unwrap(), provider: ProviderKind::Zoom },
+            Command::AddLine {
+                name: LineName::parse("Zoom 1").unwrap(),
+                provider: ProviderKind::Zoom,
+            },
         )
         .then_expect_error(DomainError::Forbidden);
 }
@@ -583,7 +752,10 @@ fn lines_get_sequential_ids() {
     given_lines(2)
         .when(
             &admin(),
-            Command::AddLine { name: LineName::parse("Zoom 3").unwrap(), provider: ProviderKind::Zoom },
+            Command::AddLine {
+                name: LineName::parse("Zoom 3").unwrap(),
+                provider: ProviderKind::Zoom,
+            },
         )
         .then_expect_events(|events| {
             assert!(matches!(&events[0], Event::LineAdded { line: l, .. } if *l == line(3)));
@@ -591,7 +763,10 @@ fn lines_get_sequential_ids() {
 }
 
 fn maintenance(n: u64) -> Command {
-    Command::StartLineMaintenance { line: line(n), rooms: RoomNonce::fixed(77) }
+    Command::StartLineMaintenance {
+        line: line(n),
+        rooms: RoomNonce::fixed(77),
+    }
 }
 
 #[test]
@@ -610,9 +785,11 @@ fn maintenance_moves_future_conferences_to_free_lines_and_strands_the_rest() {
     assert!(pool.conference(&id(1)).unwrap().stranded);
     assert_eq!(pool.conference(&id(3)).unwrap().line, line(2));
     // A line in maintenance gets no new conferences.
-    Given { pool, now: t(0) }.when(&alice(), schedule(4, 5, 6)).then_expect_events(|events| {
-        assert_eq!(scheduled_line(events), line(2));
-    });
+    Given { pool, now: t(0) }
+        .when(&alice(), schedule(4, 5, 6))
+        .then_expect_events(|events| {
+            assert_eq!(scheduled_line(events), line(2));
+        });
 }
 
 #[test]
@@ -629,7 +806,9 @@ fn removing_a_line_with_future_conferences_is_refused() {
     given_lines(1)
         .and(&alice(), schedule(1, 1, 2))
         .when(&admin(), Command::RemoveLine { line: line(1) })
-        .then_expect_error(DomainError::InvalidState { status: "line_holds_conferences".into() });
+        .then_expect_error(DomainError::InvalidState {
+            status: "line_holds_conferences".into(),
+        });
 }
 
 #[test]

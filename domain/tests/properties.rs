@@ -12,19 +12,52 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 enum Step {
-    Schedule { start_quarter: i64, quarters: i64, who: usize },
-    Quick { who: usize },
-    Edit { target: usize, start_quarter: i64, quarters: i64, who: usize },
-    Invite { target: usize, who: usize },
-    Cancel { target: usize, who: usize },
-    EndEarly { target: usize, who: usize },
-    Join { target: usize, who: usize },
-    Maintenance { line: u64 },
-    BackInService { line: u64 },
-    RemoveLine { line: u64 },
+    Schedule {
+        start_quarter: i64,
+        quarters: i64,
+        who: usize,
+    },
+    Quick {
+        who: usize,
+    },
+    Edit {
+        target: usize,
+        start_quarter: i64,
+        quarters: i64,
+        who: usize,
+    },
+    Invite {
+        target: usize,
+        who: usize,
+    },
+    Cancel {
+        target: usize,
+        who: usize,
+    },
+    EndEarly {
+        target: usize,
+        who: usize,
+    },
+    Join {
+        target: usize,
+        who: usize,
+    },
+    Maintenance {
+        line: u64,
+    },
+    BackInService {
+        line: u64,
+    },
+    RemoveLine {
+        line: u64,
+    },
     AddLine,
-    Elapse { target: usize },
-    Wait { quarters: i64 },
+    Elapse {
+        target: usize,
+    },
+    Wait {
+        quarters: i64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {

@@ -1,0 +1,235 @@
+//! The directory: facts the OA suite owns and meetline only looks up — users, meetings with their
+//! roles, chats with their members. Written through the admin `PUT /api/v1/directory/...`
+//! endpoints, kept in plain tables (not events: meetline is not their source of truth).
+
+use async_trait::async_trait;
+use meetline_domain::command::{ChatFacts, MeetingFacts};
+use meetline_domain::ports::StoreError;
+use meetline_domain::types::{ChatId, MeetingId, TenantId, TimeZoneName, UserId};
+use serde::{Deserialize, Serialize};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::sqlite::{Database, unavailable};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryUser {
+    pub id: UserId,
+    pub name: String,
+    pub email: Option<String>,
+    pub timezone: Option<TimeZoneName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKind {
+    Single,
+    Group,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryChat {
+    pub kind: ChatKind,
+    #[serde(flatten)]
+    pub facts: ChatFacts,
+}
+
+/// The directory port.
+#[async_trait]
+pub trait Directory: Send + Sync + 'static {
+    async fn put_user(&self, tenant: &TenantId, user: &DirectoryUser) -> Result<(), StoreError>;
+    async fn users(&self, tenant: &TenantId) -> Result<Vec<DirectoryUser>, StoreError>;
+    /// Which of `ids` are not users of the tenant.
+    async fn unknown_users(
+        &self,
+        tenant: &TenantId,
+        ids: &[UserId],
+    ) -> Result<Vec<UserId>, StoreError>;
+    async fn put_meeting(
+        &self,
+        tenant: &TenantId,
+        meeting: &MeetingFacts,
+    ) -> Result<(), StoreError>;
+    async fn meeting(
+        &self,
+        tenant: &TenantId,
+        id: &MeetingId,
+    ) -> Result<Option<MeetingFacts>, StoreError>;
+    async fn meetings(&self, tenant: &TenantId) -> Result<Vec<MeetingFacts>, StoreError>;
+    async fn put_chat(&self, tenant: &TenantId, chat: &DirectoryChat) -> Result<(), StoreError>;
+    async fn chat(
+        &self,
+        tenant: &TenantId,
+        id: &ChatId,
+    ) -> Result<Option<DirectoryChat>, StoreError>;
+    async fn chats(&self, tenant: &TenantId) -> Result<Vec<DirectoryChat>, StoreError>;
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS directory_users (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (tenant, id)
+);
+CREATE TABLE IF NOT EXISTS directory_meetings (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (tenant, id)
+);
+CREATE TABLE IF NOT EXISTS directory_chats (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (tenant, id)
+);
+"#;
+
+#[derive(Debug, Clone)]
+pub struct SqliteDirectory {
+    db: Database,
+}
+
+impl SqliteDirectory {
+    /// # Errors
+    /// When the tables cannot be created.
+    pub async fn new(db: Database) -> Result<Self, StoreError> {
+        sqlx::raw_sql(SCHEMA)
+            .execute(&db.writer)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self { db })
+    }
+
+    async fn put(
+        &self,
+        table: &str,
+        tenant: &TenantId,
+        id: &str,
+        data: String,
+    ) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table} (tenant, id, data) VALUES (?, ?, ?) \
+             ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data"
+        )))
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(data)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let data: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT data FROM {table} WHERE tenant = ? AND id = ?"
+        )))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        data.map(|data| decode(&data)).transpose()
+    }
+
+    async fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        tenant: &TenantId,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT data FROM {table} WHERE tenant = ? ORDER BY id"
+        )))
+        .bind(tenant.as_str())
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(|row| decode(row.get("data"))).collect()
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, StoreError> {
+    serde_json::from_str(data).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+fn encode<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("directory entries serialize")
+}
+
+#[async_trait]
+impl Directory for SqliteDirectory {
+    async fn put_user(&self, tenant: &TenantId, user: &DirectoryUser) -> Result<(), StoreError> {
+        self.put("directory_users", tenant, user.id.as_str(), encode(user))
+            .await
+    }
+
+    async fn users(&self, tenant: &TenantId) -> Result<Vec<DirectoryUser>, StoreError> {
+        self.all("directory_users", tenant).await
+    }
+
+    async fn unknown_users(
+        &self,
+        tenant: &TenantId,
+        ids: &[UserId],
+    ) -> Result<Vec<UserId>, StoreError> {
+        let mut unknown = Vec::new();
+        for id in ids {
+            let known: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM directory_users WHERE tenant = ? AND id = ?")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .fetch_optional(&self.db.reader)
+                    .await
+                    .map_err(unavailable)?;
+            if known.is_none() && !unknown.contains(id) {
+                unknown.push(id.clone());
+            }
+        }
+        Ok(unknown)
+    }
+
+    async fn put_meeting(
+        &self,
+        tenant: &TenantId,
+        meeting: &MeetingFacts,
+    ) -> Result<(), StoreError> {
+        self.put(
+            "directory_meetings",
+            tenant,
+            meeting.id.as_str(),
+            encode(meeting),
+        )
+        .await
+    }
+
+    async fn meeting(
+        &self,
+        tenant: &TenantId,
+        id: &MeetingId,
+    ) -> Result<Option<MeetingFacts>, StoreError> {
+        self.get("directory_meetings", tenant, id.as_str()).await
+    }
+
+    async fn meetings(&self, tenant: &TenantId) -> Result<Vec<MeetingFacts>, StoreError> {
+        self.all("directory_meetings", tenant).await
+    }
+
+    async fn put_chat(&self, tenant: &TenantId, chat: &DirectoryChat) -> Result<(), StoreError> {
+        self.put(
+            "directory_chats",
+            tenant,
+            chat.facts.id.as_str(),
+            encode(chat),
+        )
+        .await
+    }
+
+    async fn chat(
+        &self,
+        tenant: &TenantId,
+        id: &ChatId,
+    ) -> Result<Option<DirectoryChat>, StoreError> {
+        self.get("directory_chats", tenant, id.as_str()).await
+    }
+
+    async fn chats(&self, tenant: &TenantId) -> Result<Vec<DirectoryChat>, StoreError> {
+        self.all("directory_chats", tenant).await
+    }
+}

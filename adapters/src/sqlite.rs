@@ -1,0 +1,391 @@
+//! The embedded store: one SQLite file in WAL mode holding the events, snapshots, the directory
+//! and (via `meetline-projections`) the read models.
+//!
+//! SQLite allows one writer at a time. Rather than let connections race for the write lock, the
+//! process has exactly **one writer connection** (a pool of size 1) through which every write
+//! goes — event appends, projection batches, directory updates — and a pool of readers that never
+//! block it (WAL). Appends are therefore serialized, so global positions are assigned and
+//! committed in the same order: a reader can never see position P+1 before P.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use meetline_domain::event::Event;
+use meetline_domain::ports::{
+    Appended, CommandRecord, EventMetadata, EventStore, NewEvent, Position, RecordedEvent,
+    Snapshot, StoreError,
+};
+use meetline_domain::types::ConferenceId;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    position        INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream          TEXT    NOT NULL,
+    version         INTEGER NOT NULL,
+    event_id        TEXT    NOT NULL UNIQUE,
+    event_type      TEXT    NOT NULL,
+    schema_version  INTEGER NOT NULL,
+    conference_id   TEXT,
+    command_id      TEXT    NOT NULL,
+    correlation_id  TEXT    NOT NULL,
+    causation_id    TEXT,
+    actor           TEXT    NOT NULL,
+    recorded_at     TEXT    NOT NULL,
+    data            TEXT    NOT NULL,
+    UNIQUE (stream, version)
+);
+CREATE INDEX IF NOT EXISTS events_by_conference ON events (conference_id, position)
+    WHERE conference_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_command ON events (stream, command_id);
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream   TEXT PRIMARY KEY,
+    version  INTEGER NOT NULL,
+    schema   INTEGER NOT NULL,
+    data     TEXT    NOT NULL
+);
+"#;
+
+/// The SQLite file: one writer connection and a pool of readers.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub writer: SqlitePool,
+    pub reader: SqlitePool,
+}
+
+impl Database {
+    /// Opens (creating if needed) `path` in WAL mode with `synchronous=FULL`: an acknowledged
+    /// write survives a power cut.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or the schema cannot be created.
+    pub async fn open(path: &Path) -> Result<Self, sqlx::Error> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    /// A fresh database in a new file under the system's temporary folder (tests, benchmarks).
+    ///
+    /// # Errors
+    /// When the file cannot be created.
+    pub async fn temporary() -> Result<Self, sqlx::Error> {
+        let folder = std::env::temp_dir().join(format!("meetline-test-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&folder).map_err(sqlx::Error::Io)?;
+        Self::open(&folder.join("meetline.db")).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        Ok(Self { writer, reader })
+    }
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// # Errors
+/// `StoreError::Corrupt` when the text is not RFC 3339.
+pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| StoreError::Corrupt(format!("timestamp {text:?}: {error}")))
+}
+
+pub fn unavailable(error: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+/// `SqliteEventStore`: the event store port on the embedded database.
+#[derive(Debug)]
+pub struct SqliteEventStore {
+    db: Database,
+    head: watch::Sender<Position>,
+}
+
+impl SqliteEventStore {
+    /// # Errors
+    /// When the head position cannot be read.
+    pub async fn new(db: Database) -> Result<Self, StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&db.reader)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self {
+            db,
+            head: watch::Sender::new(head as Position),
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    async fn insert(
+        transaction: &mut Transaction<'_, Sqlite>,
+        stream: &str,
+        version: u64,
+        new: &NewEvent,
+    ) -> Result<Position, sqlx::Error> {
+        let meta = &new.metadata;
+        let position: i64 = sqlx::query_scalar(
+            "INSERT INTO events (stream, version, event_id, event_type, schema_version, \
+             conference_id, command_id, correlation_id, causation_id, actor, recorded_at, data) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
+        )
+        .bind(stream)
+        .bind(version as i64)
+        .bind(meta.event_id.to_string())
+        .bind(new.event.type_name())
+        .bind(meta.schema_version as i64)
+        .bind(new.event.conference().map(|id| id.to_string()))
+        .bind(meta.command_id.to_string())
+        .bind(meta.correlation_id.to_string())
+        .bind(meta.causation_id.map(|id| id.to_string()))
+        .bind(&meta.actor)
+        .bind(timestamp(meta.recorded_at))
+        .bind(new.event.to_json())
+        .fetch_one(&mut **transaction)
+        .await?;
+        Ok(position as Position)
+    }
+}
+
+const SELECT_EVENTS: &str = "SELECT position, stream, version, event_id, event_type, \
+    schema_version, command_id, correlation_id, causation_id, actor, recorded_at, data FROM events";
+
+fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|error| StoreError::Corrupt(format!("uuid {text:?}: {error}")))
+}
+
+fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let event_type: String = row.get("event_type");
+    let schema_version: i64 = row.get("schema_version");
+    let data: String = row.get("data");
+    let event = Event::from_stored(&event_type, schema_version as u32, &data)
+        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    let causation: Option<String> = row.get("causation_id");
+    Ok(RecordedEvent {
+        position: row.get::<i64, _>("position") as Position,
+        stream: row.get("stream"),
+        version: row.get::<i64, _>("version") as u64,
+        event,
+        metadata: EventMetadata {
+            event_id: parse_uuid(row.get("event_id"))?,
+            command_id: parse_uuid(row.get("command_id"))?,
+            correlation_id: parse_uuid(row.get("correlation_id"))?,
+            causation_id: causation.as_deref().map(parse_uuid).transpose()?,
+            actor: row.get("actor"),
+            recorded_at: parse_timestamp(row.get("recorded_at"))?,
+            schema_version: schema_version as u32,
+        },
+    })
+}
+
+fn decode_all(rows: &[SqliteRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter().map(decode).collect()
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, StoreError> {
+        let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
+        let actual: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?")
+                .bind(stream)
+                .fetch_one(&mut *transaction)
+                .await
+                .map_err(unavailable)?;
+        if actual as u64 != expected_version {
+            return Err(StoreError::Conflict {
+                stream: stream.to_owned(),
+                expected: expected_version,
+                actual: actual as u64,
+            });
+        }
+        if events.is_empty() {
+            let head = *self.head.borrow();
+            return Ok(Appended {
+                first_position: head,
+                last_position: head,
+                version: actual as u64,
+            });
+        }
+        let mut positions = Vec::with_capacity(events.len());
+        for (offset, new) in events.iter().enumerate() {
+            let version = expected_version + 1 + offset as u64;
+            let position = Self::insert(&mut transaction, stream, version, new)
+                .await
+                .map_err(|error| match &error {
+                    sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+                        stream: stream.to_owned(),
+                        expected: expected_version,
+                        actual: expected_version + 1,
+                    },
+                    _ => unavailable(error),
+                })?;
+            positions.push(position);
+        }
+        transaction.commit().await.map_err(unavailable)?;
+        let last = *positions.last().expect("non-empty");
+        self.head.send_if_modified(|head| {
+            let moved = last > *head;
+            *head = (*head).max(last);
+            moved
+        });
+        Ok(Appended {
+            first_position: positions[0],
+            last_position: last,
+            version: expected_version + events.len() as u64,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE stream = ? AND version > ? ORDER BY version"
+        )))
+        .bind(stream)
+        .bind(after_version as i64)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        decode_all(&rows)
+    }
+
+    async fn read_tagged(
+        &self,
+        stream: &str,
+        conference: ConferenceId,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE conference_id = ? AND stream = ? ORDER BY position"
+        )))
+        .bind(conference.to_string())
+        .bind(stream)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        decode_all(&rows)
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE position > ? ORDER BY position LIMIT ?"
+        )))
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        decode_all(&rows)
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        Ok(*self.head.borrow())
+    }
+
+    async fn wait_for_events(&self, after: Position) {
+        let mut receiver = self.head.subscribe();
+        // The sender lives as long as `self`, so this only ends when the head moves.
+        let _ = receiver.wait_for(|head| *head > after).await;
+    }
+
+    async fn find_command(
+        &self,
+        stream: &str,
+        command_id: Uuid,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MAX(position) AS last, MIN(recorded_at) AS at, MAX(conference_id) AS conference \
+             FROM events WHERE stream = ? AND command_id = ?",
+        )
+        .bind(stream)
+        .bind(command_id.to_string())
+        .fetch_one(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        let Some(last) = row.get::<Option<i64>, _>("last") else {
+            return Ok(None);
+        };
+        let conference: Option<String> = row.get("conference");
+        Ok(Some(CommandRecord {
+            conference: conference
+                .as_deref()
+                .map(parse_uuid)
+                .transpose()?
+                .map(ConferenceId),
+            last_position: last as Position,
+            recorded_at: parse_timestamp(row.get("at"))?,
+        }))
+    }
+
+    async fn save_snapshot(&self, stream: &str, snapshot: &Snapshot) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshots (stream, version, schema, data) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (stream) DO UPDATE SET version = excluded.version, \
+             schema = excluded.schema, data = excluded.data WHERE excluded.version > snapshots.version",
+        )
+        .bind(stream)
+        .bind(snapshot.version as i64)
+        .bind(snapshot.schema as i64)
+        .bind(&snapshot.data)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query("SELECT version, schema, data FROM snapshots WHERE stream = ?")
+            .bind(stream)
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(|row| Snapshot {
+            version: row.get::<i64, _>("version") as u64,
+            schema: row.get::<i64, _>("schema") as u32,
+            data: row.get("data"),
+        }))
+    }
+}

@@ -1,0 +1,251 @@
+//! One conformance suite for every `EventStore` adapter: appends, conflicts, tags, ordering,
+//! snapshots, wake-ups and command look-ups (idempotency). Each check takes a fresh store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use meetline_adapters::sqlite::{Database, SqliteEventStore};
+use meetline_domain::ports::{EventMetadata, EventStore, NewEvent, Snapshot, StoreError};
+use meetline_domain::*;
+use uuid::Uuid;
+
+fn meta(command: Uuid) -> EventMetadata {
+    EventMetadata {
+        event_id: Uuid::new_v4(),
+        command_id: command,
+        correlation_id: command,
+        causation_id: None,
+        actor: "alice".into(),
+        recorded_at: DateTime::<Utc>::from_timestamp(1_767_225_600, 123_456_000).unwrap(),
+        schema_version: EVENT_SCHEMA_VERSION,
+    }
+}
+
+fn line_added(n: u64) -> NewEvent {
+    NewEvent {
+        event: Event::LineAdded {
+            line: LineId::parse(&format!("line-{n}")).unwrap(),
+            name: LineName::parse("L").unwrap(),
+            provider: ProviderKind::Builtin,
+        },
+        metadata: meta(Uuid::new_v4()),
+    }
+}
+
+fn joined(conference: ConferenceId, command: Uuid) -> NewEvent {
+    NewEvent {
+        event: Event::ParticipantJoined {
+            conference,
+            user: UserId::parse("bob").unwrap(),
+        },
+        metadata: meta(command),
+    }
+}
+
+async fn appends_with_expected_version_and_reads_back_in_order(store: Arc<dyn EventStore>) {
+    let first = store
+        .append("pool-a", 0, &[line_added(1), line_added(2)])
+        .await
+        .unwrap();
+    assert_eq!(first.version, 2);
+    assert_eq!(first.last_position, first.first_position + 1);
+    let second = store.append("pool-a", 2, &[line_added(3)]).await.unwrap();
+    assert_eq!(second.version, 3);
+    assert!(second.first_position > first.last_position);
+    let events = store.read_stream("pool-a", 0).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(store.read_stream("pool-a", 2).await.unwrap().len(), 1);
+    let stored = &events[0];
+    assert_eq!(stored.metadata.recorded_at, meta(Uuid::nil()).recorded_at);
+    assert_eq!(stored.metadata.actor, "alice");
+    assert!(matches!(stored.event, Event::LineAdded { .. }));
+}
+
+async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: Arc<dyn EventStore>) {
+    store.append("pool-a", 0, &[line_added(1)]).await.unwrap();
+    let error = store
+        .append("pool-a", 0, &[line_added(2)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let error = store
+        .append("pool-a", 5, &[line_added(2)])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }));
+    assert_eq!(store.read_stream("pool-a", 0).await.unwrap().len(), 1);
+}
+
+async fn concurrent_appends_at_one_version_let_exactly_one_win(store: Arc<dyn EventStore>) {
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.append("pool-race", 0, &[line_added(n)]).await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(store.read_stream("pool-race", 0).await.unwrap().len(), 1);
+}
+
+async fn streams_are_independent_and_global_reads_are_ordered(store: Arc<dyn EventStore>) {
+    store.append("pool-a", 0, &[line_added(1)]).await.unwrap();
+    store
+        .append("pool-b", 0, &[line_added(1), line_added(2)])
+        .await
+        .unwrap();
+    store.append("pool-a", 1, &[line_added(2)]).await.unwrap();
+    let all = store.read_all(0, 100).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(
+        all.windows(2)
+            .all(|pair| pair[0].position < pair[1].position)
+    );
+    assert_eq!(
+        all.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>(),
+        ["pool-a", "pool-b", "pool-b", "pool-a"]
+    );
+    let page = store.read_all(all[0].position, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![all[1].position, all[2].position]
+    );
+    assert_eq!(store.head_position().await.unwrap(), all[3].position);
+}
+
+async fn a_conferences_events_are_read_by_tag(store: Arc<dyn EventStore>) {
+    let one = ConferenceId(Uuid::from_u128(1));
+    let two = ConferenceId(Uuid::from_u128(2));
+    store
+        .append(
+            "pool-a",
+            0,
+            &[
+                line_added(1),
+                joined(one, Uuid::new_v4()),
+                joined(two, Uuid::new_v4()),
+                joined(one, Uuid::new_v4()),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .append("pool-b", 0, &[joined(one, Uuid::new_v4())])
+        .await
+        .unwrap();
+    let tagged = store.read_tagged("pool-a", one).await.unwrap();
+    assert_eq!(tagged.len(), 2);
+    assert!(tagged.iter().all(|e| e.event.conference() == Some(one)));
+    assert!(tagged[0].position < tagged[1].position);
+}
+
+async fn snapshots_keep_the_newest_version(store: Arc<dyn EventStore>) {
+    assert_eq!(store.load_snapshot("pool-a").await.unwrap(), None);
+    let snapshot = |version| Snapshot {
+        version,
+        schema: 1,
+        data: format!("{{\"v\":{version}}}"),
+    };
+    store.save_snapshot("pool-a", &snapshot(10)).await.unwrap();
+    store.save_snapshot("pool-a", &snapshot(20)).await.unwrap();
+    store.save_snapshot("pool-a", &snapshot(15)).await.unwrap();
+    assert_eq!(
+        store.load_snapshot("pool-a").await.unwrap(),
+        Some(snapshot(20))
+    );
+}
+
+async fn a_waiter_wakes_when_events_arrive(store: Arc<dyn EventStore>) {
+    let head = store.head_position().await.unwrap();
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_for_events(head).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished());
+    store.append("pool-a", 0, &[line_added(1)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("woken")
+        .unwrap();
+}
+
+async fn a_command_is_found_by_its_id(store: Arc<dyn EventStore>) {
+    let command = Uuid::new_v4();
+    let conference = ConferenceId(Uuid::from_u128(7));
+    assert_eq!(store.find_command("pool-a", command).await.unwrap(), None);
+    let appended = store
+        .append(
+            "pool-a",
+            0,
+            &[joined(conference, command), joined(conference, command)],
+        )
+        .await
+        .unwrap();
+    let record = store
+        .find_command("pool-a", command)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.last_position, appended.last_position);
+    assert_eq!(record.conference, Some(conference));
+    assert_eq!(store.find_command("pool-b", command).await.unwrap(), None);
+}
+
+macro_rules! conformance {
+    ($module:ident, $factory:expr) => {
+        mod $module {
+            use super::*;
+            async fn store() -> Option<Arc<dyn EventStore>> {
+                $factory.await
+            }
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        if let Some(store) = store().await {
+                            super::$name(store).await;
+                        }
+                    }
+                };
+            }
+            case!(appends_with_expected_version_and_reads_back_in_order);
+            case!(a_stale_expected_version_is_a_conflict_and_writes_nothing);
+            case!(concurrent_appends_at_one_version_let_exactly_one_win);
+            case!(streams_are_independent_and_global_reads_are_ordered);
+            case!(a_conferences_events_are_read_by_tag);
+            case!(snapshots_keep_the_newest_version);
+            case!(a_waiter_wakes_when_events_arrive);
+            case!(a_command_is_found_by_its_id);
+        }
+    };
+}
+
+async fn sqlite_store() -> Option<Arc<dyn EventStore>> {
+    let db = Database::temporary().await.unwrap();
+    Some(Arc::new(SqliteEventStore::new(db).await.unwrap()))
+}
+
+conformance!(sqlite, sqlite_store());
