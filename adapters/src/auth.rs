@@ -64,15 +64,7 @@ impl JwtKeys {
         if let Some(secret) = env_secret.filter(|secret| !secret.is_empty()) {
             return Ok(Self::from_secret(secret.as_bytes()));
         }
-        let path = data_dir.join(SECRET_FILE);
-        if let Ok(existing) = std::fs::read_to_string(&path) {
-            return Ok(Self::from_secret(existing.trim().as_bytes()));
-        }
-        std::fs::create_dir_all(data_dir)?;
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&path, &secret)?;
+        let secret = load_or_create_secret(&data_dir.join(SECRET_FILE))?;
         Ok(Self::from_secret(secret.as_bytes()))
     }
 
@@ -112,6 +104,31 @@ impl JwtKeys {
             tenant,
             actor: Actor { user, admin },
         })
+    }
+}
+
+/// The secret kept in the file at `path`; 32 random bytes (hex) written there first if absent,
+/// readable by the owner only.
+///
+/// # Errors
+/// When the file cannot be read or created.
+pub fn load_or_create_secret(path: &Path) -> std::io::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        return Ok(existing.trim().to_owned());
+    }
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    match write_private(path, &secret) {
+        Ok(()) => Ok(secret),
+        // Another process created it first: use theirs.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(path)?.trim().to_owned())
+        }
+        Err(error) => Err(error),
     }
 }
 

@@ -237,10 +237,8 @@ impl EventStore for SqliteEventStore {
             });
         }
         if events.is_empty() {
-            let head = *self.head.borrow();
             return Ok(Appended {
-                first_position: head,
-                last_position: head,
+                positions: Vec::new(),
                 version: actual as u64,
             });
         }
@@ -267,8 +265,7 @@ impl EventStore for SqliteEventStore {
             moved
         });
         Ok(Appended {
-            first_position: positions[0],
-            last_position: last,
+            positions,
             version: expected_version + events.len() as u64,
         })
     }
@@ -277,12 +274,14 @@ impl EventStore for SqliteEventStore {
         &self,
         stream: &str,
         after_version: u64,
+        limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{SELECT_EVENTS} WHERE stream = ? AND version > ? ORDER BY version"
+            "{SELECT_EVENTS} WHERE stream = ? AND version > ? ORDER BY version LIMIT ?"
         )))
         .bind(stream)
         .bind(after_version as i64)
+        .bind(limit as i64)
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;

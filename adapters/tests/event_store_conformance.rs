@@ -49,16 +49,22 @@ async fn appends_with_expected_version_and_reads_back_in_order(store: Arc<dyn Ev
         .await
         .unwrap();
     assert_eq!(first.version, 2);
-    assert_eq!(first.last_position, first.first_position + 1);
+    assert_eq!(first.positions.len(), 2);
+    assert!(first.positions[0] < first.positions[1]);
     let second = store.append("pool-a", 2, &[line_added(3)]).await.unwrap();
     assert_eq!(second.version, 3);
-    assert!(second.first_position > first.last_position);
-    let events = store.read_stream("pool-a", 0).await.unwrap();
+    assert!(second.positions[0] > first.positions[1]);
+    let events = store.read_stream("pool-a", 0, 1000).await.unwrap();
     assert_eq!(
         events.iter().map(|e| e.version).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
-    assert_eq!(store.read_stream("pool-a", 2).await.unwrap().len(), 1);
+    assert_eq!(store.read_stream("pool-a", 2, 1000).await.unwrap().len(), 1);
+    let page = store.read_stream("pool-a", 0, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     let stored = &events[0];
     assert_eq!(stored.metadata.recorded_at, meta(Uuid::nil()).recorded_at);
     assert_eq!(stored.metadata.actor, "alice");
@@ -87,7 +93,7 @@ async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: Arc<dy
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Conflict { .. }));
-    assert_eq!(store.read_stream("pool-a", 0).await.unwrap().len(), 1);
+    assert_eq!(store.read_stream("pool-a", 0, 1000).await.unwrap().len(), 1);
 }
 
 async fn concurrent_appends_at_one_version_let_exactly_one_win(store: Arc<dyn EventStore>) {
@@ -107,7 +113,10 @@ async fn concurrent_appends_at_one_version_let_exactly_one_win(store: Arc<dyn Ev
         }
     }
     assert_eq!(wins, 1);
-    assert_eq!(store.read_stream("pool-race", 0).await.unwrap().len(), 1);
+    assert_eq!(
+        store.read_stream("pool-race", 0, 1000).await.unwrap().len(),
+        1
+    );
 }
 
 async fn streams_are_independent_and_global_reads_are_ordered(store: Arc<dyn EventStore>) {
@@ -209,7 +218,7 @@ async fn a_command_is_found_by_its_id(store: Arc<dyn EventStore>) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.last_position, appended.last_position);
+    assert_eq!(Some(record.last_position), appended.last_position());
     assert_eq!(record.conference, Some(conference));
     assert_eq!(store.find_command("pool-b", command).await.unwrap(), None);
 }

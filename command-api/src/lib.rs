@@ -1,1 +1,13 @@
-//! placeholder
+//! The command side: the per-pool writer with group commit ([`service`]) and the command API's
+//! axum router ([`routes`]).
+//!
+//! # Layout
+//! - [`service`]: `CommandService` — one writer task per tenant pool, batches, idempotency,
+//!   conflict retries with exponential backoff.
+//! - [`routes`]: `router()` for every command row of API.md; DTO → domain command.
+
+pub mod routes;
+pub mod service;
+
+pub use routes::{CommandApiDoc, CommandState, router};
+pub use service::{CommandService, Outcome, ServiceConfig, Submission};

@@ -49,12 +49,18 @@ pub struct RecordedEvent {
 }
 
 /// Where an append landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
-    pub first_position: Position,
-    pub last_position: Position,
+    /// The global position of each appended event, in order.
+    pub positions: Vec<Position>,
     /// The stream version after the append.
     pub version: u64,
+}
+
+impl Appended {
+    pub fn last_position(&self) -> Option<Position> {
+        self.positions.last().copied()
+    }
 }
 
 /// What a command with a known command id left in the stream.
@@ -103,11 +109,12 @@ pub trait EventStore: Send + Sync + 'static {
         events: &[NewEvent],
     ) -> Result<Appended, StoreError>;
 
-    /// The stream's events with version > `after_version`, in order.
+    /// Up to `limit` of the stream's events with version > `after_version`, in order.
     async fn read_stream(
         &self,
         stream: &str,
         after_version: u64,
+        limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// One conference's events in order (an indexed read by tag).

@@ -1,0 +1,77 @@
+//! The caller: a verified bearer token (header `Authorization: Bearer …`, or the web app's
+//! `meetline_token` cookie).
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use meetline_adapters::auth::Principal;
+
+use crate::ApiContext;
+use crate::error::ApiError;
+
+/// The cookie the web app's sign-in sets.
+pub const TOKEN_COOKIE: &str = "meetline_token";
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+/// An authenticated admin of the tenant.
+#[derive(Debug, Clone)]
+pub struct AdminCaller(pub Principal);
+
+fn bearer(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+    {
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
+    }
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == TOKEN_COOKIE)
+        .map(|(_, token)| token.to_owned())
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    ApiContext: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let context = ApiContext::from_ref(state);
+        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let principal = context
+            .keys
+            .verify(&token)
+            .map_err(|_| ApiError::Unauthorized)?;
+        Ok(Self(principal))
+    }
+}
+
+impl<S> FromRequestParts<S> for AdminCaller
+where
+    S: Send + Sync,
+    ApiContext: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        if !principal.actor.admin {
+            return Err(ApiError::Domain(meetline_domain::DomainError::Forbidden));
+        }
+        Ok(Self(principal))
+    }
+}

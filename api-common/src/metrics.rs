@@ -1,0 +1,94 @@
+//! Prometheus metrics (`GET /metrics`): commands by type and outcome, append latency and batch
+//! size, projection lag, HTTP requests.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub kind: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub commands: Family<CommandLabels, Counter>,
+    pub append_seconds: Histogram,
+    pub batch_size: Histogram,
+    pub projection_lag: Gauge,
+    pub http_requests: Family<HttpLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("meetline");
+        let commands = Family::<CommandLabels, Counter>::default();
+        registry.register(
+            "commands",
+            "Commands decided, by type and outcome",
+            commands.clone(),
+        );
+        let append_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "append_seconds",
+            "Latency of one event-store append (one batch)",
+            append_seconds.clone(),
+        );
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 8));
+        registry.register(
+            "batch_commands",
+            "Commands decided per group-committed batch",
+            batch_size.clone(),
+        );
+        let projection_lag = Gauge::default();
+        registry.register(
+            "projection_lag_events",
+            "Events appended but not yet applied to the read models",
+            projection_lag.clone(),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method and status",
+            http_requests.clone(),
+        );
+        Self {
+            registry,
+            commands,
+            append_seconds,
+            batch_size,
+            projection_lag,
+            http_requests,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn command(&self, kind: &str, outcome: &str) {
+        self.commands
+            .get_or_create(&CommandLabels {
+                kind: kind.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String");
+        text
+    }
+}

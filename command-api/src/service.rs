@@ -1,0 +1,604 @@
+//! The command service: one writer task per tenant pool holds the warm `LinePool`, decides the
+//! commands queued to it in batches (up to [`MAX_BATCH`]) against the evolving state, and appends
+//! all of a batch's events in **one** append with the expected version — group commit: one fsync
+//! serves many commands.
+//!
+//! Another process may have appended to the same stream: the append then fails with a version
+//! conflict, the writer reloads the pool from the store and re-decides the whole batch, backing
+//! off exponentially (`backon`). Correctness never depends on which node gets a command.
+//!
+//! Idempotency: a command with an `Idempotency-Key` gets a command id derived from the tenant,
+//! user and key. The id is stored with its events, so a retry — even after a crash or on another
+//! node — finds what the first attempt appended and returns that outcome instead of deciding
+//! again. Rejections with a key are remembered in memory for 24 h.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::{DateTime, Utc};
+use meetline_api_common::Metrics;
+use meetline_domain::event::{EVENT_SCHEMA_VERSION, Event};
+use meetline_domain::pool::LinePool;
+use meetline_domain::ports::{
+    EventMetadata, EventStore, NewEvent, Position, Snapshot, StoreError, pool_stream,
+};
+use meetline_domain::types::{Actor, ConferenceId, LineId, TenantId};
+use meetline_domain::{Command, DomainError};
+use meetline_projections::ReadModels;
+use meetline_projections::view::{ConferenceView, LineRef};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// The most commands one append carries.
+pub const MAX_BATCH: usize = 64;
+/// How long an idempotency key is honoured.
+pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+/// The snapshot schema; a stored snapshot of another schema is ignored and the stream replayed.
+pub const SNAPSHOT_SCHEMA: u32 = 1;
+const STREAM_PAGE: usize = 5000;
+const QUEUE_DEPTH: usize = 4096;
+
+/// One command to decide, with who asks and when.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub tenant: TenantId,
+    pub actor: Actor,
+    pub command: Command,
+    /// From the `Idempotency-Key`, or random.
+    pub command_id: Uuid,
+    /// Whether `command_id` came from a key (only those are looked up).
+    pub idempotent: bool,
+    pub correlation_id: Uuid,
+    /// The decision instant (the first attempt's, kept across retries).
+    pub now: DateTime<Utc>,
+}
+
+impl Submission {
+    pub fn new(tenant: TenantId, actor: Actor, command: Command, now: DateTime<Utc>) -> Self {
+        let id = Uuid::new_v4();
+        Self {
+            tenant,
+            actor,
+            command,
+            command_id: id,
+            idempotent: false,
+            correlation_id: id,
+            now,
+        }
+    }
+
+    /// Derives the command id from an `Idempotency-Key`: same tenant, user and key → same id.
+    pub fn with_idempotency_key(mut self, key: &str) -> Self {
+        let name = format!("{}\u{1f}{}\u{1f}{key}", self.tenant, self.actor.user);
+        self.command_id = Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes());
+        self.correlation_id = self.command_id;
+        self.idempotent = true;
+        self
+    }
+}
+
+/// A line as the pool holds it after a line command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineState {
+    pub id: LineId,
+    pub name: String,
+    pub provider: String,
+    pub status: String,
+}
+
+/// What a decided command led to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The conference it concerned, as it is now.
+    pub conference: Option<ConferenceView>,
+    /// The line it concerned (line commands), as it is now; `None` once removed.
+    pub line: Option<LineState>,
+    /// The events this command appended (empty for a no-op or a replay).
+    pub events: Vec<Event>,
+    /// The global position of its last event (or the head, when it appended none).
+    pub position: Position,
+    /// A repeated `Idempotency-Key`: the first outcome, nothing decided again.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for CommandError {
+    fn from(error: StoreError) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
+struct Job {
+    submission: Submission,
+    reply: oneshot::Sender<Result<Outcome, CommandError>>,
+}
+
+/// How the service is tuned.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Save a snapshot each time the stream grows by this many events.
+    pub snapshot_every: u64,
+    /// How many times a batch is re-decided after version conflicts or store failures.
+    pub max_retries: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            snapshot_every: 2000,
+            max_retries: 12,
+        }
+    }
+}
+
+struct Shared {
+    store: Arc<dyn EventStore>,
+    read_models: Option<ReadModels>,
+    metrics: Arc<Metrics>,
+    config: ServiceConfig,
+}
+
+/// Routes each submission to its tenant's writer, starting writers on demand.
+#[derive(Clone)]
+pub struct CommandService {
+    shared: Arc<Shared>,
+    writers: Arc<Mutex<HashMap<TenantId, mpsc::Sender<Job>>>>,
+}
+
+impl CommandService {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        read_models: Option<ReadModels>,
+        metrics: Arc<Metrics>,
+        config: ServiceConfig,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                read_models,
+                metrics,
+                config,
+            }),
+            writers: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.shared.store
+    }
+
+    /// Decides one command and waits until its events are durable.
+    ///
+    /// # Errors
+    /// The domain's rejection, or `Unavailable` when the store failed after every retry.
+    pub async fn execute(&self, submission: Submission) -> Result<Outcome, CommandError> {
+        let kind = submission.command.kind();
+        let mut job = Job {
+            submission,
+            reply: oneshot::channel().0,
+        };
+        let (reply, answer) = oneshot::channel();
+        job.reply = reply;
+        let sender = self.writer(&job.submission.tenant);
+        if let Err(mpsc::error::SendError(job)) = sender.send(job).await {
+            // The writer ended (it only does after a panic): start a fresh one once.
+            self.writers
+                .lock()
+                .expect("writers lock")
+                .remove(&job.submission.tenant);
+            let sender = self.writer(&job.submission.tenant);
+            sender
+                .send(job)
+                .await
+                .map_err(|_| CommandError::Unavailable("writer stopped".to_owned()))?;
+        }
+        let result = answer
+            .await
+            .unwrap_or_else(|_| Err(CommandError::Unavailable("writer stopped".to_owned())));
+        let label = match &result {
+            Ok(outcome) if outcome.replayed => "replayed",
+            Ok(_) => "accepted",
+            Err(CommandError::Domain(DomainError::NoFreeLine)) => "no_free_line",
+            Err(CommandError::Domain(_)) => "rejected",
+            Err(CommandError::Unavailable(_)) => "unavailable",
+        };
+        self.shared.metrics.command(kind, label);
+        result
+    }
+
+    fn writer(&self, tenant: &TenantId) -> mpsc::Sender<Job> {
+        let mut writers = self.writers.lock().expect("writers lock");
+        writers
+            .entry(tenant.clone())
+            .or_insert_with(|| {
+                let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+                let writer = Writer::new(self.shared.clone(), tenant.clone());
+                tokio::spawn(writer.run(receiver));
+                sender
+            })
+            .clone()
+    }
+}
+
+/// Loads a pool: the newest snapshot, then the events after it, page by page.
+///
+/// # Errors
+/// When the store fails.
+pub async fn load_pool(store: &dyn EventStore, stream: &str) -> Result<LinePool, StoreError> {
+    let mut pool = match store.load_snapshot(stream).await? {
+        Some(snapshot) if snapshot.schema == SNAPSHOT_SCHEMA => {
+            match serde_json::from_str::<LinePool>(&snapshot.data) {
+                Ok(pool) if pool.version == snapshot.version => pool,
+                _ => {
+                    tracing::warn!(
+                        stream,
+                        "ignoring an unreadable snapshot; replaying the stream"
+                    );
+                    LinePool::default()
+                }
+            }
+        }
+        _ => LinePool::default(),
+    };
+    loop {
+        let page = store.read_stream(stream, pool.version, STREAM_PAGE).await?;
+        for recorded in &page {
+            pool.apply(&recorded.event);
+        }
+        if page.len() < STREAM_PAGE {
+            return Ok(pool);
+        }
+    }
+}
+
+/// What the batch decided for one job.
+enum Decision {
+    /// Accepted: its events are `events[range]` of the batch.
+    Accepted {
+        from: usize,
+        to: usize,
+    },
+    Rejected(DomainError),
+    /// A repeated key whose first outcome is in the store.
+    Replayed {
+        conference: Option<ConferenceId>,
+        position: Position,
+    },
+    /// A repeated key within this very batch: the outcome of job `index`.
+    SameAs(usize),
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    tenant: TenantId,
+    stream: String,
+    pool: Option<LinePool>,
+    last_snapshot: u64,
+    /// Keyed rejections: command id → (error, when).
+    rejections: HashMap<Uuid, (DomainError, DateTime<Utc>)>,
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>, tenant: TenantId) -> Self {
+        let stream = pool_stream(&tenant);
+        Self {
+            shared,
+            tenant,
+            stream,
+            pool: None,
+            last_snapshot: 0,
+            rejections: HashMap::new(),
+        }
+    }
+
+    async fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+        while let Some(first) = receiver.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.shared.metrics.batch_size.observe(jobs.len() as f64);
+            self.process(jobs).await;
+        }
+    }
+
+    async fn pool(&mut self) -> Result<&mut LinePool, StoreError> {
+        if self.pool.is_none() {
+            let loaded = load_pool(self.shared.store.as_ref(), &self.stream).await?;
+            self.last_snapshot = loaded.version;
+            self.pool = Some(loaded);
+        }
+        Ok(self.pool.as_mut().expect("loaded"))
+    }
+
+    async fn process(&mut self, jobs: Vec<Job>) {
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(2))
+            .with_max_delay(Duration::from_millis(500))
+            .with_max_times(self.shared.config.max_retries)
+            .with_jitter()
+            .build();
+        loop {
+            match self.attempt(&jobs).await {
+                Ok(results) => {
+                    for (job, result) in jobs.into_iter().zip(results) {
+                        let _ = job.reply.send(result);
+                    }
+                    return;
+                }
+                Err(error) => {
+                    // The warm pool may hold events that were never stored: reload it.
+                    self.pool = None;
+                    let Some(delay) = backoff.next() else {
+                        tracing::error!(tenant = %self.tenant, %error, "giving up on a batch");
+                        let failure = CommandError::from(error);
+                        for job in jobs {
+                            let _ = job.reply.send(Err(failure.clone()));
+                        }
+                        return;
+                    };
+                    if matches!(error, StoreError::Conflict { .. }) {
+                        tracing::debug!(tenant = %self.tenant, %error, "conflict; re-deciding the batch");
+                    } else {
+                        tracing::warn!(tenant = %self.tenant, %error, "store failure; retrying the batch");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Decides and appends one batch. On `Err` nothing was stored and the pool must be reloaded.
+    async fn attempt(
+        &mut self,
+        jobs: &[Job],
+    ) -> Result<Vec<Result<Outcome, CommandError>>, StoreError> {
+        let store = self.shared.store.clone();
+        let stream = self.stream.clone();
+        let oldest_rejection = jobs
+            .iter()
+            .map(|job| job.submission.now)
+            .min()
+            .unwrap_or_default()
+            - IDEMPOTENCY_WINDOW;
+        self.rejections.retain(|_, (_, at)| *at >= oldest_rejection);
+
+        let mut decisions = Vec::with_capacity(jobs.len());
+        let mut batch_keys: HashMap<Uuid, usize> = HashMap::new();
+        // Look up repeated keys before touching the pool (I/O), then decide without I/O.
+        let mut replays: HashMap<usize, Decision> = HashMap::new();
+        for (index, job) in jobs.iter().enumerate() {
+            let submission = &job.submission;
+            if !submission.idempotent {
+                continue;
+            }
+            if let Some(&first) = batch_keys.get(&submission.command_id) {
+                replays.insert(index, Decision::SameAs(first));
+                continue;
+            }
+            batch_keys.insert(submission.command_id, index);
+            if let Some((error, _)) = self.rejections.get(&submission.command_id) {
+                replays.insert(index, Decision::Rejected(error.clone()));
+                continue;
+            }
+            if let Some(record) = store.find_command(&stream, submission.command_id).await?
+                && record.recorded_at >= submission.now - IDEMPOTENCY_WINDOW
+            {
+                replays.insert(
+                    index,
+                    Decision::Replayed {
+                        conference: record.conference,
+                        position: record.last_position,
+                    },
+                );
+            }
+        }
+
+        let pool = self.pool().await?;
+        let base_version = pool.version;
+        let mut events: Vec<NewEvent> = Vec::new();
+        for (index, job) in jobs.iter().enumerate() {
+            if let Some(replay) = replays.remove(&index) {
+                decisions.push(replay);
+                continue;
+            }
+            let submission = &job.submission;
+            match pool.handle(&submission.actor, &submission.command, submission.now) {
+                Ok(decided) => {
+                    let from = events.len();
+                    for event in decided {
+                        pool.apply(&event);
+                        events.push(NewEvent {
+                            metadata: EventMetadata {
+                                event_id: Uuid::new_v4(),
+                                command_id: submission.command_id,
+                                correlation_id: submission.correlation_id,
+                                causation_id: None,
+                                actor: submission.actor.user.to_string(),
+                                recorded_at: submission.now,
+                                schema_version: EVENT_SCHEMA_VERSION,
+                            },
+                            event,
+                        });
+                    }
+                    decisions.push(Decision::Accepted {
+                        from,
+                        to: events.len(),
+                    });
+                }
+                Err(error) => decisions.push(Decision::Rejected(error)),
+            }
+        }
+
+        let positions = if events.is_empty() {
+            Vec::new()
+        } else {
+            let started = Instant::now();
+            let appended = store.append(&stream, base_version, &events).await?;
+            self.shared
+                .metrics
+                .append_seconds
+                .observe(started.elapsed().as_secs_f64());
+            appended.positions
+        };
+        // A command that appended nothing reports the head: waiting for it reads its effects.
+        let head = match positions.last() {
+            Some(last) => *last,
+            None => store.head_position().await?,
+        };
+        let pool = self.pool.as_ref().expect("loaded");
+        let mut results: Vec<Result<Outcome, CommandError>> = Vec::with_capacity(jobs.len());
+        for (index, decision) in decisions.iter().enumerate() {
+            let submission = &jobs[index].submission;
+            let result = match decision {
+                Decision::Accepted { from, to } => {
+                    let own: Vec<Event> = events[*from..*to]
+                        .iter()
+                        .map(|new| new.event.clone())
+                        .collect();
+                    let position = if to > from { positions[*to - 1] } else { head };
+                    Ok(self.outcome(pool, &submission.command, own, position, false))
+                }
+                Decision::Rejected(error) => {
+                    if submission.idempotent {
+                        self.rejections
+                            .insert(submission.command_id, (error.clone(), submission.now));
+                    }
+                    if *error == DomainError::NoFreeLine
+                        && let Some(read_models) = &self.shared.read_models
+                    {
+                        let (read_models, tenant, at) =
+                            (read_models.clone(), self.tenant.clone(), submission.now);
+                        tokio::spawn(async move {
+                            if let Err(error) = read_models.record_rejection(&tenant, at).await {
+                                tracing::warn!(%error, "could not count a rejection");
+                            }
+                        });
+                    }
+                    Err(CommandError::Domain(error.clone()))
+                }
+                Decision::Replayed {
+                    conference,
+                    position,
+                } => {
+                    let mut outcome =
+                        self.outcome(pool, &submission.command, Vec::new(), *position, true);
+                    if outcome.conference.is_none()
+                        && let Some(id) = conference
+                    {
+                        outcome.conference = self.conference_view(pool, *id);
+                    }
+                    Ok(outcome)
+                }
+                Decision::SameAs(first) => match &results[*first] {
+                    Ok(outcome) => Ok(Outcome {
+                        events: Vec::new(),
+                        replayed: true,
+                        ..outcome.clone()
+                    }),
+                    Err(error) => Err(error.clone()),
+                },
+            };
+            results.push(result);
+        }
+        if !events.is_empty() {
+            self.maybe_snapshot();
+        }
+        Ok(results)
+    }
+
+    fn conference_view(&self, pool: &LinePool, id: ConferenceId) -> Option<ConferenceView> {
+        let conference = pool.conference(&id)?;
+        let line = pool
+            .line(&conference.line)
+            .map_or_else(|| LineRef::unknown(&conference.line), LineRef::of);
+        Some(ConferenceView::from_pool(&self.tenant, conference, line))
+    }
+
+    fn outcome(
+        &self,
+        pool: &LinePool,
+        command: &Command,
+        events: Vec<Event>,
+        position: Position,
+        replayed: bool,
+    ) -> Outcome {
+        let conference_id = command
+            .conference()
+            .or_else(|| events.iter().find_map(Event::conference));
+        let mut conference = conference_id.and_then(|id| self.conference_view(pool, id));
+        if let Some(view) = &mut conference {
+            view.links_changed = events.iter().any(|event| {
+                matches!(
+                    event,
+                    Event::ConferenceEdited {
+                        line_changed: true,
+                        ..
+                    }
+                )
+            });
+        }
+        let line_id = match command {
+            Command::RenameLine { line, .. }
+            | Command::StartLineMaintenance { line, .. }
+            | Command::EndLineMaintenance { line }
+            | Command::RemoveLine { line } => Some(line.clone()),
+            Command::AddLine { .. } => events.iter().find_map(|event| match event {
+                Event::LineAdded { line, .. } => Some(line.clone()),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let line = line_id.and_then(|id| pool.line(&id)).map(|line| LineState {
+            id: line.id.clone(),
+            name: line.name.as_str().to_owned(),
+            provider: line.provider.as_str().to_owned(),
+            status: line.status.as_str().to_owned(),
+        });
+        Outcome {
+            conference,
+            line,
+            events,
+            position,
+            replayed,
+        }
+    }
+
+    /// Saves a snapshot off the writer's path once the stream has grown enough.
+    fn maybe_snapshot(&mut self) {
+        let Some(pool) = &self.pool else { return };
+        if pool.version < self.last_snapshot + self.shared.config.snapshot_every {
+            return;
+        }
+        self.last_snapshot = pool.version;
+        let (store, stream, pool) = (self.shared.store.clone(), self.stream.clone(), pool.clone());
+        tokio::spawn(async move {
+            let version = pool.version;
+            let data = match tokio::task::spawn_blocking(move || serde_json::to_string(&pool)).await
+            {
+                Ok(Ok(data)) => data,
+                _ => return,
+            };
+            let snapshot = Snapshot {
+                version,
+                schema: SNAPSHOT_SCHEMA,
+                data,
+            };
+            if let Err(error) = store.save_snapshot(&stream, &snapshot).await {
+                tracing::warn!(%error, stream, "could not save a snapshot");
+            }
+        });
+    }
+}

@@ -1,0 +1,388 @@
+//! The projector follows the global log and keeps the read models. Each batch of events and the
+//! checkpoint after it are written in **one transaction**, so every event is applied exactly
+//! once, whatever crashes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meetline_adapters::sqlite::{Database, timestamp, unavailable};
+use meetline_domain::event::Event;
+use meetline_domain::ports::{EventStore, Position, RecordedEvent, StoreError};
+use meetline_domain::types::{ConferenceId, LineId, TenantId};
+use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::watch;
+
+use crate::view::{ConferenceView, LineRef, tenant_of_stream};
+
+/// The name of the read-model projection's checkpoint.
+pub const READ_MODELS: &str = "read_models";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS rm_checkpoints (
+    name TEXT PRIMARY KEY, position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rm_lines (
+    tenant TEXT NOT NULL, line_id TEXT NOT NULL, ord INTEGER NOT NULL, name TEXT NOT NULL,
+    provider TEXT NOT NULL, status TEXT NOT NULL, removed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, line_id)
+);
+CREATE TABLE IF NOT EXISTS rm_conferences (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, number TEXT NOT NULL, subject TEXT NOT NULL,
+    start TEXT NOT NULL, "end" TEXT NOT NULL, status TEXT NOT NULL, line_id TEXT NOT NULL,
+    position INTEGER NOT NULL, data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_conferences_by_number ON rm_conferences (tenant, number);
+CREATE INDEX IF NOT EXISTS rm_conferences_by_line ON rm_conferences (tenant, line_id, start);
+CREATE TABLE IF NOT EXISTS rm_participants (
+    tenant TEXT NOT NULL, user_id TEXT NOT NULL, conference_id TEXT NOT NULL,
+    start TEXT NOT NULL, "end" TEXT NOT NULL, status TEXT NOT NULL, subject TEXT NOT NULL,
+    PRIMARY KEY (tenant, user_id, conference_id)
+);
+CREATE INDEX IF NOT EXISTS rm_participants_all
+    ON rm_participants (tenant, user_id, start DESC, conference_id DESC);
+CREATE INDEX IF NOT EXISTS rm_participants_recent
+    ON rm_participants (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
+CREATE TABLE IF NOT EXISTS ops_rejections (
+    tenant TEXT NOT NULL, hour TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (tenant, hour)
+);
+"#;
+
+/// Creates the read-model tables if needed.
+///
+/// # Errors
+/// When the schema cannot be created.
+pub async fn migrate(db: &Database) -> Result<(), StoreError> {
+    sqlx::raw_sql(SCHEMA)
+        .execute(&db.writer)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// How many events one transaction applies.
+pub const BATCH: usize = 1000;
+
+pub struct Projector {
+    store: Arc<dyn EventStore>,
+    db: Database,
+    applied: watch::Sender<Position>,
+}
+
+impl Projector {
+    /// # Errors
+    /// When the schema cannot be created or the checkpoint read.
+    pub async fn new(store: Arc<dyn EventStore>, db: Database) -> Result<Self, StoreError> {
+        migrate(&db).await?;
+        let position = checkpoint(&db).await?;
+        Ok(Self {
+            store,
+            db,
+            applied: watch::Sender::new(position),
+        })
+    }
+
+    /// The position applied so far, updated after each committed batch.
+    pub fn applied(&self) -> watch::Receiver<Position> {
+        self.applied.subscribe()
+    }
+
+    /// Applies every event readable now. Returns how many it applied.
+    ///
+    /// # Errors
+    /// When the store or the read-model database fails; nothing of the failed batch is kept.
+    pub async fn catch_up(&self, mut progress: impl FnMut(Position)) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let position = *self.applied.borrow();
+            let batch = self.store.read_all(position, BATCH).await?;
+            let Some(last) = batch.last().map(|event| event.position) else {
+                return Ok(total);
+            };
+            apply_batch(&self.db, &batch).await?;
+            total += batch.len() as u64;
+            self.applied.send_replace(last);
+            progress(last);
+        }
+    }
+
+    /// Follows the log until the process ends, retrying after failures.
+    pub async fn run(self) {
+        loop {
+            if let Err(error) = self.catch_up(|_| {}).await {
+                tracing::error!(%error, "projection batch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            let position = *self.applied.borrow();
+            // Bounded so that writes by other processes are noticed too.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(500),
+                self.store.wait_for_events(position),
+            )
+            .await;
+        }
+    }
+
+    /// Drops the read models and rebuilds them from position 0.
+    ///
+    /// # Errors
+    /// As [`Projector::catch_up`].
+    pub async fn rebuild(&self, progress: impl FnMut(Position)) -> Result<u64, StoreError> {
+        let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
+        for table in ["rm_lines", "rm_conferences", "rm_participants"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+                .execute(&mut *transaction)
+                .await
+                .map_err(unavailable)?;
+        }
+        sqlx::query("DELETE FROM rm_checkpoints WHERE name = ?")
+            .bind(READ_MODELS)
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+        transaction.commit().await.map_err(unavailable)?;
+        self.applied.send_replace(0);
+        self.catch_up(progress).await
+    }
+}
+
+/// The read models' checkpoint as stored.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn checkpoint(db: &Database) -> Result<Position, StoreError> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM rm_checkpoints WHERE name = ?")
+            .bind(READ_MODELS)
+            .fetch_optional(&db.reader)
+            .await
+            .map_err(unavailable)?;
+    Ok(position.unwrap_or(0) as Position)
+}
+
+/// The conferences and lines a batch touches, loaded once and written once.
+#[derive(Default)]
+struct BatchState {
+    views: HashMap<ConferenceId, (ConferenceView, Position)>,
+    lines: HashMap<(TenantId, LineId), LineRef>,
+}
+
+async fn apply_batch(db: &Database, batch: &[RecordedEvent]) -> Result<(), StoreError> {
+    let mut transaction = db.writer.begin().await.map_err(unavailable)?;
+    let mut state = BatchState::default();
+    for recorded in batch {
+        let Some(tenant) = tenant_of_stream(&recorded.stream) else {
+            continue;
+        };
+        apply_event(&mut transaction, &mut state, &tenant, recorded)
+            .await
+            .map_err(unavailable)?;
+    }
+    for (view, position) in state.views.values() {
+        write_view(&mut transaction, view, *position)
+            .await
+            .map_err(unavailable)?;
+    }
+    let last = batch.last().map_or(0, |event| event.position);
+    sqlx::query(
+        "INSERT INTO rm_checkpoints (name, position) VALUES (?, ?) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    )
+    .bind(READ_MODELS)
+    .bind(last as i64)
+    .execute(&mut *transaction)
+    .await
+    .map_err(unavailable)?;
+    transaction.commit().await.map_err(unavailable)
+}
+
+async fn line_ref(
+    transaction: &mut Transaction<'_, Sqlite>,
+    state: &mut BatchState,
+    tenant: &TenantId,
+    line: &LineId,
+) -> Result<LineRef, sqlx::Error> {
+    if let Some(found) = state.lines.get(&(tenant.clone(), line.clone())) {
+        return Ok(found.clone());
+    }
+    let row = sqlx::query("SELECT name, provider FROM rm_lines WHERE tenant = ? AND line_id = ?")
+        .bind(tenant.as_str())
+        .bind(line.as_str())
+        .fetch_optional(&mut **transaction)
+        .await?;
+    let found = row.map_or_else(
+        || LineRef::unknown(line),
+        |row| LineRef {
+            id: line.clone(),
+            name: row.get("name"),
+            provider: row.get("provider"),
+        },
+    );
+    state
+        .lines
+        .insert((tenant.clone(), line.clone()), found.clone());
+    Ok(found)
+}
+
+async fn apply_event(
+    transaction: &mut Transaction<'_, Sqlite>,
+    state: &mut BatchState,
+    tenant: &TenantId,
+    recorded: &RecordedEvent,
+) -> Result<(), sqlx::Error> {
+    let event = &recorded.event;
+    match event {
+        Event::LineAdded {
+            line,
+            name,
+            provider,
+        } => {
+            sqlx::query(
+                "INSERT INTO rm_lines (tenant, line_id, ord, name, provider, status) \
+                 VALUES (?, ?, ?, ?, ?, 'active') ON CONFLICT (tenant, line_id) DO UPDATE SET \
+                 name = excluded.name, provider = excluded.provider, status = 'active', removed = 0",
+            )
+            .bind(tenant.as_str())
+            .bind(line.as_str())
+            .bind(recorded.position as i64)
+            .bind(name.as_str())
+            .bind(provider.as_str())
+            .execute(&mut **transaction)
+            .await?;
+            state.lines.remove(&(tenant.clone(), line.clone()));
+        }
+        Event::LineRenamed { line, name } => {
+            sqlx::query("UPDATE rm_lines SET name = ? WHERE tenant = ? AND line_id = ?")
+                .bind(name.as_str())
+                .bind(tenant.as_str())
+                .bind(line.as_str())
+                .execute(&mut **transaction)
+                .await?;
+            state.lines.remove(&(tenant.clone(), line.clone()));
+        }
+        Event::LineMaintenanceStarted { line } | Event::LineReturnedToService { line } => {
+            let status = if matches!(event, Event::LineMaintenanceStarted { .. }) {
+                "maintenance"
+            } else {
+                "active"
+            };
+            sqlx::query("UPDATE rm_lines SET status = ? WHERE tenant = ? AND line_id = ?")
+                .bind(status)
+                .bind(tenant.as_str())
+                .bind(line.as_str())
+                .execute(&mut **transaction)
+                .await?;
+        }
+        Event::LineRemoved { line } => {
+            sqlx::query("UPDATE rm_lines SET removed = 1 WHERE tenant = ? AND line_id = ?")
+                .bind(tenant.as_str())
+                .bind(line.as_str())
+                .execute(&mut **transaction)
+                .await?;
+        }
+        Event::ConferenceScheduled {
+            conference, line, ..
+        } => {
+            let line = line_ref(transaction, state, tenant, line).await?;
+            if let Some(view) = ConferenceView::scheduled(tenant, event, line) {
+                state.views.insert(*conference, (view, recorded.position));
+            }
+        }
+        _ => {
+            let Some(conference) = event.conference() else {
+                return Ok(());
+            };
+            if let std::collections::hash_map::Entry::Vacant(slot) = state.views.entry(conference) {
+                let Some(view) = load_view(transaction, conference).await? else {
+                    tracing::warn!(%conference, position = recorded.position, "event for an unknown conference");
+                    return Ok(());
+                };
+                slot.insert((view, recorded.position));
+            }
+            // Resolve a line the event moves the conference to before borrowing the view.
+            let target = match event {
+                Event::ConferenceEdited { line, .. } => Some(line.clone()),
+                Event::ConferenceMovedToLine { to, .. } => Some(to.clone()),
+                _ => None,
+            };
+            let resolved = match &target {
+                Some(line) => Some(line_ref(transaction, state, tenant, line).await?),
+                None => None,
+            };
+            let (view, position) = state.views.get_mut(&conference).expect("loaded above");
+            view.apply(event, |id| {
+                resolved
+                    .clone()
+                    .filter(|found| found.id == *id)
+                    .unwrap_or_else(|| LineRef::unknown(id))
+            });
+            *position = recorded.position;
+        }
+    }
+    Ok(())
+}
+
+async fn load_view(
+    transaction: &mut Transaction<'_, Sqlite>,
+    conference: ConferenceId,
+) -> Result<Option<ConferenceView>, sqlx::Error> {
+    let data: Option<String> = sqlx::query_scalar("SELECT data FROM rm_conferences WHERE id = ?")
+        .bind(conference.to_string())
+        .fetch_optional(&mut **transaction)
+        .await?;
+    data.map(|data| {
+        serde_json::from_str(&data).map_err(|error| sqlx::Error::Decode(Box::new(error)))
+    })
+    .transpose()
+}
+
+async fn write_view(
+    transaction: &mut Transaction<'_, Sqlite>,
+    view: &ConferenceView,
+    position: Position,
+) -> Result<(), sqlx::Error> {
+    let id = view.id.to_string();
+    let (start, end) = (timestamp(view.slot.start), timestamp(view.slot.end));
+    sqlx::query(
+        r#"INSERT INTO rm_conferences (id, tenant, number, subject, start, "end", status, line_id, position, data)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET subject = excluded.subject, start = excluded.start,
+           "end" = excluded."end", status = excluded.status, line_id = excluded.line_id,
+           position = excluded.position, data = excluded.data"#,
+    )
+    .bind(&id)
+    .bind(view.tenant.as_str())
+    .bind(view.number.as_str())
+    .bind(view.subject.as_str())
+    .bind(&start)
+    .bind(&end)
+    .bind(view.status.as_str())
+    .bind(view.line.id.as_str())
+    .bind(position as i64)
+    .bind(serde_json::to_string(view).expect("views serialize"))
+    .execute(&mut **transaction)
+    .await?;
+    sqlx::query("DELETE FROM rm_participants WHERE tenant = ? AND conference_id = ?")
+        .bind(view.tenant.as_str())
+        .bind(&id)
+        .execute(&mut **transaction)
+        .await?;
+    for user in view.participants() {
+        sqlx::query(
+            r#"INSERT INTO rm_participants (tenant, user_id, conference_id, start, "end", status, subject)
+               VALUES (?, ?, ?, ?, ?, ?, ?)"#,
+        )
+        .bind(view.tenant.as_str())
+        .bind(user.as_str())
+        .bind(&id)
+        .bind(&start)
+        .bind(&end)
+        .bind(view.status.as_str())
+        .bind(view.subject.as_str())
+        .execute(&mut **transaction)
+        .await?;
+    }
+    Ok(())
+}

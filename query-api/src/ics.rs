@@ -1,0 +1,105 @@
+//! iCalendar (RFC 5545) for one conference: times in UTC, text escaped, lines folded at 75
+//! octets on character boundaries, CRLF line ends.
+
+use chrono::{DateTime, Utc};
+use meetline_api_common::ConferenceDto;
+use meetline_domain::types::Status;
+use meetline_projections::ConferenceView;
+
+fn stamp(at: DateTime<Utc>) -> String {
+    at.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// Escapes a TEXT value: backslash, semicolon, comma and newlines.
+fn text(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            ';' => escaped.push_str("\\;"),
+            ',' => escaped.push_str("\\,"),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => {}
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// Folds a content line: at most 75 octets per line, continuation lines start with a space.
+fn fold(line: &str, out: &mut String) {
+    let mut width = 0;
+    for c in line.chars() {
+        let size = c.len_utf8();
+        if width + size > 75 {
+            out.push_str("\r\n ");
+            width = 1;
+        }
+        out.push(c);
+        width += size;
+    }
+    out.push_str("\r\n");
+}
+
+pub fn calendar(view: &ConferenceView, dto: &ConferenceDto, now: DateTime<Utc>) -> String {
+    let mut description = format!("会议号 / Number: {}", view.number);
+    if let Some(link) = &dto.links.attendee {
+        description.push_str(&format!("\n参会人链接 / Join: {link}"));
+    }
+    if let Some(link) = &dto.links.related {
+        description.push_str(&format!("\n相关链接 / Related: {link}"));
+    }
+    let status = match view.status_at(now) {
+        Status::Cancelled => "CANCELLED",
+        _ => "CONFIRMED",
+    };
+    let mut lines = vec![
+        "BEGIN:VCALENDAR".to_owned(),
+        "VERSION:2.0".to_owned(),
+        "PRODID:-//meetline//video conferences//ZH".to_owned(),
+        "CALSCALE:GREGORIAN".to_owned(),
+        "METHOD:PUBLISH".to_owned(),
+        "BEGIN:VEVENT".to_owned(),
+        format!("UID:{}@meetline", view.id),
+        format!("DTSTAMP:{}", stamp(now)),
+        format!("DTSTART:{}", stamp(view.slot.start)),
+        format!("DTEND:{}", stamp(view.slot.end)),
+        format!("SUMMARY:{}", text(view.subject.as_str())),
+        format!("DESCRIPTION:{}", text(&description)),
+        format!("SEQUENCE:{}", view.version.saturating_sub(1)),
+        format!("STATUS:{status}"),
+        format!("X-WR-TIMEZONE:{}", view.timezone.as_str()),
+    ];
+    if let Some(link) = &dto.links.attendee {
+        lines.push(format!("URL:{link}"));
+        lines.push(format!("LOCATION:{}", text(link)));
+    }
+    lines.push("END:VEVENT".to_owned());
+    lines.push("END:VCALENDAR".to_owned());
+    let mut out = String::new();
+    for line in lines {
+        fold(&line, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_keeps_lines_within_75_octets_and_characters_whole() {
+        let mut out = String::new();
+        fold(&format!("SUMMARY:{}", "周会".repeat(40)), &mut out);
+        for line in out.split("\r\n").filter(|line| !line.is_empty()) {
+            assert!(line.len() <= 75, "{} octets", line.len());
+        }
+        let unfolded = out.replace("\r\n ", "");
+        assert_eq!(unfolded, format!("SUMMARY:{}\r\n", "周会".repeat(40)));
+    }
+
+    #[test]
+    fn text_escapes_separators() {
+        assert_eq!(text("a,b;c\\d\ne"), "a\\,b\\;c\\\\d\\ne");
+    }
+}

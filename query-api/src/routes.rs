@@ -1,0 +1,566 @@
+//! The query API: every query row of API.md, over the read models — plus history and `?as_of=`
+//! replays read straight from the event store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Duration as Span, Utc};
+use meetline_adapters::auth::Principal;
+use meetline_api_common::{
+    AdminCaller, ApiContext, ApiError, ApiPath, ApiQuery, Caller, ConferenceDto, Lang,
+};
+use meetline_domain::DomainError;
+use meetline_domain::ports::{EventStore, Position, pool_stream};
+use meetline_domain::types::{ConferenceId, LineId, Status};
+use meetline_projections::ReadModels;
+use meetline_projections::read::{Cursor, ListFilter, OpsSummary};
+use meetline_projections::view::{ConferenceView, LineRef};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use utoipa::ToSchema;
+
+use crate::ics;
+
+/// How long a query with `X-Min-Position` waits for the read models.
+pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct QueryState {
+    pub context: ApiContext,
+    pub read_models: ReadModels,
+    pub store: Arc<dyn EventStore>,
+    /// The position the read models have applied (from the projector).
+    pub applied: watch::Receiver<Position>,
+}
+
+impl FromRef<QueryState> for ApiContext {
+    fn from_ref(state: &QueryState) -> Self {
+        state.context.clone()
+    }
+}
+
+pub fn router() -> Router<QueryState> {
+    Router::new()
+        .route("/api/v1/conferences", get(list_conferences))
+        .route("/api/v1/conferences/recent", get(recent_conferences))
+        .route("/api/v1/conferences/{id}", get(get_conference))
+        .route("/api/v1/conferences/{id}/history", get(history))
+        .route("/api/v1/conferences/{id}/calendar.ics", get(calendar))
+        .route("/api/v1/lines", get(lines))
+        .route("/api/v1/ops/summary", get(ops_summary))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecentResponse {
+    pub items: Vec<ConferenceDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListResponse {
+    pub items: Vec<ConferenceDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Comma-separated statuses.
+    pub status: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Text in the subject, or a conference number.
+    pub q: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ViewQuery {
+    /// RFC 3339: rebuild the conference as it was at that instant.
+    pub as_of: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    pub position: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryResponse {
+    pub events: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpcomingDto {
+    pub id: String,
+    pub number: String,
+    pub subject: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub status: String,
+    pub stranded: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineDetail {
+    pub id: String,
+    pub name: String,
+    pub provider: String,
+    pub status: String,
+    /// Not-started and in-progress conferences of the next 30 days.
+    pub upcoming: Vec<UpcomingDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinesResponse {
+    pub items: Vec<LineDetail>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpsSummaryDto {
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    /// Line id → booked share of the next 7 days (0–1).
+    pub utilisation: std::collections::BTreeMap<String, f64>,
+    pub no_free_line_rejections: i64,
+    /// Hour (UTC) → rejections, newest first (last 7 days with any).
+    pub rejections_by_hour: Vec<(String, i64)>,
+    pub head_position: u64,
+    pub applied_position: u64,
+    pub projection_lag: u64,
+}
+
+/// Waits until the read models applied `X-Min-Position` (up to 5 s) — read-your-writes.
+async fn await_position(state: &QueryState, headers: &HeaderMap) -> Result<Position, ApiError> {
+    let Some(value) = headers.get("x-min-position") else {
+        return Ok(*state.applied.borrow());
+    };
+    let wanted: Position = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| {
+            ApiError::Malformed("X-Min-Position must be a position number".to_owned())
+        })?;
+    let mut applied = state.applied.clone();
+    let reached = tokio::time::timeout(
+        MIN_POSITION_WAIT,
+        applied.wait_for(|position| *position >= wanted),
+    )
+    .await;
+    if reached.is_err() {
+        tracing::warn!(
+            wanted,
+            applied = *state.applied.borrow(),
+            "X-Min-Position not reached in time"
+        );
+    }
+    Ok(*state.applied.borrow())
+}
+
+fn with_position(body: impl IntoResponse, applied: Position) -> Response {
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert("x-applied-position", HeaderValue::from(applied));
+    response
+}
+
+fn present_all(
+    state: &QueryState,
+    principal: &Principal,
+    lang: Lang,
+    views: &[ConferenceView],
+) -> Vec<ConferenceDto> {
+    let now = state.context.clock.now();
+    views
+        .iter()
+        .map(|view| ConferenceDto::present(view, principal, now, lang, &state.context.links))
+        .collect()
+}
+
+/// The caller's not-started and in-progress conferences of the next 30 days, soonest first.
+#[utoipa::path(get, path = "/api/v1/conferences/recent", tag = "queries",
+    params(("X-Min-Position" = Option<u64>, Header)), responses((status = 200, body = RecentResponse)))]
+pub async fn recent_conferences(
+    State(state): State<QueryState>,
+    Caller(principal): Caller,
+    lang: Lang,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let applied = await_position(&state, &headers).await?;
+    let views = state
+        .read_models
+        .recent(
+            &principal.tenant,
+            &principal.actor.user,
+            state.context.clock.now(),
+            100,
+        )
+        .await?;
+    let items = present_all(&state, &principal, lang, &views);
+    Ok(with_position(axum::Json(RecentResponse { items }), applied))
+}
+
+fn parse_filter(query: &ListQuery) -> Result<ListFilter, DomainError> {
+    let statuses = match query
+        .status
+        .as_deref()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+    {
+        None => Vec::new(),
+        Some(text) => text
+            .split(',')
+            .map(|name| Status::parse(name.trim()))
+            .collect::<Result<_, _>>()?,
+    };
+    let time = |text: Option<&String>, field: &str| {
+        text.map(|text| {
+            DateTime::parse_from_rfc3339(text.trim())
+                .map(|at| at.with_timezone(&Utc))
+                .map_err(|_| DomainError::invalid_input(field))
+        })
+        .transpose()
+    };
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(DomainError::invalid_input("limit"));
+    }
+    let cursor = query
+        .cursor
+        .as_deref()
+        .filter(|text| !text.is_empty())
+        .map(|text| Cursor::decode(text).ok_or_else(|| DomainError::invalid_input("cursor")))
+        .transpose()?;
+    let text = query.q.clone().filter(|text| text.chars().count() <= 200);
+    if query.q.is_some() && text.is_none() {
+        return Err(DomainError::invalid_input("q"));
+    }
+    Ok(ListFilter {
+        statuses,
+        from: time(query.from.as_ref(), "from")?,
+        to: time(query.to.as_ref(), "to")?,
+        text,
+        limit,
+        cursor,
+    })
+}
+
+/// All the caller's conferences, newest start first, filtered and paged.
+#[utoipa::path(get, path = "/api/v1/conferences", tag = "queries", params(ListQuery),
+    responses((status = 200, body = ListResponse)))]
+pub async fn list_conferences(
+    State(state): State<QueryState>,
+    Caller(principal): Caller,
+    lang: Lang,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let filter = parse_filter(&query)?;
+    let applied = await_position(&state, &headers).await?;
+    let page = state
+        .read_models
+        .list(
+            &principal.tenant,
+            &principal.actor.user,
+            &filter,
+            state.context.clock.now(),
+        )
+        .await?;
+    let items = present_all(&state, &principal, lang, &page.items);
+    Ok(with_position(
+        axum::Json(ListResponse {
+            items,
+            next_cursor: page.next_cursor.map(|cursor| cursor.encode()),
+        }),
+        applied,
+    ))
+}
+
+/// The conference if the caller may see it (participant or admin); otherwise 404.
+async fn visible(
+    state: &QueryState,
+    principal: &Principal,
+    id: &str,
+) -> Result<ConferenceView, ApiError> {
+    let id = ConferenceId::parse(id)?;
+    let view = state
+        .read_models
+        .conference(&principal.tenant, id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    if !principal.actor.admin && !view.is_participant(&principal.actor.user) {
+        return Err(DomainError::NotFound.into());
+    }
+    Ok(view)
+}
+
+async fn line_lookup(
+    state: &QueryState,
+    principal: &Principal,
+) -> Result<impl Fn(&LineId) -> LineRef, ApiError> {
+    let lines = state.read_models.lines(&principal.tenant).await?;
+    Ok(move |id: &LineId| {
+        lines
+            .iter()
+            .find(|line| line.id == id.as_str())
+            .map_or_else(
+                || LineRef::unknown(id),
+                |line| LineRef {
+                    id: id.clone(),
+                    name: line.name.clone(),
+                    provider: line.provider.clone(),
+                },
+            )
+    })
+}
+
+/// One conference; `?as_of=` rebuilds it from its events as it was at that instant.
+#[utoipa::path(get, path = "/api/v1/conferences/{id}", tag = "queries",
+    params(("id" = String, Path), ViewQuery, ("X-Min-Position" = Option<u64>, Header)),
+    responses((status = 200, body = ConferenceDto), (status = 404, body = meetline_api_common::error::Problem)))]
+pub async fn get_conference(
+    State(state): State<QueryState>,
+    Caller(principal): Caller,
+    lang: Lang,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ViewQuery>,
+) -> Result<Response, ApiError> {
+    let applied = await_position(&state, &headers).await?;
+    let view = visible(&state, &principal, &id).await?;
+    let Some(as_of) = query.as_of.as_deref() else {
+        let dto = ConferenceDto::present(
+            &view,
+            &principal,
+            state.context.clock.now(),
+            lang,
+            &state.context.links,
+        );
+        let mut response = with_position(axum::Json(dto), applied);
+        response.headers_mut().insert(
+            header::ETAG,
+            HeaderValue::from_str(&format!("\"{}\"", view.version)).expect("digits"),
+        );
+        return Ok(response);
+    };
+    let as_of = DateTime::parse_from_rfc3339(as_of.trim())
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| DomainError::invalid_input("as_of"))?;
+    let events = state
+        .store
+        .read_tagged(&pool_stream(&principal.tenant), view.id)
+        .await?;
+    let lines = line_lookup(&state, &principal).await?;
+    let past = ConferenceView::fold(
+        &principal.tenant,
+        events
+            .iter()
+            .filter(|recorded| recorded.metadata.recorded_at <= as_of)
+            .map(|recorded| &recorded.event),
+        lines,
+    )
+    .ok_or(DomainError::NotFound)?;
+    let dto = ConferenceDto::present(&past, &principal, as_of, lang, &state.context.links);
+    Ok(with_position(axum::Json(dto), applied))
+}
+
+/// Every event of the conference, in order: who did what, when.
+#[utoipa::path(get, path = "/api/v1/conferences/{id}/history", tag = "queries",
+    params(("id" = String, Path)), responses((status = 200, body = HistoryResponse)))]
+pub async fn history(
+    State(state): State<QueryState>,
+    Caller(principal): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let view = visible(&state, &principal, &id).await?;
+    let events = state
+        .store
+        .read_tagged(&pool_stream(&principal.tenant), view.id)
+        .await?;
+    let entries = events
+        .into_iter()
+        .map(|recorded| {
+            let mut data = serde_json::to_value(&recorded.event).expect("events serialize");
+            if let Some(object) = data.as_object_mut() {
+                object.remove("type");
+                // The room is part of what makes a link unguessable; history does not need it.
+                object.remove("room");
+            }
+            HistoryEntry {
+                position: recorded.position,
+                kind: recorded.event.type_name().to_owned(),
+                at: recorded.metadata.recorded_at,
+                actor: recorded.metadata.actor,
+                data,
+            }
+        })
+        .collect();
+    Ok(axum::Json(HistoryResponse { events: entries }).into_response())
+}
+
+/// The conference as an iCalendar file.
+#[utoipa::path(get, path = "/api/v1/conferences/{id}/calendar.ics", tag = "queries",
+    params(("id" = String, Path)), responses((status = 200, content_type = "text/calendar", body = String)))]
+pub async fn calendar(
+    State(state): State<QueryState>,
+    Caller(principal): Caller,
+    lang: Lang,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let view = visible(&state, &principal, &id).await?;
+    let now = state.context.clock.now();
+    let dto = ConferenceDto::present(&view, &principal, now, lang, &state.context.links);
+    let body = ics::calendar(&view, &dto, now);
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/calendar; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!(
+            "attachment; filename=\"conference-{}.ics\"",
+            view.number
+        ))
+        .expect("digits"),
+    );
+    Ok(response)
+}
+
+/// The tenant's lines with their status and upcoming conferences (admin).
+#[utoipa::path(get, path = "/api/v1/lines", tag = "lines", responses((status = 200, body = LinesResponse)))]
+pub async fn lines(
+    State(state): State<QueryState>,
+    AdminCaller(principal): AdminCaller,
+) -> Result<Response, ApiError> {
+    let now = state.context.clock.now();
+    let mut items = Vec::new();
+    for line in state.read_models.lines(&principal.tenant).await? {
+        let id = LineId::parse(&line.id).map_err(|_| ApiError::Unavailable)?;
+        let upcoming = state
+            .read_models
+            .line_schedule(&principal.tenant, &id, now, now + Span::days(30))
+            .await?
+            .into_iter()
+            .filter(|view| matches!(view.status_at(now), Status::NotStarted | Status::InProgress))
+            .map(|view| UpcomingDto {
+                id: view.id.to_string(),
+                number: view.number.to_string(),
+                subject: view.subject.as_str().to_owned(),
+                start: view.slot.start,
+                end: view.slot.end,
+                status: view.status_at(now).as_str().to_owned(),
+                stranded: view.stranded,
+            })
+            .collect();
+        items.push(LineDetail {
+            id: line.id,
+            name: line.name,
+            provider: line.provider,
+            status: line.status,
+            upcoming,
+        });
+    }
+    Ok(axum::Json(LinesResponse { items }).into_response())
+}
+
+/// Counts by status, line utilisation, no-free-line rejections and projection lag (admin).
+#[utoipa::path(get, path = "/api/v1/ops/summary", tag = "ops", responses((status = 200, body = OpsSummaryDto)))]
+pub async fn ops_summary(
+    State(state): State<QueryState>,
+    AdminCaller(principal): AdminCaller,
+) -> Result<Response, ApiError> {
+    let OpsSummary {
+        by_status,
+        utilisation,
+        no_free_line_rejections,
+        rejections_by_hour,
+        applied_position,
+    } = state
+        .read_models
+        .ops_summary(&principal.tenant, state.context.clock.now())
+        .await?;
+    let head = state.store.head_position().await?;
+    Ok(axum::Json(OpsSummaryDto {
+        by_status: by_status.into_iter().collect(),
+        utilisation: utilisation.into_iter().collect(),
+        no_free_line_rejections,
+        rejections_by_hour,
+        head_position: head,
+        applied_position,
+        projection_lag: head.saturating_sub(applied_position),
+    })
+    .into_response())
+}
+
+/// Prometheus metrics.
+pub async fn metrics(State(state): State<QueryState>) -> Response {
+    let head = state.store.head_position().await.unwrap_or(0);
+    let applied = *state.applied.borrow();
+    state
+        .context
+        .metrics
+        .projection_lag
+        .set(head.saturating_sub(applied) as i64);
+    let mut response = state.context.metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// Alive.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready: the store answers and the read models are within 1,000 events of the head.
+pub async fn readyz(State(state): State<QueryState>) -> Response {
+    match state.store.head_position().await {
+        Ok(head) if head.saturating_sub(*state.applied.borrow()) <= 1000 => "ready".into_response(),
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "catching up").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
+    }
+}
+
+/// The query API's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        recent_conferences,
+        list_conferences,
+        get_conference,
+        history,
+        calendar,
+        lines,
+        ops_summary
+    ),
+    components(schemas(
+        RecentResponse,
+        ListResponse,
+        HistoryResponse,
+        HistoryEntry,
+        LinesResponse,
+        LineDetail,
+        UpcomingDto,
+        OpsSummaryDto
+    ))
+)]
+pub struct QueryApiDoc;

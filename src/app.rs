@@ -1,0 +1,221 @@
+//! Wiring: opens the store, starts the projector and the command service, and builds the router
+//! for the chosen role. The only place that knows every crate.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use meetline_adapters::auth::JwtKeys;
+use meetline_adapters::directory::{Directory, SqliteDirectory};
+use meetline_adapters::links::JitsiSettings;
+use meetline_adapters::sqlite::{Database, SqliteEventStore};
+use meetline_api_common::error::{localize_problems, not_found};
+use meetline_api_common::metrics::HttpLabels;
+use meetline_api_common::{ApiContext, Clock, LinkRenderer, Metrics};
+use meetline_command_api::{CommandService, CommandState, ServiceConfig};
+use meetline_domain::ports::EventStore;
+use meetline_projections::{Projector, ReadModels};
+use meetline_query_api::QueryState;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+/// What runs in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Command API, query API and projections.
+    All,
+    /// Only the command API.
+    Command,
+    /// Only the query API and the projections.
+    Query,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data: PathBuf,
+    pub role: Role,
+    pub demo: bool,
+    pub jwt_secret: Option<String>,
+    pub jitsi_url: String,
+    pub jitsi_app_id: String,
+    pub jitsi_secret: Option<String>,
+    pub clock: Clock,
+}
+
+/// A running application: its router and the handles tests and the CLI need.
+pub struct App {
+    pub router: Router,
+    pub store: Arc<dyn EventStore>,
+    pub service: CommandService,
+    pub directory: Arc<dyn Directory>,
+}
+
+const LIMIT_BYTES: usize = 64 * 1024;
+
+/// Opens the embedded database under `data`.
+///
+/// # Errors
+/// When the folder or the database cannot be created.
+pub async fn open_database(data: &Path) -> anyhow::Result<Database> {
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating the data folder {}", data.display()))?;
+    Database::open(&data.join("meetline.db"))
+        .await
+        .context("opening the SQLite database")
+}
+
+fn secret_file(data: &Path, name: &str, given: Option<&str>) -> anyhow::Result<String> {
+    match given.filter(|secret| !secret.is_empty()) {
+        Some(secret) => Ok(secret.to_owned()),
+        None => Ok(meetline_adapters::auth::load_or_create_secret(
+            &data.join(name),
+        )?),
+    }
+}
+
+/// Builds the application for `settings`, starting the projector when the role serves queries.
+///
+/// # Errors
+/// When the store cannot be opened.
+pub async fn build(settings: &Settings) -> anyhow::Result<App> {
+    let db = open_database(&settings.data).await?;
+    let keys = Arc::new(JwtKeys::load_or_create(
+        &settings.data,
+        settings.jwt_secret.as_deref(),
+    )?);
+    let jitsi_secret = secret_file(
+        &settings.data,
+        "jitsi-secret",
+        settings.jitsi_secret.as_deref(),
+    )?;
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()).await?);
+    let directory: Arc<dyn Directory> = Arc::new(SqliteDirectory::new(db.clone()).await?);
+    meetline_projections::projector::migrate(&db).await?;
+    let read_models = ReadModels::new(db.clone());
+    let metrics = Arc::new(Metrics::default());
+    let context = ApiContext {
+        keys: keys.clone(),
+        metrics: metrics.clone(),
+        clock: settings.clock,
+        links: Arc::new(LinkRenderer {
+            builtin: JitsiSettings::new(
+                &settings.jitsi_url,
+                &settings.jitsi_app_id,
+                jitsi_secret.as_bytes(),
+            ),
+        }),
+    };
+    let service = CommandService::new(
+        store.clone(),
+        Some(read_models.clone()),
+        metrics.clone(),
+        ServiceConfig::default(),
+    );
+
+    let mut router = Router::new();
+    if settings.role != Role::Query {
+        let state = CommandState {
+            context: context.clone(),
+            service: service.clone(),
+            directory: directory.clone(),
+        };
+        router = router.merge(meetline_command_api::router().with_state(state));
+    }
+    if settings.role != Role::Command {
+        let projector = Projector::new(store.clone(), db.clone()).await?;
+        let applied = projector.applied();
+        tokio::spawn(projector.run());
+        let state = QueryState {
+            context: context.clone(),
+            read_models,
+            store: store.clone(),
+            applied,
+        };
+        router = router.merge(meetline_query_api::router().with_state(state));
+    } else {
+        router = router.route("/healthz", get(|| async { "ok" }));
+    }
+    let router = router
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/", get(home))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(LIMIT_BYTES))
+        .layer(middleware::from_fn(localize_problems))
+        .layer(middleware::from_fn_with_state(metrics, count_requests))
+        .layer(TraceLayer::new_for_http());
+    Ok(App {
+        router,
+        store,
+        service,
+        directory,
+    })
+}
+
+async fn count_requests(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let mut document = meetline_command_api::CommandApiDoc::openapi();
+    document.merge(meetline_query_api::QueryApiDoc::openapi());
+    document.info.title = "meetline".to_owned();
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document.info.description =
+        Some("Video conferences on a company's licensed lines: command and query APIs.".to_owned());
+    document
+}
+
+async fn openapi() -> Response {
+    let mut response = serde_json::to_string_pretty(&openapi_document())
+        .expect("openapi serializes")
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn home() -> Html<&'static str> {
+    Html(include_str!("../web/home.html"))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// When the server fails.
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")
+}
