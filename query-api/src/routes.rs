@@ -385,8 +385,10 @@ pub async fn get_conference(
 pub async fn history(
     State(state): State<QueryState>,
     Caller(principal): Caller,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
+    let applied = await_position(&state, &headers).await?;
     let view = visible(&state, &principal, &id).await?;
     let events = state
         .store
@@ -410,7 +412,10 @@ pub async fn history(
             }
         })
         .collect();
-    Ok(axum::Json(HistoryResponse { events: entries }).into_response())
+    Ok(with_position(
+        axum::Json(HistoryResponse { events: entries }),
+        applied,
+    ))
 }
 
 /// The conference as an iCalendar file.
@@ -420,8 +425,10 @@ pub async fn calendar(
     State(state): State<QueryState>,
     Caller(principal): Caller,
     lang: Lang,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
+    await_position(&state, &headers).await?;
     let view = visible(&state, &principal, &id).await?;
     let now = state.context.clock.now();
     let dto = ConferenceDto::present(&view, &principal, now, lang, &state.context.links);
@@ -448,7 +455,9 @@ pub async fn calendar(
 pub async fn lines(
     State(state): State<QueryState>,
     AdminCaller(principal): AdminCaller,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let applied = await_position(&state, &headers).await?;
     let now = state.context.clock.now();
     let mut items = Vec::new();
     for line in state.read_models.lines(&principal.tenant).await? {
@@ -477,7 +486,7 @@ pub async fn lines(
             upcoming,
         });
     }
-    Ok(axum::Json(LinesResponse { items }).into_response())
+    Ok(with_position(axum::Json(LinesResponse { items }), applied))
 }
 
 /// Counts by status, line utilisation, no-free-line rejections and projection lag (admin).
@@ -485,7 +494,9 @@ pub async fn lines(
 pub async fn ops_summary(
     State(state): State<QueryState>,
     AdminCaller(principal): AdminCaller,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    await_position(&state, &headers).await?;
     let OpsSummary {
         by_status,
         utilisation,

@@ -1,0 +1,1276 @@
+//! Black-box tests: every row of API.md over HTTP against the real binary.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const T: &str = "acme";
+
+fn id_of(reply: &Reply) -> String {
+    reply.body["id"].as_str().expect("an id").to_owned()
+}
+
+#[tokio::test]
+async fn creating_quick_and_scheduled_conferences_returns_the_view_with_headers() {
+    let app = spawn_app().await;
+    app.seed(T, 2).await;
+    let alice = token(T, "alice", false);
+
+    let quick = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"mode": "quick", "subject": "快速会议", "attendees": ["bob"]}),
+        )
+        .await;
+    let body = quick.ok(201);
+    assert_eq!(body["mode"], "quick");
+    assert_eq!(body["status"], "in_progress");
+    assert_eq!(body["status_label"], "进行中");
+    assert_eq!(body["number"].as_str().unwrap().len(), 9);
+    assert_eq!(body["host"], "alice");
+    assert_eq!(body["line"]["id"], "line-1");
+    assert!(body["links"]["host"].as_str().unwrap().contains("jwt="));
+    assert_ne!(body["links"]["host"], body["links"]["attendee"]);
+    assert_eq!(quick.header("etag"), Some("\"1\""));
+    assert_eq!(
+        quick.header("location"),
+        Some(format!("/api/v1/conferences/{}", id_of(&quick)).as_str())
+    );
+    assert!(quick.header("x-position").unwrap().parse::<u64>().unwrap() > 0);
+    let minutes = (chrono::DateTime::parse_from_rfc3339(body["end"].as_str().unwrap()).unwrap()
+        - chrono::DateTime::parse_from_rfc3339(body["start"].as_str().unwrap()).unwrap())
+    .num_minutes();
+    assert_eq!(minutes, 60);
+
+    let scheduled = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"mode": "scheduled", "subject": "周会", "start": later(24), "duration_minutes": 90,
+                   "timezone": "Europe/Berlin", "attendees": ["bob", "carol"], "related_link": "https://oa.example.com/x"}),
+        )
+        .await;
+    let body = scheduled.ok(201);
+    assert_eq!(body["status"], "not_started");
+    assert_eq!(body["timezone"], "Europe/Berlin");
+    assert_eq!(body["attendees"], json!(["bob", "carol"]));
+    assert_eq!(body["links"]["related"], "https://oa.example.com/x");
+    assert_eq!(body["source"], json!({"type": "app"}));
+    assert_eq!(body["version"], 1);
+}
+
+#[tokio::test]
+async fn a_duration_over_24_hours_or_not_positive_gets_the_seed_error_in_both_languages() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let alice = token(T, "alice", false);
+    let too_long = json!({"subject": "x", "start": later(2), "end": later(27)});
+    let zh = app
+        .post("/api/v1/conferences", &alice, too_long.clone())
+        .await;
+    assert_eq!(
+        zh.problem(422, "invalid_input")["detail"],
+        "无效的输入参数： duration"
+    );
+    assert_eq!(zh.body["field"], "duration");
+    let en = app
+        .send(
+            app.request(Method::POST, "/api/v1/conferences", &alice)
+                .header("Accept-Language", "en-US,en;q=0.9")
+                .json(&too_long),
+        )
+        .await;
+    assert_eq!(
+        en.problem(422, "invalid_input")["detail"],
+        "Invalid input parameter: duration"
+    );
+    let backwards = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"subject": "x", "start": later(3), "end": later(2)}),
+        )
+        .await;
+    assert_eq!(backwards.problem(422, "invalid_input")["field"], "duration");
+    let zero = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"subject": "x", "start": later(3), "duration_minutes": 0}),
+        )
+        .await;
+    assert_eq!(
+        zero.problem(422, "invalid_input")["detail"],
+        "无效的输入参数： duration"
+    );
+    let huge = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"subject": "x", "start": later(3), "duration_minutes": i64::MAX}),
+        )
+        .await;
+    assert_eq!(huge.problem(422, "invalid_input")["field"], "duration");
+}
+
+#[tokio::test]
+async fn no_free_line_gets_the_seed_error_in_both_languages() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    app.schedule(T, "alice", 5, 6).await.ok(201);
+    let zh = app.schedule(T, "bob", 5, 6).await;
+    assert_eq!(
+        zh.problem(409, "no_free_line")["detail"],
+        "找不到空闲线路，请检查线路维护是否正常，或者重新选择会议时间"
+    );
+    let en = app
+        .send(
+            app.request(Method::POST, "/api/v1/conferences", &token(T, "bob", false))
+                .header("Accept-Language", "en")
+                .json(&json!({"subject": "x", "start": later(5), "end": later(6)})),
+        )
+        .await;
+    assert_eq!(
+        en.problem(409, "no_free_line")["detail"],
+        "No free line: check that line maintenance is normal, or choose another time"
+    );
+}
+
+#[tokio::test]
+async fn invalid_fields_are_named_and_malformed_bodies_are_400() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let alice = token(T, "alice", false);
+    let cases = [
+        (json!({"subject": "", "start": later(2)}), "subject"),
+        (json!({"subject": "x", "start": "tomorrow"}), "start"),
+        (json!({"subject": "x"}), "start"),
+        (
+            json!({"subject": "x", "start": later(2), "timezone": "Mars/Base"}),
+            "timezone",
+        ),
+        (
+            json!({"subject": "x", "start": later(2), "attendees": ["nobody"]}),
+            "attendees",
+        ),
+        (
+            json!({"subject": "x", "start": later(2), "host": "ghost"}),
+            "host",
+        ),
+        (
+            json!({"subject": "x", "start": later(2), "related_link": "javascript:alert(1)"}),
+            "related_link",
+        ),
+        (json!({"mode": "later", "subject": "x"}), "mode"),
+        (
+            json!({"subject": "x", "start": later(-5), "duration_minutes": 30}),
+            "start",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = app.post("/api/v1/conferences", &alice, body.clone()).await;
+        assert_eq!(
+            reply.problem(422, "invalid_input")["field"],
+            field,
+            "{body}"
+        );
+    }
+    let broken = app
+        .send(
+            app.request(Method::POST, "/api/v1/conferences", &alice)
+                .header("content-type", "application/json")
+                .body("{\"subject\":"),
+        )
+        .await;
+    broken.problem(400, "malformed_request");
+    let wrong_shape = app
+        .post("/api/v1/conferences", &alice, json!({"subject": 5}))
+        .await;
+    wrong_shape.problem(400, "malformed_request");
+    let big = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"subject": "a".repeat(70_000)}),
+        )
+        .await;
+    big.problem(413, "payload_too_large");
+    // Nothing of the above was stored.
+    let listed = app.get("/api/v1/conferences", &alice).await;
+    assert_eq!(listed.ok(200)["items"], json!([]));
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_401() {
+    let app = spawn_app().await;
+    let reply = app
+        .send(app.client.get(app.url("/api/v1/conferences/recent")))
+        .await;
+    reply.problem(401, "unauthorized");
+    let forged = app.get("/api/v1/conferences/recent", "not.a.token").await;
+    forged.problem(401, "unauthorized");
+    let expired = {
+        let claims = json!({"sub": "alice", "tenant": T, "exp": 1_000_000});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    app.get("/api/v1/conferences/recent", &expired)
+        .await
+        .problem(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn editing_into_a_busy_slot_is_409_and_leaves_the_conference_unchanged() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let alice = token(T, "alice", false);
+    let first = app.schedule(T, "alice", 5, 6).await;
+    app.schedule(T, "alice", 8, 9).await.ok(201);
+    let id = id_of(&first);
+    let before = app.get(&format!("/api/v1/conferences/{id}"), &alice).await;
+    let reply = app
+        .patch(
+            &format!("/api/v1/conferences/{id}"),
+            &alice,
+            json!({"start": later(8), "end": later(9)}),
+        )
+        .await;
+    assert_eq!(
+        reply.problem(409, "no_free_line")["detail"],
+        "找不到空闲线路，请检查线路维护是否正常，或者重新选择会议时间"
+    );
+    let after = app.get(&format!("/api/v1/conferences/{id}"), &alice).await;
+    assert_eq!(before.body, after.body);
+    assert_eq!(after.body["start"], first.body["start"]);
+    assert_eq!(after.body["version"], 1);
+}
+
+#[tokio::test]
+async fn editing_keeps_the_line_when_free_and_otherwise_moves_it_and_flags_new_links() {
+    let app = spawn_app().await;
+    app.seed(T, 2).await;
+    let alice = token(T, "alice", false);
+    let first = app.schedule(T, "alice", 5, 6).await;
+    let id = id_of(&first);
+    let kept = app
+        .patch(
+            &format!("/api/v1/conferences/{id}"),
+            &alice,
+            json!({"start": later(6), "end": later(7), "subject": "改期"}),
+        )
+        .await;
+    let body = kept.ok(200);
+    assert_eq!(body["line"]["id"], "line-1");
+    assert_eq!(body["links_changed"], false);
+    // Same room; the token inside follows the new time.
+    let room = |link: &Value| link.as_str().unwrap().split('?').next().unwrap().to_owned();
+    assert_eq!(
+        room(&body["links"]["attendee"]),
+        room(&first.body["links"]["attendee"])
+    );
+    assert_eq!(body["subject"], "改期");
+    assert_eq!(kept.header("etag"), Some("\"2\""));
+    app.schedule(T, "bob", 10, 11).await.ok(201); // line-1
+    let moved = app
+        .patch(
+            &format!("/api/v1/conferences/{id}"),
+            &alice,
+            json!({"start": later(10)}),
+        )
+        .await;
+    let body = moved.ok(200);
+    assert_eq!(body["line"]["id"], "line-2");
+    assert_eq!(body["links_changed"], true);
+    assert_ne!(
+        room(&body["links"]["attendee"]),
+        room(&first.body["links"]["attendee"])
+    );
+    // Only start given: the length is kept.
+    assert_eq!(
+        body["end"].as_str().unwrap(),
+        chrono::DateTime::parse_from_rfc3339(&later(11))
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+}
+
+#[tokio::test]
+async fn a_stale_if_match_is_412_and_only_managers_may_edit() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let created = app.schedule(T, "alice", 5, 6).await;
+    let id = id_of(&created);
+    let stale = app
+        .send(
+            app.request(
+                Method::PATCH,
+                &format!("/api/v1/conferences/{id}"),
+                &token(T, "alice", false),
+            )
+            .header("If-Match", "\"7\"")
+            .json(&json!({"subject": "x"})),
+        )
+        .await;
+    stale.problem(412, "version_mismatch");
+    let fresh = app
+        .send(
+            app.request(
+                Method::PATCH,
+                &format!("/api/v1/conferences/{id}"),
+                &token(T, "alice", false),
+            )
+            .header("If-Match", "\"1\"")
+            .json(&json!({"subject": "y"})),
+        )
+        .await;
+    fresh.ok(200);
+    app.patch(
+        &format!("/api/v1/conferences/{id}"),
+        &token(T, "bob", false),
+        json!({"subject": "z"}),
+    )
+    .await
+    .problem(403, "forbidden");
+    app.patch(
+        &format!("/api/v1/conferences/{id}"),
+        &token(T, "mallory", false),
+        json!({"subject": "z"}),
+    )
+    .await
+    .problem(404, "not_found");
+    app.patch(
+        &format!("/api/v1/conferences/{id}"),
+        &token(T, "admin", true),
+        json!({"subject": "by admin"}),
+    )
+    .await
+    .ok(200);
+}
+
+#[tokio::test]
+async fn the_host_link_is_only_for_host_creator_and_admins_and_invitees_see_the_conference() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let created = app.schedule(T, "alice", 5, 6).await;
+    let id = id_of(&created);
+    let path = format!("/api/v1/conferences/{id}");
+    assert!(app.get(&path, &token(T, "alice", false)).await.ok(200)["links"]["host"].is_string());
+    let bob = app.get(&path, &token(T, "bob", false)).await;
+    assert!(bob.ok(200)["links"]["host"].is_null());
+    assert!(bob.body["links"]["attendee"].is_string());
+    assert!(app.get(&path, &token(T, "admin", true)).await.ok(200)["links"]["host"].is_string());
+    app.get(&path, &token(T, "carol", false))
+        .await
+        .problem(404, "not_found");
+
+    let invited = app
+        .post(
+            &format!("{path}/invitations"),
+            &token(T, "alice", false),
+            json!({"attendees": ["carol", "dave"]}),
+        )
+        .await;
+    assert_eq!(
+        invited.ok(200)["attendees"],
+        json!(["bob", "carol", "dave"])
+    );
+    let carol = app.get(&path, &token(T, "carol", false)).await;
+    assert!(carol.ok(200)["links"]["host"].is_null());
+    app.post(
+        &format!("{path}/invitations"),
+        &token(T, "bob", false),
+        json!({"attendees": ["erin"]}),
+    )
+    .await
+    .problem(403, "forbidden");
+    app.post(
+        &format!("{path}/invitations"),
+        &token(T, "alice", false),
+        json!({"attendees": ["ghost"]}),
+    )
+    .await
+    .problem(422, "invalid_input");
+    app.post(
+        &format!("{path}/invitations"),
+        &token(T, "alice", false),
+        json!({"attendees": []}),
+    )
+    .await
+    .problem(422, "invalid_input");
+}
+
+#[tokio::test]
+async fn cancelling_frees_the_line_for_a_new_booking() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let alice = token(T, "alice", false);
+    let created = app.schedule(T, "alice", 5, 6).await;
+    let id = id_of(&created);
+    app.schedule(T, "bob", 5, 6)
+        .await
+        .problem(409, "no_free_line");
+    let cancelled = app
+        .post(
+            &format!("/api/v1/conferences/{id}/cancel"),
+            &alice,
+            json!({"reason": "改期"}),
+        )
+        .await;
+    let body = cancelled.ok(200);
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(body["status_label"], "已取消");
+    assert!(body["cancelled_at"].is_string());
+    // Without a body too, and a second cancel is an invalid state.
+    let again = app
+        .send(app.request(
+            Method::POST,
+            &format!("/api/v1/conferences/{id}/cancel"),
+            &alice,
+        ))
+        .await;
+    again.problem(409, "invalid_state");
+    let rebooked = app.schedule(T, "bob", 5, 6).await;
+    assert_eq!(rebooked.ok(201)["line"]["id"], "line-1");
+}
+
+#[tokio::test]
+async fn ending_early_shows_manually_ended_and_frees_the_rest_of_the_slot() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let alice = token(T, "alice", false);
+    let quick = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"mode": "quick", "subject": "站会", "duration_minutes": 120}),
+        )
+        .await;
+    let id = id_of(&quick);
+    // The line is busy for the next two hours…
+    let busy = app
+        .post(
+            "/api/v1/conferences",
+            &token(T, "bob", false),
+            json!({"mode": "quick", "subject": "x"}),
+        )
+        .await;
+    busy.problem(409, "no_free_line");
+    // …an attendee may not end it, a scheduled one cannot be ended, the host can.
+    let ended = app
+        .send(app.request(
+            Method::POST,
+            &format!("/api/v1/conferences/{id}/end"),
+            &alice,
+        ))
+        .await;
+    let body = ended.ok(200);
+    assert_eq!(body["status"], "manually_ended");
+    assert_eq!(body["status_label"], "手动结束");
+    assert!(body["ended_at"].is_string());
+    let freed = app
+        .post(
+            "/api/v1/conferences",
+            &token(T, "bob", false),
+            json!({"mode": "quick", "subject": "x"}),
+        )
+        .await;
+    assert_eq!(freed.ok(201)["line"]["id"], "line-1");
+    let later_one = app.schedule(T, "alice", 30, 31).await;
+    app.send(app.request(
+        Method::POST,
+        &format!("/api/v1/conferences/{}/end", id_of(&later_one)),
+        &alice,
+    ))
+    .await
+    .problem(409, "invalid_state");
+    // The English label too.
+    let en = app
+        .send(
+            app.request(Method::GET, &format!("/api/v1/conferences/{id}"), &alice)
+                .header("Accept-Language", "en"),
+        )
+        .await;
+    assert_eq!(en.ok(200)["status_label"], "Ended early");
+}
+
+#[tokio::test]
+async fn joining_by_number_makes_the_caller_a_participant() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let created = app.schedule(T, "alice", 5, 6).await;
+    let number = created.body["number"].as_str().unwrap().to_owned();
+    let erin = token(T, "erin", false);
+    app.get(&format!("/api/v1/conferences/{}", id_of(&created)), &erin)
+        .await
+        .problem(404, "not_found");
+    let joined = app
+        .post("/api/v1/conferences/join", &erin, json!({"number": number}))
+        .await;
+    assert_eq!(joined.ok(200)["joined"], json!(["erin"]));
+    assert!(joined.body["links"]["host"].is_null());
+    let position = joined.header("x-position").unwrap().to_owned();
+    let recent = app
+        .send(
+            app.request(Method::GET, "/api/v1/conferences/recent", &erin)
+                .header("X-Min-Position", position),
+        )
+        .await;
+    assert_eq!(recent.ok(200)["items"][0]["id"], created.body["id"]);
+    app.post("/api/v1/conferences/join", &erin, json!({"number": "123"}))
+        .await
+        .problem(422, "invalid_input");
+    app.post(
+        "/api/v1/conferences/join",
+        &erin,
+        json!({"number": "000000000"}),
+    )
+    .await
+    .problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_meeting_conference_is_launched_only_by_its_creator_convener_or_contact_once() {
+    let app = spawn_app().await;
+    app.seed(T, 2).await;
+    app.post(
+        "/api/v1/meetings/m1/conference",
+        &token(T, "dave", false),
+        json!({}),
+    )
+    .await
+    .problem(403, "forbidden");
+    let launched = app
+        .send(app.request(
+            Method::POST,
+            "/api/v1/meetings/m1/conference",
+            &token(T, "bob", false),
+        ))
+        .await;
+    let body = launched.ok(201);
+    assert_eq!(body["source"], json!({"type": "meeting", "id": "m1"}));
+    assert_eq!(body["subject"], "季度评审");
+    assert_eq!(
+        body["links"]["related"],
+        "https://oa.example.com/meetings/m1"
+    );
+    assert_eq!(body["attendees"], json!(["dave", "erin"]));
+    let again = app
+        .post(
+            "/api/v1/meetings/m1/conference",
+            &token(T, "carol", false),
+            json!({"subject": "again"}),
+        )
+        .await;
+    assert_eq!(
+        again.problem(409, "conference_exists")["conference_id"],
+        body["id"]
+    );
+    app.post(
+        "/api/v1/meetings/nope/conference",
+        &token(T, "alice", false),
+        json!({}),
+    )
+    .await
+    .problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_chat_conference_invites_only_picked_members() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let launched = app
+        .post(
+            "/api/v1/chats/c1/conference",
+            &token(T, "alice", false),
+            json!({"attendees": ["bob", "carol"]}),
+        )
+        .await;
+    let body = launched.ok(201);
+    assert_eq!(body["mode"], "quick");
+    assert_eq!(body["attendees"], json!(["bob", "carol"]));
+    assert_eq!(body["source"], json!({"type": "chat", "id": "c1"}));
+    assert_eq!(body["subject"], "项目群");
+    let outsider = app
+        .post(
+            "/api/v1/chats/c1/conference",
+            &token(T, "bob", false),
+            json!({"attendees": ["erin"]}),
+        )
+        .await;
+    assert_eq!(outsider.problem(422, "invalid_input")["field"], "attendees");
+    app.post(
+        "/api/v1/chats/c1/conference",
+        &token(T, "erin", false),
+        json!({}),
+    )
+    .await
+    .problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn lines_are_managed_by_admins_with_maintenance_moves_and_stranding() {
+    let app = spawn_app().await;
+    app.seed(T, 2).await;
+    let admin = token(T, "admin", true);
+    app.post(
+        "/api/v1/lines",
+        &token(T, "alice", false),
+        json!({"name": "x", "provider": "builtin"}),
+    )
+    .await
+    .problem(403, "forbidden");
+    app.post(
+        "/api/v1/lines",
+        &admin,
+        json!({"name": "x", "provider": "webex"}),
+    )
+    .await
+    .problem(422, "invalid_input");
+    let added = app
+        .post(
+            "/api/v1/lines",
+            &admin,
+            json!({"name": "Zoom 3", "provider": "zoom"}),
+        )
+        .await;
+    assert_eq!(
+        added.ok(201),
+        &json!({"id": "line-3", "name": "Zoom 3", "provider": "zoom", "status": "active"})
+    );
+    app.send(app.request(Method::DELETE, "/api/v1/lines/line-3", &admin))
+        .await
+        .ok(204);
+
+    let a = app.schedule(T, "alice", 5, 6).await; // line-1
+    app.schedule(T, "bob", 5, 6).await.ok(201); // line-2
+    let c = app.schedule(T, "alice", 8, 9).await; // line-1
+    let maintenance = app
+        .patch(
+            "/api/v1/lines/line-1",
+            &admin,
+            json!({"status": "maintenance"}),
+        )
+        .await;
+    let body = maintenance.ok(200);
+    assert_eq!(body["status"], "maintenance");
+    assert_eq!(body["stranded"], json!([a.body["id"]]));
+    assert_eq!(body["moved"], json!([c.body["id"]]));
+    let moved = app
+        .get(
+            &format!("/api/v1/conferences/{}", id_of(&c)),
+            &token(T, "alice", false),
+        )
+        .await;
+    assert_eq!(moved.ok(200)["line"]["id"], "line-2");
+    assert_eq!(moved.body["links_changed"], true);
+    let stranded = app
+        .get(
+            &format!("/api/v1/conferences/{}", id_of(&a)),
+            &token(T, "alice", false),
+        )
+        .await;
+    assert_eq!(stranded.ok(200)["stranded"], true);
+    app.send(app.request(Method::DELETE, "/api/v1/lines/line-1", &admin))
+        .await
+        .problem(409, "invalid_state");
+    let lines = app.get("/api/v1/lines", &admin).await;
+    assert_eq!(lines.ok(200)["items"][0]["status"], "maintenance");
+    assert_eq!(lines.body["items"][0]["upcoming"][0]["stranded"], true);
+    app.get("/api/v1/lines", &token(T, "alice", false))
+        .await
+        .problem(403, "forbidden");
+    let back = app
+        .patch(
+            "/api/v1/lines/line-1",
+            &admin,
+            json!({"status": "active", "name": "线路一"}),
+        )
+        .await;
+    assert_eq!(back.ok(200)["name"], "线路一");
+    assert_eq!(back.body["status"], "active");
+    app.patch("/api/v1/lines/line-9", &admin, json!({"status": "active"}))
+        .await
+        .problem(404, "not_found");
+    app.patch("/api/v1/lines/line-1", &admin, json!({"status": "broken"}))
+        .await
+        .problem(422, "invalid_input");
+}
+
+#[tokio::test]
+async fn directory_entries_are_validated() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let admin = token(T, "admin", true);
+    app.put(
+        "/api/v1/directory/users/zoe",
+        &token(T, "alice", false),
+        json!({"name": "Zoe"}),
+    )
+    .await
+    .problem(403, "forbidden");
+    app.put("/api/v1/directory/users/zoe", &admin, json!({"name": ""}))
+        .await
+        .problem(422, "invalid_input");
+    app.put(
+        "/api/v1/directory/users/zoe",
+        &admin,
+        json!({"name": "Zoe", "timezone": "Nowhere"}),
+    )
+    .await
+    .problem(422, "invalid_input");
+    app.put(
+        "/api/v1/directory/users/zoe",
+        &admin,
+        json!({"name": "Zoe", "email": "zoe@x.cn", "timezone": "Asia/Tokyo"}),
+    )
+    .await
+    .ok(200);
+    let bad_meeting = app
+        .put("/api/v1/directory/meetings/m2", &admin, json!({"subject": "s", "start": later(3), "end": later(2), "creator": "zoe", "convener": "zoe", "contact": "zoe", "attendees": []}))
+        .await;
+    assert_eq!(bad_meeting.problem(422, "invalid_input")["field"], "end");
+    let ghost = app
+        .put("/api/v1/directory/meetings/m2", &admin, json!({"subject": "s", "start": later(2), "end": later(3), "creator": "ghost", "convener": "zoe", "contact": "zoe", "attendees": []}))
+        .await;
+    assert_eq!(ghost.problem(422, "invalid_input")["field"], "creator");
+    let single = app
+        .put(
+            "/api/v1/directory/chats/c2",
+            &admin,
+            json!({"kind": "single", "name": "z", "members": ["zoe", "alice", "bob"]}),
+        )
+        .await;
+    assert_eq!(single.problem(422, "invalid_input")["field"], "members");
+    app.put(
+        "/api/v1/directory/chats/c2",
+        &admin,
+        json!({"kind": "single", "name": "z", "members": ["zoe", "alice"]}),
+    )
+    .await
+    .ok(200);
+    // The user's own time zone becomes the default.
+    let zoe = app
+        .post(
+            "/api/v1/conferences",
+            &token(T, "zoe", false),
+            json!({"subject": "x", "start": later(3)}),
+        )
+        .await;
+    assert_eq!(zoe.ok(201)["timezone"], "Asia/Tokyo");
+}
+
+#[tokio::test]
+async fn another_tenant_gets_404_for_every_conference_id() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    app.seed("other", 1).await;
+    let created = app.schedule(T, "alice", 5, 6).await;
+    let id = id_of(&created);
+    for user in [
+        token("other", "alice", false),
+        token("other", "admin", true),
+    ] {
+        for path in [
+            format!("/api/v1/conferences/{id}"),
+            format!("/api/v1/conferences/{id}/history"),
+            format!("/api/v1/conferences/{id}/calendar.ics"),
+        ] {
+            app.get(&path, &user).await.problem(404, "not_found");
+        }
+        app.patch(
+            &format!("/api/v1/conferences/{id}"),
+            &user,
+            json!({"subject": "x"}),
+        )
+        .await
+        .problem(404, "not_found");
+        app.post(
+            &format!("/api/v1/conferences/{id}/cancel"),
+            &user,
+            json!({}),
+        )
+        .await
+        .problem(404, "not_found");
+        app.post(&format!("/api/v1/conferences/{id}/end"), &user, json!({}))
+            .await
+            .problem(404, "not_found");
+        app.post(
+            &format!("/api/v1/conferences/{id}/invitations"),
+            &user,
+            json!({"attendees": ["bob"]}),
+        )
+        .await
+        .problem(404, "not_found");
+        app.post(
+            "/api/v1/conferences/join",
+            &user,
+            json!({"number": created.body["number"]}),
+        )
+        .await
+        .problem(404, "not_found");
+        assert_eq!(
+            app.get("/api/v1/conferences", &user).await.ok(200)["items"],
+            json!([])
+        );
+    }
+    // The other tenant's own line is unaffected by the first tenant's booking.
+    assert_eq!(
+        app.schedule("other", "alice", 5, 6).await.ok(201)["line"]["id"],
+        "line-1"
+    );
+    app.get("/api/v1/conferences/not-a-uuid", &token(T, "alice", false))
+        .await
+        .problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_twice_creates_one_conference() {
+    let app = spawn_app().await;
+    app.seed(T, 3).await;
+    let alice = token(T, "alice", false);
+    let body = json!({"subject": "once", "start": later(5), "end": later(6)});
+    let send = || {
+        app.send(
+            app.request(Method::POST, "/api/v1/conferences", &alice)
+                .header("Idempotency-Key", "create-42")
+                .json(&body),
+        )
+    };
+    let first = send().await;
+    let second = send().await;
+    assert_eq!(first.ok(201)["id"], second.ok(201)["id"]);
+    assert_eq!(second.header("idempotent-replayed"), Some("true"));
+    // The same key from another user is another command.
+    let bob = app
+        .send(
+            app.request(Method::POST, "/api/v1/conferences", &token(T, "bob", false))
+                .header("Idempotency-Key", "create-42")
+                .json(&body),
+        )
+        .await;
+    assert_ne!(bob.ok(201)["id"], first.body["id"]);
+    let listed = app
+        .send(
+            app.request(Method::GET, "/api/v1/conferences", &alice)
+                .header("X-Min-Position", bob.header("x-position").unwrap()),
+        )
+        .await;
+    assert_eq!(listed.ok(200)["items"].as_array().unwrap().len(), 1);
+    // Concurrent retries with one key still book once.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let request = app
+            .request(Method::POST, "/api/v1/conferences", &alice)
+            .header("Idempotency-Key", "burst")
+            .json(&json!({"subject": "burst", "start": later(9), "end": later(10)}));
+        tasks.push(tokio::spawn(async move {
+            Reply::from(request.send().await.unwrap()).await
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for task in tasks {
+        ids.insert(
+            task.await.unwrap().ok(201)["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test]
+async fn recent_lists_soonest_first_and_all_pages_newest_first_with_filters() {
+    let app = spawn_app().await;
+    app.seed(T, 5).await;
+    let alice = token(T, "alice", false);
+    let mut last_position = String::new();
+    for hours in [30, 5, 50, 10, 24 * 40] {
+        let reply = app.schedule(T, "alice", hours, hours + 1).await;
+        last_position = reply.header("x-position").unwrap().to_owned();
+    }
+    let quick = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"mode": "quick", "subject": "现在"}),
+        )
+        .await;
+    let cancelled = app.schedule(T, "alice", 70, 71).await;
+    let cancel = app
+        .post(
+            &format!("/api/v1/conferences/{}/cancel", id_of(&cancelled)),
+            &alice,
+            json!({}),
+        )
+        .await;
+    last_position = cancel
+        .header("x-position")
+        .unwrap_or(&last_position)
+        .to_owned();
+
+    let recent = app
+        .send(
+            app.request(Method::GET, "/api/v1/conferences/recent", &alice)
+                .header("X-Min-Position", &last_position),
+        )
+        .await;
+    let starts: Vec<&str> = recent.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["start"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts.len(),
+        5,
+        "in progress + 4 within 30 days; not cancelled, not 40 days out"
+    );
+    assert_eq!(recent.body["items"][0]["id"], quick.body["id"]);
+    assert!(starts.windows(2).all(|pair| pair[0] <= pair[1]));
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/api/v1/conferences?limit=2&cursor={cursor}"),
+            None => "/api/v1/conferences?limit=2".to_owned(),
+        };
+        let page = app.get(&path, &alice).await;
+        let items = page.ok(200)["items"].as_array().unwrap().clone();
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|item| item["start"].as_str().unwrap().to_owned()),
+        );
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7);
+    assert!(
+        seen.windows(2).all(|pair| pair[0] >= pair[1]),
+        "newest first: {seen:?}"
+    );
+
+    let filtered = app
+        .get("/api/v1/conferences?status=cancelled,in_progress", &alice)
+        .await;
+    let statuses: Vec<&str> = filtered.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["cancelled", "in_progress"]);
+    let text = app.get("/api/v1/conferences?q=%E7%8E%B0", &alice).await; // 现
+    assert_eq!(text.ok(200)["items"][0]["id"], quick.body["id"]);
+    let by_number = app
+        .get(
+            &format!(
+                "/api/v1/conferences?q={}",
+                quick.body["number"].as_str().unwrap()
+            ),
+            &alice,
+        )
+        .await;
+    assert_eq!(by_number.ok(200)["items"].as_array().unwrap().len(), 1);
+    let window = app
+        .get(
+            &format!(
+                "/api/v1/conferences?from={}&to={}",
+                urlencode(&later(29)),
+                urlencode(&later(52))
+            ),
+            &alice,
+        )
+        .await;
+    assert_eq!(window.ok(200)["items"].as_array().unwrap().len(), 2);
+    app.get("/api/v1/conferences?status=finished", &alice)
+        .await
+        .problem(422, "invalid_input");
+    app.get("/api/v1/conferences?limit=0", &alice)
+        .await
+        .problem(422, "invalid_input");
+    app.get("/api/v1/conferences?cursor=garbage", &alice)
+        .await
+        .problem(422, "invalid_input");
+    app.get("/api/v1/conferences?limit=abc", &alice)
+        .await
+        .problem(400, "malformed_request");
+    // Bob is an attendee of the scheduled ones only.
+    let bob = app
+        .get("/api/v1/conferences", &token(T, "bob", false))
+        .await;
+    assert_eq!(bob.ok(200)["items"].as_array().unwrap().len(), 6);
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[tokio::test]
+async fn history_as_of_and_the_calendar_file_replay_the_events() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let alice = token(T, "alice", false);
+    let created = app.schedule(T, "alice", 5, 6).await;
+    let id = id_of(&created);
+    let before_edit = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.patch(
+        &format!("/api/v1/conferences/{id}"),
+        &alice,
+        json!({"start": later(7), "subject": "改了"}),
+    )
+    .await
+    .ok(200);
+    let invite = app
+        .post(
+            &format!("/api/v1/conferences/{id}/invitations"),
+            &alice,
+            json!({"attendees": ["carol"]}),
+        )
+        .await;
+    invite.ok(200);
+
+    let history = app
+        .send(
+            app.request(
+                Method::GET,
+                &format!("/api/v1/conferences/{id}/history"),
+                &alice,
+            )
+            .header("X-Min-Position", invite.header("x-position").unwrap()),
+        )
+        .await;
+    let events = history.ok(200)["events"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|event| event["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "ConferenceScheduled",
+            "ConferenceEdited",
+            "AttendeesInvited"
+        ]
+    );
+    assert!(events.iter().all(|event| event["actor"] == "alice"));
+    assert!(
+        events
+            .windows(2)
+            .all(|pair| pair[0]["position"].as_u64() < pair[1]["position"].as_u64())
+    );
+    assert!(events[0]["data"].get("room").is_none());
+    assert_eq!(events[2]["data"]["attendees"], json!(["carol"]));
+
+    let as_of = before_edit.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let past = app
+        .get(
+            &format!("/api/v1/conferences/{id}?as_of={}", urlencode(&as_of)),
+            &alice,
+        )
+        .await;
+    assert_eq!(past.ok(200)["subject"], "周会");
+    assert_eq!(past.body["start"], created.body["start"]);
+    assert_eq!(past.body["version"], 1);
+    let ancient = app
+        .get(
+            &format!("/api/v1/conferences/{id}?as_of=2001-01-01T00:00:00Z"),
+            &alice,
+        )
+        .await;
+    ancient.problem(404, "not_found");
+    app.get(&format!("/api/v1/conferences/{id}?as_of=yesterday"), &alice)
+        .await
+        .problem(422, "invalid_input");
+
+    let ics = app
+        .get(&format!("/api/v1/conferences/{id}/calendar.ics"), &alice)
+        .await;
+    assert_eq!(ics.status.as_u16(), 200);
+    assert!(
+        ics.header("content-type")
+            .unwrap()
+            .starts_with("text/calendar")
+    );
+    assert!(ics.text.starts_with("BEGIN:VCALENDAR\r\n"));
+    assert!(ics.text.contains("SUMMARY:改了\r\n"));
+    assert!(ics.text.contains(&format!("UID:{id}@meetline")));
+    assert!(ics.text.contains("STATUS:CONFIRMED"));
+    assert!(ics.text.lines().all(|line| line.len() <= 75));
+}
+
+#[tokio::test]
+async fn ops_metrics_health_and_openapi_are_served() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    app.schedule(T, "alice", 5, 6).await.ok(201);
+    app.schedule(T, "bob", 5, 6)
+        .await
+        .problem(409, "no_free_line");
+    let admin = token(T, "admin", true);
+    let summary = app.get("/api/v1/ops/summary", &admin).await;
+    let body = summary.ok(200);
+    assert_eq!(body["by_status"]["not_started"], 1);
+    assert!(body["head_position"].as_u64().unwrap() >= body["applied_position"].as_u64().unwrap());
+    wait_until(async || {
+        app.get("/api/v1/ops/summary", &admin).await.body["no_free_line_rejections"] == 1
+    })
+    .await;
+    app.get("/api/v1/ops/summary", &token(T, "alice", false))
+        .await
+        .problem(403, "forbidden");
+
+    let metrics = app.send(app.client.get(app.url("/metrics"))).await;
+    assert!(
+        metrics.text.contains(
+            "meetline_commands_total{kind=\"schedule_conference\",outcome=\"accepted\"} 1"
+        ),
+        "{}",
+        metrics.text
+    );
+    assert!(metrics.text.contains(
+        "meetline_commands_total{kind=\"schedule_conference\",outcome=\"no_free_line\"} 1"
+    ));
+    assert!(metrics.text.contains("meetline_append_seconds_bucket"));
+    assert!(metrics.text.contains("meetline_projection_lag_events"));
+    assert_eq!(
+        app.send(app.client.get(app.url("/healthz")))
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    wait_until(async || {
+        app.send(app.client.get(app.url("/readyz")))
+            .await
+            .status
+            .as_u16()
+            == 200
+    })
+    .await;
+    let openapi = app
+        .send(app.client.get(app.url("/api/v1/openapi.json")))
+        .await;
+    let paths = openapi.ok(200)["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/conferences",
+        "/api/v1/conferences/{id}/cancel",
+        "/api/v1/lines/{id}",
+        "/api/v1/ops/summary",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let unknown = app.get("/api/v1/nothing-here", &admin).await;
+    unknown.problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_of_the_binary() {
+    let data = fresh_data_dir();
+    let (mut child, base) = start(&data, &[]);
+    let app = TestAppRef {
+        base: base.clone(),
+        client: reqwest::Client::new(),
+    };
+    app.seed().await;
+    let created = app
+        .post(
+            "/api/v1/conferences",
+            json!({"subject": "持久", "start": later(5), "end": later(6)}),
+        )
+        .await;
+    assert_eq!(created.status.as_u16(), 201);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, base) = start(&data, &[]);
+    let app = TestAppRef {
+        base,
+        client: reqwest::Client::new(),
+    };
+    let id = created.body["id"].as_str().unwrap();
+    let position = created.header("x-position").unwrap();
+    let reply = Reply::from(
+        app.client
+            .get(format!("{}/api/v1/conferences/{id}", app.base))
+            .bearer_auth(token(T, "alice", false))
+            .header("X-Min-Position", position)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.ok(200)["subject"], "持久");
+    // The pool was reloaded: the slot is still taken on the only line.
+    let clash = app
+        .post(
+            "/api/v1/conferences",
+            json!({"subject": "x", "start": later(5), "end": later(6)}),
+        )
+        .await;
+    clash.problem(409, "no_free_line");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(data).unwrap();
+}
+
+struct TestAppRef {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl TestAppRef {
+    async fn seed(&self) {
+        let admin = token(T, "admin", true);
+        for user in ["alice", "bob"] {
+            let reply = self
+                .client
+                .put(format!("{}/api/v1/directory/users/{user}", self.base))
+                .bearer_auth(&admin)
+                .json(&json!({"name": user}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status().as_u16(), 200);
+        }
+        let reply = self
+            .client
+            .post(format!("{}/api/v1/lines", self.base))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "L", "provider": "builtin"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status().as_u16(), 201);
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        Reply::from(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token(T, "alice", false))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+}

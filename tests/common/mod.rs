@@ -1,0 +1,259 @@
+//! `spawn_app()`: the real `meetline` binary on port 0 with a fresh data folder, and helpers to
+//! talk to it as a client would.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{EncodingKey, Header, encode};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "test-secret-for-black-box-tests";
+
+pub struct TestApp {
+    pub base: String,
+    pub data: PathBuf,
+    pub client: Client,
+    /// The highest `X-Position` any command returned: queries wait for it (read-your-writes),
+    /// as a well-behaved client does.
+    pub last_position: AtomicU64,
+    child: Child,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+pub fn fresh_data_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meetline-bb-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts the binary on `data` and waits for its "listening" line.
+pub fn start(data: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meetline"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .env("MEETLINE_JWT_SECRET", SECRET)
+        .env("MEETLINE_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the meetline binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("meetline printed its address").unwrap();
+        if let Some(address) = line.strip_prefix("meetline listening on ") {
+            break address.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    let data = fresh_data_dir();
+    let (child, base) = start(&data, extra);
+    TestApp {
+        base,
+        data,
+        client: Client::new(),
+        last_position: AtomicU64::new(0),
+        child,
+    }
+}
+
+pub fn token(tenant: &str, user: &str, admin: bool) -> String {
+    let claims = json!({
+        "sub": user,
+        "tenant": tenant,
+        "exp": (Utc::now() + chrono::Duration::hours(1)).timestamp(),
+        "roles": if admin { vec!["admin"] } else { vec![] },
+    });
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A parsed response: status, headers and JSON (or text) body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn from(response: Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Asserts a problem+json with this status and code.
+    pub fn problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(self.body["code"], code, "{}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        &self.body
+    }
+
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        &self.body
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    pub async fn send(&self, builder: RequestBuilder) -> Reply {
+        let mut request = builder.build().expect("a valid request");
+        let position = self.last_position.load(Ordering::SeqCst);
+        if request.method() == Method::GET
+            && position > 0
+            && !request.headers().contains_key("x-min-position")
+        {
+            request
+                .headers_mut()
+                .insert("x-min-position", position.into());
+        }
+        let reply = Reply::from(self.client.execute(request).await.expect("request sent")).await;
+        if let Some(position) = reply
+            .header("x-position")
+            .and_then(|text| text.parse().ok())
+        {
+            self.last_position.fetch_max(position, Ordering::SeqCst);
+        }
+        reply
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send(self.request(Method::GET, path, token)).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send(self.request(Method::POST, path, token).json(&body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send(self.request(Method::PATCH, path, token).json(&body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send(self.request(Method::PUT, path, token).json(&body))
+            .await
+    }
+
+    /// Users, two lines, a meeting and a group chat in `tenant`.
+    pub async fn seed(&self, tenant: &str, lines: usize) {
+        let admin = token(tenant, "admin", true);
+        for user in ["admin", "alice", "bob", "carol", "dave", "erin", "mallory"] {
+            self.put(
+                &format!("/api/v1/directory/users/{user}"),
+                &admin,
+                json!({"name": user.to_uppercase()}),
+            )
+            .await
+            .ok(200);
+        }
+        for n in 0..lines {
+            self.post(
+                "/api/v1/lines",
+                &admin,
+                json!({"name": format!("Line {}", n + 1), "provider": "builtin"}),
+            )
+            .await
+            .ok(201);
+        }
+        self.put(
+            "/api/v1/directory/meetings/m1",
+            &admin,
+            json!({"subject": "季度评审", "start": later(48), "end": later(49), "creator": "alice", "convener": "bob",
+                   "contact": "carol", "attendees": ["dave", "erin"], "url": "https://oa.example.com/meetings/m1"}),
+        )
+        .await
+        .ok(200);
+        self.put(
+            "/api/v1/directory/chats/c1",
+            &admin,
+            json!({"kind": "group", "name": "项目群", "members": ["alice", "bob", "carol", "dave"]}),
+        )
+        .await
+        .ok(200);
+    }
+
+    /// Creates a scheduled conference as `user`, `from`–`to` hours from now.
+    pub async fn schedule(&self, tenant: &str, user: &str, from: i64, to: i64) -> Reply {
+        self.post(
+            "/api/v1/conferences",
+            &token(tenant, user, false),
+            json!({"mode": "scheduled", "subject": "周会", "start": later(from), "end": later(to), "attendees": ["bob"]}),
+        )
+        .await
+    }
+}
+
+/// An RFC 3339 instant `hours` from now, on the hour (so slots line up across calls).
+pub fn later(hours: i64) -> String {
+    let now = Utc::now();
+    let base = DateTime::from_timestamp(now.timestamp() - now.timestamp() % 3600, 0).unwrap();
+    (base + chrono::Duration::hours(hours)).to_rfc3339()
+}
+
+pub async fn wait_until<F: AsyncFnMut() -> bool>(mut check: F) {
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not reached in 5 s");
+}
