@@ -28,9 +28,10 @@ CREATE TABLE IF NOT EXISTS rm_lines (
     PRIMARY KEY (tenant, line_id)
 );
 CREATE TABLE IF NOT EXISTS rm_conferences (
-    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, number TEXT NOT NULL, subject TEXT NOT NULL,
+    tenant TEXT NOT NULL, id TEXT NOT NULL, number TEXT NOT NULL, subject TEXT NOT NULL,
     start TEXT NOT NULL, "end" TEXT NOT NULL, status TEXT NOT NULL, line_id TEXT NOT NULL,
-    position INTEGER NOT NULL, data TEXT NOT NULL
+    position INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
 );
 CREATE INDEX IF NOT EXISTS rm_conferences_by_number ON rm_conferences (tenant, number);
 CREATE INDEX IF NOT EXISTS rm_conferences_by_line ON rm_conferences (tenant, line_id, start);
@@ -165,7 +166,7 @@ pub async fn checkpoint(db: &Database) -> Result<Position, StoreError> {
 /// The conferences and lines a batch touches, loaded once and written once.
 #[derive(Default)]
 struct BatchState {
-    views: HashMap<ConferenceId, (ConferenceView, Position)>,
+    views: HashMap<(TenantId, ConferenceId), (ConferenceView, Position)>,
     lines: HashMap<(TenantId, LineId), LineRef>,
 }
 
@@ -287,15 +288,19 @@ async fn apply_event(
         } => {
             let line = line_ref(transaction, state, tenant, line).await?;
             if let Some(view) = ConferenceView::scheduled(tenant, event, line) {
-                state.views.insert(*conference, (view, recorded.position));
+                state
+                    .views
+                    .insert((tenant.clone(), *conference), (view, recorded.position));
             }
         }
         _ => {
             let Some(conference) = event.conference() else {
                 return Ok(());
             };
-            if let std::collections::hash_map::Entry::Vacant(slot) = state.views.entry(conference) {
-                let Some(view) = load_view(transaction, conference).await? else {
+            let key = (tenant.clone(), conference);
+            if let std::collections::hash_map::Entry::Vacant(slot) = state.views.entry(key.clone())
+            {
+                let Some(view) = load_view(transaction, tenant, conference).await? else {
                     tracing::warn!(%conference, position = recorded.position, "event for an unknown conference");
                     return Ok(());
                 };
@@ -311,7 +316,7 @@ async fn apply_event(
                 Some(line) => Some(line_ref(transaction, state, tenant, line).await?),
                 None => None,
             };
-            let (view, position) = state.views.get_mut(&conference).expect("loaded above");
+            let (view, position) = state.views.get_mut(&key).expect("loaded above");
             view.apply(event, |id| {
                 resolved
                     .clone()
@@ -326,12 +331,15 @@ async fn apply_event(
 
 async fn load_view(
     transaction: &mut Transaction<'_, Sqlite>,
+    tenant: &TenantId,
     conference: ConferenceId,
 ) -> Result<Option<ConferenceView>, sqlx::Error> {
-    let data: Option<String> = sqlx::query_scalar("SELECT data FROM rm_conferences WHERE id = ?")
-        .bind(conference.to_string())
-        .fetch_optional(&mut **transaction)
-        .await?;
+    let data: Option<String> =
+        sqlx::query_scalar("SELECT data FROM rm_conferences WHERE tenant = ? AND id = ?")
+            .bind(tenant.as_str())
+            .bind(conference.to_string())
+            .fetch_optional(&mut **transaction)
+            .await?;
     data.map(|data| {
         serde_json::from_str(&data).map_err(|error| sqlx::Error::Decode(Box::new(error)))
     })
@@ -348,7 +356,7 @@ async fn write_view(
     sqlx::query(
         r#"INSERT INTO rm_conferences (id, tenant, number, subject, start, "end", status, line_id, position, data)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (id) DO UPDATE SET subject = excluded.subject, start = excluded.start,
+           ON CONFLICT (tenant, id) DO UPDATE SET subject = excluded.subject, start = excluded.start,
            "end" = excluded."end", status = excluded.status, line_id = excluded.line_id,
            position = excluded.position, data = excluded.data"#,
     )

@@ -145,7 +145,7 @@ impl ReadModels {
         limit: u32,
     ) -> Result<Vec<ConferenceView>, StoreError> {
         let rows = sqlx::query(
-            r#"SELECT c.data FROM rm_participants p JOIN rm_conferences c ON c.id = p.conference_id
+            r#"SELECT c.data FROM rm_participants p JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id
                WHERE p.tenant = ? AND p.user_id = ? AND p.status IN ('not_started', 'in_progress')
                  AND p."end" > ? AND p.start < ?
                ORDER BY p.start, p.conference_id LIMIT ?"#,
@@ -176,7 +176,7 @@ impl ReadModels {
     ) -> Result<Page, StoreError> {
         let limit = filter.limit.clamp(1, MAX_PAGE);
         let mut sql = String::from(
-            r#"SELECT c.data, p.start FROM rm_participants p JOIN rm_conferences c ON c.id = p.conference_id
+            r#"SELECT c.data, p.start FROM rm_participants p JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id
                WHERE p.tenant = ? AND p.user_id = ?"#,
         );
         let now_text = timestamp(now);

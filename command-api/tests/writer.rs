@@ -1,0 +1,217 @@
+//! The per-pool writer: group commit, conflicts between two writers on one store (two nodes),
+//! idempotency across a restart, snapshots.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use meetline_adapters::sqlite::{Database, SqliteEventStore};
+use meetline_api_common::Metrics;
+use meetline_command_api::service::{CommandError, load_pool};
+use meetline_command_api::{CommandService, ServiceConfig, Submission};
+use meetline_domain::command::{EndSpec, ScheduleConference};
+use meetline_domain::ports::{EventStore, pool_stream};
+use meetline_domain::*;
+use uuid::Uuid;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).unwrap()
+}
+
+fn tenant() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+fn service(store: Arc<dyn EventStore>, snapshot_every: u64) -> CommandService {
+    CommandService::new(
+        store,
+        None,
+        Arc::new(Metrics::default()),
+        ServiceConfig {
+            snapshot_every,
+            max_retries: 50,
+        },
+    )
+}
+
+async fn store() -> Arc<dyn EventStore> {
+    Arc::new(
+        SqliteEventStore::new(Database::temporary().await.unwrap())
+            .await
+            .unwrap(),
+    )
+}
+
+fn schedule(hour: i64) -> Command {
+    Command::ScheduleConference(ScheduleConference {
+        conference: ConferenceId(Uuid::new_v4()),
+        mode: Mode::Scheduled,
+        subject: Subject::parse("s").unwrap(),
+        start: Some(t0() + Duration::hours(hour)),
+        end: EndSpec::After(Duration::minutes(60)),
+        timezone: TimeZoneName::default(),
+        host: None,
+        attendees: vec![],
+        related_link: None,
+        rooms: RoomNonce::fixed(1),
+    })
+}
+
+async fn add_lines(service: &CommandService, count: usize) {
+    for n in 0..count {
+        let command = Command::AddLine {
+            name: LineName::parse(&format!("L{n}")).unwrap(),
+            provider: ProviderKind::Builtin,
+        };
+        service
+            .execute(Submission::new(
+                tenant(),
+                Actor::admin("root"),
+                command,
+                t0(),
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_one_store_never_double_book() {
+    let store = store().await;
+    let node_a = service(store.clone(), 1_000_000);
+    let node_b = service(store.clone(), 1_000_000);
+    add_lines(&node_a, 3).await;
+    let mut tasks = Vec::new();
+    for n in 0..120 {
+        let node = if n % 2 == 0 {
+            node_a.clone()
+        } else {
+            node_b.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            node.execute(Submission::new(
+                tenant(),
+                Actor::user("alice"),
+                schedule(10 + (n % 2)),
+                t0(),
+            ))
+            .await
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(CommandError::Domain(DomainError::NoFreeLine)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    // Two distinct hours, three lines each.
+    assert_eq!(accepted, 6);
+    let pool = load_pool(store.as_ref(), &pool_stream(&tenant()))
+        .await
+        .unwrap();
+    assert!(pool.overlapping_bookings().is_empty());
+    assert_eq!(pool.conferences.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_idempotency_key_after_a_restart_returns_the_first_outcome() {
+    let store = store().await;
+    let first_node = service(store.clone(), 1_000_000);
+    add_lines(&first_node, 2).await;
+    let submit = |node: CommandService| async move {
+        let submission = Submission::new(tenant(), Actor::user("alice"), schedule(5), t0())
+            .with_idempotency_key("k-1");
+        node.execute(submission).await.unwrap()
+    };
+    let first = submit(first_node).await;
+    assert!(!first.replayed);
+    // A fresh service (a restarted process) finds the first outcome in the store.
+    let again = submit(service(store.clone(), 1_000_000)).await;
+    assert!(again.replayed);
+    assert_eq!(
+        again.conference.as_ref().unwrap().id,
+        first.conference.as_ref().unwrap().id
+    );
+    assert_eq!(again.position, first.position);
+    let pool = load_pool(store.as_ref(), &pool_stream(&tenant()))
+        .await
+        .unwrap();
+    assert_eq!(pool.conferences.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_rejection_is_replayed_without_deciding_again() {
+    let store = store().await;
+    let node = service(store.clone(), 1_000_000);
+    add_lines(&node, 1).await;
+    node.execute(Submission::new(
+        tenant(),
+        Actor::user("bob"),
+        schedule(5),
+        t0(),
+    ))
+    .await
+    .unwrap();
+    let keyed = || {
+        Submission::new(tenant(), Actor::user("alice"), schedule(5), t0())
+            .with_idempotency_key("k-2")
+    };
+    assert!(matches!(
+        node.execute(keyed()).await,
+        Err(CommandError::Domain(DomainError::NoFreeLine))
+    ));
+    // The line frees up, but the same key still answers with its first outcome.
+    let pool = load_pool(store.as_ref(), &pool_stream(&tenant()))
+        .await
+        .unwrap();
+    let booked = *pool.conferences.keys().next().unwrap();
+    let cancel = Command::CancelConference {
+        conference: booked,
+        reason: None,
+    };
+    node.execute(Submission::new(tenant(), Actor::user("bob"), cancel, t0()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        node.execute(keyed()).await,
+        Err(CommandError::Domain(DomainError::NoFreeLine))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_saved_and_a_pool_loads_from_them() {
+    let store = store().await;
+    let node = service(store.clone(), 10);
+    add_lines(&node, 2).await;
+    for hour in 0..30 {
+        node.execute(Submission::new(
+            tenant(),
+            Actor::user("alice"),
+            schedule(hour),
+            t0(),
+        ))
+        .await
+        .unwrap();
+    }
+    let stream = pool_stream(&tenant());
+    let mut snapshot = None;
+    for _ in 0..100 {
+        snapshot = store.load_snapshot(&stream).await.unwrap();
+        if snapshot.as_ref().is_some_and(|s| s.version >= 30) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let snapshot = snapshot.expect("a snapshot was saved");
+    assert!(snapshot.version >= 30);
+    let from_snapshot = load_pool(store.as_ref(), &stream).await.unwrap();
+    let events: Vec<Event> = store
+        .read_stream(&stream, 0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(from_snapshot, LinePool::from_events(&events));
+}
