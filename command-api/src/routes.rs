@@ -840,6 +840,17 @@ pub async fn remove_line(
 // ---------------------------------------------------------------------------------------------
 // Directory (admin)
 
+/// Directory writes append no event; `X-Position` is the head, so every command response has one.
+async fn directory_response<T: Serialize>(
+    state: &CommandState,
+    entry: &T,
+) -> Result<Response, ApiError> {
+    let head = state.service.store().head_position().await?;
+    let mut response = axum::Json(entry).into_response();
+    position_header(&mut response, head);
+    Ok(response)
+}
+
 /// Add or replace a user of the tenant's directory.
 #[utoipa::path(put, path = "/api/v1/directory/users/{id}", tag = "directory", request_body = PutUserRequest,
     params(("id" = String, Path)), responses((status = 200)))]
@@ -873,7 +884,7 @@ pub async fn put_user(
             .transpose()?,
     };
     state.directory.put_user(&principal.tenant, &entry).await?;
-    Ok(axum::Json(entry).into_response())
+    directory_response(&state, &entry).await
 }
 
 /// Add or replace a meeting with its roles and attendees.
@@ -923,7 +934,7 @@ pub async fn put_meeting(
             .transpose()?,
     };
     directory.put_meeting(tenant, &meeting).await?;
-    Ok(axum::Json(meeting).into_response())
+    directory_response(&state, &meeting).await
 }
 
 /// Add or replace a chat with its members.
@@ -970,7 +981,7 @@ pub async fn put_chat(
         },
     };
     state.directory.put_chat(&principal.tenant, &chat).await?;
-    Ok(axum::Json(chat).into_response())
+    directory_response(&state, &chat).await
 }
 
 /// The command API's part of the OpenAPI document.
