@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`sqlite`]: `Database` (one writer connection, many readers) and `SqliteEventStore`.
+//! - [`postgres`]: `PgEventStore` — gap-free global order under concurrent writers, LISTEN/NOTIFY.
+//! - [`testing`]: a fresh PostgreSQL database per test.
 //! - [`directory`]: the `Directory` port and `SqliteDirectory`.
 //! - [`auth`]: HS256 bearer tokens (`JwtKeys`).
 //! - [`links`]: Jitsi Meet JWT links for the builtin provider.
@@ -10,4 +12,6 @@
 pub mod auth;
 pub mod directory;
 pub mod links;
+pub mod postgres;
 pub mod sqlite;
+pub mod testing;

@@ -258,3 +258,79 @@ async fn sqlite_store() -> Option<Arc<dyn EventStore>> {
 }
 
 conformance!(sqlite, sqlite_store());
+
+/// Each PostgreSQL store gets its own database, dropped when the test process ends its use.
+async fn postgres_store() -> Option<Arc<dyn EventStore>> {
+    let database = meetline_adapters::testing::TestDatabase::create().await?;
+    let pool = meetline_adapters::postgres::connect(&database.url, 20)
+        .await
+        .unwrap();
+    let store = meetline_adapters::postgres::PgEventStore::new(pool)
+        .await
+        .unwrap();
+    Some(Arc::new(WithDatabase {
+        store,
+        _database: database,
+    }))
+}
+
+/// Keeps the test database alive as long as the store.
+struct WithDatabase {
+    store: meetline_adapters::postgres::PgEventStore,
+    _database: meetline_adapters::testing::TestDatabase,
+}
+
+#[async_trait::async_trait]
+impl EventStore for WithDatabase {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: u64,
+        events: &[NewEvent],
+    ) -> Result<meetline_domain::ports::Appended, StoreError> {
+        self.store.append(stream, expected, events).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<meetline_domain::ports::RecordedEvent>, StoreError> {
+        self.store.read_stream(stream, after, limit).await
+    }
+    async fn read_tagged(
+        &self,
+        stream: &str,
+        conference: ConferenceId,
+    ) -> Result<Vec<meetline_domain::ports::RecordedEvent>, StoreError> {
+        self.store.read_tagged(stream, conference).await
+    }
+    async fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<meetline_domain::ports::RecordedEvent>, StoreError> {
+        self.store.read_all(after, limit).await
+    }
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        self.store.head_position().await
+    }
+    async fn wait_for_events(&self, after: u64) {
+        self.store.wait_for_events(after).await
+    }
+    async fn find_command(
+        &self,
+        stream: &str,
+        command: Uuid,
+    ) -> Result<Option<meetline_domain::ports::CommandRecord>, StoreError> {
+        self.store.find_command(stream, command).await
+    }
+    async fn save_snapshot(&self, stream: &str, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.store.save_snapshot(stream, snapshot).await
+    }
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        self.store.load_snapshot(stream).await
+    }
+}
+
+conformance!(postgres, postgres_store());

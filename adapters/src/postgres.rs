@@ -1,0 +1,389 @@
+//! `PgEventStore`: the event store port on PostgreSQL, the production store that many nodes share.
+//!
+//! **Gap-free global order.** A `bigserial` position is drawn when a row is inserted but becomes
+//! visible when its transaction commits, so a reader could see position 7 committed while 6 is
+//! still in flight — and, having moved its checkpoint past 6, never read it. Here every append
+//! takes a transaction-scoped advisory lock *before* it assigns positions (`MAX(position) + 1`) and
+//! holds it to the end of the transaction. PostgreSQL makes a commit visible before it releases the
+//! transaction's locks, so the next appender can only assign positions after every lower position
+//! is visible: positions become visible in order, and `position > checkpoint` never skips one.
+//! Decision record: `docs/decisions/0006-gap-free-positions-on-postgresql.md`.
+//!
+//! Wake-ups use `LISTEN/NOTIFY`: each append notifies `meetline_events` with its last position
+//! (delivered at commit), so every node's projector and readers wake up, not only the writer's.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use meetline_domain::event::Event;
+use meetline_domain::ports::{
+    Appended, CommandRecord, EventMetadata, EventStore, NewEvent, Position, RecordedEvent,
+    Snapshot, StoreError,
+};
+use meetline_domain::types::ConferenceId;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{QueryBuilder, Row, SqlStr};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The channel appends notify.
+pub const CHANNEL: &str = "meetline_events";
+/// The advisory lock key that serializes position assignment ("meetline" in ASCII).
+const POSITION_LOCK: i64 = 0x6d65_6574_6c69_6e65;
+
+/// The event store's schema migrations (sqlx's migrator and its `_sqlx_migrations` table).
+pub fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("events"),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("../migrations/postgres/0001_events.sql")),
+        false,
+    )])
+}
+
+fn unavailable(error: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+/// Connects a pool to `url`.
+///
+/// # Errors
+/// When the server cannot be reached.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+}
+
+#[derive(Debug)]
+pub struct PgEventStore {
+    pool: PgPool,
+    head: watch::Sender<Position>,
+    /// The listener task stops once this is dropped with the store.
+    alive: std::sync::Arc<()>,
+    /// Fault injection for tests: hold each append's transaction open up to this long before
+    /// committing.
+    commit_delay: Option<Duration>,
+}
+
+impl PgEventStore {
+    /// Runs the migrations, reads the head and starts listening for other nodes' appends.
+    ///
+    /// # Errors
+    /// When the database cannot be migrated or read.
+    pub async fn new(pool: PgPool) -> Result<Self, StoreError> {
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let head = Self::read_head(&pool).await?;
+        let store = Self {
+            pool,
+            head: watch::Sender::new(head),
+            alive: std::sync::Arc::new(()),
+            commit_delay: None,
+        };
+        store.listen().await?;
+        Ok(store)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Holds every append's transaction open for a random time up to `max` before it commits
+    /// (tests that prove readers see no gaps).
+    #[must_use]
+    pub fn with_commit_delay(mut self, max: Duration) -> Self {
+        self.commit_delay = Some(max);
+        self
+    }
+
+    async fn read_head(pool: &PgPool) -> Result<Position, StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(head as Position)
+    }
+
+    /// Follows `NOTIFY meetline_events` in the background; on a lost connection it re-reads the
+    /// head, so no wake-up is lost for long.
+    async fn listen(&self) -> Result<(), StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        listener.listen(CHANNEL).await.map_err(unavailable)?;
+        let head = self.head.clone();
+        let pool = self.pool.clone();
+        let alive = std::sync::Arc::downgrade(&self.alive);
+        tokio::spawn(async move {
+            while alive.strong_count() > 0 {
+                match tokio::time::timeout(Duration::from_secs(5), listener.try_recv()).await {
+                    Ok(Ok(Some(notification))) => {
+                        if let Ok(position) = notification.payload().parse::<Position>() {
+                            head.send_if_modified(|current| advance(current, position));
+                        }
+                    }
+                    // Connection lost (reconnected on the next call) or quiet: re-read the head.
+                    Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                        if let Ok(position) = Self::read_head(&pool).await {
+                            head.send_if_modified(|current| advance(current, position));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+fn advance(current: &mut Position, seen: Position) -> bool {
+    let moved = seen > *current;
+    *current = (*current).max(seen);
+    moved
+}
+
+const SELECT_EVENTS: &str = "SELECT position, stream, version, event_id, event_type, schema_version, \
+    command_id, correlation_id, causation_id, actor, recorded_at, data::text AS data FROM events";
+
+fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let event_type: String = row.get("event_type");
+    let schema_version: i32 = row.get("schema_version");
+    let data: String = row.get("data");
+    let event = Event::from_stored(&event_type, schema_version as u32, &data)
+        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    Ok(RecordedEvent {
+        position: row.get::<i64, _>("position") as Position,
+        stream: row.get("stream"),
+        version: row.get::<i64, _>("version") as u64,
+        event,
+        metadata: EventMetadata {
+            event_id: row.get("event_id"),
+            command_id: row.get("command_id"),
+            correlation_id: row.get("correlation_id"),
+            causation_id: row.get("causation_id"),
+            actor: row.get("actor"),
+            recorded_at: row.get::<DateTime<Utc>, _>("recorded_at"),
+            schema_version: schema_version as u32,
+        },
+    })
+}
+
+fn decode_all(rows: &[PgRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter().map(decode).collect()
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(POSITION_LOCK)
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+        let actual: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = $1")
+                .bind(stream)
+                .fetch_one(&mut *transaction)
+                .await
+                .map_err(unavailable)?;
+        if actual as u64 != expected_version {
+            return Err(StoreError::Conflict {
+                stream: stream.to_owned(),
+                expected: expected_version,
+                actual: actual as u64,
+            });
+        }
+        if events.is_empty() {
+            return Ok(Appended {
+                positions: Vec::new(),
+                version: actual as u64,
+            });
+        }
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+        let positions: Vec<Position> = (1..=events.len() as u64)
+            .map(|offset| head as Position + offset)
+            .collect();
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+             conference_id, command_id, correlation_id, causation_id, actor, recorded_at, data) ",
+        );
+        insert.push_values(events.iter().enumerate(), |mut row, (offset, new)| {
+            let meta = &new.metadata;
+            row.push_bind(positions[offset] as i64)
+                .push_bind(stream)
+                .push_bind((expected_version + 1 + offset as u64) as i64)
+                .push_bind(meta.event_id)
+                .push_bind(new.event.type_name())
+                .push_bind(meta.schema_version as i32)
+                .push_bind(new.event.conference().map(|id| id.0))
+                .push_bind(meta.command_id)
+                .push_bind(meta.correlation_id)
+                .push_bind(meta.causation_id)
+                .push_bind(meta.actor.clone())
+                .push_bind(meta.recorded_at)
+                .push_bind(new.event.to_json())
+                .push_unseparated("::jsonb");
+        });
+        insert
+            .build()
+            .execute(&mut *transaction)
+            .await
+            .map_err(|error| match &error {
+                sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+                    stream: stream.to_owned(),
+                    expected: expected_version,
+                    actual: expected_version + 1,
+                },
+                _ => unavailable(error),
+            })?;
+        let last = *positions.last().expect("non-empty");
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(last.to_string())
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+        if let Some(max) = self.commit_delay {
+            let micros = rand::random_range(0..=max.as_micros() as u64);
+            tokio::time::sleep(Duration::from_micros(micros)).await;
+        }
+        transaction.commit().await.map_err(unavailable)?;
+        self.head.send_if_modified(|current| advance(current, last));
+        Ok(Appended {
+            positions,
+            version: expected_version + events.len() as u64,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE stream = $1 AND version > $2 ORDER BY version LIMIT $3"
+        )))
+        .bind(stream)
+        .bind(after_version as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        decode_all(&rows)
+    }
+
+    async fn read_tagged(
+        &self,
+        stream: &str,
+        conference: ConferenceId,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE conference_id = $1 AND stream = $2 ORDER BY position"
+        )))
+        .bind(conference.0)
+        .bind(stream)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        decode_all(&rows)
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2"
+        )))
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        decode_all(&rows)
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        let head = Self::read_head(&self.pool).await?;
+        self.head.send_if_modified(|current| advance(current, head));
+        Ok(head)
+    }
+
+    async fn wait_for_events(&self, after: Position) {
+        let mut receiver = self.head.subscribe();
+        let _ = receiver.wait_for(|head| *head > after).await;
+    }
+
+    async fn find_command(
+        &self,
+        stream: &str,
+        command_id: Uuid,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MAX(position) AS last, MIN(recorded_at) AS at, \
+             (ARRAY_AGG(conference_id) FILTER (WHERE conference_id IS NOT NULL))[1] AS conference \
+             FROM events WHERE stream = $1 AND command_id = $2",
+        )
+        .bind(stream)
+        .bind(command_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let Some(last) = row.get::<Option<i64>, _>("last") else {
+            return Ok(None);
+        };
+        Ok(Some(CommandRecord {
+            conference: row.get::<Option<Uuid>, _>("conference").map(ConferenceId),
+            last_position: last as Position,
+            recorded_at: row.get("at"),
+        }))
+    }
+
+    async fn save_snapshot(&self, stream: &str, snapshot: &Snapshot) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshots (stream, version, schema, data) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (stream) DO UPDATE SET version = excluded.version, \
+             schema = excluded.schema, data = excluded.data WHERE excluded.version > snapshots.version",
+        )
+        .bind(stream)
+        .bind(snapshot.version as i64)
+        .bind(snapshot.schema as i32)
+        .bind(&snapshot.data)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query("SELECT version, schema, data FROM snapshots WHERE stream = $1")
+            .bind(stream)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(|row| Snapshot {
+            version: row.get::<i64, _>("version") as u64,
+            schema: row.get::<i32, _>("schema") as u32,
+            data: row.get("data"),
+        }))
+    }
+}
