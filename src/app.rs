@@ -13,9 +13,11 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use meetline_adapters::auth::JwtKeys;
-use meetline_adapters::directory::{Directory, SqliteDirectory};
+use meetline_adapters::db::Database;
+use meetline_adapters::directory::{Directory, SqlDirectory};
 use meetline_adapters::links::JitsiSettings;
-use meetline_adapters::sqlite::{Database, SqliteEventStore};
+use meetline_adapters::postgres::PgEventStore;
+use meetline_adapters::sqlite::SqliteEventStore;
 use meetline_api_common::error::{localize_problems, not_found};
 use meetline_api_common::metrics::HttpLabels;
 use meetline_api_common::{ApiContext, Clock, LinkRenderer, Metrics};
@@ -41,6 +43,8 @@ pub enum Role {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data: PathBuf,
+    /// `postgres://…`: events, read models and directory on PostgreSQL instead of SQLite.
+    pub database_url: Option<String>,
     pub role: Role,
     pub demo: bool,
     pub jwt_secret: Option<String>,
@@ -60,16 +64,55 @@ pub struct App {
 
 const LIMIT_BYTES: usize = 64 * 1024;
 
-/// Opens the embedded database under `data`.
+/// Where events, read models and the directory live.
+pub struct Storage {
+    pub db: Database,
+    pub store: Arc<dyn EventStore>,
+}
+
+/// Connections per PostgreSQL pool (the event store has one, the read side another).
+const PG_CONNECTIONS: u32 = 16;
+
+/// Opens the embedded SQLite file under `data`, or the PostgreSQL database at `database_url`.
 ///
 /// # Errors
-/// When the folder or the database cannot be created.
-pub async fn open_database(data: &Path) -> anyhow::Result<Database> {
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("creating the data folder {}", data.display()))?;
-    Database::open(&data.join("meetline.db"))
-        .await
-        .context("opening the SQLite database")
+/// When the folder, the file or the server cannot be opened, or the URL is of another engine.
+pub async fn open_storage(data: &Path, database_url: Option<&str>) -> anyhow::Result<Storage> {
+    match database_url.map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let pool = meetline_adapters::postgres::connect(url, PG_CONNECTIONS)
+                .await
+                .context("connecting to PostgreSQL")?;
+            let store = PgEventStore::new(pool)
+                .await
+                .context("preparing the PostgreSQL event store")?;
+            let db = Database::connect_postgres(url, PG_CONNECTIONS)
+                .await
+                .context("connecting to PostgreSQL")?;
+            Ok(Storage {
+                db,
+                store: Arc::new(store),
+            })
+        }
+        Some(url) => {
+            let scheme = url.split(':').next().unwrap_or_default();
+            anyhow::bail!(
+                "unsupported database URL scheme {scheme:?}: use postgres://… or leave DATABASE_URL unset for SQLite"
+            )
+        }
+        None => {
+            std::fs::create_dir_all(data)
+                .with_context(|| format!("creating the data folder {}", data.display()))?;
+            let db = Database::open_sqlite(&data.join("meetline.db"))
+                .await
+                .context("opening the SQLite database")?;
+            let store = SqliteEventStore::new(db.clone()).await?;
+            Ok(Storage {
+                db,
+                store: Arc::new(store),
+            })
+        }
+    }
 }
 
 fn secret_file(data: &Path, name: &str, given: Option<&str>) -> anyhow::Result<String> {
@@ -86,7 +129,8 @@ fn secret_file(data: &Path, name: &str, given: Option<&str>) -> anyhow::Result<S
 /// # Errors
 /// When the store cannot be opened.
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
-    let db = open_database(&settings.data).await?;
+    let Storage { db, store } =
+        open_storage(&settings.data, settings.database_url.as_deref()).await?;
     let keys = Arc::new(JwtKeys::load_or_create(
         &settings.data,
         settings.jwt_secret.as_deref(),
@@ -96,8 +140,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         "jitsi-secret",
         settings.jitsi_secret.as_deref(),
     )?;
-    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()).await?);
-    let directory: Arc<dyn Directory> = Arc::new(SqliteDirectory::new(db.clone()).await?);
+    let directory: Arc<dyn Directory> = Arc::new(SqlDirectory::new(db.clone()).await?);
     meetline_projections::projector::migrate(&db).await?;
     let read_models = ReadModels::new(db.clone());
     let metrics = Arc::new(Metrics::default());

@@ -16,7 +16,6 @@ use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use meetline_adapters::auth::JwtKeys;
-use meetline_adapters::sqlite::SqliteEventStore;
 use meetline_api_common::Clock;
 use meetline_domain::types::{TenantId, UserId};
 use meetline_projections::Projector;
@@ -104,17 +103,6 @@ fn jwt_secret() -> Option<String> {
         .filter(|secret| !secret.is_empty())
 }
 
-fn refuse_postgres(data: &DataArgs) -> anyhow::Result<()> {
-    if let Some(url) = &data.database_url {
-        let scheme = url.split(':').next().unwrap_or_default();
-        anyhow::bail!(
-            "DATABASE_URL/--database-url ({scheme}://…) is not supported by this build yet: \
-             meetline runs on its embedded SQLite store (unset DATABASE_URL to use it)"
-        );
-    }
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -135,9 +123,9 @@ async fn main() -> anyhow::Result<()> {
             jitsi_secret,
             fixed_now,
         } => {
-            refuse_postgres(&data)?;
             let settings = Settings {
                 data: data.data,
+                database_url: data.database_url,
                 role,
                 demo,
                 jwt_secret: jwt_secret(),
@@ -164,10 +152,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Commands::Rebuild { data } => {
-            refuse_postgres(&data)?;
-            rebuild(&data.data).await
-        }
+        Commands::Rebuild { data } => rebuild(&data).await,
     }
 }
 
@@ -214,10 +199,10 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn rebuild(data: &std::path::Path) -> anyhow::Result<()> {
-    let db = app::open_database(data).await?;
-    let store = std::sync::Arc::new(SqliteEventStore::new(db.clone()).await?);
-    let head = meetline_domain::ports::EventStore::head_position(store.as_ref()).await?;
+async fn rebuild(data: &DataArgs) -> anyhow::Result<()> {
+    let app::Storage { db, store } =
+        app::open_storage(&data.data, data.database_url.as_deref()).await?;
+    let head = store.head_position().await?;
     let projector = Projector::new(store, db).await?;
     let bar = ProgressBar::new(head);
     bar.set_style(

@@ -1184,7 +1184,8 @@ async fn ops_metrics_health_and_openapi_are_served() {
 #[tokio::test]
 async fn data_survives_a_restart_of_the_binary() {
     let data = fresh_data_dir();
-    let (mut child, base) = start(&data, &[]);
+    let database = fresh_database().await;
+    let (mut child, base) = start(&data, database.as_ref(), &[]);
     let app = TestAppRef {
         base: base.clone(),
         client: reqwest::Client::new(),
@@ -1200,7 +1201,7 @@ async fn data_survives_a_restart_of_the_binary() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let (mut child, base) = start(&data, &[]);
+    let (mut child, base) = start(&data, database.as_ref(), &[]);
     let app = TestAppRef {
         base,
         client: reqwest::Client::new(),

@@ -6,10 +6,8 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use meetline_adapters::sqlite::{Database, SqliteEventStore};
 use meetline_command_api::service::load_pool;
 use meetline_domain::Event;
-use meetline_domain::ports::EventStore;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,16 +48,15 @@ async fn two_hundred_concurrent_creates_for_one_hour_on_five_lines_accept_exactl
         vec!["line-1", "line-2", "line-3", "line-4", "line-5"]
     );
 
-    // Re-read what is stored, from the database file itself.
-    let db = Database::open(&app.data.join("meetline.db")).await.unwrap();
-    let store = SqliteEventStore::new(db).await.unwrap();
+    // Re-read what is stored, through a store of our own.
+    let store = app.event_store().await;
     let events = store.read_stream("pool-acme", 0, 100_000).await.unwrap();
     let scheduled = events
         .iter()
         .filter(|e| matches!(e.event, Event::ConferenceScheduled { .. }))
         .count();
     assert_eq!(scheduled, 5);
-    let pool = load_pool(&store, "pool-acme").await.unwrap();
+    let pool = load_pool(store.as_ref(), "pool-acme").await.unwrap();
     assert!(pool.overlapping_bookings().is_empty());
     let mut slots: Vec<_> = events
         .iter()

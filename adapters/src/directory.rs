@@ -7,9 +7,9 @@ use meetline_domain::command::{ChatFacts, MeetingFacts};
 use meetline_domain::ports::StoreError;
 use meetline_domain::types::{ChatId, MeetingId, TenantId, TimeZoneName, UserId};
 use serde::{Deserialize, Serialize};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 
-use crate::sqlite::{Database, unavailable};
+use crate::db::{Database, unavailable};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryUser {
@@ -64,6 +64,7 @@ pub trait Directory: Send + Sync + 'static {
     async fn chats(&self, tenant: &TenantId) -> Result<Vec<DirectoryChat>, StoreError>;
 }
 
+/// The same tables on both engines (text only).
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS directory_users (
     tenant TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (tenant, id)
@@ -76,12 +77,13 @@ CREATE TABLE IF NOT EXISTS directory_chats (
 );
 "#;
 
+/// The directory in the relational database (SQLite or PostgreSQL).
 #[derive(Debug, Clone)]
-pub struct SqliteDirectory {
+pub struct SqlDirectory {
     db: Database,
 }
 
-impl SqliteDirectory {
+impl SqlDirectory {
     /// # Errors
     /// When the tables cannot be created.
     pub async fn new(db: Database) -> Result<Self, StoreError> {
@@ -99,7 +101,7 @@ impl SqliteDirectory {
         id: &str,
         data: String,
     ) -> Result<(), StoreError> {
-        sqlx::query(AssertSqlSafe(format!(
+        sqlx::query(self.db.sql(&format!(
             "INSERT INTO {table} (tenant, id, data) VALUES (?, ?, ?) \
              ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data"
         )))
@@ -118,7 +120,7 @@ impl SqliteDirectory {
         tenant: &TenantId,
         id: &str,
     ) -> Result<Option<T>, StoreError> {
-        let data: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        let data: Option<String> = sqlx::query_scalar(self.db.sql(&format!(
             "SELECT data FROM {table} WHERE tenant = ? AND id = ?"
         )))
         .bind(tenant.as_str())
@@ -126,7 +128,7 @@ impl SqliteDirectory {
         .fetch_optional(&self.db.reader)
         .await
         .map_err(unavailable)?;
-        data.map(|data| decode(&data)).transpose()
+        data.map(|data: String| decode(&data)).transpose()
     }
 
     async fn all<T: serde::de::DeserializeOwned>(
@@ -134,7 +136,7 @@ impl SqliteDirectory {
         table: &str,
         tenant: &TenantId,
     ) -> Result<Vec<T>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = sqlx::query(self.db.sql(&format!(
             "SELECT data FROM {table} WHERE tenant = ? ORDER BY id"
         )))
         .bind(tenant.as_str())
@@ -154,7 +156,7 @@ fn encode<T: Serialize>(value: &T) -> String {
 }
 
 #[async_trait]
-impl Directory for SqliteDirectory {
+impl Directory for SqlDirectory {
     async fn put_user(&self, tenant: &TenantId, user: &DirectoryUser) -> Result<(), StoreError> {
         self.put("directory_users", tenant, user.id.as_str(), encode(user))
             .await
@@ -171,13 +173,15 @@ impl Directory for SqliteDirectory {
     ) -> Result<Vec<UserId>, StoreError> {
         let mut unknown = Vec::new();
         for id in ids {
-            let known: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM directory_users WHERE tenant = ? AND id = ?")
-                    .bind(tenant.as_str())
-                    .bind(id.as_str())
-                    .fetch_optional(&self.db.reader)
-                    .await
-                    .map_err(unavailable)?;
+            let known: Option<i32> = sqlx::query_scalar(
+                self.db
+                    .sql("SELECT 1 FROM directory_users WHERE tenant = ? AND id = ?"),
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(unavailable)?;
             if known.is_none() && !unknown.contains(id) {
                 unknown.push(id.clone());
             }

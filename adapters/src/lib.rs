@@ -2,14 +2,17 @@
 //! provider's link signing.
 //!
 //! # Layout
-//! - [`sqlite`]: `Database` (one writer connection, many readers) and `SqliteEventStore`.
+//! - [`db`]: `Database` — SQLite (one writer connection, many readers) or PostgreSQL through
+//!   sqlx's `Any` driver, one SQL text for both.
+//! - [`sqlite`]: `SqliteEventStore`, the embedded event store.
 //! - [`postgres`]: `PgEventStore` — gap-free global order under concurrent writers, LISTEN/NOTIFY.
 //! - [`testing`]: a fresh PostgreSQL database per test.
-//! - [`directory`]: the `Directory` port and `SqliteDirectory`.
+//! - [`directory`]: the `Directory` port and `SqlDirectory`.
 //! - [`auth`]: HS256 bearer tokens (`JwtKeys`).
 //! - [`links`]: Jitsi Meet JWT links for the builtin provider.
 
 pub mod auth;
+pub mod db;
 pub mod directory;
 pub mod links;
 pub mod postgres;

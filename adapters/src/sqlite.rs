@@ -1,30 +1,24 @@
-//! The embedded store: one SQLite file in WAL mode holding the events, snapshots, the directory
-//! and (via `meetline-projections`) the read models.
+//! `SqliteEventStore`: the event store of the embedded deployment, in the same SQLite file as the
+//! directory and the read models.
 //!
-//! SQLite allows one writer at a time. Rather than let connections race for the write lock, the
-//! process has exactly **one writer connection** (a pool of size 1) through which every write
-//! goes — event appends, projection batches, directory updates — and a pool of readers that never
-//! block it (WAL). Appends are therefore serialized, so global positions are assigned and
-//! committed in the same order: a reader can never see position P+1 before P.
-
-use std::path::Path;
-use std::time::Duration;
+//! Every write goes through the database's one writer connection ([`crate::db`]), so appends are
+//! serialized and global positions are assigned and committed in the same order: a reader can
+//! never see position P+1 before P.
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
 use meetline_domain::event::Event;
 use meetline_domain::ports::{
     Appended, CommandRecord, EventMetadata, EventStore, NewEvent, Position, RecordedEvent,
     Snapshot, StoreError,
 };
 use meetline_domain::types::ConferenceId;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 use tokio::sync::watch;
 use uuid::Uuid;
+
+pub use crate::db::Database;
+use crate::db::{parse_timestamp, timestamp, unavailable};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -54,76 +48,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 "#;
 
-/// The SQLite file: one writer connection and a pool of readers.
-#[derive(Clone, Debug)]
-pub struct Database {
-    pub writer: SqlitePool,
-    pub reader: SqlitePool,
-}
-
-impl Database {
-    /// Opens (creating if needed) `path` in WAL mode with `synchronous=FULL`: an acknowledged
-    /// write survives a power cut.
-    ///
-    /// # Errors
-    /// When the file cannot be opened or the schema cannot be created.
-    pub async fn open(path: &Path) -> Result<Self, sqlx::Error> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
-        Self::connect(options).await
-    }
-
-    /// A fresh database in a new file under the system's temporary folder (tests, benchmarks).
-    ///
-    /// # Errors
-    /// When the file cannot be created.
-    pub async fn temporary() -> Result<Self, sqlx::Error> {
-        let folder = std::env::temp_dir().join(format!("meetline-test-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&folder).map_err(sqlx::Error::Io)?;
-        Self::open(&folder.join("meetline.db")).await
-    }
-
-    async fn connect(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::raw_sql(SCHEMA).execute(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        Ok(Self { writer, reader })
-    }
-}
-
-pub fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// # Errors
-/// `StoreError::Corrupt` when the text is not RFC 3339.
-pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|error| StoreError::Corrupt(format!("timestamp {text:?}: {error}")))
-}
-
-pub fn unavailable(error: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(error.to_string())
-}
-
 /// `SqliteEventStore`: the event store port on the embedded database.
 #[derive(Debug)]
 pub struct SqliteEventStore {
@@ -135,6 +59,10 @@ impl SqliteEventStore {
     /// # Errors
     /// When the head position cannot be read.
     pub async fn new(db: Database) -> Result<Self, StoreError> {
+        sqlx::raw_sql(SCHEMA)
+            .execute(&db.writer)
+            .await
+            .map_err(unavailable)?;
         let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
             .fetch_one(&db.reader)
             .await
@@ -150,7 +78,7 @@ impl SqliteEventStore {
     }
 
     async fn insert(
-        transaction: &mut Transaction<'_, Sqlite>,
+        transaction: &mut Transaction<'_, Any>,
         stream: &str,
         version: u64,
         new: &NewEvent,
@@ -186,7 +114,7 @@ fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|error| StoreError::Corrupt(format!("uuid {text:?}: {error}")))
 }
 
-fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+fn decode(row: &AnyRow) -> Result<RecordedEvent, StoreError> {
     let event_type: String = row.get("event_type");
     let schema_version: i64 = row.get("schema_version");
     let data: String = row.get("data");
@@ -210,7 +138,7 @@ fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     })
 }
 
-fn decode_all(rows: &[SqliteRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+fn decode_all(rows: &[AnyRow]) -> Result<Vec<RecordedEvent>, StoreError> {
     rows.iter().map(decode).collect()
 }
 

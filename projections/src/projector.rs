@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meetline_adapters::sqlite::{Database, timestamp, unavailable};
+use meetline_adapters::db::{Backend, Database, timestamp, unavailable};
 use meetline_domain::event::Event;
 use meetline_domain::ports::{EventStore, Position, RecordedEvent, StoreError};
 use meetline_domain::types::{ConferenceId, LineId, TenantId};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 use tokio::sync::watch;
 
 use crate::view::{ConferenceView, LineRef, tenant_of_stream};
@@ -18,7 +18,7 @@ use crate::view::{ConferenceView, LineRef, tenant_of_stream};
 /// The name of the read-model projection's checkpoint.
 pub const READ_MODELS: &str = "read_models";
 
-const SCHEMA: &str = r#"
+const SQLITE_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS rm_checkpoints (
     name TEXT PRIMARY KEY, position INTEGER NOT NULL
 );
@@ -50,15 +50,56 @@ CREATE TABLE IF NOT EXISTS ops_rejections (
 );
 "#;
 
+/// The same tables on PostgreSQL. Timestamps and ids are text in the "C" collation, so they sort
+/// byte-wise as on SQLite.
+const POSTGRES_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS rm_checkpoints (
+    name TEXT PRIMARY KEY, position BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rm_lines (
+    tenant TEXT NOT NULL, line_id TEXT NOT NULL, ord BIGINT NOT NULL, name TEXT NOT NULL,
+    provider TEXT NOT NULL, status TEXT NOT NULL, removed BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, line_id)
+);
+CREATE TABLE IF NOT EXISTS rm_conferences (
+    tenant TEXT NOT NULL, id TEXT COLLATE "C" NOT NULL, number TEXT NOT NULL, subject TEXT NOT NULL,
+    start TEXT COLLATE "C" NOT NULL, "end" TEXT COLLATE "C" NOT NULL, status TEXT NOT NULL,
+    line_id TEXT NOT NULL, position BIGINT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE INDEX IF NOT EXISTS rm_conferences_by_number ON rm_conferences (tenant, number);
+CREATE INDEX IF NOT EXISTS rm_conferences_by_line ON rm_conferences (tenant, line_id, start);
+CREATE TABLE IF NOT EXISTS rm_participants (
+    tenant TEXT NOT NULL, user_id TEXT NOT NULL, conference_id TEXT COLLATE "C" NOT NULL,
+    start TEXT COLLATE "C" NOT NULL, "end" TEXT COLLATE "C" NOT NULL, status TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    PRIMARY KEY (tenant, user_id, conference_id)
+);
+CREATE INDEX IF NOT EXISTS rm_participants_all
+    ON rm_participants (tenant, user_id, start DESC, conference_id DESC);
+CREATE INDEX IF NOT EXISTS rm_participants_recent
+    ON rm_participants (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
+CREATE TABLE IF NOT EXISTS ops_rejections (
+    tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (tenant, hour)
+);
+"#;
+
 /// Creates the read-model tables if needed.
 ///
 /// # Errors
 /// When the schema cannot be created.
 pub async fn migrate(db: &Database) -> Result<(), StoreError> {
-    sqlx::raw_sql(SCHEMA)
-        .execute(&db.writer)
+    db.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA)
         .await
         .map_err(unavailable)?;
+    sqlx::query(db.sql(
+        "INSERT INTO rm_checkpoints (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
+    ))
+    .bind(READ_MODELS)
+    .execute(&db.writer)
+    .await
+    .map_err(unavailable)?;
     Ok(())
 }
 
@@ -101,28 +142,69 @@ impl Projector {
             let Some(last) = batch.last().map(|event| event.position) else {
                 return Ok(total);
             };
-            apply_batch(&self.db, &batch).await?;
+            apply_batch(&self.db, position, &batch).await?;
             total += batch.len() as u64;
             self.applied.send_replace(last);
             progress(last);
         }
     }
 
-    /// Follows the log until the process ends, retrying after failures.
+    /// Follows the log until the process ends, retrying after failures. On PostgreSQL only the
+    /// node holding the projection lock applies events; the others follow the stored checkpoint
+    /// (so their `X-Min-Position` waits still work) and take over when the leader's session ends.
     pub async fn run(self) {
+        let mut leadership: Option<Leadership> = None;
         loop {
-            if let Err(error) = self.catch_up(|_| {}).await {
-                tracing::error!(%error, "projection batch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+            if leadership.is_none() {
+                leadership = Leadership::try_acquire(&self.db).await;
+                if leadership.is_some() {
+                    tracing::info!("this node now runs the projections");
+                    self.reload_checkpoint().await;
+                }
+            }
+            if let Some(held) = &mut leadership {
+                if !held.still_held().await {
+                    tracing::warn!("lost the projection lock; following");
+                    leadership = None;
+                    continue;
+                }
+                match self.catch_up(|_| {}).await {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict { .. }) => {
+                        tracing::warn!("another projector moved the checkpoint; re-reading it");
+                        self.reload_checkpoint().await;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "projection batch failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            } else {
+                self.reload_checkpoint().await;
             }
             let position = *self.applied.borrow();
-            // Bounded so that writes by other processes are noticed too.
-            let _ = tokio::time::timeout(
-                Duration::from_millis(500),
-                self.store.wait_for_events(position),
-            )
-            .await;
+            let wait = if leadership.is_some() {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_millis(100)
+            };
+            // Bounded so that writes by other processes, and a leader's death, are noticed.
+            let _ = tokio::time::timeout(wait, self.store.wait_for_events(position)).await;
+        }
+    }
+
+    async fn reload_checkpoint(&self) {
+        match checkpoint(&self.db).await {
+            Ok(position) => {
+                self.applied.send_if_modified(|applied| {
+                    let moved = *applied != position;
+                    *applied = position;
+                    moved
+                });
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the projection checkpoint"),
         }
     }
 
@@ -133,19 +215,59 @@ impl Projector {
     pub async fn rebuild(&self, progress: impl FnMut(Position)) -> Result<u64, StoreError> {
         let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
         for table in ["rm_lines", "rm_conferences", "rm_participants"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            sqlx::query(self.db.sql(&format!("DELETE FROM {table}")))
                 .execute(&mut *transaction)
                 .await
                 .map_err(unavailable)?;
         }
-        sqlx::query("DELETE FROM rm_checkpoints WHERE name = ?")
-            .bind(READ_MODELS)
-            .execute(&mut *transaction)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query(
+            self.db
+                .sql("UPDATE rm_checkpoints SET position = 0 WHERE name = ?"),
+        )
+        .bind(READ_MODELS)
+        .execute(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
         transaction.commit().await.map_err(unavailable)?;
         self.applied.send_replace(0);
         self.catch_up(progress).await
+    }
+}
+
+/// The right to run the projections. SQLite: the one process always holds it. PostgreSQL: a
+/// session-level advisory lock on a dedicated connection, released by PostgreSQL when the
+/// session ends — including when the node dies.
+enum Leadership {
+    Embedded,
+    Session(sqlx::AnyConnection),
+}
+
+/// The advisory lock key of the read-model projection.
+const PROJECTION_LOCK: i64 = 0x6d6c_7072_6f6a_0001;
+
+impl Leadership {
+    async fn try_acquire(db: &Database) -> Option<Self> {
+        if db.backend == Backend::Sqlite {
+            return Some(Self::Embedded);
+        }
+        let mut connection = db.writer.acquire().await.ok()?.detach();
+        let locked: bool = sqlx::query_scalar(db.sql("SELECT pg_try_advisory_lock(?)"))
+            .bind(PROJECTION_LOCK)
+            .fetch_one(&mut connection)
+            .await
+            .ok()?;
+        locked.then_some(Self::Session(connection))
+    }
+
+    /// Whether the session that holds the lock is still there.
+    async fn still_held(&mut self) -> bool {
+        match self {
+            Self::Embedded => true,
+            Self::Session(connection) => sqlx::query("SELECT 1")
+                .execute(&mut *connection)
+                .await
+                .is_ok(),
+        }
     }
 }
 
@@ -155,7 +277,7 @@ impl Projector {
 /// When the database cannot be read.
 pub async fn checkpoint(db: &Database) -> Result<Position, StoreError> {
     let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM rm_checkpoints WHERE name = ?")
+        sqlx::query_scalar(db.sql("SELECT position FROM rm_checkpoints WHERE name = ?"))
             .bind(READ_MODELS)
             .fetch_optional(&db.reader)
             .await
@@ -170,37 +292,53 @@ struct BatchState {
     lines: HashMap<(TenantId, LineId), LineRef>,
 }
 
-async fn apply_batch(db: &Database, batch: &[RecordedEvent]) -> Result<(), StoreError> {
+/// Applies `batch`, which follows `from`, and moves the checkpoint from `from` to its last
+/// position — all in one transaction. The checkpoint moves by compare-and-set, which also locks
+/// its row until commit: if another projector applied these events first, nothing is written and
+/// `StoreError::Conflict` tells the caller to re-read the checkpoint.
+async fn apply_batch(
+    db: &Database,
+    from: Position,
+    batch: &[RecordedEvent],
+) -> Result<(), StoreError> {
     let mut transaction = db.writer.begin().await.map_err(unavailable)?;
+    let last = batch.last().map_or(from, |event| event.position);
+    let moved = sqlx::query(
+        db.sql("UPDATE rm_checkpoints SET position = ? WHERE name = ? AND position = ?"),
+    )
+    .bind(last as i64)
+    .bind(READ_MODELS)
+    .bind(from as i64)
+    .execute(&mut *transaction)
+    .await
+    .map_err(unavailable)?;
+    if moved.rows_affected() != 1 {
+        return Err(StoreError::Conflict {
+            stream: READ_MODELS.to_owned(),
+            expected: from,
+            actual: last,
+        });
+    }
     let mut state = BatchState::default();
     for recorded in batch {
         let Some(tenant) = tenant_of_stream(&recorded.stream) else {
             continue;
         };
-        apply_event(&mut transaction, &mut state, &tenant, recorded)
+        apply_event(db, &mut transaction, &mut state, &tenant, recorded)
             .await
             .map_err(unavailable)?;
     }
     for (view, position) in state.views.values() {
-        write_view(&mut transaction, view, *position)
+        write_view(db, &mut transaction, view, *position)
             .await
             .map_err(unavailable)?;
     }
-    let last = batch.last().map_or(0, |event| event.position);
-    sqlx::query(
-        "INSERT INTO rm_checkpoints (name, position) VALUES (?, ?) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-    )
-    .bind(READ_MODELS)
-    .bind(last as i64)
-    .execute(&mut *transaction)
-    .await
-    .map_err(unavailable)?;
     transaction.commit().await.map_err(unavailable)
 }
 
 async fn line_ref(
-    transaction: &mut Transaction<'_, Sqlite>,
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
     state: &mut BatchState,
     tenant: &TenantId,
     line: &LineId,
@@ -208,11 +346,12 @@ async fn line_ref(
     if let Some(found) = state.lines.get(&(tenant.clone(), line.clone())) {
         return Ok(found.clone());
     }
-    let row = sqlx::query("SELECT name, provider FROM rm_lines WHERE tenant = ? AND line_id = ?")
-        .bind(tenant.as_str())
-        .bind(line.as_str())
-        .fetch_optional(&mut **transaction)
-        .await?;
+    let row =
+        sqlx::query(db.sql("SELECT name, provider FROM rm_lines WHERE tenant = ? AND line_id = ?"))
+            .bind(tenant.as_str())
+            .bind(line.as_str())
+            .fetch_optional(&mut **transaction)
+            .await?;
     let found = row.map_or_else(
         || LineRef::unknown(line),
         |row| LineRef {
@@ -228,7 +367,8 @@ async fn line_ref(
 }
 
 async fn apply_event(
-    transaction: &mut Transaction<'_, Sqlite>,
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
     state: &mut BatchState,
     tenant: &TenantId,
     recorded: &RecordedEvent,
@@ -241,9 +381,9 @@ async fn apply_event(
             provider,
         } => {
             sqlx::query(
-                "INSERT INTO rm_lines (tenant, line_id, ord, name, provider, status) \
+                db.sql("INSERT INTO rm_lines (tenant, line_id, ord, name, provider, status) \
                  VALUES (?, ?, ?, ?, ?, 'active') ON CONFLICT (tenant, line_id) DO UPDATE SET \
-                 name = excluded.name, provider = excluded.provider, status = 'active', removed = 0",
+                 name = excluded.name, provider = excluded.provider, status = 'active', removed = 0"),
             )
             .bind(tenant.as_str())
             .bind(line.as_str())
@@ -255,7 +395,7 @@ async fn apply_event(
             state.lines.remove(&(tenant.clone(), line.clone()));
         }
         Event::LineRenamed { line, name } => {
-            sqlx::query("UPDATE rm_lines SET name = ? WHERE tenant = ? AND line_id = ?")
+            sqlx::query(db.sql("UPDATE rm_lines SET name = ? WHERE tenant = ? AND line_id = ?"))
                 .bind(name.as_str())
                 .bind(tenant.as_str())
                 .bind(line.as_str())
@@ -269,7 +409,7 @@ async fn apply_event(
             } else {
                 "active"
             };
-            sqlx::query("UPDATE rm_lines SET status = ? WHERE tenant = ? AND line_id = ?")
+            sqlx::query(db.sql("UPDATE rm_lines SET status = ? WHERE tenant = ? AND line_id = ?"))
                 .bind(status)
                 .bind(tenant.as_str())
                 .bind(line.as_str())
@@ -277,7 +417,7 @@ async fn apply_event(
                 .await?;
         }
         Event::LineRemoved { line } => {
-            sqlx::query("UPDATE rm_lines SET removed = 1 WHERE tenant = ? AND line_id = ?")
+            sqlx::query(db.sql("UPDATE rm_lines SET removed = 1 WHERE tenant = ? AND line_id = ?"))
                 .bind(tenant.as_str())
                 .bind(line.as_str())
                 .execute(&mut **transaction)
@@ -286,7 +426,7 @@ async fn apply_event(
         Event::ConferenceScheduled {
             conference, line, ..
         } => {
-            let line = line_ref(transaction, state, tenant, line).await?;
+            let line = line_ref(db, transaction, state, tenant, line).await?;
             if let Some(view) = ConferenceView::scheduled(tenant, event, line) {
                 state
                     .views
@@ -300,7 +440,7 @@ async fn apply_event(
             let key = (tenant.clone(), conference);
             if let std::collections::hash_map::Entry::Vacant(slot) = state.views.entry(key.clone())
             {
-                let Some(view) = load_view(transaction, tenant, conference).await? else {
+                let Some(view) = load_view(db, transaction, tenant, conference).await? else {
                     tracing::warn!(%conference, position = recorded.position, "event for an unknown conference");
                     return Ok(());
                 };
@@ -313,7 +453,7 @@ async fn apply_event(
                 _ => None,
             };
             let resolved = match &target {
-                Some(line) => Some(line_ref(transaction, state, tenant, line).await?),
+                Some(line) => Some(line_ref(db, transaction, state, tenant, line).await?),
                 None => None,
             };
             let (view, position) = state.views.get_mut(&key).expect("loaded above");
@@ -330,12 +470,13 @@ async fn apply_event(
 }
 
 async fn load_view(
-    transaction: &mut Transaction<'_, Sqlite>,
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
     tenant: &TenantId,
     conference: ConferenceId,
 ) -> Result<Option<ConferenceView>, sqlx::Error> {
     let data: Option<String> =
-        sqlx::query_scalar("SELECT data FROM rm_conferences WHERE tenant = ? AND id = ?")
+        sqlx::query_scalar(db.sql("SELECT data FROM rm_conferences WHERE tenant = ? AND id = ?"))
             .bind(tenant.as_str())
             .bind(conference.to_string())
             .fetch_optional(&mut **transaction)
@@ -347,18 +488,19 @@ async fn load_view(
 }
 
 async fn write_view(
-    transaction: &mut Transaction<'_, Sqlite>,
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
     view: &ConferenceView,
     position: Position,
 ) -> Result<(), sqlx::Error> {
     let id = view.id.to_string();
     let (start, end) = (timestamp(view.slot.start), timestamp(view.slot.end));
     sqlx::query(
-        r#"INSERT INTO rm_conferences (id, tenant, number, subject, start, "end", status, line_id, position, data)
+        db.sql(r#"INSERT INTO rm_conferences (id, tenant, number, subject, start, "end", status, line_id, position, data)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (tenant, id) DO UPDATE SET subject = excluded.subject, start = excluded.start,
            "end" = excluded."end", status = excluded.status, line_id = excluded.line_id,
-           position = excluded.position, data = excluded.data"#,
+           position = excluded.position, data = excluded.data"#),
     )
     .bind(&id)
     .bind(view.tenant.as_str())
@@ -372,15 +514,15 @@ async fn write_view(
     .bind(serde_json::to_string(view).expect("views serialize"))
     .execute(&mut **transaction)
     .await?;
-    sqlx::query("DELETE FROM rm_participants WHERE tenant = ? AND conference_id = ?")
+    sqlx::query(db.sql("DELETE FROM rm_participants WHERE tenant = ? AND conference_id = ?"))
         .bind(view.tenant.as_str())
         .bind(&id)
         .execute(&mut **transaction)
         .await?;
     for user in view.participants() {
         sqlx::query(
-            r#"INSERT INTO rm_participants (tenant, user_id, conference_id, start, "end", status, subject)
-               VALUES (?, ?, ?, ?, ?, ?, ?)"#,
+            db.sql(r#"INSERT INTO rm_participants (tenant, user_id, conference_id, start, "end", status, subject)
+               VALUES (?, ?, ?, ?, ?, ?, ?)"#),
         )
         .bind(view.tenant.as_str())
         .bind(user.as_str())

@@ -6,11 +6,11 @@
 //! keyset cursor (see `docs/decisions/0002-one-participants-table.md`).
 
 use chrono::{DateTime, Duration, Utc};
-use meetline_adapters::sqlite::{Database, timestamp, unavailable};
+use meetline_adapters::db::{Database, timestamp, unavailable};
 use meetline_domain::ports::{Position, StoreError};
 use meetline_domain::types::{ConferenceId, LineId, Status, TenantId, UserId};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 
 use crate::view::ConferenceView;
 
@@ -122,13 +122,15 @@ impl ReadModels {
         tenant: &TenantId,
         id: ConferenceId,
     ) -> Result<Option<ConferenceView>, StoreError> {
-        let data: Option<String> =
-            sqlx::query_scalar("SELECT data FROM rm_conferences WHERE id = ? AND tenant = ?")
-                .bind(id.to_string())
-                .bind(tenant.as_str())
-                .fetch_optional(&self.db.reader)
-                .await
-                .map_err(unavailable)?;
+        let data: Option<String> = sqlx::query_scalar(
+            self.db
+                .sql("SELECT data FROM rm_conferences WHERE id = ? AND tenant = ?"),
+        )
+        .bind(id.to_string())
+        .bind(tenant.as_str())
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
         data.map(|data| serde_json::from_str(&data).map_err(corrupt))
             .transpose()
     }
@@ -145,10 +147,10 @@ impl ReadModels {
         limit: u32,
     ) -> Result<Vec<ConferenceView>, StoreError> {
         let rows = sqlx::query(
-            r#"SELECT c.data FROM rm_participants p JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id
+            self.db.sql(r#"SELECT c.data FROM rm_participants p JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id
                WHERE p.tenant = ? AND p.user_id = ? AND p.status IN ('not_started', 'in_progress')
                  AND p."end" > ? AND p.start < ?
-               ORDER BY p.start, p.conference_id LIMIT ?"#,
+               ORDER BY p.start, p.conference_id LIMIT ?"#),
         )
         .bind(tenant.as_str())
         .bind(user.as_str())
@@ -222,7 +224,7 @@ impl ReadModels {
             binds.push(cursor.id.to_string());
         }
         sql.push_str(" ORDER BY p.start DESC, p.conference_id DESC LIMIT ?");
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(self.db.sql(&sql));
         for bind in binds {
             query = query.bind(bind);
         }
@@ -253,7 +255,7 @@ impl ReadModels {
     /// When the database cannot be read.
     pub async fn lines(&self, tenant: &TenantId) -> Result<Vec<LineRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT line_id, name, provider, status FROM rm_lines WHERE tenant = ? AND removed = 0 ORDER BY ord",
+            self.db.sql("SELECT line_id, name, provider, status FROM rm_lines WHERE tenant = ? AND removed = 0 ORDER BY ord"),
         )
         .bind(tenant.as_str())
         .fetch_all(&self.db.reader)
@@ -281,10 +283,10 @@ impl ReadModels {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<ConferenceView>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.db.sql(
             r#"SELECT data FROM rm_conferences WHERE tenant = ? AND line_id = ?
                AND "end" > ? AND start < ? AND status NOT IN ('cancelled') ORDER BY start"#,
-        )
+        ))
         .bind(tenant.as_str())
         .bind(line.as_str())
         .bind(timestamp(from))
@@ -307,14 +309,14 @@ impl ReadModels {
         now: DateTime<Utc>,
     ) -> Result<OpsSummary, StoreError> {
         let now_text = timestamp(now);
-        let by_status = sqlx::query(
+        let by_status = sqlx::query(self.db.sql(
             r#"SELECT CASE
                  WHEN status IN ('not_started','in_progress') AND "end" <= ?1 THEN 'ended'
                  WHEN status IN ('not_started','in_progress') AND start <= ?1 THEN 'in_progress'
                  WHEN status IN ('not_started','in_progress') THEN 'not_started'
                  ELSE status END AS shown, COUNT(*) AS n
                FROM rm_conferences WHERE tenant = ?2 GROUP BY shown ORDER BY shown"#,
-        )
+        ))
         .bind(&now_text)
         .bind(tenant.as_str())
         .fetch_all(&self.db.reader)
@@ -348,9 +350,9 @@ impl ReadModels {
                 .sum::<i64>();
             utilisation.push((line.id, booked as f64 / (7.0 * 24.0 * 60.0)));
         }
-        let rejections_by_hour: Vec<(String, i64)> = sqlx::query(
+        let rejections_by_hour: Vec<(String, i64)> = sqlx::query(self.db.sql(
             "SELECT hour, count FROM ops_rejections WHERE tenant = ? ORDER BY hour DESC LIMIT 168",
-        )
+        ))
         .bind(tenant.as_str())
         .fetch_all(&self.db.reader)
         .await
@@ -358,9 +360,9 @@ impl ReadModels {
         .iter()
         .map(|row| (row.get::<String, _>("hour"), row.get::<i64, _>("count")))
         .collect();
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(count), 0) FROM ops_rejections WHERE tenant = ?",
-        )
+        let total: i64 = sqlx::query_scalar(self.db.sql(
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM ops_rejections WHERE tenant = ?",
+        ))
         .bind(tenant.as_str())
         .fetch_one(&self.db.reader)
         .await
@@ -383,10 +385,10 @@ impl ReadModels {
         tenant: &TenantId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query(self.db.sql(
             "INSERT INTO ops_rejections (tenant, hour, count) VALUES (?, ?, 1) \
-             ON CONFLICT (tenant, hour) DO UPDATE SET count = count + 1",
-        )
+             ON CONFLICT (tenant, hour) DO UPDATE SET count = ops_rejections.count + 1",
+        ))
         .bind(tenant.as_str())
         .bind(at.format("%Y-%m-%dT%H:00Z").to_string())
         .execute(&self.db.writer)

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use meetline_adapters::sqlite::{Database, SqliteEventStore};
+use meetline_adapters::db::Database;
+use meetline_adapters::postgres::PgEventStore;
+use meetline_adapters::sqlite::SqliteEventStore;
+use meetline_adapters::testing::TestDatabase;
 use meetline_domain::command::{ConferenceChanges, EndSpec, ScheduleConference};
 use meetline_domain::ports::{EventMetadata, EventStore, NewEvent, pool_stream};
 use meetline_domain::*;
@@ -181,9 +184,29 @@ async fn dump(db: &Database) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_models_equal_the_fold_of_the_log_and_a_rebuild_is_identical() {
+async fn on_sqlite_read_models_equal_the_fold_of_the_log_and_a_rebuild_is_identical() {
     let db = Database::temporary().await.unwrap();
     let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()).await.unwrap());
+    read_models_equal_the_fold_of_the_log_and_a_rebuild_is_identical(db, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_read_models_equal_the_fold_of_the_log_and_a_rebuild_is_identical() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let pool = meetline_adapters::postgres::connect(&database.url, 4)
+        .await
+        .unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool).await.unwrap());
+    let db = Database::connect_postgres(&database.url, 4).await.unwrap();
+    read_models_equal_the_fold_of_the_log_and_a_rebuild_is_identical(db, store).await;
+}
+
+async fn read_models_equal_the_fold_of_the_log_and_a_rebuild_is_identical(
+    db: Database,
+    store: Arc<dyn EventStore>,
+) {
     let tenant = TenantId::parse("acme").unwrap();
     generate(store.as_ref(), &tenant, 1500).await;
     let other = TenantId::parse("other").unwrap();

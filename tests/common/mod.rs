@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{EncodingKey, Header, encode};
+use meetline_adapters::testing::TestDatabase;
+use meetline_domain::ports::EventStore;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -19,6 +21,8 @@ pub const SECRET: &str = "test-secret-for-black-box-tests";
 pub struct TestApp {
     pub base: String,
     pub data: PathBuf,
+    /// The PostgreSQL database the app runs on (`MEETLINE_BLACKBOX_STORE=postgres`), dropped with it.
+    pub database: Option<TestDatabase>,
     pub client: Client,
     /// The highest `X-Position` any command returned: queries wait for it (read-your-writes),
     /// as a well-behaved client does.
@@ -40,15 +44,37 @@ pub fn fresh_data_dir() -> PathBuf {
     dir
 }
 
-/// Starts the binary on `data` and waits for its "listening" line.
-pub fn start(data: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meetline"))
+/// Whether the black-box suite runs on PostgreSQL (`MEETLINE_BLACKBOX_STORE=postgres`) rather
+/// than the embedded SQLite file.
+pub fn on_postgres() -> bool {
+    std::env::var("MEETLINE_BLACKBOX_STORE").is_ok_and(|store| store == "postgres")
+}
+
+/// A fresh database for one app when the suite runs on PostgreSQL.
+pub async fn fresh_database() -> Option<TestDatabase> {
+    if !on_postgres() {
+        return None;
+    }
+    Some(
+        TestDatabase::create()
+            .await
+            .expect("MEETLINE_BLACKBOX_STORE=postgres needs a PostgreSQL server"),
+    )
+}
+
+/// Starts the binary on `data` (and `database`, if any) and waits for its "listening" line.
+pub fn start(data: &Path, database: Option<&TestDatabase>, extra: &[&str]) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meetline"));
+    match database {
+        Some(database) => command.env("DATABASE_URL", &database.url),
+        None => command.env_remove("DATABASE_URL"),
+    };
+    let mut child = command
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(extra)
         .env("MEETLINE_JWT_SECRET", SECRET)
         .env("MEETLINE_LOG", "warn")
-        .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -72,10 +98,12 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let data = fresh_data_dir();
-    let (child, base) = start(&data, extra);
+    let database = fresh_database().await;
+    let (child, base) = start(&data, database.as_ref(), extra);
     TestApp {
         base,
         data,
+        database,
         client: Client::new(),
         last_position: AtomicU64::new(0),
         child,
@@ -141,7 +169,37 @@ impl Reply {
     }
 }
 
+/// The event store an app wrote to, opened independently (for checks against what is stored).
+pub async fn event_store(data: &Path, database: Option<&TestDatabase>) -> Box<dyn EventStore> {
+    match database {
+        Some(database) => {
+            let pool = meetline_adapters::postgres::connect(&database.url, 2)
+                .await
+                .unwrap();
+            Box::new(
+                meetline_adapters::postgres::PgEventStore::new(pool)
+                    .await
+                    .unwrap(),
+            )
+        }
+        None => {
+            let db = meetline_adapters::db::Database::open_sqlite(&data.join("meetline.db"))
+                .await
+                .unwrap();
+            Box::new(
+                meetline_adapters::sqlite::SqliteEventStore::new(db)
+                    .await
+                    .unwrap(),
+            )
+        }
+    }
+}
+
 impl TestApp {
+    pub async fn event_store(&self) -> Box<dyn EventStore> {
+        event_store(&self.data, self.database.as_ref()).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
