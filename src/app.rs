@@ -13,7 +13,8 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use meetline_adapters::auth::JwtKeys;
-use meetline_adapters::db::Database;
+use meetline_adapters::auth::SECRET_FILE;
+use meetline_adapters::db::{Backend, Database};
 use meetline_adapters::directory::{Directory, SqlDirectory};
 use meetline_adapters::links::JitsiSettings;
 use meetline_adapters::postgres::PgEventStore;
@@ -115,13 +116,24 @@ pub async fn open_storage(data: &Path, database_url: Option<&str>) -> anyhow::Re
     }
 }
 
-fn secret_file(data: &Path, name: &str, given: Option<&str>) -> anyhow::Result<String> {
-    match given.filter(|secret| !secret.is_empty()) {
-        Some(secret) => Ok(secret.to_owned()),
-        None => Ok(meetline_adapters::auth::load_or_create_secret(
-            &data.join(name),
-        )?),
+/// A signing secret: `given` (from the environment) when set; otherwise generated once and kept
+/// where every node finds it — in the shared database on PostgreSQL, in the data folder on SQLite.
+///
+/// # Errors
+/// When the secret cannot be read or stored.
+pub async fn secret(
+    db: &Database,
+    data: &Path,
+    name: &str,
+    given: Option<&str>,
+) -> anyhow::Result<String> {
+    if let Some(secret) = given.filter(|secret| !secret.is_empty()) {
+        return Ok(secret.to_owned());
     }
+    Ok(match db.backend {
+        Backend::Postgres => meetline_adapters::secrets::load_or_create(db, name).await?,
+        Backend::Sqlite => meetline_adapters::auth::load_or_create_secret(&data.join(name))?,
+    })
 }
 
 /// Builds the application for `settings`, starting the projector when the role serves queries.
@@ -131,15 +143,21 @@ fn secret_file(data: &Path, name: &str, given: Option<&str>) -> anyhow::Result<S
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let Storage { db, store } =
         open_storage(&settings.data, settings.database_url.as_deref()).await?;
-    let keys = Arc::new(JwtKeys::load_or_create(
+    let jwt_secret = secret(
+        &db,
         &settings.data,
+        SECRET_FILE,
         settings.jwt_secret.as_deref(),
-    )?);
-    let jitsi_secret = secret_file(
+    )
+    .await?;
+    let keys = Arc::new(JwtKeys::from_secret(jwt_secret.as_bytes()));
+    let jitsi_secret = secret(
+        &db,
         &settings.data,
         "jitsi-secret",
         settings.jitsi_secret.as_deref(),
-    )?;
+    )
+    .await?;
     let directory: Arc<dyn Directory> = Arc::new(SqlDirectory::new(db.clone()).await?);
     meetline_projections::projector::migrate(&db).await?;
     let read_models = ReadModels::new(db.clone());
@@ -174,13 +192,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     }
     if settings.role != Role::Command {
         let projector = Projector::new(store.clone(), db.clone()).await?;
-        let applied = projector.applied();
+        let (applied, leading) = (projector.applied(), projector.leading());
         tokio::spawn(projector.run());
         let state = QueryState {
             context: context.clone(),
             read_models,
             store: store.clone(),
             applied,
+            leading,
         };
         router = router.merge(meetline_query_api::router().with_state(state));
     } else {

@@ -15,7 +15,7 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use meetline_adapters::auth::JwtKeys;
+use meetline_adapters::auth::{JwtKeys, SECRET_FILE};
 use meetline_api_common::Clock;
 use meetline_domain::types::{TenantId, UserId};
 use meetline_projections::Projector;
@@ -145,7 +145,17 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let tenant = TenantId::parse(&tenant).context("--tenant")?;
             let user = UserId::parse(&user).context("--user")?;
-            let keys = JwtKeys::load_or_create(&data.data, jwt_secret().as_deref())?;
+            let keys = match jwt_secret() {
+                Some(secret) => JwtKeys::from_secret(secret.as_bytes()),
+                // The secret the server generated: in the shared database, or the data folder.
+                None if data.database_url.is_some() => {
+                    let storage =
+                        app::open_storage(&data.data, data.database_url.as_deref()).await?;
+                    let secret = app::secret(&storage.db, &data.data, SECRET_FILE, None).await?;
+                    JwtKeys::from_secret(secret.as_bytes())
+                }
+                None => JwtKeys::load_or_create(&data.data, None)?,
+            };
             println!(
                 "{}",
                 keys.mint(&tenant, &user, admin, Duration::hours(hours))

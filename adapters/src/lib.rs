@@ -6,6 +6,7 @@
 //!   sqlx's `Any` driver, one SQL text for both.
 //! - [`sqlite`]: `SqliteEventStore`, the embedded event store.
 //! - [`postgres`]: `PgEventStore` — gap-free global order under concurrent writers, LISTEN/NOTIFY.
+//! - [`secrets`]: generated secrets shared by all nodes of a PostgreSQL deployment.
 //! - [`testing`]: a fresh PostgreSQL database per test.
 //! - [`directory`]: the `Directory` port and `SqlDirectory`.
 //! - [`auth`]: HS256 bearer tokens (`JwtKeys`).
@@ -16,5 +17,6 @@ pub mod db;
 pub mod directory;
 pub mod links;
 pub mod postgres;
+pub mod secrets;
 pub mod sqlite;
 pub mod testing;

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub append_seconds: Histogram,
     pub batch_size: Histogram,
     pub projection_lag: Gauge,
+    pub projection_leader: Gauge,
     pub http_requests: Family<HttpLabels, Counter>,
 }
 
@@ -57,6 +58,12 @@ impl Default for Metrics {
             "Events appended but not yet applied to the read models",
             projection_lag.clone(),
         );
+        let projection_leader = Gauge::default();
+        registry.register(
+            "projection_leader",
+            "1 when this node runs the projections, else 0",
+            projection_leader.clone(),
+        );
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -69,6 +76,7 @@ impl Default for Metrics {
             append_seconds,
             batch_size,
             projection_lag,
+            projection_leader,
             http_requests,
         }
     }

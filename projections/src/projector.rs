@@ -110,6 +110,7 @@ pub struct Projector {
     store: Arc<dyn EventStore>,
     db: Database,
     applied: watch::Sender<Position>,
+    leading: watch::Sender<bool>,
 }
 
 impl Projector {
@@ -122,7 +123,13 @@ impl Projector {
             store,
             db,
             applied: watch::Sender::new(position),
+            leading: watch::Sender::new(false),
         })
+    }
+
+    /// Whether this process currently runs the projections (always, on SQLite).
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.subscribe()
     }
 
     /// The position applied so far, updated after each committed batch.
@@ -157,6 +164,7 @@ impl Projector {
         loop {
             if leadership.is_none() {
                 leadership = Leadership::try_acquire(&self.db).await;
+                self.leading.send_replace(leadership.is_some());
                 if leadership.is_some() {
                     tracing::info!("this node now runs the projections");
                     self.reload_checkpoint().await;
@@ -166,6 +174,7 @@ impl Projector {
                 if !held.still_held().await {
                     tracing::warn!("lost the projection lock; following");
                     leadership = None;
+                    self.leading.send_replace(false);
                     continue;
                 }
                 match self.catch_up(|_| {}).await {
@@ -250,13 +259,15 @@ impl Leadership {
         if db.backend == Backend::Sqlite {
             return Some(Self::Embedded);
         }
-        let mut connection = db.writer.acquire().await.ok()?.detach();
+        let mut connection = db.writer.acquire().await.ok()?;
         let locked: bool = sqlx::query_scalar(db.sql("SELECT pg_try_advisory_lock(?)"))
             .bind(PROJECTION_LOCK)
-            .fetch_one(&mut connection)
+            .fetch_one(&mut *connection)
             .await
             .ok()?;
-        locked.then_some(Self::Session(connection))
+        // Holding the lock, the connection leaves the pool so that nobody else uses its session;
+        // without it, it goes back to the pool as it came.
+        locked.then(|| Self::Session(connection.detach()))
     }
 
     /// Whether the session that holds the lock is still there.

@@ -36,6 +36,8 @@ pub struct QueryState {
     pub store: Arc<dyn EventStore>,
     /// The position the read models have applied (from the projector).
     pub applied: watch::Receiver<Position>,
+    /// Whether this node runs the projections.
+    pub leading: watch::Receiver<bool>,
 }
 
 impl FromRef<QueryState> for ApiContext {
@@ -529,6 +531,11 @@ pub async fn metrics(State(state): State<QueryState>) -> Response {
         .metrics
         .projection_lag
         .set(head.saturating_sub(applied) as i64);
+    state
+        .context
+        .metrics
+        .projection_leader
+        .set(i64::from(*state.leading.borrow()));
     let mut response = state.context.metrics.encode().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

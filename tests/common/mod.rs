@@ -64,7 +64,21 @@ pub async fn fresh_database() -> Option<TestDatabase> {
 
 /// Starts the binary on `data` (and `database`, if any) and waits for its "listening" line.
 pub fn start(data: &Path, database: Option<&TestDatabase>, extra: &[&str]) -> (Child, String) {
+    start_with_secret(data, database, extra, Some(SECRET))
+}
+
+/// As [`start`]; `jwt_secret: None` leaves the server to generate (or find) its own.
+pub fn start_with_secret(
+    data: &Path,
+    database: Option<&TestDatabase>,
+    extra: &[&str],
+    jwt_secret: Option<&str>,
+) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_meetline"));
+    match jwt_secret {
+        Some(secret) => command.env("MEETLINE_JWT_SECRET", secret),
+        None => command.env_remove("MEETLINE_JWT_SECRET"),
+    };
     match database {
         Some(database) => command.env("DATABASE_URL", &database.url),
         None => command.env_remove("DATABASE_URL"),
@@ -73,7 +87,6 @@ pub fn start(data: &Path, database: Option<&TestDatabase>, extra: &[&str]) -> (C
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(extra)
-        .env("MEETLINE_JWT_SECRET", SECRET)
         .env("MEETLINE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
