@@ -43,9 +43,7 @@ pub enum Role {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub data: PathBuf,
-    /// `postgres://…`: events, read models and directory on PostgreSQL instead of SQLite.
-    pub database_url: Option<String>,
+    pub storage: StorageConfig,
     pub role: Role,
     pub demo: bool,
     pub jwt_secret: Option<String>,
@@ -74,26 +72,45 @@ pub struct Storage {
 /// Connections per PostgreSQL pool (the event store has one, the read side another).
 const PG_CONNECTIONS: u32 = 16;
 
-/// Opens the embedded SQLite file under `data`, or the PostgreSQL database at `database_url`.
+/// Where the data lives: `database_url` (PostgreSQL) or the SQLite file under `data` for the read
+/// models, directory and — unless `event_store` names an EventStoreDB — the events.
+#[derive(Debug, Clone, Default)]
+pub struct StorageConfig {
+    pub data: PathBuf,
+    pub database_url: Option<String>,
+    pub event_store: Option<String>,
+}
+
+fn given(value: Option<&String>) -> Option<&str> {
+    value
+        .map(|text| text.trim())
+        .filter(|text| !text.is_empty())
+}
+
+/// Opens the storage `config` names.
 ///
 /// # Errors
-/// When the folder, the file or the server cannot be opened, or the URL is of another engine.
-pub async fn open_storage(data: &Path, database_url: Option<&str>) -> anyhow::Result<Storage> {
-    match database_url.map(str::trim).filter(|url| !url.is_empty()) {
+/// When the folder, the file or a server cannot be opened, or a URL is of an unknown engine.
+pub async fn open_storage(config: &StorageConfig) -> anyhow::Result<Storage> {
+    let (db, own_store): (Database, Option<Arc<dyn EventStore>>) = match given(
+        config.database_url.as_ref(),
+    ) {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let pool = meetline_adapters::postgres::connect(url, PG_CONNECTIONS)
-                .await
-                .context("connecting to PostgreSQL")?;
-            let store = PgEventStore::new(pool)
-                .await
-                .context("preparing the PostgreSQL event store")?;
             let db = Database::connect_postgres(url, PG_CONNECTIONS)
                 .await
                 .context("connecting to PostgreSQL")?;
-            Ok(Storage {
-                db,
-                store: Arc::new(store),
-            })
+            let store = if given(config.event_store.as_ref()).is_none() {
+                let pool = meetline_adapters::postgres::connect(url, PG_CONNECTIONS)
+                    .await
+                    .context("connecting to PostgreSQL")?;
+                let store = PgEventStore::new(pool)
+                    .await
+                    .context("preparing the PostgreSQL event store")?;
+                Some(Arc::new(store) as Arc<dyn EventStore>)
+            } else {
+                None
+            };
+            (db, store)
         }
         Some(url) => {
             let scheme = url.split(':').next().unwrap_or_default();
@@ -102,18 +119,45 @@ pub async fn open_storage(data: &Path, database_url: Option<&str>) -> anyhow::Re
             )
         }
         None => {
-            std::fs::create_dir_all(data)
-                .with_context(|| format!("creating the data folder {}", data.display()))?;
-            let db = Database::open_sqlite(&data.join("meetline.db"))
+            std::fs::create_dir_all(&config.data)
+                .with_context(|| format!("creating the data folder {}", config.data.display()))?;
+            let db = Database::open_sqlite(&config.data.join("meetline.db"))
                 .await
                 .context("opening the SQLite database")?;
-            let store = SqliteEventStore::new(db.clone()).await?;
-            Ok(Storage {
-                db,
-                store: Arc::new(store),
-            })
+            let store = if given(config.event_store.as_ref()).is_none() {
+                Some(Arc::new(SqliteEventStore::new(db.clone()).await?) as Arc<dyn EventStore>)
+            } else {
+                None
+            };
+            (db, store)
         }
+    };
+    let store = match own_store {
+        Some(store) => store,
+        None => {
+            external_event_store(given(config.event_store.as_ref()).unwrap_or_default()).await?
+        }
+    };
+    Ok(Storage { db, store })
+}
+
+#[cfg(feature = "esdb")]
+async fn external_event_store(url: &str) -> anyhow::Result<Arc<dyn EventStore>> {
+    if !(url.starts_with("esdb://")
+        || url.starts_with("esdb+discover://")
+        || url.starts_with("kurrentdb://"))
+    {
+        anyhow::bail!("--event-store takes an esdb://… or kurrentdb://… URL");
     }
+    let store = meetline_adapters::esdb::EsdbEventStore::connect(url)
+        .await
+        .context("connecting to EventStoreDB")?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "esdb"))]
+async fn external_event_store(_url: &str) -> anyhow::Result<Arc<dyn EventStore>> {
+    anyhow::bail!("this build has no EventStoreDB support (build with the `esdb` feature)")
 }
 
 /// A signing secret: `given` (from the environment) when set; otherwise generated once and kept
@@ -141,23 +185,11 @@ pub async fn secret(
 /// # Errors
 /// When the store cannot be opened.
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
-    let Storage { db, store } =
-        open_storage(&settings.data, settings.database_url.as_deref()).await?;
-    let jwt_secret = secret(
-        &db,
-        &settings.data,
-        SECRET_FILE,
-        settings.jwt_secret.as_deref(),
-    )
-    .await?;
+    let Storage { db, store } = open_storage(&settings.storage).await?;
+    let data = &settings.storage.data;
+    let jwt_secret = secret(&db, data, SECRET_FILE, settings.jwt_secret.as_deref()).await?;
     let keys = Arc::new(JwtKeys::from_secret(jwt_secret.as_bytes()));
-    let jitsi_secret = secret(
-        &db,
-        &settings.data,
-        "jitsi-secret",
-        settings.jitsi_secret.as_deref(),
-    )
-    .await?;
+    let jitsi_secret = secret(&db, data, "jitsi-secret", settings.jitsi_secret.as_deref()).await?;
     let directory: Arc<dyn Directory> = Arc::new(SqlDirectory::new(db.clone()).await?);
     meetline_projections::projector::migrate(&db).await?;
     let read_models = ReadModels::new(db.clone());

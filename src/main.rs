@@ -42,6 +42,20 @@ struct DataArgs {
     /// A PostgreSQL URL (postgres://…) instead of the embedded database.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// Keep the events in EventStoreDB / KurrentDB (esdb://host:2113?tls=false); read models
+    /// and the directory stay in PostgreSQL or SQLite.
+    #[arg(long, env = "MEETLINE_EVENT_STORE")]
+    event_store: Option<String>,
+}
+
+impl DataArgs {
+    fn storage(&self) -> app::StorageConfig {
+        app::StorageConfig {
+            data: self.data.clone(),
+            database_url: self.database_url.clone(),
+            event_store: self.event_store.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -124,8 +138,7 @@ async fn main() -> anyhow::Result<()> {
             fixed_now,
         } => {
             let settings = Settings {
-                data: data.data,
-                database_url: data.database_url,
+                storage: data.storage(),
                 role,
                 demo,
                 jwt_secret: jwt_secret(),
@@ -149,8 +162,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(secret) => JwtKeys::from_secret(secret.as_bytes()),
                 // The secret the server generated: in the shared database, or the data folder.
                 None if data.database_url.is_some() => {
-                    let storage =
-                        app::open_storage(&data.data, data.database_url.as_deref()).await?;
+                    let storage = app::open_storage(&data.storage()).await?;
                     let secret = app::secret(&storage.db, &data.data, SECRET_FILE, None).await?;
                     JwtKeys::from_secret(secret.as_bytes())
                 }
@@ -184,7 +196,7 @@ async fn serve(addr: SocketAddr, settings: Settings) -> anyhow::Result<()> {
             "demo tenant `demo`: get a token with `meetline token --tenant demo --user zhangwei` (add --admin for an admin)"
         );
     }
-    tracing::info!(%bound, role = ?settings.role, data = %settings.data.display(), "serving");
+    tracing::info!(%bound, role = ?settings.role, data = %settings.storage.data.display(), "serving");
     app::run(listener, app.router, shutdown_signal()).await
 }
 
@@ -210,8 +222,7 @@ async fn shutdown_signal() {
 }
 
 async fn rebuild(data: &DataArgs) -> anyhow::Result<()> {
-    let app::Storage { db, store } =
-        app::open_storage(&data.data, data.database_url.as_deref()).await?;
+    let app::Storage { db, store } = app::open_storage(&data.storage()).await?;
     let head = store.head_position().await?;
     let projector = Projector::new(store, db).await?;
     let bar = ProgressBar::new(head);

@@ -6,6 +6,7 @@
 //!   sqlx's `Any` driver, one SQL text for both.
 //! - [`sqlite`]: `SqliteEventStore`, the embedded event store.
 //! - [`postgres`]: `PgEventStore` — gap-free global order under concurrent writers, LISTEN/NOTIFY.
+//! - `esdb` (feature `esdb`, on by default): `EsdbEventStore` on EventStoreDB / KurrentDB.
 //! - [`secrets`]: generated secrets shared by all nodes of a PostgreSQL deployment.
 //! - [`testing`]: a fresh PostgreSQL database per test.
 //! - [`directory`]: the `Directory` port and `SqlDirectory`.
@@ -15,6 +16,8 @@
 pub mod auth;
 pub mod db;
 pub mod directory;
+#[cfg(feature = "esdb")]
+pub mod esdb;
 pub mod links;
 pub mod postgres;
 pub mod secrets;

@@ -334,3 +334,122 @@ impl EventStore for WithDatabase {
 }
 
 conformance!(postgres, postgres_store());
+
+/// EventStoreDB cannot run on our machines, so these cases are compiled only when asked for:
+/// `RUSTFLAGS='--cfg meetline_esdb' MEETLINE_ESDB_URL=esdb://localhost:2113?tls=false cargo test
+/// -p meetline-adapters --test event_store_conformance eventstoredb` (server from
+/// `docs/deploy/kurrentdb.yml`). Without a server they fail rather than pass vacuously;
+/// `scripts/test` prints that they were not run. Each store works in a private namespace of
+/// streams, so checks never see each other's data on the shared server.
+#[cfg(all(feature = "esdb", meetline_esdb))]
+async fn esdb_store() -> Option<Arc<dyn EventStore>> {
+    let url =
+        std::env::var("MEETLINE_ESDB_URL").expect("--cfg meetline_esdb needs MEETLINE_ESDB_URL");
+    let store = meetline_adapters::esdb::EsdbEventStore::connect(&url)
+        .await
+        .expect("EventStoreDB reachable");
+    Some(Arc::new(Namespaced {
+        inner: store,
+        prefix: format!("pool-t{}", Uuid::new_v4().simple()),
+    }))
+}
+
+/// Renames the suite's streams into a private namespace, and hides other streams from `$all`.
+#[cfg(all(feature = "esdb", meetline_esdb))]
+struct Namespaced<S> {
+    inner: S,
+    prefix: String,
+}
+
+#[cfg(all(feature = "esdb", meetline_esdb))]
+impl<S> Namespaced<S> {
+    fn rename(&self, stream: &str) -> String {
+        format!("{}-{stream}", self.prefix)
+    }
+}
+
+#[cfg(all(feature = "esdb", meetline_esdb))]
+#[async_trait::async_trait]
+impl<S: EventStore> EventStore for Namespaced<S> {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: u64,
+        events: &[NewEvent],
+    ) -> Result<meetline_domain::ports::Appended, StoreError> {
+        self.inner
+            .append(&self.rename(stream), expected, events)
+            .await
+    }
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<meetline_domain::ports::RecordedEvent>, StoreError> {
+        self.inner
+            .read_stream(&self.rename(stream), after, limit)
+            .await
+    }
+    async fn read_tagged(
+        &self,
+        stream: &str,
+        conference: ConferenceId,
+    ) -> Result<Vec<meetline_domain::ports::RecordedEvent>, StoreError> {
+        self.inner
+            .read_tagged(&self.rename(stream), conference)
+            .await
+    }
+    async fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<meetline_domain::ports::RecordedEvent>, StoreError> {
+        let mut mine = Vec::new();
+        let mut from = after;
+        loop {
+            let page = self.inner.read_all(from, 1000).await?;
+            let Some(last) = page.last().map(|event| event.position) else {
+                return Ok(mine);
+            };
+            from = last;
+            for mut event in page {
+                if let Some(original) = event.stream.strip_prefix(&format!("{}-", self.prefix)) {
+                    event.stream = original.to_owned();
+                    mine.push(event);
+                    if mine.len() == limit {
+                        return Ok(mine);
+                    }
+                }
+            }
+        }
+    }
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .read_all(0, usize::MAX)
+            .await?
+            .last()
+            .map_or(0, |event| event.position))
+    }
+    async fn wait_for_events(&self, after: u64) {
+        self.inner.wait_for_events(after).await
+    }
+    async fn find_command(
+        &self,
+        stream: &str,
+        command: Uuid,
+    ) -> Result<Option<meetline_domain::ports::CommandRecord>, StoreError> {
+        self.inner.find_command(&self.rename(stream), command).await
+    }
+    async fn save_snapshot(&self, stream: &str, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.inner
+            .save_snapshot(&self.rename(stream), snapshot)
+            .await
+    }
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_snapshot(&self.rename(stream)).await
+    }
+}
+
+#[cfg(all(feature = "esdb", meetline_esdb))]
+conformance!(eventstoredb, esdb_store());
