@@ -12,7 +12,10 @@
 //!   metadata;
 //! - snapshots are the last event of `snapshot-{stream}`;
 //! - EventStoreDB has no secondary index here, so `read_tagged` filters the pool stream, and
-//!   `find_command` scans it backwards until events are older than the idempotency window.
+//!   `find_command` scans it backwards until events are older than the idempotency window;
+//! - stream reads carry no log position (only `$all` reads do), so events from `read_stream` and
+//!   `read_tagged` may report position 0, `append` finds its events' positions by id near the end
+//!   of `$all`, and a replayed command reports the head.
 //!
 //! No EventStoreDB server runs on our machines: the conformance suite runs against one when
 //! `MEETLINE_ESDB_URL` is set (see `docs/deploy/`), and says loudly that it did not otherwise.
@@ -88,6 +91,14 @@ fn unavailable(error: eventstore::Error) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
+/// The event's global position, when the read carried one: `ReadAll` does; `ReadStream` answers
+/// from the index, which has no log positions (older servers send `u64::MAX`).
+fn position_of(recorded: &eventstore::RecordedEvent) -> Option<Position> {
+    let eventstore::Position { commit, prepare } = recorded.position;
+    (commit != u64::MAX && prepare != u64::MAX).then_some(prepare)
+}
+
+/// Decodes a stored event; its position is 0 when the read did not carry one (stream reads).
 fn decode(recorded: &eventstore::RecordedEvent) -> Result<RecordedEvent, StoreError> {
     let meta: StoredMetadata = serde_json::from_slice(&recorded.custom_metadata)
         .map_err(|error| StoreError::Corrupt(format!("metadata of {}: {error}", recorded.id)))?;
@@ -96,7 +107,7 @@ fn decode(recorded: &eventstore::RecordedEvent) -> Result<RecordedEvent, StoreEr
     let event = Event::from_stored(&recorded.event_type, meta.schema_version, data)
         .map_err(|error| StoreError::Corrupt(error.to_string()))?;
     Ok(RecordedEvent {
-        position: recorded.position.prepare,
+        position: position_of(recorded).unwrap_or(0),
         stream: recorded.stream_id.clone(),
         version: recorded.revision + 1,
         event,
@@ -186,6 +197,46 @@ impl EsdbEventStore {
         });
     }
 
+    /// The `$all` positions of events just appended, found by id near the end of `$all` (stream
+    /// reads carry no log positions). Under a write load so heavy that they are not among the
+    /// last few thousand events, the write's own position stands in for the missing ones: an
+    /// upper bound, so read-your-writes waits still end.
+    async fn positions_of(
+        &self,
+        events: &[NewEvent],
+        written: eventstore::Position,
+    ) -> Result<Vec<Position>, StoreError> {
+        let mut found: std::collections::HashMap<Uuid, Position> = std::collections::HashMap::new();
+        let options = ReadAllOptions::default()
+            .backwards()
+            .position(StreamPosition::End)
+            .max_count(4096);
+        let mut read = self.client.read_all(&options).await.map_err(unavailable)?;
+        while found.len() < events.len() {
+            let Some(resolved) = read.next().await.map_err(unavailable)? else {
+                break;
+            };
+            let recorded = resolved.get_original_event();
+            if events
+                .iter()
+                .any(|new| new.metadata.event_id == recorded.id)
+                && let Some(position) = position_of(recorded)
+            {
+                found.insert(recorded.id, position);
+            }
+        }
+        let fallback = written.commit.max(written.prepare);
+        Ok(events
+            .iter()
+            .map(|new| {
+                found
+                    .get(&new.metadata.event_id)
+                    .copied()
+                    .unwrap_or(fallback)
+            })
+            .collect())
+    }
+
     async fn read_stream_page(
         &self,
         stream: &str,
@@ -243,8 +294,8 @@ impl EventStore for EsdbEventStore {
         }
         let options =
             AppendToStreamOptions::default().expected_revision(expected_revision(expected_version));
-        match self.client.append_to_stream(stream, &options, data).await {
-            Ok(_) => {}
+        let written = match self.client.append_to_stream(stream, &options, data).await {
+            Ok(written) => written,
             Err(eventstore::Error::WrongExpectedVersion { current, .. }) => {
                 let actual = match current {
                     eventstore::CurrentRevision::Current(revision) => revision + 1,
@@ -257,12 +308,8 @@ impl EventStore for EsdbEventStore {
                 });
             }
             Err(error) => return Err(unavailable(error)),
-        }
-        // The positions of what we wrote: read them back by revision.
-        let written = self
-            .read_stream(stream, expected_version, events.len())
-            .await?;
-        let positions: Vec<Position> = written.iter().map(|event| event.position).collect();
+        };
+        let positions = self.positions_of(events, written.position).await?;
         if let Some(last) = positions.last().copied() {
             self.head.send_if_modified(|current| {
                 let moved = last > *current;
@@ -411,10 +458,17 @@ impl EventStore for EsdbEventStore {
                     recorded_at: at,
                 });
                 record.recorded_at = record.recorded_at.min(at);
+                record.last_position = record.last_position.max(event.position);
                 record.conference = record.conference.or(event.event.conference());
             } else if found.is_some() || at < newest_at - COMMAND_WINDOW {
                 break;
             }
+        }
+        // Stream reads carry no log position: the head bounds the command's last event.
+        if let Some(record) = &mut found
+            && record.last_position == 0
+        {
+            record.last_position = self.head_position().await?;
         }
         Ok(found)
     }
