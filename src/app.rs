@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -22,6 +23,7 @@ use meetline_adapters::sqlite::SqliteEventStore;
 use meetline_api_common::error::{localize_problems, not_found};
 use meetline_api_common::metrics::HttpLabels;
 use meetline_api_common::{ApiContext, Clock, LinkRenderer, Metrics};
+use meetline_command_api::timer::TimerProcess;
 use meetline_command_api::{CommandService, CommandState, ServiceConfig};
 use meetline_domain::ports::EventStore;
 use meetline_projections::{Projector, ReadModels};
@@ -221,6 +223,13 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             directory: directory.clone(),
         };
         router = router.merge(meetline_command_api::router().with_state(state));
+        let timer = TimerProcess::new(
+            service.clone(),
+            read_models.clone(),
+            settings.clock,
+            Duration::from_secs(1),
+        );
+        tokio::spawn(timer.run());
     }
     if settings.role != Role::Command {
         let projector = Projector::new(store.clone(), db.clone()).await?;

@@ -246,7 +246,10 @@ async fn two_nodes_on_one_database_book_each_line_once_and_survive_the_projector
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("the survivor projected the new events {:?} after the kill", killed.elapsed());
+    println!(
+        "the survivor projected the new events {:?} after the kill",
+        killed.elapsed()
+    );
 
     // Nothing skipped, nothing applied twice: every row equals its events.
     let ids = survivor.conference_ids(&client, after).await;
@@ -401,5 +404,84 @@ async fn nodes_without_configured_secrets_share_the_generated_ones() {
     assert_eq!(seen.ok(200)["links"], created.body["links"]);
     for node in &mut nodes {
         node.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_record_a_conferences_start_and_end_exactly_once() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let client = Client::new();
+    let nodes = [Node::start(&database), Node::start(&database)];
+    for user in ["admin", "alice"] {
+        nodes[0]
+            .send(
+                &client,
+                Method::PUT,
+                &format!("/api/v1/directory/users/{user}"),
+                "admin",
+                Some(json!({"name": user})),
+                0,
+            )
+            .await
+            .ok(200);
+    }
+    nodes[1]
+        .send(
+            &client,
+            Method::POST,
+            "/api/v1/lines",
+            "admin",
+            Some(json!({"name": "L", "provider": "builtin"})),
+            0,
+        )
+        .await
+        .ok(201);
+    // Several short conferences, so both nodes' timers find them due at about the same time.
+    let at = |seconds: i64| {
+        (chrono::Utc::now() + chrono::Duration::seconds(seconds))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let created = nodes[n % 2]
+            .send(&client, Method::POST, "/api/v1/conferences", "alice", Some(json!({"subject": format!("s{n}"), "start": at(2 + 2 * n as i64), "end": at(3 + 2 * n as i64)})), 0)
+            .await;
+        ids.push(created.ok(201)["id"].as_str().unwrap().to_owned());
+    }
+    let store = event_store(&nodes[0].data, Some(&database)).await;
+    let started = Instant::now();
+    loop {
+        let events = store.read_all(0, 10_000).await.unwrap();
+        let ended = events
+            .iter()
+            .filter(|e| matches!(e.event, Event::ConferenceEnded { .. }))
+            .count();
+        if ended >= 3 {
+            // Give both timers a few more ticks to (wrongly) record anything twice.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let events = store.read_all(0, 10_000).await.unwrap();
+            for id in &ids {
+                let of = |kind: &str| {
+                    events
+                        .iter()
+                        .filter(|e| {
+                            e.event.type_name() == kind
+                                && e.event.conference().map(|c| c.to_string()).as_deref()
+                                    == Some(id)
+                        })
+                        .count()
+                };
+                assert_eq!(of("ConferenceStarted"), 1, "{id}");
+                assert_eq!(of("ConferenceEnded"), 1, "{id}");
+            }
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the timers did not record the ends"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

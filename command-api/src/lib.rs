@@ -4,10 +4,12 @@
 //! # Layout
 //! - [`service`]: `CommandService` — one writer task per tenant pool, batches, idempotency,
 //!   conflict retries with exponential backoff.
+//! - [`timer`]: records start and end events when their time comes (exactly once, any node count).
 //! - [`routes`]: `router()` for every command row of API.md; DTO → domain command.
 
 pub mod routes;
 pub mod service;
+pub mod timer;
 
 pub use routes::{CommandApiDoc, CommandState, router};
 pub use service::{CommandService, Outcome, ServiceConfig, Submission};

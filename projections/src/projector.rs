@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS rm_conferences (
 );
 CREATE INDEX IF NOT EXISTS rm_conferences_by_number ON rm_conferences (tenant, number);
 CREATE INDEX IF NOT EXISTS rm_conferences_by_line ON rm_conferences (tenant, line_id, start);
+CREATE INDEX IF NOT EXISTS rm_conferences_live ON rm_conferences (start)
+    WHERE status IN ('not_started', 'in_progress');
 CREATE TABLE IF NOT EXISTS rm_participants (
     tenant TEXT NOT NULL, user_id TEXT NOT NULL, conference_id TEXT NOT NULL,
     start TEXT NOT NULL, "end" TEXT NOT NULL, status TEXT NOT NULL, subject TEXT NOT NULL,
@@ -69,6 +71,8 @@ CREATE TABLE IF NOT EXISTS rm_conferences (
 );
 CREATE INDEX IF NOT EXISTS rm_conferences_by_number ON rm_conferences (tenant, number);
 CREATE INDEX IF NOT EXISTS rm_conferences_by_line ON rm_conferences (tenant, line_id, start);
+CREATE INDEX IF NOT EXISTS rm_conferences_live ON rm_conferences (start)
+    WHERE status IN ('not_started', 'in_progress');
 CREATE TABLE IF NOT EXISTS rm_participants (
     tenant TEXT NOT NULL, user_id TEXT NOT NULL, conference_id TEXT COLLATE "C" NOT NULL,
     start TEXT COLLATE "C" NOT NULL, "end" TEXT COLLATE "C" NOT NULL, status TEXT NOT NULL,

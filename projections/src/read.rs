@@ -376,6 +376,40 @@ impl ReadModels {
         })
     }
 
+    /// Conferences whose start or end has passed but whose `ConferenceStarted` / `ConferenceEnded`
+    /// is not recorded yet (as far as the read models know), oldest first.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn due_conferences(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, ConferenceId)>, StoreError> {
+        let now = timestamp(now);
+        let rows = sqlx::query(self.db.sql(
+            r#"SELECT tenant, id FROM rm_conferences
+               WHERE (status = 'not_started' AND start <= ?)
+                  OR (status IN ('not_started', 'in_progress') AND "end" <= ?)
+               ORDER BY start LIMIT ?"#,
+        ))
+        .bind(&now)
+        .bind(&now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let tenant = TenantId::parse(row.get("tenant"))
+                    .map_err(|_| StoreError::Corrupt("tenant".to_owned()))?;
+                let id = ConferenceId::parse(row.get("id"))
+                    .map_err(|_| StoreError::Corrupt("conference id".to_owned()))?;
+                Ok((tenant, id))
+            })
+            .collect()
+    }
+
     /// Counts one no-free-line rejection in its hour (UTC).
     ///
     /// # Errors
