@@ -17,6 +17,7 @@ use meetline_adapters::auth::JwtKeys;
 use meetline_adapters::auth::SECRET_FILE;
 use meetline_adapters::db::{Backend, Database};
 use meetline_adapters::directory::{Directory, SqlDirectory};
+use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_adapters::links::JitsiSettings;
 use meetline_adapters::postgres::PgEventStore;
 use meetline_adapters::sqlite::SqliteEventStore;
@@ -52,6 +53,8 @@ pub struct Settings {
     pub jitsi_url: String,
     pub jitsi_app_id: String,
     pub jitsi_secret: Option<String>,
+    /// Encrypts line settings at rest (default: generated once, kept like the other secrets).
+    pub settings_key: Option<String>,
     pub clock: Clock,
 }
 
@@ -193,6 +196,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let keys = Arc::new(JwtKeys::from_secret(jwt_secret.as_bytes()));
     let jitsi_secret = secret(&db, data, "jitsi-secret", settings.jitsi_secret.as_deref()).await?;
     let directory: Arc<dyn Directory> = Arc::new(SqlDirectory::new(db.clone()).await?);
+    let settings_key = secret(&db, data, "settings-key", settings.settings_key.as_deref()).await?;
+    let line_settings = LineSettingsStore::new(db.clone(), &settings_key).await?;
     meetline_projections::projector::migrate(&db).await?;
     let read_models = ReadModels::new(db.clone());
     let metrics = Arc::new(Metrics::default());
@@ -200,13 +205,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         keys: keys.clone(),
         metrics: metrics.clone(),
         clock: settings.clock,
-        links: Arc::new(LinkRenderer {
-            builtin: JitsiSettings::new(
+        links: Arc::new(LinkRenderer::new(
+            JitsiSettings::new(
                 &settings.jitsi_url,
                 &settings.jitsi_app_id,
                 jitsi_secret.as_bytes(),
             ),
-        }),
+            Some(line_settings.clone()),
+        )),
     };
     let service = CommandService::new(
         store.clone(),
@@ -221,6 +227,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             context: context.clone(),
             service: service.clone(),
             directory: directory.clone(),
+            line_settings: line_settings.clone(),
         };
         router = router.merge(meetline_command_api::router().with_state(state));
         let timer = TimerProcess::new(
@@ -241,6 +248,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             store: store.clone(),
             applied,
             leading,
+            line_settings,
         };
         router = router.merge(meetline_query_api::router().with_state(state));
     } else {

@@ -85,6 +85,9 @@ enum Commands {
         /// Secret of the Jitsi tokens (default: generated once, kept in the data folder).
         #[arg(long, env = "MEETLINE_JITSI_SECRET", hide_env_values = true)]
         jitsi_secret: Option<String>,
+        /// Key that encrypts line settings at rest (default: generated once, kept with the data).
+        #[arg(long, env = "MEETLINE_SETTINGS_KEY", hide_env_values = true)]
+        settings_key: Option<String>,
         /// Freeze the clock at this RFC 3339 instant (benchmarks and tests only).
         #[arg(long, env = "MEETLINE_FIXED_NOW", hide = true)]
         fixed_now: Option<DateTime<Utc>>,
@@ -135,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
             jitsi_url,
             jitsi_app_id,
             jitsi_secret,
+            settings_key,
             fixed_now,
         } => {
             let settings = Settings {
@@ -145,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
                 jitsi_url,
                 jitsi_app_id,
                 jitsi_secret,
+                settings_key,
                 clock: fixed_now.map_or(Clock::System, Clock::Fixed),
             };
             serve(addr, settings).await

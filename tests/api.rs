@@ -638,7 +638,8 @@ async fn lines_are_managed_by_admins_with_maintenance_moves_and_stranding() {
         .post(
             "/api/v1/lines",
             &admin,
-            json!({"name": "Zoom 3", "provider": "zoom"}),
+            json!({"name": "Zoom 3", "provider": "zoom", "settings":
+                {"account_id": "a", "client_id": "c", "client_secret": "s", "user_id": "u@acme.example"}}),
         )
         .await;
     assert_eq!(

@@ -11,6 +11,7 @@
 //! - [`testing`]: a fresh PostgreSQL database per test.
 //! - [`directory`]: the `Directory` port and `SqlDirectory`.
 //! - [`auth`]: HS256 bearer tokens (`JwtKeys`).
+//! - [`line_settings`]: provider account settings per line, encrypted at rest.
 //! - [`links`]: Jitsi Meet JWT links for the builtin provider.
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod db;
 pub mod directory;
 #[cfg(feature = "esdb")]
 pub mod esdb;
+pub mod line_settings;
 pub mod links;
 pub mod postgres;
 pub mod secrets;

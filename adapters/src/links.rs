@@ -31,11 +31,14 @@ impl std::fmt::Debug for JitsiSettings {
 /// How long after the conference's end a link still opens the room.
 pub const LINK_GRACE: Duration = Duration::hours(2);
 
+/// `context.user`: JaaS reads `moderator: "true"`; community token plugins read `affiliation`
+/// (`owner` / `member`). Both are emitted, so either kind of deployment sees the host's rights.
 #[derive(Serialize)]
 struct JitsiUser<'a> {
     id: &'a str,
     name: &'a str,
     moderator: &'static str,
+    affiliation: &'static str,
 }
 
 #[derive(Serialize)]
@@ -62,7 +65,75 @@ pub struct ConferenceLinks {
     pub attendee: String,
 }
 
+/// Why a line's builtin settings were refused: the name of the offending key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid builtin line setting: {0}")]
+pub struct InvalidSetting(pub String);
+
+/// The keys a builtin line's settings may hold; `secret` is the only secret one.
+pub const BUILTIN_KEYS: [&str; 4] = ["base_url", "app_id", "secret", "audience"];
+
 impl JitsiSettings {
+    /// A line's own Jitsi deployment: `base_url` alone reuses the installation's app id and
+    /// secret; a line with its own `secret` needs its own `app_id`.
+    ///
+    /// # Errors
+    /// `InvalidSetting` naming an unknown key or a value that does not fit.
+    pub fn for_line(settings: &serde_json::Value, default: &Self) -> Result<Self, InvalidSetting> {
+        let object = settings
+            .as_object()
+            .ok_or_else(|| InvalidSetting("settings".to_owned()))?;
+        if let Some(unknown) = object
+            .keys()
+            .find(|key| !BUILTIN_KEYS.contains(&key.as_str()))
+        {
+            return Err(InvalidSetting(unknown.clone()));
+        }
+        let text = |key: &str, max: usize| -> Result<Option<&str>, InvalidSetting> {
+            match object.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(value))
+                    if !value.trim().is_empty() && value.len() <= max =>
+                {
+                    Ok(Some(value.trim()))
+                }
+                Some(_) => Err(InvalidSetting(key.to_owned())),
+            }
+        };
+        let base_url = text("base_url", 500)?;
+        if base_url.is_some_and(|url| {
+            !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.contains(char::is_whitespace)
+        }) {
+            return Err(InvalidSetting("base_url".to_owned()));
+        }
+        let (app_id, secret, audience) = (
+            text("app_id", 100)?,
+            text("secret", 500)?,
+            text("audience", 100)?,
+        );
+        if secret.is_some_and(|secret| secret.len() < 16) {
+            return Err(InvalidSetting("secret".to_owned()));
+        }
+        if secret.is_some() != app_id.is_some() {
+            return Err(InvalidSetting(
+                if secret.is_some() { "app_id" } else { "secret" }.to_owned(),
+            ));
+        }
+        let base_url = base_url.unwrap_or(&default.base_url);
+        let mut line = match (app_id, secret) {
+            (Some(app_id), Some(secret)) => Self::new(base_url, app_id, secret.as_bytes()),
+            _ => Self {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                ..default.clone()
+            },
+        };
+        if let Some(audience) = audience {
+            audience.clone_into(&mut line.audience);
+        }
+        Ok(line)
+    }
+
     pub fn new(base_url: &str, app_id: &str, secret: &[u8]) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -93,22 +164,25 @@ impl JitsiSettings {
                     id: user.0,
                     name: user.1,
                     moderator: if moderator { "true" } else { "false" },
+                    affiliation: if moderator { "owner" } else { "member" },
                 },
             },
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.secret).expect("HS256 signing")
     }
 
-    /// The host link (moderator token) and the attendee link (participant token) of `room`.
+    /// The host link (a moderator token for the host) and the attendee link (a participant token
+    /// for `viewer`, the person the links are shown to) of `room`.
     pub fn links(
         &self,
         room: &str,
         host: &str,
+        viewer: &str,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> ConferenceLinks {
         let host_token = self.token(room, (host, host), true, start, end);
-        let attendee_token = self.token(room, ("attendee", "attendee"), false, start, end);
+        let attendee_token = self.token(room, (viewer, viewer), false, start, end);
         ConferenceLinks {
             host: format!("{}/{room}?jwt={host_token}", self.base_url),
             attendee: format!("{}/{room}?jwt={attendee_token}", self.base_url),
@@ -125,7 +199,7 @@ mod tests {
     fn host_and_attendee_links_differ_and_only_the_host_is_moderator() {
         let settings = JitsiSettings::new("https://meet.example.com/", "meetline", b"s3cret");
         let start = Utc::now();
-        let links = settings.links("mlroom", "alice", start, start + Duration::hours(1));
+        let links = settings.links("mlroom", "alice", "bob", start, start + Duration::hours(1));
         assert_ne!(links.host, links.attendee);
         let claims = |link: &str| {
             let token = link.split("jwt=").nth(1).unwrap();
@@ -141,10 +215,54 @@ mod tests {
             "false"
         );
         assert_eq!(claims(&links.host)["room"], "mlroom");
+        assert_eq!(
+            claims(&links.host)["context"]["user"]["affiliation"],
+            "owner"
+        );
+        assert_eq!(claims(&links.attendee)["context"]["user"]["id"], "bob");
+        assert_eq!(claims(&links.host)["iss"], "meetline");
+        assert_eq!(claims(&links.host)["sub"], "*");
         assert!(
             links
                 .host
                 .starts_with("https://meet.example.com/mlroom?jwt=")
+        );
+    }
+
+    #[test]
+    fn a_line_may_bring_its_own_deployment_and_bad_settings_are_named() {
+        let default = JitsiSettings::new(
+            "https://meet.example.com",
+            "meetline",
+            b"installation-secret",
+        );
+        let own = JitsiSettings::for_line(
+            &serde_json::json!({"base_url": "https://jitsi.acme.cn/", "app_id": "acme", "secret": "a-long-line-secret"}),
+            &default,
+        )
+        .unwrap();
+        assert_eq!(own.base_url, "https://jitsi.acme.cn");
+        assert_eq!(own.app_id, "acme");
+        let only_url = JitsiSettings::for_line(
+            &serde_json::json!({"base_url": "https://other.example"}),
+            &default,
+        )
+        .unwrap();
+        assert_eq!(only_url.app_id, "meetline");
+        let refused =
+            |value: serde_json::Value| JitsiSettings::for_line(&value, &default).unwrap_err().0;
+        assert_eq!(refused(serde_json::json!({"colour": "red"})), "colour");
+        assert_eq!(
+            refused(serde_json::json!({"base_url": "ftp://x"})),
+            "base_url"
+        );
+        assert_eq!(
+            refused(serde_json::json!({"secret": "a-long-line-secret"})),
+            "app_id"
+        );
+        assert_eq!(
+            refused(serde_json::json!({"app_id": "a", "secret": "short"})),
+            "secret"
         );
     }
 }

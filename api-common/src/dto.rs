@@ -1,8 +1,14 @@
 //! The conference view of API.md, as JSON. Only this layer knows the JSON shapes.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use meetline_adapters::auth::Principal;
+use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_adapters::links::JitsiSettings;
+use meetline_domain::types::{LineId, TenantId};
 use meetline_domain::types::{Source, Status};
 use meetline_projections::ConferenceView;
 use serde::Serialize;
@@ -67,26 +73,115 @@ pub struct ConferenceDto {
 }
 
 /// Renders links for a conference's line. Only the builtin provider signs links itself; other
-/// providers' links arrive with provisioning.
-#[derive(Debug, Clone)]
+/// providers' links arrive with provisioning. A builtin line may bring its own Jitsi deployment in
+/// its settings; those are read through a short cache, so a change made on another node shows
+/// within seconds.
+#[derive(Debug)]
 pub struct LinkRenderer {
-    pub builtin: JitsiSettings,
+    builtin: Arc<JitsiSettings>,
+    line_settings: Option<LineSettingsStore>,
+    cache: Mutex<HashMap<(TenantId, LineId), CachedSettings>>,
+}
+
+const SETTINGS_TTL: Duration = Duration::from_secs(5);
+
+/// When a line's Jitsi settings were read, and what they were (`None`: unusable).
+type CachedSettings = (Instant, Option<Arc<JitsiSettings>>);
+
+impl LinkRenderer {
+    pub fn new(builtin: JitsiSettings, line_settings: Option<LineSettingsStore>) -> Self {
+        Self {
+            builtin: Arc::new(builtin),
+            line_settings,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The Jitsi deployment of a builtin line: its own settings, else the installation's. `None`
+    /// when its stored settings cannot be read (no links rather than wrong links).
+    pub async fn jitsi_for(&self, tenant: &TenantId, line: &LineId) -> Option<Arc<JitsiSettings>> {
+        let Some(store) = &self.line_settings else {
+            return Some(self.builtin.clone());
+        };
+        let key = (tenant.clone(), line.clone());
+        if let Some((at, cached)) = self.cache.lock().expect("cache lock").get(&key)
+            && at.elapsed() < SETTINGS_TTL
+        {
+            return cached.clone();
+        }
+        let resolved = match store.get(tenant, line).await {
+            Ok(None) => Some(self.builtin.clone()),
+            Ok(Some(settings)) => match JitsiSettings::for_line(&settings, &self.builtin) {
+                Ok(own) => Some(Arc::new(own)),
+                Err(error) => {
+                    tracing::error!(%tenant, %line, %error, "stored line settings are not usable");
+                    None
+                }
+            },
+            Err(error) => {
+                tracing::error!(%tenant, %line, %error, "cannot read line settings");
+                None
+            }
+        };
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .insert(key, (Instant::now(), resolved.clone()));
+        resolved
+    }
+
+    /// Forgets a line's cached settings (after they change on this node).
+    pub fn forget(&self, tenant: &TenantId, line: &LineId) {
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .remove(&(tenant.clone(), line.clone()));
+    }
+
+    /// The view as the viewer sees it, with its line's links.
+    pub async fn present(
+        &self,
+        view: &ConferenceView,
+        viewer: &Principal,
+        now: DateTime<Utc>,
+        lang: Lang,
+    ) -> ConferenceDto {
+        let jitsi = self.jitsi_for(&view.tenant, &view.line.id).await;
+        ConferenceDto::present(view, viewer, now, lang, jitsi.as_deref())
+    }
+
+    pub async fn present_all(
+        &self,
+        views: &[ConferenceView],
+        viewer: &Principal,
+        now: DateTime<Utc>,
+        lang: Lang,
+    ) -> Vec<ConferenceDto> {
+        let mut all = Vec::with_capacity(views.len());
+        for view in views {
+            all.push(self.present(view, viewer, now, lang).await);
+        }
+        all
+    }
 }
 
 impl ConferenceDto {
+    /// The view as `viewer` sees it at `now`; `jitsi` signs a builtin line's links.
     pub fn present(
         view: &ConferenceView,
         viewer: &Principal,
         now: DateTime<Utc>,
         lang: Lang,
-        links: &LinkRenderer,
+        jitsi: Option<&JitsiSettings>,
     ) -> Self {
         let status = view.status_at(now);
-        let rendered =
-            (view.line.provider == "builtin" && status != Status::Cancelled).then(|| {
-                links.builtin.links(
+        let rendered = jitsi
+            .filter(|_| view.line.provider == "builtin" && status != Status::Cancelled)
+            .map(|jitsi| {
+                jitsi.links(
                     view.room.as_str(),
                     view.host.as_str(),
+                    viewer.actor.user.as_str(),
                     view.slot.start,
                     view.slot.end,
                 )

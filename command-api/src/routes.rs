@@ -13,6 +13,7 @@ use axum::routing::{patch, post, put};
 use chrono::{DateTime, Duration, Utc};
 use meetline_adapters::auth::Principal;
 use meetline_adapters::directory::{ChatKind, Directory, DirectoryChat, DirectoryUser};
+use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_api_common::{
     AdminCaller, ApiContext, ApiError, ApiJson, ApiPath, Caller, ConferenceDto, Lang,
 };
@@ -38,6 +39,8 @@ pub struct CommandState {
     pub context: ApiContext,
     pub service: CommandService,
     pub directory: Arc<dyn Directory>,
+    /// Provider account settings per line, encrypted at rest.
+    pub line_settings: LineSettingsStore,
 }
 
 impl FromRef<CommandState> for ApiContext {
@@ -61,6 +64,7 @@ pub fn router() -> Router<CommandState> {
         .route("/api/v1/chats/{chat_id}/conference", post(launch_from_chat))
         .route("/api/v1/lines", post(add_line))
         .route("/api/v1/lines/{id}", patch(update_line).delete(remove_line))
+        .route("/api/v1/lines/{id}/settings", put(put_line_settings))
         .route("/api/v1/directory/users/{id}", put(put_user))
         .route("/api/v1/directory/meetings/{id}", put(put_meeting))
         .route("/api/v1/directory/chats/{id}", put(put_chat))
@@ -135,7 +139,9 @@ pub struct AddLineRequest {
     pub name: String,
     /// `builtin` or `zoom`.
     pub provider: String,
-    /// Provider account settings: must be empty or absent until provider adapters land.
+    /// Provider account settings, stored encrypted apart from the events and never returned.
+    /// builtin: `base_url`, `app_id`, `secret`, `audience` (all optional); zoom: `account_id`,
+    /// `client_id`, `client_secret`, `user_id` (required), `webhook_secret`.
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
 }
@@ -364,7 +370,7 @@ fn position_header(response: &mut Response, position: u64) {
         .insert("x-position", HeaderValue::from(position));
 }
 
-fn conference_response(
+async fn conference_response(
     state: &CommandState,
     principal: &Principal,
     lang: Lang,
@@ -375,13 +381,11 @@ fn conference_response(
         .conference
         .as_ref()
         .ok_or(ApiError::Domain(DomainError::NotFound))?;
-    let dto = ConferenceDto::present(
-        view,
-        principal,
-        state.context.clock.now(),
-        lang,
-        &state.context.links,
-    );
+    let dto = state
+        .context
+        .links
+        .present(view, principal, state.context.clock.now(), lang)
+        .await;
     let mut response = (status, axum::Json(&dto)).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -475,7 +479,7 @@ pub async fn create_conference(
         rooms: rooms(),
     });
     let outcome = submit(&state, &principal, &headers, command).await?;
-    conference_response(&state, &principal, lang, StatusCode::CREATED, &outcome)
+    conference_response(&state, &principal, lang, StatusCode::CREATED, &outcome).await
 }
 
 /// Edit a not-started conference; the line is re-checked for a new time.
@@ -529,7 +533,7 @@ pub async fn edit_conference(
         rooms: rooms(),
     };
     let outcome = submit(&state, &principal, &headers, command).await?;
-    conference_response(&state, &principal, lang, StatusCode::OK, &outcome)
+    conference_response(&state, &principal, lang, StatusCode::OK, &outcome).await
 }
 
 /// Invite more attendees (not started or in progress).
@@ -565,7 +569,7 @@ pub async fn invite(
         },
     )
     .await?;
-    conference_response(&state, &principal, lang, StatusCode::OK, &outcome)
+    conference_response(&state, &principal, lang, StatusCode::OK, &outcome).await
 }
 
 /// Cancel a not-started conference: its line is free again.
@@ -591,7 +595,7 @@ pub async fn cancel_conference(
         },
     )
     .await?;
-    conference_response(&state, &principal, lang, StatusCode::OK, &outcome)
+    conference_response(&state, &principal, lang, StatusCode::OK, &outcome).await
 }
 
 /// End an in-progress conference early (status `manually_ended`); frees the rest of its slot.
@@ -612,7 +616,7 @@ pub async fn end_conference(
         Command::EndConferenceEarly { conference },
     )
     .await?;
-    conference_response(&state, &principal, lang, StatusCode::OK, &outcome)
+    conference_response(&state, &principal, lang, StatusCode::OK, &outcome).await
 }
 
 /// Join by conference number: the caller becomes a participant.
@@ -633,7 +637,7 @@ pub async fn join_conference(
         Command::JoinConference { number },
     )
     .await?;
-    conference_response(&state, &principal, lang, StatusCode::OK, &outcome)
+    conference_response(&state, &principal, lang, StatusCode::OK, &outcome).await
 }
 
 /// Launch the video conference of a meeting (its creator, convener or contact only).
@@ -664,7 +668,7 @@ pub async fn launch_from_meeting(
         rooms: rooms(),
     };
     let outcome = submit(&state, &principal, &headers, command).await?;
-    conference_response(&state, &principal, lang, StatusCode::CREATED, &outcome)
+    conference_response(&state, &principal, lang, StatusCode::CREATED, &outcome).await
 }
 
 /// Start a quick conference from a chat with picked members.
@@ -702,7 +706,7 @@ pub async fn launch_from_chat(
         rooms: rooms(),
     };
     let outcome = submit(&state, &principal, &headers, command).await?;
-    conference_response(&state, &principal, lang, StatusCode::CREATED, &outcome)
+    conference_response(&state, &principal, lang, StatusCode::CREATED, &outcome).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -752,11 +756,11 @@ pub async fn add_line(
 ) -> Result<Response, ApiError> {
     let name = LineName::parse(&request.name)?;
     let provider = ProviderKind::parse(&request.provider)?;
-    // Provider account settings are stored encrypted, apart from events, once provider
-    // adapters exist; until then a line takes none rather than silently dropping them.
-    if let Some(settings) = &request.settings
-        && !(settings.is_null() || settings.as_object().is_some_and(serde_json::Map::is_empty))
-    {
+    let settings = request.settings.filter(|settings| !settings.is_null());
+    if let Some(settings) = &settings {
+        checked_settings(provider, settings)?;
+    } else if provider == ProviderKind::Zoom {
+        // A Zoom line is an account: without its credentials it could host nothing.
         return Err(DomainError::invalid_input("settings").into());
     }
     let outcome = submit(
@@ -767,9 +771,45 @@ pub async fn add_line(
     )
     .await?;
     let line = outcome.line.as_ref().ok_or(ApiError::Unavailable)?;
+    if let Some(settings) = &settings {
+        // Apart from the events: the line exists even if this fails, and `PUT …/settings` retries.
+        state
+            .line_settings
+            .put(&principal.tenant, &line.id, settings)
+            .await?;
+    }
     let mut response = (StatusCode::CREATED, axum::Json(line_response(line, &[]))).into_response();
     position_header(&mut response, outcome.position);
     Ok(response)
+}
+
+/// Validates settings for `provider`; the error names the key (`settings.<key>`).
+fn checked_settings(provider: ProviderKind, settings: &serde_json::Value) -> Result<(), ApiError> {
+    meetline_adapters::line_settings::validate(provider, settings)
+        .map_err(|key| DomainError::invalid_input(&format!("settings.{key}")).into())
+}
+
+/// Replace a line's provider settings (e.g. rotate a secret). Stored encrypted, never returned.
+#[utoipa::path(put, path = "/api/v1/lines/{id}/settings", tag = "lines", request_body = Object,
+    params(("id" = String, Path)), responses((status = 204), (status = 422, body = meetline_api_common::error::Problem)))]
+pub async fn put_line_settings(
+    State(state): State<CommandState>,
+    AdminCaller(principal): AdminCaller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(settings): ApiJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let line = line_id(&id)?;
+    // The pool, not a read model that may lag, says whether the line exists and its provider.
+    let stream = meetline_domain::ports::pool_stream(&principal.tenant);
+    let pool = crate::service::load_pool(state.service.store().as_ref(), &stream).await?;
+    let provider = pool.line(&line).ok_or(DomainError::NotFound)?.provider;
+    checked_settings(provider, &settings)?;
+    state
+        .line_settings
+        .put(&principal.tenant, &line, &settings)
+        .await?;
+    state.context.links.forget(&principal.tenant, &line);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Rename a line, or put it into / take it out of maintenance.
@@ -999,6 +1039,7 @@ pub async fn put_chat(
         add_line,
         update_line,
         remove_line,
+        put_line_settings,
         put_user,
         put_meeting,
         put_chat

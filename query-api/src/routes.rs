@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Duration as Span, Utc};
 use meetline_adapters::auth::Principal;
+use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_api_common::{
     AdminCaller, ApiContext, ApiError, ApiPath, ApiQuery, Caller, ConferenceDto, Lang,
 };
@@ -38,6 +39,8 @@ pub struct QueryState {
     pub applied: watch::Receiver<Position>,
     /// Whether this node runs the projections.
     pub leading: watch::Receiver<bool>,
+    /// Provider settings per line (shown to admins without their secrets).
+    pub line_settings: LineSettingsStore,
 }
 
 impl FromRef<QueryState> for ApiContext {
@@ -123,6 +126,9 @@ pub struct LineDetail {
     pub name: String,
     pub provider: String,
     pub status: String,
+    /// The line's provider settings without secret values, plus `secrets_set`; null when none.
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Value>,
     /// Not-started and in-progress conferences of the next 30 days.
     pub upcoming: Vec<UpcomingDto>,
 }
@@ -181,17 +187,18 @@ fn with_position(body: impl IntoResponse, applied: Position) -> Response {
     response
 }
 
-fn present_all(
+async fn present_all(
     state: &QueryState,
     principal: &Principal,
     lang: Lang,
     views: &[ConferenceView],
 ) -> Vec<ConferenceDto> {
     let now = state.context.clock.now();
-    views
-        .iter()
-        .map(|view| ConferenceDto::present(view, principal, now, lang, &state.context.links))
-        .collect()
+    state
+        .context
+        .links
+        .present_all(views, principal, now, lang)
+        .await
 }
 
 /// The caller's not-started and in-progress conferences of the next 30 days, soonest first.
@@ -213,7 +220,7 @@ pub async fn recent_conferences(
             100,
         )
         .await?;
-    let items = present_all(&state, &principal, lang, &views);
+    let items = present_all(&state, &principal, lang, &views).await;
     Ok(with_position(axum::Json(RecentResponse { items }), applied))
 }
 
@@ -283,7 +290,7 @@ pub async fn list_conferences(
             state.context.clock.now(),
         )
         .await?;
-    let items = present_all(&state, &principal, lang, &page.items);
+    let items = present_all(&state, &principal, lang, &page.items).await;
     Ok(with_position(
         axum::Json(ListResponse {
             items,
@@ -346,13 +353,11 @@ pub async fn get_conference(
     let applied = await_position(&state, &headers).await?;
     let view = visible(&state, &principal, &id).await?;
     let Some(as_of) = query.as_of.as_deref() else {
-        let dto = ConferenceDto::present(
-            &view,
-            &principal,
-            state.context.clock.now(),
-            lang,
-            &state.context.links,
-        );
+        let dto = state
+            .context
+            .links
+            .present(&view, &principal, state.context.clock.now(), lang)
+            .await;
         let mut response = with_position(axum::Json(dto), applied);
         response.headers_mut().insert(
             header::ETAG,
@@ -377,7 +382,11 @@ pub async fn get_conference(
         lines,
     )
     .ok_or(DomainError::NotFound)?;
-    let dto = ConferenceDto::present(&past, &principal, as_of, lang, &state.context.links);
+    let dto = state
+        .context
+        .links
+        .present(&past, &principal, as_of, lang)
+        .await;
     Ok(with_position(axum::Json(dto), applied))
 }
 
@@ -433,7 +442,11 @@ pub async fn calendar(
     await_position(&state, &headers).await?;
     let view = visible(&state, &principal, &id).await?;
     let now = state.context.clock.now();
-    let dto = ConferenceDto::present(&view, &principal, now, lang, &state.context.links);
+    let dto = state
+        .context
+        .links
+        .present(&view, &principal, now, lang)
+        .await;
     let body = ics::calendar(&view, &dto, now);
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
@@ -480,11 +493,21 @@ pub async fn lines(
                 stranded: view.stranded,
             })
             .collect();
+        let settings = match state.line_settings.get(&principal.tenant, &id).await {
+            Ok(settings) => settings
+                .as_ref()
+                .map(meetline_adapters::line_settings::redact),
+            Err(error) => {
+                tracing::error!(%error, line = %id, "cannot read line settings");
+                Some(serde_json::json!({"unreadable": true}))
+            }
+        };
         items.push(LineDetail {
             id: line.id,
             name: line.name,
             provider: line.provider,
             status: line.status,
+            settings,
             upcoming,
         });
     }

@@ -1,0 +1,335 @@
+//! Line settings — a provider account's configuration (Jitsi base URL and signing secret, Zoom
+//! credentials) — stored **apart from the events and encrypted at rest** (XChaCha20-Poly1305, the
+//! tenant and line bound in as associated data so a ciphertext cannot be moved to another line).
+//! The key comes from `MEETLINE_SETTINGS_KEY`, or a generated secret kept like the others.
+//! Nothing here is ever returned by an API as stored.
+
+use std::collections::HashMap;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use meetline_domain::ports::StoreError;
+use meetline_domain::types::{LineId, TenantId};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::db::{Database, unavailable};
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS line_settings (
+    tenant TEXT NOT NULL, line_id TEXT NOT NULL, nonce TEXT NOT NULL, sealed TEXT NOT NULL,
+    PRIMARY KEY (tenant, line_id));";
+
+#[derive(Clone)]
+pub struct LineSettingsStore {
+    db: Database,
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for LineSettingsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineSettingsStore(..)")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    text.len()
+        .is_multiple_of(2)
+        .then(|| {
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+                .collect()
+        })
+        .flatten()
+}
+
+fn associated(tenant: &TenantId, line: &LineId) -> Vec<u8> {
+    format!("meetline/line-settings/{tenant}/{line}").into_bytes()
+}
+
+impl LineSettingsStore {
+    /// `key_secret` is any secret text; the cipher key is its SHA-256.
+    ///
+    /// # Errors
+    /// When the table cannot be created.
+    pub async fn new(db: Database, key_secret: &str) -> Result<Self, StoreError> {
+        db.migrate(SCHEMA, SCHEMA).await.map_err(unavailable)?;
+        let key: [u8; 32] = Sha256::digest(key_secret.as_bytes()).into();
+        Ok(Self {
+            db,
+            cipher: XChaCha20Poly1305::new(&key.into()),
+        })
+    }
+
+    /// Replaces the line's settings.
+    ///
+    /// # Errors
+    /// When the database cannot be written.
+    pub async fn put(
+        &self,
+        tenant: &TenantId,
+        line: &LineId,
+        settings: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        let plaintext = serde_json::to_vec(settings).expect("JSON values serialize");
+        let aad = associated(tenant, line);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: &plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| StoreError::Corrupt("cannot encrypt line settings".to_owned()))?;
+        sqlx::query(self.db.sql(
+            "INSERT INTO line_settings (tenant, line_id, nonce, sealed) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant, line_id) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed",
+        ))
+        .bind(tenant.as_str())
+        .bind(line.as_str())
+        .bind(hex(&nonce))
+        .bind(hex(&sealed))
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The line's settings, decrypted.
+    ///
+    /// # Errors
+    /// `StoreError::Corrupt` when the stored value does not decrypt (another key, or tampering).
+    pub async fn get(
+        &self,
+        tenant: &TenantId,
+        line: &LineId,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let row = sqlx::query(
+            self.db
+                .sql("SELECT nonce, sealed FROM line_settings WHERE tenant = ? AND line_id = ?"),
+        )
+        .bind(tenant.as_str())
+        .bind(line.as_str())
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        self.open(tenant, line, row.get("nonce"), row.get("sealed"))
+            .map(Some)
+    }
+
+    /// Which of the tenant's lines have settings.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn configured(&self, tenant: &TenantId) -> Result<HashMap<String, bool>, StoreError> {
+        let rows = sqlx::query(
+            self.db
+                .sql("SELECT line_id FROM line_settings WHERE tenant = ?"),
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<String, _>("line_id"), true))
+            .collect())
+    }
+
+    fn open(
+        &self,
+        tenant: &TenantId,
+        line: &LineId,
+        nonce: &str,
+        sealed: &str,
+    ) -> Result<serde_json::Value, StoreError> {
+        let corrupt = || StoreError::Corrupt(format!("settings of {tenant}/{line} do not decrypt"));
+        let nonce: [u8; 24] = unhex(nonce)
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(corrupt)?;
+        let sealed = unhex(sealed).ok_or_else(corrupt)?;
+        let aad = associated(tenant, line);
+        let plaintext = self
+            .cipher
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: &sealed,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| corrupt())?;
+        serde_json::from_slice(&plaintext).map_err(|_| corrupt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn settings_round_trip_encrypted_and_only_under_their_key_and_line() {
+        let db = Database::temporary().await.unwrap();
+        let store = LineSettingsStore::new(db.clone(), "key one").await.unwrap();
+        let (tenant, line) = (
+            TenantId::parse("t").unwrap(),
+            LineId::parse("line-1").unwrap(),
+        );
+        let settings = serde_json::json!({"app_id": "a", "secret": "s3cret-value"});
+        store.put(&tenant, &line, &settings).await.unwrap();
+        assert_eq!(store.get(&tenant, &line).await.unwrap(), Some(settings));
+        // At rest it is not readable.
+        let sealed: String = sqlx::query_scalar("SELECT sealed FROM line_settings")
+            .fetch_one(&db.reader)
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&unhex(&sealed).unwrap()).contains("s3cret"));
+        // Another key cannot open it; a row copied to another line cannot be opened either.
+        let other = LineSettingsStore::new(db.clone(), "key two").await.unwrap();
+        assert!(other.get(&tenant, &line).await.is_err());
+        sqlx::query(
+            "INSERT INTO line_settings SELECT tenant, 'line-2', nonce, sealed FROM line_settings",
+        )
+        .execute(&db.writer)
+        .await
+        .unwrap();
+        assert!(
+            store
+                .get(&tenant, &LineId::parse("line-2").unwrap())
+                .await
+                .is_err()
+        );
+    }
+}
+
+/// Keys whose values are secret: stored encrypted, never shown.
+pub const SECRET_KEYS: [&str; 3] = ["secret", "client_secret", "webhook_secret"];
+/// Keys a `zoom` line's settings may hold; the first four are required.
+pub const ZOOM_KEYS: [&str; 7] = [
+    "account_id",
+    "client_id",
+    "client_secret",
+    "user_id",
+    "webhook_secret",
+    "api_base_url",
+    "oauth_base_url",
+];
+
+/// Checks a line's settings for its provider. `Err` names the offending key.
+///
+/// # Errors
+/// The key that is unknown, missing or malformed.
+pub fn validate(
+    provider: meetline_domain::types::ProviderKind,
+    settings: &serde_json::Value,
+) -> Result<(), String> {
+    use meetline_domain::types::ProviderKind;
+    let object = settings.as_object().ok_or_else(|| "settings".to_owned())?;
+    if serde_json::to_vec(settings).map_or(true, |bytes| bytes.len() > 16 * 1024) {
+        return Err("settings".to_owned());
+    }
+    match provider {
+        ProviderKind::Builtin => {
+            let probe = crate::links::JitsiSettings::new(
+                "https://meet.invalid",
+                "probe",
+                b"probe-secret-0000",
+            );
+            crate::links::JitsiSettings::for_line(settings, &probe)
+                .map(|_| ())
+                .map_err(|error| error.0)
+        }
+        ProviderKind::Zoom => {
+            if let Some(unknown) = object.keys().find(|key| !ZOOM_KEYS.contains(&key.as_str())) {
+                return Err(unknown.clone());
+            }
+            for key in ZOOM_KEYS {
+                let value = object
+                    .get(key)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::trim);
+                let required = ZOOM_KEYS[..4].contains(&key);
+                match value {
+                    None if object.get(key).is_none_or(serde_json::Value::is_null) && !required => {
+                    }
+                    Some(text) if !text.is_empty() && text.len() <= 500 => {
+                        if key.ends_with("_url")
+                            && !(text.starts_with("https://") || text.starts_with("http://"))
+                        {
+                            return Err(key.to_owned());
+                        }
+                    }
+                    _ => return Err(key.to_owned()),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The settings without their secret values, and which secrets are set: what an admin may see.
+pub fn redact(settings: &serde_json::Value) -> serde_json::Value {
+    let mut shown = serde_json::Map::new();
+    let mut secrets = Vec::new();
+    if let Some(object) = settings.as_object() {
+        for (key, value) in object {
+            if SECRET_KEYS.contains(&key.as_str()) {
+                secrets.push(serde_json::Value::String(key.clone()));
+            } else {
+                shown.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    shown.insert("secrets_set".to_owned(), serde_json::Value::Array(secrets));
+    serde_json::Value::Object(shown)
+}
+
+#[cfg(test)]
+mod validation {
+    use super::*;
+    use meetline_domain::types::ProviderKind;
+    use serde_json::json;
+
+    #[test]
+    fn zoom_settings_need_their_account_and_builtin_ones_are_checked_too() {
+        let zoom =
+            json!({"account_id": "a", "client_id": "c", "client_secret": "s", "user_id": "u@x.cn"});
+        assert_eq!(validate(ProviderKind::Zoom, &zoom), Ok(()));
+        assert_eq!(
+            validate(ProviderKind::Zoom, &json!({"account_id": "a"})),
+            Err("client_id".to_owned())
+        );
+        assert_eq!(
+            validate(
+                ProviderKind::Zoom,
+                &json!({"account_id": "a", "client_id": "c", "client_secret": "s", "user_id": "u", "api_base_url": "x"})
+            ),
+            Err("api_base_url".to_owned())
+        );
+        assert_eq!(
+            validate(ProviderKind::Builtin, &json!({"nope": 1})),
+            Err("nope".to_owned())
+        );
+        assert_eq!(
+            validate(
+                ProviderKind::Builtin,
+                &json!({"base_url": "https://meet.acme.cn"})
+            ),
+            Ok(())
+        );
+        let shown = redact(&zoom);
+        assert!(shown.get("client_secret").is_none());
+        assert_eq!(shown["secrets_set"], json!(["client_secret"]));
+        assert_eq!(shown["account_id"], "a");
+    }
+}
