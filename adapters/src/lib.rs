@@ -8,6 +8,7 @@
 //! - [`postgres`]: `PgEventStore` — gap-free global order under concurrent writers, LISTEN/NOTIFY.
 //! - `esdb` (feature `esdb`, on by default): `EsdbEventStore` on EventStoreDB / KurrentDB.
 //! - [`secrets`]: generated secrets shared by all nodes of a PostgreSQL deployment.
+//! - [`zoom`]: `ZoomProvider`, the video provider port on Zoom's REST API (S2S OAuth).
 //! - [`testing`]: a fresh PostgreSQL database per test.
 //! - [`directory`]: the `Directory` port and `SqlDirectory`.
 //! - [`auth`]: HS256 bearer tokens (`JwtKeys`).
@@ -25,3 +26,4 @@ pub mod postgres;
 pub mod secrets;
 pub mod sqlite;
 pub mod testing;
+pub mod zoom;

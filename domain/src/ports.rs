@@ -150,3 +150,63 @@ pub trait EventStore: Send + Sync + 'static {
 
     async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError>;
 }
+
+/// What a provider is asked to host: a conference's subject and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeetingRequest {
+    /// What the meeting is for (the conference id): lets a retried create find a meeting that an
+    /// earlier attempt created although its answer was lost.
+    pub reference: String,
+    pub topic: String,
+    pub start: DateTime<Utc>,
+    pub duration_minutes: i64,
+    /// IANA name, for the provider's display.
+    pub timezone: String,
+}
+
+/// A meeting as the provider created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionedMeeting {
+    /// The provider's id of the meeting (Zoom: the meeting id).
+    pub meeting_id: String,
+    /// The link attendees open.
+    pub join_url: String,
+    /// The link the host opens; may expire (Zoom: 2 hours) and is a secret.
+    pub start_url: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Worth retrying later (rate limit, provider outage, network); `retry_after` when the
+    /// provider said so.
+    #[error("provider unavailable: {message}")]
+    Unavailable {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The provider refused the request; retrying the same request will not help.
+    #[error("provider refused the request ({status}): {message}")]
+    Refused {
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
+    /// The provider has no such meeting (already deleted).
+    #[error("the provider has no such meeting")]
+    NotFound,
+}
+
+/// The video provider port: a line's account at Zoom, Tencent Meeting, …
+#[async_trait]
+pub trait VideoProvider: Send + Sync + 'static {
+    /// Creates a meeting. Callers make this idempotent (a create is never retried blindly).
+    async fn create(&self, request: &MeetingRequest) -> Result<ProvisionedMeeting, ProviderError>;
+    /// Moves or renames a meeting.
+    async fn update(&self, meeting_id: &str, request: &MeetingRequest)
+    -> Result<(), ProviderError>;
+    /// Deletes a meeting (a cancelled conference). `NotFound` counts as done.
+    async fn delete(&self, meeting_id: &str) -> Result<(), ProviderError>;
+    /// Ends a running meeting (ended early).
+    async fn end(&self, meeting_id: &str) -> Result<(), ProviderError>;
+}

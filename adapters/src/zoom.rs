@@ -1,0 +1,478 @@
+//! `ZoomProvider`: the video provider port on Zoom's REST API v2 for one line (one licensed Zoom
+//! user), with Server-to-Server OAuth.
+//!
+//! - Auth: `POST {oauth}/oauth/token?grant_type=account_credentials&account_id=…` with HTTP Basic
+//!   `client_id:client_secret`; the token (1 hour, no refresh token) is cached until a minute
+//!   before it expires, and fetched again once if Zoom answers 401.
+//! - Create `POST /users/{userId}/meetings` (type 2, `start_time` in UTC, `duration` in minutes,
+//!   `timezone`), update `PATCH /meetings/{id}`, delete `DELETE /meetings/{id}`, end
+//!   `PUT /meetings/{id}/status {"action":"end"}`.
+//! - 429 and 5xx (and network failures) are retried with exponential backoff (`backon`), waiting
+//!   at least as long as `Retry-After` says; other 4xx become `ProviderError::Refused` with Zoom's
+//!   code and message.
+//! - **Creates are idempotent:** each meeting's agenda carries `meetline:<reference>`. A create that
+//!   failed ambiguously (5xx, network) first looks for that marker among the user's upcoming
+//!   meetings and adopts the meeting it finds instead of creating a second one.
+//! - Secrets (client secret, tokens, start URLs) never reach logs: errors carry Zoom's message only.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use meetline_domain::ports::{MeetingRequest, ProviderError, ProvisionedMeeting, VideoProvider};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+/// A Zoom line's settings (from the line's encrypted settings).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ZoomSettings {
+    pub account_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// The licensed Zoom user (id or email) that hosts this line's meetings.
+    pub user_id: String,
+    pub webhook_secret: Option<String>,
+    /// `https://api.zoom.us/v2` unless overridden (tests, regional clouds).
+    pub api_base_url: String,
+    /// `https://zoom.us` unless overridden.
+    pub oauth_base_url: String,
+}
+
+impl std::fmt::Debug for ZoomSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoomSettings")
+            .field("account_id", &self.account_id)
+            .field("user_id", &self.user_id)
+            .field("api_base_url", &self.api_base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZoomSettings {
+    /// Reads a line's settings (already validated when they were stored).
+    ///
+    /// # Errors
+    /// The name of a missing key.
+    pub fn from_line(settings: &Value) -> Result<Self, String> {
+        let text = |key: &str| {
+            settings
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|text| !text.is_empty())
+        };
+        let required = |key: &str| text(key).map(str::to_owned).ok_or_else(|| key.to_owned());
+        Ok(Self {
+            account_id: required("account_id")?,
+            client_id: required("client_id")?,
+            client_secret: required("client_secret")?,
+            user_id: required("user_id")?,
+            webhook_secret: text("webhook_secret").map(str::to_owned),
+            api_base_url: text("api_base_url")
+                .unwrap_or("https://api.zoom.us/v2")
+                .trim_end_matches('/')
+                .to_owned(),
+            oauth_base_url: text("oauth_base_url")
+                .unwrap_or("https://zoom.us")
+                .trim_end_matches('/')
+                .to_owned(),
+        })
+    }
+}
+
+/// How failed calls are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retries: 4,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ZoomErrorBody {
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ZoomProvider {
+    settings: ZoomSettings,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+/// The marker that makes a meeting findable by its conference.
+fn marker(reference: &str) -> String {
+    format!("meetline:{reference}")
+}
+
+fn meeting_body(request: &MeetingRequest) -> Value {
+    json!({
+        "topic": request.topic.chars().take(200).collect::<String>(),
+        "type": 2,
+        "start_time": request.start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "duration": request.duration_minutes,
+        "timezone": request.timezone,
+        "agenda": marker(&request.reference),
+    })
+}
+
+fn provisioned(body: &Value) -> Result<ProvisionedMeeting, ProviderError> {
+    let meeting_id = match &body["id"] {
+        Value::Number(number) => number.to_string(),
+        Value::String(text) => text.clone(),
+        _ => {
+            return Err(ProviderError::Unavailable {
+                message: "Zoom answered without a meeting id".to_owned(),
+                retry_after: None,
+            });
+        }
+    };
+    Ok(ProvisionedMeeting {
+        meeting_id,
+        join_url: body["join_url"].as_str().unwrap_or_default().to_owned(),
+        start_url: body["start_url"].as_str().map(str::to_owned),
+        password: body["password"].as_str().map(str::to_owned),
+    })
+}
+
+impl ZoomProvider {
+    pub fn new(settings: ZoomSettings, http: reqwest::Client) -> Self {
+        Self {
+            settings,
+            http,
+            retry: RetryPolicy::default(),
+            token: Mutex::new(None),
+        }
+    }
+
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn settings(&self) -> &ZoomSettings {
+        &self.settings
+    }
+
+    /// A cached access token, or a fresh one (`refresh`: the cached one was refused).
+    async fn access_token(&self, refresh: bool) -> Result<String, ProviderError> {
+        let mut cached = self.token.lock().await;
+        if !refresh
+            && let Some((token, expires)) = cached.as_ref()
+            && Instant::now() + Duration::from_secs(60) < *expires
+        {
+            return Ok(token.clone());
+        }
+        let url = format!("{}/oauth/token", self.settings.oauth_base_url);
+        let response = self
+            .http
+            .post(url)
+            .query(&[
+                ("grant_type", "account_credentials"),
+                ("account_id", self.settings.account_id.as_str()),
+            ])
+            .basic_auth(&self.settings.client_id, Some(&self.settings.client_secret))
+            .send()
+            .await
+            .map_err(|error| ProviderError::Unavailable {
+                message: format!("Zoom OAuth: {}", error.without_url()),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(refusal_or_outage(
+                status,
+                retry_after(&response),
+                response.text().await.unwrap_or_default(),
+            ));
+        }
+        let token: TokenResponse =
+            response
+                .json()
+                .await
+                .map_err(|_| ProviderError::Unavailable {
+                    message: "Zoom OAuth answered without a token".to_owned(),
+                    retry_after: None,
+                })?;
+        *cached = Some((
+            token.access_token.clone(),
+            Instant::now() + Duration::from_secs(token.expires_in),
+        ));
+        Ok(token.access_token)
+    }
+
+    /// One call with retries: 429/5xx/network are retried with backoff (at least `Retry-After`),
+    /// a 401 refreshes the token once. For calls that are safe to repeat (all but create).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), ProviderError> {
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries)
+            .with_jitter()
+            .build();
+        let mut refreshed = false;
+        loop {
+            let result = self.attempt(method.clone(), path, body, refreshed).await;
+            match result {
+                Err(Attempt::Unauthorized) if !refreshed => {
+                    refreshed = true;
+                    continue;
+                }
+                Err(Attempt::Unauthorized) => {
+                    return Err(ProviderError::Refused {
+                        status: 401,
+                        code: None,
+                        message: "Zoom refused the access token".to_owned(),
+                    });
+                }
+                Err(Attempt::Failed(ProviderError::Unavailable {
+                    message,
+                    retry_after,
+                })) => {
+                    let Some(delay) = backoff.next() else {
+                        return Err(ProviderError::Unavailable {
+                            message,
+                            retry_after,
+                        });
+                    };
+                    let delay = retry_after.map_or(delay, |asked| asked.max(delay));
+                    tracing::warn!(%message, ?delay, "Zoom call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(Attempt::Failed(other)) => return Err(other),
+                Ok(answer) => return Ok(answer),
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        refresh: bool,
+    ) -> Result<(StatusCode, Value), Attempt> {
+        let token = self.access_token(refresh).await.map_err(Attempt::Failed)?;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.settings.api_base_url))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|error| {
+            Attempt::Failed(ProviderError::Unavailable {
+                message: format!("Zoom API: {}", error.without_url()),
+                retry_after: None,
+            })
+        })?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(Attempt::Unauthorized);
+        }
+        let wait = retry_after(&response);
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            let value = if text.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::Null)
+            };
+            return Ok((status, value));
+        }
+        Err(Attempt::Failed(refusal_or_outage(status, wait, text)))
+    }
+
+    /// Finds a meeting this line's user has with the reference's marker (an earlier create that
+    /// succeeded although its answer was lost).
+    async fn find_created(
+        &self,
+        reference: &str,
+    ) -> Result<Option<ProvisionedMeeting>, ProviderError> {
+        let path = format!(
+            "/users/{}/meetings?type=upcoming&page_size=300",
+            urlencode(&self.settings.user_id)
+        );
+        let (_, body) = self.call(Method::GET, &path, None).await?;
+        let wanted = marker(reference);
+        let Some(found) = body["meetings"].as_array().and_then(|meetings| {
+            meetings.iter().find(|meeting| {
+                meeting["agenda"]
+                    .as_str()
+                    .is_some_and(|agenda| agenda.contains(&wanted))
+            })
+        }) else {
+            return Ok(None);
+        };
+        // The list omits the start URL and password: read the meeting itself.
+        let id = provisioned(found)?.meeting_id;
+        let (_, meeting) = self
+            .call(Method::GET, &format!("/meetings/{id}"), None)
+            .await?;
+        provisioned(&meeting).map(Some)
+    }
+}
+
+enum Attempt {
+    Unauthorized,
+    Failed(ProviderError),
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+fn refusal_or_outage(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: String,
+) -> ProviderError {
+    let parsed: Option<ZoomErrorBody> = serde_json::from_str(&body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|error| error.message.clone())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let code = parsed.and_then(|error| error.code);
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return ProviderError::Unavailable {
+            message: format!("Zoom {}: {message}", status.as_u16()),
+            retry_after,
+        };
+    }
+    if status == StatusCode::NOT_FOUND {
+        return ProviderError::NotFound;
+    }
+    ProviderError::Refused {
+        status: status.as_u16(),
+        code,
+        message,
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl VideoProvider for ZoomProvider {
+    async fn create(&self, request: &MeetingRequest) -> Result<ProvisionedMeeting, ProviderError> {
+        let path = format!("/users/{}/meetings", urlencode(&self.settings.user_id));
+        let body = meeting_body(request);
+        // Retries are done here, not in `call`, so an ambiguous failure can look before it leaps.
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries)
+            .with_jitter()
+            .build();
+        let mut refreshed = false;
+        let mut ambiguous = false;
+        loop {
+            if ambiguous && let Some(found) = self.find_created(&request.reference).await? {
+                return Ok(found);
+            }
+            match self
+                .attempt(Method::POST, &path, Some(&body), refreshed)
+                .await
+            {
+                Ok((_, created)) => return provisioned(&created),
+                Err(Attempt::Unauthorized) if !refreshed => refreshed = true,
+                Err(Attempt::Unauthorized) => {
+                    return Err(ProviderError::Refused {
+                        status: 401,
+                        code: None,
+                        message: "Zoom refused the access token".to_owned(),
+                    });
+                }
+                Err(Attempt::Failed(ProviderError::Unavailable {
+                    message,
+                    retry_after,
+                })) => {
+                    let Some(delay) = backoff.next() else {
+                        return Err(ProviderError::Unavailable {
+                            message,
+                            retry_after,
+                        });
+                    };
+                    // A 429 was not processed; a 5xx or a lost answer may have been.
+                    ambiguous = !message.starts_with("Zoom 429");
+                    tokio::time::sleep(retry_after.map_or(delay, |asked| asked.max(delay))).await;
+                }
+                Err(Attempt::Failed(other)) => return Err(other),
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        meeting_id: &str,
+        request: &MeetingRequest,
+    ) -> Result<(), ProviderError> {
+        self.call(
+            Method::PATCH,
+            &format!("/meetings/{meeting_id}"),
+            Some(&meeting_body(request)),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn delete(&self, meeting_id: &str) -> Result<(), ProviderError> {
+        match self
+            .call(Method::DELETE, &format!("/meetings/{meeting_id}"), None)
+            .await
+        {
+            Ok(_) | Err(ProviderError::NotFound) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn end(&self, meeting_id: &str) -> Result<(), ProviderError> {
+        self.call(
+            Method::PUT,
+            &format!("/meetings/{meeting_id}/status"),
+            Some(&json!({"action": "end"})),
+        )
+        .await
+        .map(|_| ())
+    }
+}
