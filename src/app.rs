@@ -24,6 +24,7 @@ use meetline_adapters::sqlite::SqliteEventStore;
 use meetline_api_common::error::{localize_problems, not_found};
 use meetline_api_common::metrics::HttpLabels;
 use meetline_api_common::{ApiContext, Clock, LinkRenderer, Metrics};
+use meetline_command_api::provisioning::ProvisioningProcess;
 use meetline_command_api::timer::TimerProcess;
 use meetline_command_api::{CommandService, CommandState, ServiceConfig};
 use meetline_domain::ports::EventStore;
@@ -55,6 +56,10 @@ pub struct Settings {
     pub jitsi_secret: Option<String>,
     /// Encrypts line settings at rest (default: generated once, kept like the other secrets).
     pub settings_key: Option<String>,
+    /// How long a create on an external provider's line waits for the meeting (else 202).
+    pub provision_wait: Duration,
+    /// Retries of provider calls.
+    pub provider_retry: meetline_adapters::zoom::RetryPolicy,
     pub clock: Clock,
 }
 
@@ -228,8 +233,20 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             service: service.clone(),
             directory: directory.clone(),
             line_settings: line_settings.clone(),
+            provision_wait: settings.provision_wait,
         };
         router = router.merge(meetline_command_api::router().with_state(state));
+        let provisioning = ProvisioningProcess::new(
+            store.clone(),
+            db.clone(),
+            service.clone(),
+            line_settings.clone(),
+            read_models.clone(),
+            metrics.clone(),
+            settings.clock,
+            settings.provider_retry,
+        );
+        tokio::spawn(provisioning.run());
         let timer = TimerProcess::new(
             service.clone(),
             read_models.clone(),

@@ -88,6 +88,18 @@ enum Commands {
         /// Key that encrypts line settings at rest (default: generated once, kept with the data).
         #[arg(long, env = "MEETLINE_SETTINGS_KEY", hide_env_values = true)]
         settings_key: Option<String>,
+        /// How long creating a conference on an external provider's line waits for the meeting
+        /// before answering 202 (milliseconds).
+        #[arg(long, env = "MEETLINE_PROVISION_WAIT_MS", default_value_t = 5000)]
+        provision_wait_ms: u64,
+        /// First delay between retries of a provider call, doubling up to 30 s (milliseconds).
+        #[arg(
+            long,
+            env = "MEETLINE_PROVIDER_RETRY_MS",
+            default_value_t = 500,
+            hide = true
+        )]
+        provider_retry_ms: u64,
         /// Freeze the clock at this RFC 3339 instant (benchmarks and tests only).
         #[arg(long, env = "MEETLINE_FIXED_NOW", hide = true)]
         fixed_now: Option<DateTime<Utc>>,
@@ -139,6 +151,8 @@ async fn main() -> anyhow::Result<()> {
             jitsi_app_id,
             jitsi_secret,
             settings_key,
+            provision_wait_ms,
+            provider_retry_ms,
             fixed_now,
         } => {
             let settings = Settings {
@@ -150,6 +164,11 @@ async fn main() -> anyhow::Result<()> {
                 jitsi_app_id,
                 jitsi_secret,
                 settings_key,
+                provision_wait: std::time::Duration::from_millis(provision_wait_ms),
+                provider_retry: meetline_adapters::zoom::RetryPolicy {
+                    min_delay: std::time::Duration::from_millis(provider_retry_ms),
+                    ..meetline_adapters::zoom::RetryPolicy::default()
+                },
                 clock: fixed_now.map_or(Clock::System, Clock::Fixed),
             };
             serve(addr, settings).await

@@ -82,6 +82,16 @@ impl ZoomSettings {
     }
 }
 
+/// An HTTP client for provider calls: bounded connect and request times.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .user_agent(concat!("meetline/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a TLS backend is compiled in")
+}
+
 /// How failed calls are retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -312,7 +322,7 @@ impl ZoomProvider {
 
     /// Finds a meeting this line's user has with the reference's marker (an earlier create that
     /// succeeded although its answer was lost).
-    async fn find_created(
+    async fn find_meeting(
         &self,
         reference: &str,
     ) -> Result<Option<ProvisionedMeeting>, ProviderError> {
@@ -407,7 +417,7 @@ impl VideoProvider for ZoomProvider {
         let mut refreshed = false;
         let mut ambiguous = false;
         loop {
-            if ambiguous && let Some(found) = self.find_created(&request.reference).await? {
+            if ambiguous && let Some(found) = self.find_meeting(&request.reference).await? {
                 return Ok(found);
             }
             match self
@@ -464,6 +474,13 @@ impl VideoProvider for ZoomProvider {
             Ok(_) | Err(ProviderError::NotFound) => Ok(()),
             Err(other) => Err(other),
         }
+    }
+
+    async fn find_created(
+        &self,
+        reference: &str,
+    ) -> Result<Option<ProvisionedMeeting>, ProviderError> {
+        self.find_meeting(reference).await
     }
 
     async fn end(&self, meeting_id: &str) -> Result<(), ProviderError> {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use meetline_adapters::auth::Principal;
 use meetline_adapters::line_settings::LineSettingsStore;
-use meetline_adapters::links::JitsiSettings;
+use meetline_adapters::links::{ConferenceLinks, JitsiSettings};
+use meetline_domain::pool::Provisioning;
 use meetline_domain::types::{LineId, TenantId};
 use meetline_domain::types::{Source, Status};
 use meetline_projections::ConferenceView;
@@ -70,6 +71,18 @@ pub struct ConferenceDto {
     pub stranded: bool,
     /// The last change moved the conference to another line: its links are new.
     pub links_changed: bool,
+    /// The meeting at the line's provider: `not_needed` (builtin), `pending`, `done` or `failed`.
+    pub provisioning: String,
+}
+
+/// Zoom's start link for a meeting: the join link's host with `/s/{id}`.
+fn start_link(join_url: &str, meeting_id: &str) -> String {
+    let origin = join_url
+        .split("/j/")
+        .next()
+        .filter(|origin| origin.starts_with("http"))
+        .unwrap_or("https://zoom.us");
+    format!("{origin}/s/{meeting_id}")
 }
 
 /// Renders links for a conference's line. Only the builtin provider signs links itself; other
@@ -146,7 +159,11 @@ impl LinkRenderer {
         now: DateTime<Utc>,
         lang: Lang,
     ) -> ConferenceDto {
-        let jitsi = self.jitsi_for(&view.tenant, &view.line.id).await;
+        let jitsi = if view.line.provider == "builtin" {
+            self.jitsi_for(&view.tenant, &view.line.id).await
+        } else {
+            None
+        };
         ConferenceDto::present(view, viewer, now, lang, jitsi.as_deref())
     }
 
@@ -175,17 +192,33 @@ impl ConferenceDto {
         jitsi: Option<&JitsiSettings>,
     ) -> Self {
         let status = view.status_at(now);
-        let rendered = jitsi
-            .filter(|_| view.line.provider == "builtin" && status != Status::Cancelled)
-            .map(|jitsi| {
-                jitsi.links(
-                    view.room.as_str(),
-                    view.host.as_str(),
-                    viewer.actor.user.as_str(),
-                    view.slot.start,
-                    view.slot.end,
-                )
-            });
+        let rendered = if status == Status::Cancelled {
+            None
+        } else if let Provisioning::Done {
+            meeting_id,
+            join_url,
+            ..
+        } = &view.provisioning
+        {
+            // An external provider's meeting: its join link, and its start link for the host
+            // (which asks the host to sign in to the line's account).
+            Some(ConferenceLinks {
+                host: start_link(join_url, meeting_id),
+                attendee: join_url.clone(),
+            })
+        } else {
+            jitsi
+                .filter(|_| view.line.provider == "builtin")
+                .map(|jitsi| {
+                    jitsi.links(
+                        view.room.as_str(),
+                        view.host.as_str(),
+                        viewer.actor.user.as_str(),
+                        view.slot.start,
+                        view.slot.end,
+                    )
+                })
+        };
         let sees_host = view.sees_host_link(&viewer.actor.user, viewer.actor.admin);
         Self {
             id: view.id.to_string(),
@@ -240,6 +273,13 @@ impl ConferenceDto {
             cancelled_at: view.cancelled_at,
             stranded: view.stranded,
             links_changed: view.links_changed,
+            provisioning: match view.provisioning {
+                Provisioning::NotNeeded => "not_needed",
+                Provisioning::Pending => "pending",
+                Provisioning::Done { .. } => "done",
+                Provisioning::Failed { .. } => "failed",
+            }
+            .to_owned(),
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct CommandState {
     pub directory: Arc<dyn Directory>,
     /// Provider account settings per line, encrypted at rest.
     pub line_settings: LineSettingsStore,
+    /// How long a create on an external provider's line waits for the meeting to exist.
+    pub provision_wait: std::time::Duration,
 }
 
 impl FromRef<CommandState> for ApiContext {
@@ -370,6 +372,67 @@ fn position_header(response: &mut Response, position: u64) {
         .insert("x-position", HeaderValue::from(position));
 }
 
+/// For a conference on an external provider's line: waits (up to `provision_wait`) until the
+/// provisioning process recorded the meeting or gave up, and returns the conference as it is then.
+async fn await_provisioning(
+    state: &CommandState,
+    principal: &Principal,
+    outcome: &mut Outcome,
+) -> Result<(), ApiError> {
+    let Some(view) = &outcome.conference else {
+        return Ok(());
+    };
+    if view.provisioning != meetline_domain::Provisioning::Pending {
+        return Ok(());
+    }
+    let (id, line) = (view.id, view.line.clone());
+    let stream = meetline_domain::ports::pool_stream(&principal.tenant);
+    let deadline = tokio::time::Instant::now() + state.provision_wait;
+    loop {
+        let head = state.service.store().head_position().await?;
+        let events = state.service.store().read_tagged(&stream, id).await?;
+        let lookup = |id: &LineId| {
+            if *id == line.id {
+                line.clone()
+            } else {
+                meetline_projections::LineRef::unknown(id)
+            }
+        };
+        if let Some(now) = meetline_projections::ConferenceView::fold(
+            &principal.tenant,
+            events.iter().map(|e| &e.event),
+            lookup,
+        ) && now.provisioning != meetline_domain::Provisioning::Pending
+        {
+            outcome.position = events
+                .last()
+                .map_or(outcome.position, |last| last.position.max(outcome.position));
+            outcome.conference = Some(now);
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        let _ = tokio::time::timeout(
+            left.min(std::time::Duration::from_millis(200)),
+            state.service.store().wait_for_events(head),
+        )
+        .await;
+    }
+}
+
+/// 201 once the conference exists with its meeting; 202 while an external provider has not
+/// confirmed it yet (the view says `provisioning: "pending"`).
+fn created_status(outcome: &Outcome) -> StatusCode {
+    match &outcome.conference {
+        Some(view) if view.provisioning == meetline_domain::Provisioning::Pending => {
+            StatusCode::ACCEPTED
+        }
+        _ => StatusCode::CREATED,
+    }
+}
+
 async fn conference_response(
     state: &CommandState,
     principal: &Principal,
@@ -392,7 +455,7 @@ async fn conference_response(
         header::ETAG,
         HeaderValue::from_str(&format!("\"{}\"", view.version)).expect("digits"),
     );
-    if status == StatusCode::CREATED {
+    if status == StatusCode::CREATED || status == StatusCode::ACCEPTED {
         headers.insert(
             header::LOCATION,
             HeaderValue::from_str(&format!("/api/v1/conferences/{}", view.id)).expect("uuid"),
@@ -478,8 +541,10 @@ pub async fn create_conference(
         related_link,
         rooms: rooms(),
     });
-    let outcome = submit(&state, &principal, &headers, command).await?;
-    conference_response(&state, &principal, lang, StatusCode::CREATED, &outcome).await
+    let mut outcome = submit(&state, &principal, &headers, command).await?;
+    await_provisioning(&state, &principal, &mut outcome).await?;
+    let status = created_status(&outcome);
+    conference_response(&state, &principal, lang, status, &outcome).await
 }
 
 /// Edit a not-started conference; the line is re-checked for a new time.
@@ -532,7 +597,8 @@ pub async fn edit_conference(
         expected_version: if_match(&headers)?,
         rooms: rooms(),
     };
-    let outcome = submit(&state, &principal, &headers, command).await?;
+    let mut outcome = submit(&state, &principal, &headers, command).await?;
+    await_provisioning(&state, &principal, &mut outcome).await?;
     conference_response(&state, &principal, lang, StatusCode::OK, &outcome).await
 }
 
@@ -667,8 +733,10 @@ pub async fn launch_from_meeting(
         meeting,
         rooms: rooms(),
     };
-    let outcome = submit(&state, &principal, &headers, command).await?;
-    conference_response(&state, &principal, lang, StatusCode::CREATED, &outcome).await
+    let mut outcome = submit(&state, &principal, &headers, command).await?;
+    await_provisioning(&state, &principal, &mut outcome).await?;
+    let status = created_status(&outcome);
+    conference_response(&state, &principal, lang, status, &outcome).await
 }
 
 /// Start a quick conference from a chat with picked members.
@@ -705,8 +773,10 @@ pub async fn launch_from_chat(
         chat: chat.facts,
         rooms: rooms(),
     };
-    let outcome = submit(&state, &principal, &headers, command).await?;
-    conference_response(&state, &principal, lang, StatusCode::CREATED, &outcome).await
+    let mut outcome = submit(&state, &principal, &headers, command).await?;
+    await_provisioning(&state, &principal, &mut outcome).await?;
+    let status = created_status(&outcome);
+    conference_response(&state, &principal, lang, status, &outcome).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -146,6 +146,20 @@ pub enum Command {
     RecordElapsedTime {
         conference: ConferenceId,
     },
+    /// The provisioning process reports the meeting the line's provider created.
+    RecordProvisioning {
+        conference: ConferenceId,
+        line: LineId,
+        meeting_id: String,
+        join_url: String,
+        password: Option<String>,
+    },
+    /// The provisioning process gave up: release the line.
+    RecordProvisioningFailure {
+        conference: ConferenceId,
+        line: LineId,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -166,6 +180,8 @@ impl Command {
             Self::CancelConference { .. } => "cancel_conference",
             Self::EndConferenceEarly { .. } => "end_conference_early",
             Self::RecordElapsedTime { .. } => "record_elapsed_time",
+            Self::RecordProvisioning { .. } => "record_provisioning",
+            Self::RecordProvisioningFailure { .. } => "record_provisioning_failure",
         }
     }
 
@@ -179,7 +195,9 @@ impl Command {
             | Self::InviteAttendees { conference, .. }
             | Self::CancelConference { conference, .. }
             | Self::EndConferenceEarly { conference }
-            | Self::RecordElapsedTime { conference } => Some(*conference),
+            | Self::RecordElapsedTime { conference }
+            | Self::RecordProvisioning { conference, .. }
+            | Self::RecordProvisioningFailure { conference, .. } => Some(*conference),
             _ => None,
         }
     }

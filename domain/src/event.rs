@@ -98,6 +98,22 @@ pub enum Event {
         conference: ConferenceId,
         line: LineId,
     },
+    /// The line's provider created the meeting (or moved it along with the conference).
+    ConferenceProvisioned {
+        conference: ConferenceId,
+        line: LineId,
+        meeting_id: String,
+        join_url: String,
+        password: Option<String>,
+    },
+    /// The provider could not host the conference after every retry: the line is released and
+    /// the conference cannot take place.
+    ProvisioningFailed {
+        conference: ConferenceId,
+        line: LineId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a stored event could not be read back.
@@ -128,6 +144,8 @@ impl Event {
             Self::ConferenceEnded { .. } => "ConferenceEnded",
             Self::ConferenceMovedToLine { .. } => "ConferenceMovedToLine",
             Self::ConferenceStranded { .. } => "ConferenceStranded",
+            Self::ConferenceProvisioned { .. } => "ConferenceProvisioned",
+            Self::ProvisioningFailed { .. } => "ProvisioningFailed",
         }
     }
 
@@ -144,7 +162,9 @@ impl Event {
             | Self::ConferenceStarted { conference, .. }
             | Self::ConferenceEnded { conference, .. }
             | Self::ConferenceMovedToLine { conference, .. }
-            | Self::ConferenceStranded { conference, .. } => Some(*conference),
+            | Self::ConferenceStranded { conference, .. }
+            | Self::ConferenceProvisioned { conference, .. }
+            | Self::ProvisioningFailed { conference, .. } => Some(*conference),
             _ => None,
         }
     }

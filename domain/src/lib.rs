@@ -24,5 +24,5 @@ pub use command::{
 };
 pub use error::DomainError;
 pub use event::{EVENT_SCHEMA_VERSION, Event};
-pub use pool::{Conference, Line, LinePool};
+pub use pool::{Conference, Line, LinePool, Provisioning};
 pub use types::*;

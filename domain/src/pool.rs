@@ -81,6 +81,38 @@ pub struct Conference {
     pub ended_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub stranded: bool,
+    /// Whether the line's provider hosts the meeting yet (external providers only).
+    #[serde(default)]
+    pub provisioning: Provisioning,
+}
+
+/// A conference's meeting at its line's provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Provisioning {
+    /// The builtin provider needs no round trip: links are signed locally.
+    #[default]
+    NotNeeded,
+    /// An external provider has not confirmed the meeting yet.
+    Pending,
+    Done {
+        line: LineId,
+        meeting_id: String,
+        join_url: String,
+        password: Option<String>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+impl Provisioning {
+    fn for_line(line: Option<&Line>) -> Self {
+        match line.map(|line| line.provider) {
+            Some(ProviderKind::Builtin) | None => Self::NotNeeded,
+            Some(_) => Self::Pending,
+        }
+    }
 }
 
 impl Conference {
@@ -335,6 +367,56 @@ impl LinePool {
                 }
                 Ok(vec![Event::ConferenceEndedEarly {
                     conference: *conference,
+                    at: now,
+                }])
+            }
+            Command::RecordProvisioning {
+                conference,
+                line,
+                meeting_id,
+                join_url,
+                password,
+            } => {
+                require_admin(actor)?;
+                let current = self
+                    .conferences
+                    .get(conference)
+                    .ok_or(DomainError::NotFound)?;
+                let already = matches!(&current.provisioning,
+                    Provisioning::Done { meeting_id: known, line: on, .. } if known == meeting_id && on == line);
+                // A report for a line the conference has left is stale: its move is provisioned too.
+                if already || current.line != *line {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::ConferenceProvisioned {
+                    conference: *conference,
+                    line: line.clone(),
+                    meeting_id: meeting_id.clone(),
+                    join_url: join_url.clone(),
+                    password: password.clone(),
+                }])
+            }
+            Command::RecordProvisioningFailure {
+                conference,
+                line,
+                reason,
+            } => {
+                require_admin(actor)?;
+                let current = self
+                    .conferences
+                    .get(conference)
+                    .ok_or(DomainError::NotFound)?;
+                let live = matches!(
+                    current.status_at(now),
+                    Status::NotStarted | Status::InProgress
+                );
+                if current.provisioning != Provisioning::Pending || current.line != *line || !live {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::ProvisioningFailed {
+                    conference: *conference,
+                    line: line.clone(),
+                    reason: reason.chars().take(500).collect(),
                     at: now,
                 }])
             }
@@ -750,6 +832,7 @@ impl LinePool {
                 } else {
                     Status::NotStarted
                 };
+                let provisioning = Provisioning::for_line(self.line(line));
                 self.conferences.insert(
                     *conference,
                     Conference {
@@ -773,6 +856,7 @@ impl LinePool {
                         ended_at: None,
                         cancelled_at: None,
                         stranded: false,
+                        provisioning,
                     },
                 );
                 self.book_on(line, *slot, *conference);
@@ -788,6 +872,7 @@ impl LinePool {
                 room,
                 ..
             } => {
+                let new_provisioning = Provisioning::for_line(self.line(line));
                 let Some(current) = self.conferences.get_mut(conference) else {
                     return;
                 };
@@ -801,6 +886,7 @@ impl LinePool {
                 current.room = room.clone();
                 if old_line != *line {
                     current.stranded = false;
+                    current.provisioning = new_provisioning;
                 }
                 self.unbook(&old_line, old_slot.start, *conference);
                 self.book_on(line, *slot, *conference);
@@ -860,12 +946,14 @@ impl LinePool {
                 to,
                 room,
             } => {
+                let provisioning = Provisioning::for_line(self.line(to));
                 let Some(current) = self.conferences.get_mut(conference) else {
                     return;
                 };
                 current.line = to.clone();
                 current.room = room.clone();
                 current.stranded = false;
+                current.provisioning = provisioning;
                 let slot = current.slot;
                 self.unbook(from, slot.start, *conference);
                 self.book_on(to, slot, *conference);
@@ -874,6 +962,39 @@ impl LinePool {
                 if let Some(current) = self.conferences.get_mut(conference) {
                     current.stranded = true;
                 }
+            }
+            Event::ConferenceProvisioned {
+                conference,
+                line,
+                meeting_id,
+                join_url,
+                password,
+            } => {
+                if let Some(current) = self.conferences.get_mut(conference) {
+                    current.provisioning = Provisioning::Done {
+                        line: line.clone(),
+                        meeting_id: meeting_id.clone(),
+                        join_url: join_url.clone(),
+                        password: password.clone(),
+                    };
+                }
+            }
+            Event::ProvisioningFailed {
+                conference,
+                reason,
+                at,
+                ..
+            } => {
+                let Some(current) = self.conferences.get_mut(conference) else {
+                    return;
+                };
+                current.provisioning = Provisioning::Failed {
+                    reason: reason.clone(),
+                };
+                current.status = Status::Cancelled;
+                current.cancelled_at = Some(*at);
+                let (line, start) = (current.line.clone(), current.slot.start);
+                self.unbook(&line, start, *conference);
             }
         }
     }

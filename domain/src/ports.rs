@@ -209,4 +209,10 @@ pub trait VideoProvider: Send + Sync + 'static {
     async fn delete(&self, meeting_id: &str) -> Result<(), ProviderError>;
     /// Ends a running meeting (ended early).
     async fn end(&self, meeting_id: &str) -> Result<(), ProviderError>;
+    /// The meeting an earlier `create` for `reference` made, if the provider has it (a create
+    /// whose answer was lost, e.g. to a crash).
+    async fn find_created(
+        &self,
+        reference: &str,
+    ) -> Result<Option<ProvisionedMeeting>, ProviderError>;
 }

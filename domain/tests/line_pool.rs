@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use meetline_domain::command::{ChatFacts, ConferenceChanges, EndSpec, MeetingFacts};
+use meetline_domain::pool::Provisioning;
 use meetline_domain::pool::minutes;
 use meetline_domain::*;
 use uuid::Uuid;
@@ -845,4 +846,97 @@ fn the_snapshot_round_trips_through_json() {
     let json = serde_json::to_string(&pool).unwrap();
     let back: LinePool = serde_json::from_str(&json).unwrap();
     assert_eq!(back, pool);
+}
+
+fn zoom_line() -> Vec<Event> {
+    vec![Event::LineAdded {
+        line: line(1),
+        name: LineName::parse("Zoom").unwrap(),
+        provider: ProviderKind::Zoom,
+    }]
+}
+
+fn provisioned(n: u128, meeting: &str) -> Command {
+    Command::RecordProvisioning {
+        conference: id(n),
+        line: line(1),
+        meeting_id: meeting.into(),
+        join_url: format!("https://zoom.us/j/{meeting}"),
+        password: None,
+    }
+}
+
+#[test]
+fn a_conference_on_an_external_line_waits_for_provisioning() {
+    let pool = given(zoom_line()).and(&alice(), schedule(1, 1, 2)).pool;
+    assert_eq!(
+        pool.conference(&id(1)).unwrap().provisioning,
+        Provisioning::Pending
+    );
+    let pool = given_lines(1).and(&alice(), schedule(1, 1, 2)).pool;
+    assert_eq!(
+        pool.conference(&id(1)).unwrap().provisioning,
+        Provisioning::NotNeeded
+    );
+}
+
+#[test]
+fn provisioning_is_recorded_once_and_only_by_the_system() {
+    let given = given(zoom_line()).and(&alice(), schedule(1, 1, 2));
+    let pool = given.pool.clone();
+    given
+        .when(&alice(), provisioned(1, "123"))
+        .then_expect_error(DomainError::Forbidden);
+    let pool = Given { pool, now: t(0) }.when(&admin(), provisioned(1, "123")).then_expect_events(|events| {
+        assert!(matches!(&events[0], Event::ConferenceProvisioned { meeting_id, .. } if meeting_id == "123"));
+    });
+    assert!(matches!(
+        pool.conference(&id(1)).unwrap().provisioning,
+        Provisioning::Done { .. }
+    ));
+    Given { pool, now: t(0) }
+        .when(&admin(), provisioned(1, "123"))
+        .then_expect_no_events();
+}
+
+#[test]
+fn a_provisioning_failure_cancels_the_conference_and_frees_its_line() {
+    let pool = given(zoom_line())
+        .and(&alice(), schedule(1, 1, 2))
+        .when(
+            &admin(),
+            Command::RecordProvisioningFailure {
+                conference: id(1),
+                line: line(1),
+                reason: "Zoom 500".into(),
+            },
+        )
+        .then_expect_events(|events| {
+            assert!(matches!(events[0], Event::ProvisioningFailed { .. }))
+        });
+    let conference = pool.conference(&id(1)).unwrap();
+    assert_eq!(conference.status_at(t(0)), Status::Cancelled);
+    assert_eq!(
+        conference.provisioning,
+        Provisioning::Failed {
+            reason: "Zoom 500".into()
+        }
+    );
+    Given {
+        pool: pool.clone(),
+        now: t(0),
+    }
+    .when(&alice(), schedule(2, 1, 2))
+    .then_expect_events(|events| assert_eq!(scheduled_line(events), line(1)));
+    // A failure reported after success, or twice, records nothing.
+    Given { pool, now: t(0) }
+        .when(
+            &admin(),
+            Command::RecordProvisioningFailure {
+                conference: id(1),
+                line: line(1),
+                reason: "again".into(),
+            },
+        )
+        .then_expect_no_events();
 }

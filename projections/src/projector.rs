@@ -46,6 +46,14 @@ CREATE INDEX IF NOT EXISTS rm_participants_all
     ON rm_participants (tenant, user_id, start DESC, conference_id DESC);
 CREATE INDEX IF NOT EXISTS rm_participants_recent
     ON rm_participants (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
+CREATE TABLE IF NOT EXISTS ops_provider_failures (
+    tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (tenant, hour)
+);
+CREATE TABLE IF NOT EXISTS provisioning_attempts (
+    tenant TEXT NOT NULL, conference TEXT NOT NULL, position BIGINT NOT NULL,
+    PRIMARY KEY (tenant, conference, position)
+);
 CREATE TABLE IF NOT EXISTS ops_rejections (
     tenant TEXT NOT NULL, hour TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (tenant, hour)
@@ -83,6 +91,14 @@ CREATE INDEX IF NOT EXISTS rm_participants_all
     ON rm_participants (tenant, user_id, start DESC, conference_id DESC);
 CREATE INDEX IF NOT EXISTS rm_participants_recent
     ON rm_participants (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
+CREATE TABLE IF NOT EXISTS ops_provider_failures (
+    tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (tenant, hour)
+);
+CREATE TABLE IF NOT EXISTS provisioning_attempts (
+    tenant TEXT NOT NULL, conference TEXT NOT NULL, position BIGINT NOT NULL,
+    PRIMARY KEY (tenant, conference, position)
+);
 CREATE TABLE IF NOT EXISTS ops_rejections (
     tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
     PRIMARY KEY (tenant, hour)
@@ -247,10 +263,10 @@ impl Projector {
     }
 }
 
-/// The right to run the projections. SQLite: the one process always holds it. PostgreSQL: a
-/// session-level advisory lock on a dedicated connection, released by PostgreSQL when the
-/// session ends — including when the node dies.
-enum Leadership {
+/// The right to run a singleton process (the projections, provisioning). SQLite: the one process
+/// always holds it. PostgreSQL: a session-level advisory lock on a dedicated connection, released
+/// by PostgreSQL when the session ends — including when the node dies.
+pub enum Leadership {
     Embedded,
     Session(sqlx::AnyConnection),
 }
@@ -259,13 +275,14 @@ enum Leadership {
 const PROJECTION_LOCK: i64 = 0x6d6c_7072_6f6a_0001;
 
 impl Leadership {
-    async fn try_acquire(db: &Database) -> Option<Self> {
+    /// Takes the lock `key` if nobody holds it.
+    pub async fn try_acquire_key(db: &Database, key: i64) -> Option<Self> {
         if db.backend == Backend::Sqlite {
             return Some(Self::Embedded);
         }
         let mut connection = db.writer.acquire().await.ok()?;
         let locked: bool = sqlx::query_scalar(db.sql("SELECT pg_try_advisory_lock(?)"))
-            .bind(PROJECTION_LOCK)
+            .bind(key)
             .fetch_one(&mut *connection)
             .await
             .ok()?;
@@ -274,8 +291,12 @@ impl Leadership {
         locked.then(|| Self::Session(connection.detach()))
     }
 
+    async fn try_acquire(db: &Database) -> Option<Self> {
+        Self::try_acquire_key(db, PROJECTION_LOCK).await
+    }
+
     /// Whether the session that holds the lock is still there.
-    async fn still_held(&mut self) -> bool {
+    pub async fn still_held(&mut self) -> bool {
         match self {
             Self::Embedded => true,
             Self::Session(connection) => sqlx::query("SELECT 1")

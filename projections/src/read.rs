@@ -70,6 +70,8 @@ pub struct OpsSummary {
     pub utilisation: Vec<(String, f64)>,
     pub no_free_line_rejections: i64,
     pub rejections_by_hour: Vec<(String, i64)>,
+    /// Provider calls that failed after every retry.
+    pub provider_failures: i64,
     pub applied_position: Position,
 }
 
@@ -367,10 +369,18 @@ impl ReadModels {
         .fetch_one(&self.db.reader)
         .await
         .map_err(unavailable)?;
+        let provider_failures: i64 = sqlx::query_scalar(self.db.sql(
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM ops_provider_failures WHERE tenant = ?",
+        ))
+        .bind(tenant.as_str())
+        .fetch_one(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
         Ok(OpsSummary {
             by_status,
             utilisation,
             no_free_line_rejections: total,
+            provider_failures,
             rejections_by_hour,
             applied_position: crate::projector::checkpoint(&self.db).await?,
         })
@@ -408,6 +418,93 @@ impl ReadModels {
                 Ok((tenant, id))
             })
             .collect()
+    }
+
+    /// A background process's checkpoint (created at 0 if new).
+    ///
+    /// # Errors
+    /// When the database cannot be read or written.
+    pub async fn process_checkpoint(&self, name: &str) -> Result<Position, StoreError> {
+        sqlx::query(self.db.sql("INSERT INTO rm_checkpoints (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING"))
+            .bind(name)
+            .execute(&self.db.writer)
+            .await
+            .map_err(unavailable)?;
+        let position: i64 = sqlx::query_scalar(
+            self.db
+                .sql("SELECT position FROM rm_checkpoints WHERE name = ?"),
+        )
+        .bind(name)
+        .fetch_one(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(position as Position)
+    }
+
+    /// Moves a background process's checkpoint forward (never back).
+    ///
+    /// # Errors
+    /// When the database cannot be written.
+    pub async fn save_process_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            self.db
+                .sql("UPDATE rm_checkpoints SET position = ? WHERE name = ? AND position < ?"),
+        )
+        .bind(position as i64)
+        .bind(name)
+        .bind(position as i64)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Notes a provider create attempt for the conference at the event `position`; `true` when one
+    /// was noted before (an earlier attempt may have succeeded).
+    ///
+    /// # Errors
+    /// When the database cannot be written.
+    pub async fn note_provisioning_attempt(
+        &self,
+        tenant: &TenantId,
+        conference: ConferenceId,
+        position: Position,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(self.db.sql(
+            "INSERT INTO provisioning_attempts (tenant, conference, position) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(tenant.as_str())
+        .bind(conference.to_string())
+        .bind(position as i64)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(inserted.rows_affected() == 0)
+    }
+
+    /// Counts one provider call that failed after every retry, in its hour (UTC).
+    ///
+    /// # Errors
+    /// When the database cannot be written.
+    pub async fn record_provider_failure(
+        &self,
+        tenant: &TenantId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(self.db.sql(
+            "INSERT INTO ops_provider_failures (tenant, hour, count) VALUES (?, ?, 1) \
+             ON CONFLICT (tenant, hour) DO UPDATE SET count = ops_provider_failures.count + 1",
+        ))
+        .bind(tenant.as_str())
+        .bind(at.format("%Y-%m-%dT%H:00Z").to_string())
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     /// Counts one no-free-line rejection in its hour (UTC).

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use meetline_domain::event::Event;
-use meetline_domain::pool::{Conference, Line};
+use meetline_domain::pool::{Conference, Line, Provisioning};
 use meetline_domain::types::{
     ConferenceId, ConferenceNumber, LineId, Mode, RelatedLink, RoomName, Source, Status, Subject,
     TenantId, TimeSlot, TimeZoneName, UserId,
@@ -64,6 +64,17 @@ pub struct ConferenceView {
     pub stranded: bool,
     /// Set by the last edit or maintenance move that put it on another line.
     pub links_changed: bool,
+    /// The meeting at an external provider.
+    #[serde(default)]
+    pub provisioning: Provisioning,
+}
+
+fn provisioning_on(line: &LineRef) -> Provisioning {
+    if line.provider == "builtin" {
+        Provisioning::NotNeeded
+    } else {
+        Provisioning::Pending
+    }
 }
 
 impl ConferenceView {
@@ -123,6 +134,7 @@ impl ConferenceView {
             cancelled_at: conference.cancelled_at,
             stranded: conference.stranded,
             links_changed: false,
+            provisioning: conference.provisioning.clone(),
         }
     }
 
@@ -147,6 +159,7 @@ impl ConferenceView {
         else {
             return None;
         };
+        let provisioning = provisioning_on(&line);
         Some(Self {
             tenant: tenant.clone(),
             id: *conference,
@@ -174,6 +187,7 @@ impl ConferenceView {
             cancelled_at: None,
             stranded: false,
             links_changed: false,
+            provisioning,
         })
     }
 
@@ -203,6 +217,7 @@ impl ConferenceView {
                 if *line_changed {
                     self.line = line(line_id);
                     self.stranded = false;
+                    self.provisioning = provisioning_on(&self.line);
                 }
                 self.room = room.clone();
                 self.links_changed = *line_changed;
@@ -229,8 +244,30 @@ impl ConferenceView {
                 self.room = room.clone();
                 self.stranded = false;
                 self.links_changed = true;
+                self.provisioning = provisioning_on(&self.line);
             }
             Event::ConferenceStranded { .. } => self.stranded = true,
+            Event::ConferenceProvisioned {
+                line: on,
+                meeting_id,
+                join_url,
+                password,
+                ..
+            } => {
+                self.provisioning = Provisioning::Done {
+                    line: on.clone(),
+                    meeting_id: meeting_id.clone(),
+                    join_url: join_url.clone(),
+                    password: password.clone(),
+                };
+            }
+            Event::ProvisioningFailed { reason, at, .. } => {
+                self.provisioning = Provisioning::Failed {
+                    reason: reason.clone(),
+                };
+                self.status = Status::Cancelled;
+                self.cancelled_at = Some(*at);
+            }
             _ => {}
         }
     }

@@ -144,6 +144,8 @@ pub struct OpsSummaryDto {
     /// Line id → booked share of the next 7 days (0–1).
     pub utilisation: std::collections::BTreeMap<String, f64>,
     pub no_free_line_rejections: i64,
+    /// Provider calls (create, update, delete, end) that failed after every retry.
+    pub provider_failures: i64,
     /// Hour (UTC) → rejections, newest first (last 7 days with any).
     pub rejections_by_hour: Vec<(String, i64)>,
     pub head_position: u64,
@@ -527,6 +529,7 @@ pub async fn ops_summary(
         utilisation,
         no_free_line_rejections,
         rejections_by_hour,
+        provider_failures,
         applied_position,
     } = state
         .read_models
@@ -537,6 +540,7 @@ pub async fn ops_summary(
         by_status: by_status.into_iter().collect(),
         utilisation: utilisation.into_iter().collect(),
         no_free_line_rejections,
+        provider_failures,
         rejections_by_hour,
         head_position: head,
         applied_position,

@@ -27,14 +27,17 @@ pub struct TestApp {
     /// The highest `X-Position` any command returned: queries wait for it (read-your-writes),
     /// as a well-behaved client does.
     pub last_position: AtomicU64,
-    child: Child,
+    /// The server process, when this app started it (and removes its data folder when dropped).
+    child: Option<Child>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data);
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
     }
 }
 
@@ -119,7 +122,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
         database,
         client: Client::new(),
         last_position: AtomicU64::new(0),
-        child,
+        child: Some(child),
     }
 }
 
@@ -209,6 +212,18 @@ pub async fn event_store(data: &Path, database: Option<&TestDatabase>) -> Box<dy
 }
 
 impl TestApp {
+    /// A client of a server the test started (and stops) itself.
+    pub fn attach(base: String, data: PathBuf) -> Self {
+        TestApp {
+            base,
+            data,
+            database: None,
+            client: Client::new(),
+            last_position: AtomicU64::new(0),
+            child: None,
+        }
+    }
+
     pub async fn event_store(&self) -> Box<dyn EventStore> {
         event_store(&self.data, self.database.as_ref()).await
     }

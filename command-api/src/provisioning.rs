@@ -1,0 +1,434 @@
+//! The provisioning process: makes an external provider (Zoom) host what the pool decided.
+//!
+//! It follows the global log from its own checkpoint. After `ConferenceScheduled`, an edit or a
+//! maintenance move onto an external line, it creates the meeting there and records
+//! `ConferenceProvisioned` — or, once the provider adapter's retries are exhausted,
+//! `ProvisioningFailed`, which releases the line. An edit on the same line updates the meeting; a
+//! move creates the new meeting before deleting the old one (so the conference is never without
+//! one); a cancel deletes it; an early end ends it.
+//!
+//! **Exactly once across crashes:** before calling the provider to create, it notes the attempt
+//! (`provisioning_attempts`). If the process dies after the provider created the meeting but before
+//! the result was recorded, the event is processed again after restart; the note says an earlier
+//! attempt may have succeeded, so it first asks the provider for the meeting marked with the
+//! conference (`find_created`) and adopts it. A result already recorded is never redone. On
+//! PostgreSQL only one node runs this process (an advisory lock, as for the projections).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meetline_adapters::db::Database;
+use meetline_adapters::line_settings::LineSettingsStore;
+use meetline_adapters::zoom::{RetryPolicy, ZoomProvider, ZoomSettings, http_client};
+use meetline_api_common::{Clock, Metrics};
+use meetline_domain::Command;
+use meetline_domain::event::Event;
+use meetline_domain::pool::Provisioning;
+use meetline_domain::ports::{
+    EventStore, MeetingRequest, Position, ProviderError, ProvisionedMeeting, RecordedEvent,
+    StoreError, VideoProvider, pool_stream,
+};
+use meetline_domain::types::{Actor, ConferenceId, LineId, Status, TenantId, UserId};
+use meetline_projections::ReadModels;
+use meetline_projections::projector::Leadership;
+use meetline_projections::view::{ConferenceView, LineRef, tenant_of_stream};
+
+use crate::service::{CommandService, Submission};
+
+/// The actor recorded on the process's events.
+pub const PROVISIONING_ACTOR: &str = "system.provisioning";
+/// Its checkpoint's name (in `rm_checkpoints`).
+pub const CHECKPOINT: &str = "provisioning";
+const LOCK: i64 = 0x6d6c_7072_6f76_0002;
+const BATCH: usize = 200;
+
+/// A line's settings and the provider built from them.
+type CachedProvider = (serde_json::Value, Arc<dyn VideoProvider>);
+
+pub struct ProvisioningProcess {
+    store: Arc<dyn EventStore>,
+    db: Database,
+    service: CommandService,
+    line_settings: LineSettingsStore,
+    read_models: ReadModels,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    retry: RetryPolicy,
+    /// One provider per external line, rebuilt when the line's settings change.
+    providers: tokio::sync::Mutex<HashMap<(TenantId, LineId), CachedProvider>>,
+}
+
+impl ProvisioningProcess {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        db: Database,
+        service: CommandService,
+        line_settings: LineSettingsStore,
+        read_models: ReadModels,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+        retry: RetryPolicy,
+    ) -> Self {
+        Self {
+            store,
+            db,
+            service,
+            line_settings,
+            read_models,
+            metrics,
+            clock,
+            retry,
+            providers: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn checkpoint(&self) -> Result<Position, StoreError> {
+        self.read_models.process_checkpoint(CHECKPOINT).await
+    }
+
+    async fn save_checkpoint(&self, position: Position) -> Result<(), StoreError> {
+        self.read_models
+            .save_process_checkpoint(CHECKPOINT, position)
+            .await
+    }
+
+    /// The provider of an external line, or `None` for a builtin one.
+    async fn provider(
+        &self,
+        tenant: &TenantId,
+        line: &LineId,
+    ) -> Result<Option<Arc<dyn VideoProvider>>, StoreError> {
+        let Some(settings) = self.line_settings.get(tenant, line).await? else {
+            return Ok(None);
+        };
+        let Ok(zoom) = ZoomSettings::from_line(&settings) else {
+            return Ok(None);
+        };
+        let mut providers = self.providers.lock().await;
+        let key = (tenant.clone(), line.clone());
+        if let Some((known, provider)) = providers.get(&key)
+            && *known == settings
+        {
+            return Ok(Some(provider.clone()));
+        }
+        let provider: Arc<dyn VideoProvider> =
+            Arc::new(ZoomProvider::new(zoom, http_client()).with_retry(self.retry));
+        providers.insert(key, (settings, provider.clone()));
+        Ok(Some(provider))
+    }
+
+    /// Processes everything after the checkpoint. Returns how many events it looked at.
+    ///
+    /// # Errors
+    /// When the store or the database fails; the checkpoint stays before the failed event.
+    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        let mut position = self.checkpoint().await?;
+        let mut seen = 0;
+        loop {
+            let batch = self.store.read_all(position, BATCH).await?;
+            let Some(last) = batch.last().map(|event| event.position) else {
+                return Ok(seen);
+            };
+            for recorded in &batch {
+                if self.handle(recorded).await? {
+                    self.save_checkpoint(recorded.position).await?;
+                }
+            }
+            self.save_checkpoint(last).await?;
+            seen += batch.len();
+            position = last;
+        }
+    }
+
+    /// Runs until the process ends, on the node that holds the provisioning lock.
+    pub async fn run(self) {
+        let mut leadership: Option<Leadership> = None;
+        loop {
+            if leadership.is_none() {
+                leadership = Leadership::try_acquire_key(&self.db, LOCK).await;
+            }
+            if let Some(held) = &mut leadership {
+                if !held.still_held().await {
+                    leadership = None;
+                    continue;
+                }
+                if let Err(error) = self.catch_up().await {
+                    tracing::error!(%error, "provisioning failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            let position = self.checkpoint().await.unwrap_or(0);
+            let _ = tokio::time::timeout(
+                Duration::from_millis(500),
+                self.store.wait_for_events(position),
+            )
+            .await;
+        }
+    }
+
+    /// The conference as of `recorded` (inclusive) and as it is now.
+    async fn conference(
+        &self,
+        tenant: &TenantId,
+        recorded: &RecordedEvent,
+        id: ConferenceId,
+    ) -> Result<(Option<ConferenceView>, Option<ConferenceView>), StoreError> {
+        let events = self.store.read_tagged(&pool_stream(tenant), id).await?;
+        let line = |line: &LineId| LineRef {
+            id: line.clone(),
+            name: line.to_string(),
+            provider: "unknown".to_owned(),
+        };
+        let then = ConferenceView::fold(
+            tenant,
+            events
+                .iter()
+                .filter(|e| e.position <= recorded.position)
+                .map(|e| &e.event),
+            line,
+        );
+        let now = ConferenceView::fold(tenant, events.iter().map(|e| &e.event), line);
+        Ok((then, now))
+    }
+
+    /// The last meeting provisioned for the conference on `line` before `before`, if any.
+    async fn meeting_on(
+        &self,
+        tenant: &TenantId,
+        id: ConferenceId,
+        line: &LineId,
+        before: Position,
+    ) -> Result<Option<String>, StoreError> {
+        let events = self.store.read_tagged(&pool_stream(tenant), id).await?;
+        Ok(events
+            .iter()
+            .filter(|e| e.position < before)
+            .filter_map(|e| match &e.event {
+                Event::ConferenceProvisioned {
+                    line: on,
+                    meeting_id,
+                    ..
+                } if on == line => Some(meeting_id.clone()),
+                _ => None,
+            })
+            .next_back())
+    }
+
+    /// Handles one event; `true` when it called a provider (so the checkpoint moves right away).
+    async fn handle(&self, recorded: &RecordedEvent) -> Result<bool, StoreError> {
+        let Some(tenant) = tenant_of_stream(&recorded.stream) else {
+            return Ok(false);
+        };
+        match &recorded.event {
+            Event::ConferenceScheduled {
+                conference, line, ..
+            } => self.create(&tenant, recorded, *conference, line).await,
+            Event::ConferenceEdited {
+                conference,
+                line,
+                line_changed: true,
+                ..
+            } => {
+                let created = self.create(&tenant, recorded, *conference, line).await?;
+                self.retire_old_meetings(&tenant, recorded, *conference, line)
+                    .await?;
+                Ok(created)
+            }
+            Event::ConferenceMovedToLine {
+                conference,
+                from,
+                to,
+                ..
+            } => {
+                let created = self.create(&tenant, recorded, *conference, to).await?;
+                self.retire(&tenant, recorded, *conference, from).await?;
+                Ok(created)
+            }
+            Event::ConferenceEdited {
+                conference, line, ..
+            } => {
+                let Some(provider) = self.provider(&tenant, line).await? else {
+                    return Ok(false);
+                };
+                let Some(meeting) = self
+                    .meeting_on(&tenant, *conference, line, recorded.position)
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let (Some(then), _) = self.conference(&tenant, recorded, *conference).await? else {
+                    return Ok(false);
+                };
+                let result = provider.update(&meeting, &request(&then)).await;
+                self.note_failure(&tenant, "update", result).await;
+                Ok(true)
+            }
+            Event::ConferenceCancelled { conference, .. }
+            | Event::ConferenceEndedEarly { conference, .. } => {
+                let (Some(then), _) = self.conference(&tenant, recorded, *conference).await? else {
+                    return Ok(false);
+                };
+                let Some(provider) = self.provider(&tenant, &then.line.id).await? else {
+                    return Ok(false);
+                };
+                let Some(meeting) = self
+                    .meeting_on(&tenant, *conference, &then.line.id, recorded.position)
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let (what, result) = if matches!(recorded.event, Event::ConferenceCancelled { .. })
+                {
+                    ("delete", provider.delete(&meeting).await)
+                } else {
+                    ("end", provider.end(&meeting).await)
+                };
+                self.note_failure(&tenant, what, result).await;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// After a move: deletes the meetings the conference had on other external lines.
+    async fn retire_old_meetings(
+        &self,
+        tenant: &TenantId,
+        recorded: &RecordedEvent,
+        id: ConferenceId,
+        line: &LineId,
+    ) -> Result<(), StoreError> {
+        let events = self.store.read_tagged(&pool_stream(tenant), id).await?;
+        let mut old_lines: Vec<LineId> = events
+            .iter()
+            .filter(|e| e.position < recorded.position)
+            .filter_map(|e| match &e.event {
+                Event::ConferenceProvisioned { line: on, .. } if on != line => Some(on.clone()),
+                _ => None,
+            })
+            .collect();
+        old_lines.dedup();
+        for old in old_lines {
+            self.retire(tenant, recorded, id, &old).await?;
+        }
+        Ok(())
+    }
+
+    async fn retire(
+        &self,
+        tenant: &TenantId,
+        recorded: &RecordedEvent,
+        id: ConferenceId,
+        line: &LineId,
+    ) -> Result<(), StoreError> {
+        let Some(provider) = self.provider(tenant, line).await? else {
+            return Ok(());
+        };
+        if let Some(meeting) = self.meeting_on(tenant, id, line, recorded.position).await? {
+            let result = provider.delete(&meeting).await;
+            self.note_failure(tenant, "delete", result).await;
+        }
+        Ok(())
+    }
+
+    async fn note_failure(&self, tenant: &TenantId, what: &str, result: Result<(), ProviderError>) {
+        if let Err(error) = result {
+            tracing::error!(%tenant, what, %error, "provider call failed after retries");
+            self.metrics.command(&format!("provider_{what}"), "failed");
+            if let Err(error) = self
+                .read_models
+                .record_provider_failure(tenant, self.clock.now())
+                .await
+            {
+                tracing::warn!(%error, "could not count a provider failure");
+            }
+        }
+    }
+
+    /// Creates the meeting for a conference that is now on external `line`, once.
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        recorded: &RecordedEvent,
+        id: ConferenceId,
+        line: &LineId,
+    ) -> Result<bool, StoreError> {
+        let Some(provider) = self.provider(tenant, line).await? else {
+            return Ok(false);
+        };
+        let (then, now) = self.conference(tenant, recorded, id).await?;
+        let (Some(then), Some(now)) = (then, now) else {
+            return Ok(false);
+        };
+        // Already recorded (a replay after a crash), moved on, or no longer taking place.
+        let recorded_already = matches!(&now.provisioning, Provisioning::Done { line: on, .. } if on == line)
+            || matches!(now.provisioning, Provisioning::Failed { .. });
+        let moved_on = now.line.id != *line;
+        let over = !matches!(
+            now.status_at(self.clock.now()),
+            Status::NotStarted | Status::InProgress
+        );
+        if recorded_already || moved_on || over {
+            return Ok(false);
+        }
+        let tried_before = self
+            .read_models
+            .note_provisioning_attempt(tenant, id, recorded.position)
+            .await?;
+        let reference = id.to_string();
+        let mut found = None;
+        if tried_before {
+            match provider.find_created(&reference).await {
+                Ok(meeting) => found = meeting,
+                Err(error) => {
+                    tracing::warn!(%error, "could not look for an earlier meeting; creating")
+                }
+            }
+        }
+        let result: Result<ProvisionedMeeting, ProviderError> = match found {
+            Some(meeting) => Ok(meeting),
+            None => provider.create(&request(&then)).await,
+        };
+        let command = match result {
+            Ok(meeting) => Command::RecordProvisioning {
+                conference: id,
+                line: line.clone(),
+                meeting_id: meeting.meeting_id,
+                join_url: meeting.join_url,
+                password: meeting.password,
+            },
+            Err(error) => {
+                self.note_failure(tenant, "create", Err(error.clone()))
+                    .await;
+                Command::RecordProvisioningFailure {
+                    conference: id,
+                    line: line.clone(),
+                    reason: error.to_string(),
+                }
+            }
+        };
+        let actor = Actor {
+            user: UserId::parse(PROVISIONING_ACTOR).expect("a valid id"),
+            admin: true,
+        };
+        let submission = Submission::new(tenant.clone(), actor, command, self.clock.now());
+        self.service
+            .execute(submission)
+            .await
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        Ok(true)
+    }
+}
+
+fn request(view: &ConferenceView) -> MeetingRequest {
+    MeetingRequest {
+        reference: view.id.to_string(),
+        topic: view.subject.as_str().to_owned(),
+        start: view.slot.start,
+        duration_minutes: ((view.slot.end - view.slot.start).num_seconds() + 59) / 60,
+        timezone: view.timezone.as_str().to_owned(),
+    }
+}
