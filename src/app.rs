@@ -234,6 +234,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             directory: directory.clone(),
             line_settings: line_settings.clone(),
             provision_wait: settings.provision_wait,
+            read_models: read_models.clone(),
         };
         router = router.merge(meetline_command_api::router().with_state(state));
         let provisioning = ProvisioningProcess::new(

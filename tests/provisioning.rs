@@ -292,3 +292,183 @@ async fn killed_between_scheduling_and_provisioning_the_conference_is_provisione
     drop(app);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+const WEBHOOK_SECRET: &str = "zoom-webhook-secret-token";
+
+fn signed(app: &TestApp, body: &Value, timestamp: i64, secret: &str) -> reqwest::RequestBuilder {
+    let raw = serde_json::to_vec(body).unwrap();
+    let signature =
+        meetline_adapters::zoom::webhook::signature(secret, &timestamp.to_string(), &raw);
+    app.client
+        .post(app.url("/api/v1/providers/zoom/webhook"))
+        .header("content-type", "application/json")
+        .header("x-zm-request-timestamp", timestamp.to_string())
+        .header("x-zm-signature", signature)
+        .body(raw)
+}
+
+#[tokio::test]
+async fn zoom_webhooks_are_verified_answer_the_challenge_and_record_real_times() {
+    let server = zoom().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/users/host%40acme.example/meetings"))
+        .respond_with(created_from)
+        .mount(&server)
+        .await;
+    let app = spawn_app().await;
+    app.seed(T, 0).await;
+    let admin = token(T, "admin", true);
+    app.post(
+        "/api/v1/lines",
+        &admin,
+        json!({"name": "Zoom 1", "provider": "zoom", "settings": {
+            "account_id": "acct", "client_id": "cid", "client_secret": "cs", "user_id": "host@acme.example",
+            "webhook_secret": WEBHOOK_SECRET, "api_base_url": format!("{}/v2", server.uri()), "oauth_base_url": server.uri()}}),
+    )
+    .await
+    .ok(201);
+    let alice = token(T, "alice", false);
+    let quick = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"mode": "quick", "subject": "站会", "duration_minutes": 60}),
+        )
+        .await;
+    assert_eq!(quick.ok(201)["provisioning"], "done");
+    let id = quick.body["id"].as_str().unwrap().to_owned();
+    let history_len = |reply: &Reply| reply.body["events"].as_array().unwrap().len();
+    let before = app
+        .get(&format!("/api/v1/conferences/{id}/history"), &alice)
+        .await;
+    // Let the conference run for a moment before Zoom reports its end.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let now = chrono::Utc::now().timestamp();
+    let ended_at = chrono::DateTime::from_timestamp(now, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ended = json!({"event": "meeting.ended", "event_ts": 1_767_225_600_123_i64,
+        "payload": {"account_id": "acct", "object": {"id": 93000000001_u64, "uuid": "x", "start_time": quick.body["start"], "end_time": ended_at}}});
+
+    // Forged: a wrong secret, a stale timestamp, no signature at all.
+    let forged = Reply::from(
+        signed(&app, &ended, now, "not-the-secret")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    forged.problem(401, "unauthorized");
+    let stale = Reply::from(
+        signed(&app, &ended, now - 3600, WEBHOOK_SECRET)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    stale.problem(401, "unauthorized");
+    let unsigned = Reply::from(
+        app.client
+            .post(app.url("/api/v1/providers/zoom/webhook"))
+            .json(&ended)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    unsigned.problem(401, "unauthorized");
+    let after_forged = app
+        .get(&format!("/api/v1/conferences/{id}/history"), &alice)
+        .await;
+    assert_eq!(
+        history_len(&after_forged),
+        history_len(&before),
+        "a forged webhook changed nothing"
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/conferences/{id}"), &alice)
+            .await
+            .ok(200)["status"],
+        "in_progress"
+    );
+
+    // The URL validation challenge.
+    let challenge = json!({"event": "endpoint.url_validation", "event_ts": 1, "payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}});
+    let answer = Reply::from(
+        signed(&app, &challenge, now, WEBHOOK_SECRET)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        answer.ok(200),
+        &meetline_adapters::zoom::webhook::url_validation(WEBHOOK_SECRET, "qgg8vlvZRS6UYooatFL8Aw")
+    );
+
+    // meeting.started, then meeting.ended (twice: Zoom retries) with Zoom's real times.
+    let started = json!({"event": "meeting.started", "event_ts": 1_767_225_600_000_i64,
+        "payload": {"account_id": "acct", "object": {"id": 93000000001_u64, "start_time": quick.body["start"]}}});
+    Reply::from(
+        signed(&app, &started, now, WEBHOOK_SECRET)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .ok(200);
+    for _ in 0..2 {
+        let reply = Reply::from(
+            signed(&app, &ended, now, WEBHOOK_SECRET)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        reply.ok(200);
+    }
+    let view = app.get(&format!("/api/v1/conferences/{id}"), &alice).await;
+    let started_wait = std::time::Instant::now();
+    let mut view = view;
+    while view.body["status"] != "manually_ended" {
+        assert!(
+            started_wait.elapsed() < Duration::from_secs(5),
+            "{}",
+            view.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        view = app.get(&format!("/api/v1/conferences/{id}"), &alice).await;
+    }
+    assert_eq!(view.body["ended_at"], json!(ended_at));
+    let history = app
+        .get(&format!("/api/v1/conferences/{id}/history"), &alice)
+        .await;
+    let kinds: Vec<&str> = history.ok(200)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "ProviderMeetingStarted")
+            .count(),
+        1
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "ProviderMeetingEnded")
+            .count(),
+        1,
+        "a retried delivery is recorded once: {kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "ConferenceEndedEarly")
+            .count(),
+        1
+    );
+}

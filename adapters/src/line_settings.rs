@@ -127,6 +127,32 @@ impl LineSettingsStore {
             .map(Some)
     }
 
+    /// Every line's settings, of every tenant, decrypted (webhook verification looks for the
+    /// secret that signed a call). Rows that do not decrypt are skipped and logged.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn all(&self) -> Result<Vec<(TenantId, LineId, serde_json::Value)>, StoreError> {
+        let rows = sqlx::query("SELECT tenant, line_id, nonce, sealed FROM line_settings")
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(unavailable)?;
+        let mut all = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (Ok(tenant), Ok(line)) = (
+                TenantId::parse(row.get("tenant")),
+                LineId::parse(row.get("line_id")),
+            ) else {
+                continue;
+            };
+            match self.open(&tenant, &line, row.get("nonce"), row.get("sealed")) {
+                Ok(settings) => all.push((tenant, line, settings)),
+                Err(error) => tracing::error!(%error, "skipping line settings that do not decrypt"),
+            }
+        }
+        Ok(all)
+    }
+
     /// Which of the tenant's lines have settings.
     ///
     /// # Errors

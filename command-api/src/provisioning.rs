@@ -268,6 +268,14 @@ impl ProvisioningProcess {
             }
             Event::ConferenceCancelled { conference, .. }
             | Event::ConferenceEndedEarly { conference, .. } => {
+                // An early end that the provider itself reported needs no call back to it.
+                if matches!(recorded.event, Event::ConferenceEndedEarly { .. })
+                    && self
+                        .reported_by_provider(&tenant, recorded, *conference)
+                        .await?
+                {
+                    return Ok(false);
+                }
                 let (Some(then), _) = self.conference(&tenant, recorded, *conference).await? else {
                     return Ok(false);
                 };
@@ -291,6 +299,22 @@ impl ProvisioningProcess {
             }
             _ => Ok(false),
         }
+    }
+
+    /// Whether the event right before `recorded` in the conference's history is the provider's own
+    /// report of the meeting's end (so the early end came from the provider).
+    async fn reported_by_provider(
+        &self,
+        tenant: &TenantId,
+        recorded: &RecordedEvent,
+        id: ConferenceId,
+    ) -> Result<bool, StoreError> {
+        let events = self.store.read_tagged(&pool_stream(tenant), id).await?;
+        Ok(events
+            .iter()
+            .rev()
+            .find(|e| e.position < recorded.position)
+            .is_some_and(|e| matches!(e.event, Event::ProviderMeetingEnded { .. })))
     }
 
     /// After a move: deletes the meetings the conference had on other external lines.

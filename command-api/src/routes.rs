@@ -43,6 +43,8 @@ pub struct CommandState {
     pub line_settings: LineSettingsStore,
     /// How long a create on an external provider's line waits for the meeting to exist.
     pub provision_wait: std::time::Duration,
+    /// For webhooks: which conference a provider's meeting belongs to.
+    pub read_models: meetline_projections::ReadModels,
 }
 
 impl FromRef<CommandState> for ApiContext {
@@ -67,6 +69,7 @@ pub fn router() -> Router<CommandState> {
         .route("/api/v1/lines", post(add_line))
         .route("/api/v1/lines/{id}", patch(update_line).delete(remove_line))
         .route("/api/v1/lines/{id}/settings", put(put_line_settings))
+        .route("/api/v1/providers/zoom/webhook", post(zoom_webhook))
         .route("/api/v1/directory/users/{id}", put(put_user))
         .route("/api/v1/directory/meetings/{id}", put(put_meeting))
         .route("/api/v1/directory/chats/{id}", put(put_chat))
@@ -1094,6 +1097,118 @@ pub async fn put_chat(
     directory_response(&state, &chat).await
 }
 
+// ---------------------------------------------------------------------------------------------
+// Provider webhooks
+
+/// How far a webhook's timestamp may be from now (replay protection).
+const WEBHOOK_SKEW_SECONDS: i64 = 300;
+
+/// Zoom's event notifications. Verified by `x-zm-signature` against the webhook secret of one of
+/// the Zoom lines (any tenant); a call no secret verifies is refused with 401 and changes nothing.
+/// Answers the `endpoint.url_validation` challenge, and turns `meeting.started` / `meeting.ended`
+/// into events with Zoom's times (an end before the slot's end ends the conference early).
+#[utoipa::path(post, path = "/api/v1/providers/zoom/webhook", tag = "providers", request_body = Object,
+    params(("x-zm-signature" = String, Header), ("x-zm-request-timestamp" = String, Header)),
+    responses((status = 200), (status = 401, body = meetline_api_common::error::Problem)))]
+pub async fn zoom_webhook(
+    State(state): State<CommandState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    use meetline_adapters::zoom::{ZoomSettings, webhook};
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (Some(timestamp), Some(signature)) =
+        (header("x-zm-request-timestamp"), header("x-zm-signature"))
+    else {
+        return Err(ApiError::Unauthorized);
+    };
+    let seconds: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::Unauthorized)?;
+    let seconds = if seconds > 100_000_000_000 {
+        seconds / 1000
+    } else {
+        seconds
+    };
+    if (state.context.clock.now().timestamp() - seconds).abs() > WEBHOOK_SKEW_SECONDS {
+        return Err(ApiError::Unauthorized);
+    }
+    let signer = state
+        .line_settings
+        .all()
+        .await?
+        .into_iter()
+        .filter_map(|(tenant, _, settings)| {
+            ZoomSettings::from_line(&settings)
+                .ok()
+                .and_then(|zoom| zoom.webhook_secret)
+                .map(|secret| (tenant, secret))
+        })
+        .find(|(_, secret)| webhook::verify(secret, timestamp.trim(), &body, &signature));
+    let Some((signer_tenant, secret)) = signer else {
+        tracing::warn!("refused a Zoom webhook no line's secret verifies");
+        return Err(ApiError::Unauthorized);
+    };
+    let notification: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|error| ApiError::Malformed(error.to_string()))?;
+    let event = notification["event"].as_str().unwrap_or_default();
+    if event == "endpoint.url_validation" {
+        let plain = notification["payload"]["plainToken"]
+            .as_str()
+            .ok_or_else(|| ApiError::Malformed("payload.plainToken".to_owned()))?;
+        return Ok(axum::Json(webhook::url_validation(&secret, plain)).into_response());
+    }
+    let started = match event {
+        "meeting.started" => true,
+        "meeting.ended" => false,
+        _ => return Ok(StatusCode::OK.into_response()),
+    };
+    let object = &notification["payload"]["object"];
+    let meeting_id = match &object["id"] {
+        serde_json::Value::Number(number) => number.to_string(),
+        serde_json::Value::String(text) => text.clone(),
+        _ => return Err(ApiError::Malformed("payload.object.id".to_owned())),
+    };
+    let Some((tenant, conference)) = state
+        .read_models
+        .conference_for_meeting(&meeting_id)
+        .await?
+    else {
+        // Not one of ours (or not projected yet; Zoom retries): acknowledged, nothing to do.
+        return Ok(StatusCode::OK.into_response());
+    };
+    if tenant != signer_tenant {
+        tracing::warn!(%meeting_id, "a Zoom webhook signed by another tenant's line; ignored");
+        return Ok(StatusCode::OK.into_response());
+    }
+    let field = if started { "start_time" } else { "end_time" };
+    let at = object[field]
+        .as_str()
+        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+        .map_or_else(|| state.context.clock.now(), |at| at.with_timezone(&Utc));
+    let actor = meetline_domain::types::Actor {
+        user: UserId::parse("system.zoom").expect("a valid id"),
+        admin: true,
+    };
+    let command = Command::RecordProviderMeeting {
+        conference,
+        started,
+        at,
+    };
+    // Zoom retries deliveries: the same notification is one command.
+    let key = format!("zoom:{event}:{meeting_id}:{}", notification["event_ts"]);
+    let submission = Submission::new(tenant, actor, command, state.context.clock.now())
+        .with_idempotency_key(&key);
+    state.service.execute(submission).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
 /// The command API's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -1110,6 +1225,7 @@ pub async fn put_chat(
         update_line,
         remove_line,
         put_line_settings,
+        zoom_webhook,
         put_user,
         put_meeting,
         put_chat

@@ -154,6 +154,13 @@ pub enum Command {
         join_url: String,
         password: Option<String>,
     },
+    /// The provider's webhook: the meeting started or ended at `at`. An end reported while the
+    /// conference is in progress, before its slot is over, ends it early (the host ended it).
+    RecordProviderMeeting {
+        conference: ConferenceId,
+        started: bool,
+        at: DateTime<Utc>,
+    },
     /// The provisioning process gave up: release the line.
     RecordProvisioningFailure {
         conference: ConferenceId,
@@ -182,6 +189,7 @@ impl Command {
             Self::RecordElapsedTime { .. } => "record_elapsed_time",
             Self::RecordProvisioning { .. } => "record_provisioning",
             Self::RecordProvisioningFailure { .. } => "record_provisioning_failure",
+            Self::RecordProviderMeeting { .. } => "record_provider_meeting",
         }
     }
 
@@ -197,7 +205,8 @@ impl Command {
             | Self::EndConferenceEarly { conference }
             | Self::RecordElapsedTime { conference }
             | Self::RecordProvisioning { conference, .. }
-            | Self::RecordProvisioningFailure { conference, .. } => Some(*conference),
+            | Self::RecordProvisioningFailure { conference, .. }
+            | Self::RecordProviderMeeting { conference, .. } => Some(*conference),
             _ => None,
         }
     }

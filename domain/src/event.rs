@@ -114,6 +114,16 @@ pub enum Event {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// The provider reports the meeting really started (its webhook), at that time.
+    ProviderMeetingStarted {
+        conference: ConferenceId,
+        at: DateTime<Utc>,
+    },
+    /// The provider reports the meeting really ended, at that time.
+    ProviderMeetingEnded {
+        conference: ConferenceId,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a stored event could not be read back.
@@ -146,6 +156,8 @@ impl Event {
             Self::ConferenceStranded { .. } => "ConferenceStranded",
             Self::ConferenceProvisioned { .. } => "ConferenceProvisioned",
             Self::ProvisioningFailed { .. } => "ProvisioningFailed",
+            Self::ProviderMeetingStarted { .. } => "ProviderMeetingStarted",
+            Self::ProviderMeetingEnded { .. } => "ProviderMeetingEnded",
         }
     }
 
@@ -164,7 +176,9 @@ impl Event {
             | Self::ConferenceMovedToLine { conference, .. }
             | Self::ConferenceStranded { conference, .. }
             | Self::ConferenceProvisioned { conference, .. }
-            | Self::ProvisioningFailed { conference, .. } => Some(*conference),
+            | Self::ProvisioningFailed { conference, .. }
+            | Self::ProviderMeetingStarted { conference, .. }
+            | Self::ProviderMeetingEnded { conference, .. } => Some(*conference),
             _ => None,
         }
     }

@@ -420,6 +420,37 @@ impl LinePool {
                     at: now,
                 }])
             }
+            Command::RecordProviderMeeting {
+                conference,
+                started,
+                at,
+            } => {
+                require_admin(actor)?;
+                let current = self
+                    .conferences
+                    .get(conference)
+                    .ok_or(DomainError::NotFound)?;
+                if *started {
+                    return Ok(vec![Event::ProviderMeetingStarted {
+                        conference: *conference,
+                        at: *at,
+                    }]);
+                }
+                let mut events = vec![Event::ProviderMeetingEnded {
+                    conference: *conference,
+                    at: *at,
+                }];
+                // The provider's clock may run ahead of ours: an end is never later than now.
+                let ended = (*at).min(now);
+                let running = current.status_at(now) == Status::InProgress;
+                if running && ended < current.slot.end && ended >= current.slot.start {
+                    events.push(Event::ConferenceEndedEarly {
+                        conference: *conference,
+                        at: ended,
+                    });
+                }
+                Ok(events)
+            }
             Command::RecordElapsedTime { conference } => {
                 let current = self
                     .conferences
@@ -979,6 +1010,7 @@ impl LinePool {
                     };
                 }
             }
+            Event::ProviderMeetingStarted { .. } | Event::ProviderMeetingEnded { .. } => {}
             Event::ProvisioningFailed {
                 conference,
                 reason,

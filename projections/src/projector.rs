@@ -46,6 +46,9 @@ CREATE INDEX IF NOT EXISTS rm_participants_all
     ON rm_participants (tenant, user_id, start DESC, conference_id DESC);
 CREATE INDEX IF NOT EXISTS rm_participants_recent
     ON rm_participants (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
+CREATE TABLE IF NOT EXISTS rm_provider_meetings (
+    meeting_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, conference_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ops_provider_failures (
     tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
     PRIMARY KEY (tenant, hour)
@@ -91,6 +94,9 @@ CREATE INDEX IF NOT EXISTS rm_participants_all
     ON rm_participants (tenant, user_id, start DESC, conference_id DESC);
 CREATE INDEX IF NOT EXISTS rm_participants_recent
     ON rm_participants (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
+CREATE TABLE IF NOT EXISTS rm_provider_meetings (
+    meeting_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, conference_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ops_provider_failures (
     tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
     PRIMARY KEY (tenant, hour)
@@ -243,7 +249,12 @@ impl Projector {
     /// As [`Projector::catch_up`].
     pub async fn rebuild(&self, progress: impl FnMut(Position)) -> Result<u64, StoreError> {
         let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
-        for table in ["rm_lines", "rm_conferences", "rm_participants"] {
+        for table in [
+            "rm_lines",
+            "rm_conferences",
+            "rm_participants",
+            "rm_provider_meetings",
+        ] {
             sqlx::query(self.db.sql(&format!("DELETE FROM {table}")))
                 .execute(&mut *transaction)
                 .await
@@ -470,6 +481,24 @@ async fn apply_event(
             }
         }
         _ => {
+            if let Event::ConferenceProvisioned {
+                conference,
+                meeting_id,
+                ..
+            } = event
+            {
+                // The provider's meeting id → conference, for its webhooks.
+                sqlx::query(db.sql(
+                    "INSERT INTO rm_provider_meetings (meeting_id, tenant, conference_id) VALUES (?, ?, ?) \
+                     ON CONFLICT (meeting_id) DO UPDATE SET tenant = excluded.tenant, \
+                     conference_id = excluded.conference_id",
+                ))
+                .bind(meeting_id.as_str())
+                .bind(tenant.as_str())
+                .bind(conference.to_string())
+                .execute(&mut **transaction)
+                .await?;
+            }
             let Some(conference) = event.conference() else {
                 return Ok(());
             };

@@ -420,6 +420,30 @@ impl ReadModels {
             .collect()
     }
 
+    /// The conference a provider's meeting belongs to.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn conference_for_meeting(
+        &self,
+        meeting_id: &str,
+    ) -> Result<Option<(TenantId, ConferenceId)>, StoreError> {
+        let row = sqlx::query(
+            self.db
+                .sql("SELECT tenant, conference_id FROM rm_provider_meetings WHERE meeting_id = ?"),
+        )
+        .bind(meeting_id)
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let tenant = TenantId::parse(row.get("tenant"))
+            .map_err(|_| StoreError::Corrupt("tenant".to_owned()))?;
+        let conference = ConferenceId::parse(row.get("conference_id"))
+            .map_err(|_| StoreError::Corrupt("conference id".to_owned()))?;
+        Ok(Some((tenant, conference)))
+    }
+
     /// A background process's checkpoint (created at 0 if new).
     ///
     /// # Errors
