@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use meetline_adapters::auth::JwtKeys;
 use meetline_adapters::auth::SECRET_FILE;
@@ -28,6 +28,7 @@ use meetline_command_api::provisioning::ProvisioningProcess;
 use meetline_command_api::timer::TimerProcess;
 use meetline_command_api::{CommandService, CommandState, ServiceConfig};
 use meetline_domain::ports::EventStore;
+use meetline_domain::types::TenantId;
 use meetline_projections::{Projector, ReadModels};
 use meetline_query_api::QueryState;
 use tokio::net::TcpListener;
@@ -272,9 +273,17 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     } else {
         router = router.route("/healthz", get(|| async { "ok" }));
     }
+    let web = crate::web::WebState {
+        context: context.clone(),
+        keys: keys.clone(),
+        directory: directory.clone(),
+        demo_tenant: settings
+            .demo
+            .then(|| TenantId::parse(crate::demo::TENANT).expect("a valid tenant")),
+    };
     let router = router
         .route("/api/v1/openapi.json", get(openapi))
-        .route("/", get(home))
+        .merge(crate::web::router(web))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(LIMIT_BYTES))
         .layer(middleware::from_fn(localize_problems))
@@ -325,10 +334,6 @@ async fn openapi() -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
-}
-
-async fn home() -> Html<&'static str> {
-    Html(include_str!("../web/home.html"))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

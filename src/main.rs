@@ -4,9 +4,11 @@
 //! - `main.rs`: the command line (clap).
 //! - `app.rs`: wiring — store, projector, command service, routers, middleware.
 //! - `demo.rs`: the demo tenant loaded by `serve --demo`.
+//! - `web.rs`: sign-in, the session cookie and the web app's embedded files (`web/`).
 
 mod app;
 mod demo;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,299 @@
+//! The web app's server side: sign-in (a demo user picker with `--demo`; otherwise a token from
+//! the host OA system, e.g. `/signin?token=…`), the session cookie, and the app's files — plain ES
+//! modules and CSS under `web/`, embedded at build time so `cargo build` alone makes the binary.
+//!
+//! The cookie is HttpOnly and SameSite=Lax: scripts cannot read it, and other sites' forms and
+//! scripts cannot send it with a state-changing request (the JSON API also requires a JSON body).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRef, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Json};
+use chrono::Duration;
+use meetline_adapters::auth::JwtKeys;
+use meetline_adapters::directory::Directory;
+use meetline_api_common::auth::TOKEN_COOKIE;
+use meetline_api_common::{ApiContext, ApiError, Caller, Lang};
+use meetline_domain::types::{TenantId, UserId};
+use serde::Deserialize;
+use serde_json::json;
+
+/// How long a browser session lasts.
+const SESSION_HOURS: i64 = 12;
+
+#[derive(Clone)]
+pub struct WebState {
+    pub context: ApiContext,
+    pub keys: Arc<JwtKeys>,
+    pub directory: Arc<dyn Directory>,
+    /// The demo tenant, when the server runs with `--demo`: its users can sign in by picking.
+    pub demo_tenant: Option<TenantId>,
+}
+
+impl FromRef<WebState> for ApiContext {
+    fn from_ref(state: &WebState) -> Self {
+        state.context.clone()
+    }
+}
+
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/signin", get(signin_page).post(signin))
+        .route("/signout", axum::routing::post(signout))
+        .route(
+            "/app",
+            get(|| async { Html(include_str!("../web/app.html")) }),
+        )
+        .route(
+            "/app/app.js",
+            get(|| async {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../web/app.js"),
+                )
+            }),
+        )
+        .route(
+            "/app/app.css",
+            get(|| async { asset("text/css; charset=utf-8", include_str!("../web/app.css")) }),
+        )
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/directory/users", get(directory_users))
+        .with_state(state)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn has_session(headers: &HeaderMap, keys: &JwtKeys) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, token)| name == TOKEN_COOKIE && keys.verify(token).is_ok())
+}
+
+async fn home(State(state): State<WebState>, headers: HeaderMap) -> Redirect {
+    if has_session(&headers, &state.keys) {
+        Redirect::to("/app")
+    } else {
+        Redirect::to("/signin")
+    }
+}
+
+fn session_cookie(token: &str, max_age: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+    ))
+    .expect("a token is header-safe")
+}
+
+fn signed_in(token: &str) -> Response {
+    let mut response = Redirect::to("/app").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(token, SESSION_HOURS * 3600),
+    );
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct SigninQuery {
+    token: Option<String>,
+    lang: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SigninForm {
+    user: Option<String>,
+    token: Option<String>,
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn signin_page(
+    State(state): State<WebState>,
+    lang: Lang,
+    Query(query): Query<SigninQuery>,
+) -> Response {
+    // From the host OA system: a token in the link signs the user in.
+    if let Some(token) = query.token.as_deref().filter(|token| !token.is_empty()) {
+        return match state.keys.verify(token) {
+            Ok(_) => signed_in(token),
+            Err(_) => page(lang, query.lang.as_deref(), &state, Some(false)).await,
+        };
+    }
+    page(lang, query.lang.as_deref(), &state, None).await
+}
+
+async fn page(
+    lang: Lang,
+    forced: Option<&str>,
+    state: &WebState,
+    token_ok: Option<bool>,
+) -> Response {
+    let en = forced.map_or(lang.is_english(), |forced| forced == "en");
+    let t = |zh: &'static str, english: &'static str| if en { english } else { zh };
+    let mut users = String::new();
+    if let Some(tenant) = &state.demo_tenant
+        && let Ok(list) = state.directory.users(tenant).await
+    {
+        for user in list {
+            users.push_str(&format!(
+                r#"<li><form method="post" action="/signin"><input type="hidden" name="user" value="{id}"><button type="submit">{name}<span class="id">{id}</span></button></form></li>"#,
+                id = escape(user.id.as_str()),
+                name = escape(&user.name)
+            ));
+        }
+    }
+    let demo = if users.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#"<section><h2>{}</h2><ul class="users">{users}</ul></section>"#,
+            t("选择演示用户登录", "Sign in as a demo user")
+        )
+    };
+    let error = if token_ok == Some(false) {
+        format!(
+            r#"<p class="error" role="alert">{}</p>"#,
+            t(
+                "登录凭证无效或已过期",
+                "The sign-in token is invalid or expired"
+            )
+        )
+    } else {
+        String::new()
+    };
+    let html = format!(
+        r#"<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/app/app.css"></head>
+<body class="signin"><main><h1>{title}</h1>{error}{demo}
+<section><h2>{token_title}</h2><form method="post" action="/signin" class="token-form">
+<label for="token">{token_label}</label><textarea id="token" name="token" rows="3" required></textarea>
+<button type="submit">{submit}</button></form></section>
+<p class="lang"><a href="/signin?lang={other}">{other_label}</a></p></main></body></html>"#,
+        lang = if en { "en" } else { "zh-CN" },
+        title = t("我的视频会议 · 登录", "My video conferences · Sign in"),
+        token_title = t("使用登录凭证", "Use a sign-in token"),
+        token_label = t(
+            "来自办公系统的登录凭证（JWT）",
+            "Token from your office system (JWT)"
+        ),
+        submit = t("登录", "Sign in"),
+        other = if en { "zh" } else { "en" },
+        other_label = if en { "中文" } else { "English" },
+    );
+    Html(html).into_response()
+}
+
+async fn signin(
+    State(state): State<WebState>,
+    lang: Lang,
+    Form(form): Form<SigninForm>,
+) -> Response {
+    if let Some(token) = form
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+    {
+        return match state.keys.verify(token) {
+            Ok(_) => signed_in(token),
+            Err(_) => page(lang, None, &state, Some(false)).await,
+        };
+    }
+    // Picking a demo user works only with `--demo`, and only for that tenant's directory users.
+    let (Some(tenant), Some(user)) = (&state.demo_tenant, form.user.as_deref()) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            page(lang, None, &state, Some(false)).await,
+        )
+            .into_response();
+    };
+    let Ok(user) = UserId::parse(user) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            page(lang, None, &state, Some(false)).await,
+        )
+            .into_response();
+    };
+    let known = state
+        .directory
+        .unknown_users(tenant, std::slice::from_ref(&user))
+        .await
+        .is_ok_and(|unknown| unknown.is_empty());
+    if !known {
+        return (
+            StatusCode::UNAUTHORIZED,
+            page(lang, None, &state, Some(false)).await,
+        )
+            .into_response();
+    }
+    let admin = user.as_str() == crate::demo::ADMIN;
+    signed_in(
+        &state
+            .keys
+            .mint(tenant, &user, admin, Duration::hours(SESSION_HOURS)),
+    )
+}
+
+async fn signout() -> Response {
+    let mut response = Redirect::to("/signin").into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", 0));
+    response
+}
+
+/// Who the caller is, for the app: id, name, tenant, admin, time zone.
+async fn me(
+    State(state): State<WebState>,
+    Caller(principal): Caller,
+) -> Result<Response, ApiError> {
+    let users = state.directory.users(&principal.tenant).await?;
+    let entry = users
+        .into_iter()
+        .find(|user| user.id == principal.actor.user);
+    Ok(Json(json!({
+        "user": principal.actor.user,
+        "name": entry.as_ref().map_or_else(|| principal.actor.user.to_string(), |user| user.name.clone()),
+        "tenant": principal.tenant,
+        "admin": principal.actor.admin,
+        "timezone": entry.and_then(|user| user.timezone).map(|zone| zone.as_str().to_owned()),
+    }))
+    .into_response())
+}
+
+/// The tenant's users (id and name), for attendee pickers.
+async fn directory_users(
+    State(state): State<WebState>,
+    Caller(principal): Caller,
+) -> Result<Response, ApiError> {
+    let users = state.directory.users(&principal.tenant).await?;
+    let items: Vec<_> = users
+        .iter()
+        .map(|user| json!({"id": user.id, "name": user.name}))
+        .collect();
+    Ok(Json(json!({ "items": items })).into_response())
+}

@@ -1,0 +1,165 @@
+// The "My video conferences" app in headless Chromium (Debian's /usr/bin/chromium driven by
+// playwright-core), at a PC and a mobile viewport, against the real binary with demo data.
+// Screenshots of each screen go to docs/screenshots/.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const binary = process.env.MEETLINE_BIN || join(root, 'target', 'debug', 'meetline');
+const shots = join(root, 'docs', 'screenshots');
+const NO_FREE_LINE = '找不到空闲线路，请检查线路维护是否正常，或者重新选择会议时间';
+
+async function startServer() {
+  const data = mkdtempSync(join(tmpdir(), 'meetline-web-'));
+  const child = spawn(binary, ['serve', '--demo', '--addr', '127.0.0.1:0', '--data', data], {
+    env: { ...process.env, MEETLINE_LOG: 'warn', DATABASE_URL: '' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout });
+  const base = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('meetline did not start')), 30000);
+    lines.on('line', (line) => {
+      const match = line.match(/meetline listening on (http:\/\/\S+)/);
+      if (match) { clearTimeout(timer); resolve(match[1]); }
+    });
+    child.on('exit', (code) => reject(new Error(`meetline exited with ${code}`)));
+  });
+  return { base, stop: () => { child.kill(); rmSync(data, { recursive: true, force: true }); } };
+}
+
+/** Tomorrow's date in Asia/Shanghai (the demo users' time zone), as YYYY-MM-DD. */
+function tomorrowInShanghai() {
+  return new Intl.DateTimeFormat('en-CA', { timeZone: 'Asia/Shanghai', year: 'numeric', month: '2-digit', day: '2-digit' })
+    .format(new Date(Date.now() + 86400000));
+}
+
+const viewports = [
+  { name: 'pc', width: 1366, height: 768 },
+  { name: 'mobile', width: 390, height: 844 },
+];
+
+for (const viewport of viewports) {
+  test(`the app at ${viewport.name} size (${viewport.width}×${viewport.height})`, async () => {
+    const server = await startServer();
+    const browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
+    });
+    mkdirSync(shots, { recursive: true });
+    const shot = (page, name) => page.screenshot({ path: join(shots, `${viewport.name}-${name}.png`), fullPage: false });
+    try {
+      const context = await browser.newContext({ viewport, locale: 'zh-CN', isMobile: viewport.name === 'mobile' });
+      await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.base });
+      const page = await context.newPage();
+      const errors = [];
+      // Chromium logs every non-2xx fetch; the 409s this test provokes on purpose (filling a slot,
+      // editing into it) are answers the app shows, not errors. Anything else counts.
+      page.on('console', (message) => {
+        if (message.type() === 'error' && !/status of 409 \(Conflict\)/.test(message.text())) errors.push(message.text());
+      });
+      page.on('pageerror', (error) => errors.push(String(error)));
+
+      // Sign in by picking a demo user.
+      await page.goto(`${server.base}/`);
+      await page.waitForURL('**/signin');
+      await shot(page, 'signin');
+      await page.getByRole('button', { name: /张伟/ }).click();
+      await page.waitForURL('**/app');
+      await page.locator('li.row-item').first().waitFor();
+      await shot(page, 'recent');
+
+      // A quick conference: only a subject; afterwards "enter now" or "invite colleagues".
+      await page.getByRole('button', { name: '快速会议' }).click();
+      const quick = page.locator('#quick-form');
+      await quick.getByLabel('会议名称').fill('快速同步');
+      await quick.getByRole('button', { name: '开始会议' }).click();
+      const started = page.locator('#started-dialog');
+      await started.waitFor();
+      assert.match(await page.locator('#started-enter').getAttribute('href'), /^https:\/\/meet\.jit\.si\/ml[0-9a-f]+\?jwt=/);
+      await shot(page, 'quick');
+      await started.getByRole('button', { name: '关闭' }).click();
+      await page.locator('li.row-item', { hasText: '快速同步' }).waitFor();
+
+      // A scheduled conference, tomorrow 09:00–10:00 (Asia/Shanghai).
+      const day = tomorrowInShanghai();
+      await page.getByRole('button', { name: '预订会议' }).click();
+      const schedule = page.locator('#schedule-form');
+      await schedule.getByLabel('会议名称').fill('方案评审');
+      await schedule.getByLabel('日期').fill(day);
+      await schedule.getByLabel('开始时间').fill('09:00');
+      await schedule.getByLabel('结束时间').fill('10:00');
+      await schedule.getByRole('checkbox', { name: '王芳' }).check();
+      await shot(page, 'schedule');
+      await schedule.getByRole('button', { name: '保存' }).click();
+      const review = page.locator('li.row-item', { hasText: '方案评审' });
+      await review.waitFor();
+      assert.match(await review.textContent(), /未开始/);
+
+      // Its details, and copying its attendee link.
+      await review.getByRole('button', { name: '查看 方案评审' }).click();
+      const detail = page.locator('#detail-dialog');
+      await detail.waitFor();
+      await detail.getByRole('button', { name: '复制链接: 参会人链接' }).click();
+      const copied = await page.evaluate(() => navigator.clipboard.readText());
+      assert.match(copied, /^https:\/\/meet\.jit\.si\/ml[0-9a-f]+\?jwt=/);
+      await shot(page, 'detail');
+      await detail.getByRole('button', { name: '关闭' }).click();
+
+      // Make 14:00–15:00 tomorrow busy on every line, then edit into it: the seed's error, next to the form.
+      await page.evaluate(async ({ day }) => {
+        for (let i = 0; i < 6; i++) {
+          await fetch('/api/v1/conferences', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ subject: `占用 ${i}`, start: `${day}T06:00:00Z`, end: `${day}T07:00:00Z` }) });
+        }
+      }, { day });
+      await review.getByRole('button', { name: '编辑 方案评审' }).click();
+      await schedule.getByLabel('开始时间').fill('14:00');
+      await schedule.getByLabel('结束时间').fill('15:00');
+      await schedule.getByRole('button', { name: '保存' }).click();
+      await schedule.locator('.form-error', { hasText: NO_FREE_LINE }).waitFor();
+      await shot(page, 'busy');
+      await schedule.getByRole('button', { name: '取消' }).click();
+
+      // Invite a colleague.
+      await review.getByRole('button', { name: '邀请 方案评审' }).click();
+      const invite = page.locator('#invite-form');
+      await invite.getByRole('checkbox', { name: '李娜' }).check();
+      await invite.getByRole('button', { name: '邀请' }).click();
+      await page.locator('#notice', { hasText: '已邀请' }).waitFor();
+
+      // Cancel it (after confirming): it leaves 近期会议 and shows 已取消 in 全部会议.
+      page.once('dialog', (dialog) => dialog.accept());
+      await review.getByRole('button', { name: '取消 方案评审' }).click();
+      await page.locator('#notice', { hasText: '会议已取消' }).waitFor();
+      await page.locator('li.row-item', { hasText: '方案评审' }).waitFor({ state: 'detached' });
+
+      // End the quick conference early (after confirming): 手动结束.
+      page.once('dialog', (dialog) => dialog.accept());
+      await page.locator('li.row-item', { hasText: '快速同步' }).getByRole('button', { name: '提前结束 快速同步' }).click();
+      await page.locator('#notice', { hasText: '会议已提前结束' }).waitFor();
+      await page.getByRole('tab', { name: '全部会议' }).click();
+      await page.locator('li.row-item', { hasText: '快速同步' }).locator('.badge', { hasText: '手动结束' }).waitFor();
+      await page.locator('li.row-item', { hasText: '方案评审' }).locator('.badge', { hasText: '已取消' }).waitFor();
+      await shot(page, 'all');
+
+      // English.
+      await page.getByRole('button', { name: 'English' }).click();
+      await page.getByRole('tab', { name: 'All' }).waitFor();
+      await page.locator('.badge', { hasText: 'Ended early' }).first().waitFor();
+
+      assert.deepEqual(errors, [], 'no console errors');
+      await context.close();
+    } finally {
+      await browser.close();
+      server.stop();
+    }
+  });
+}
