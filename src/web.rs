@@ -64,6 +64,8 @@ pub fn router(state: WebState) -> Router {
         )
         .route("/api/v1/me", get(me))
         .route("/api/v1/directory/users", get(directory_users))
+        .route("/api/v1/my/meetings", get(my_meetings))
+        .route("/api/v1/my/chats", get(my_chats))
         .with_state(state)
 }
 
@@ -294,6 +296,51 @@ async fn directory_users(
     let items: Vec<_> = users
         .iter()
         .map(|user| json!({"id": user.id, "name": user.name}))
+        .collect();
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+fn meeting_json(
+    meeting: &meetline_domain::command::MeetingFacts,
+    user: &UserId,
+) -> serde_json::Value {
+    let can_launch = [&meeting.creator, &meeting.convener, &meeting.contact].contains(&user);
+    json!({
+        "id": meeting.id, "subject": meeting.subject, "start": meeting.start, "end": meeting.end,
+        "creator": meeting.creator, "convener": meeting.convener, "contact": meeting.contact,
+        "attendees": meeting.attendees, "url": meeting.url, "can_launch": can_launch,
+    })
+}
+
+/// The meetings the caller takes part in (any role), with whether they may launch its conference.
+async fn my_meetings(
+    State(state): State<WebState>,
+    Caller(principal): Caller,
+) -> Result<Response, ApiError> {
+    let user = &principal.actor.user;
+    let meetings = state.directory.meetings(&principal.tenant).await?;
+    let items: Vec<_> = meetings
+        .iter()
+        .filter(|meeting| {
+            [&meeting.creator, &meeting.convener, &meeting.contact].contains(&user)
+                || meeting.attendees.contains(user)
+        })
+        .map(|meeting| meeting_json(meeting, user))
+        .collect();
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// The chats the caller is a member of, with their members.
+async fn my_chats(
+    State(state): State<WebState>,
+    Caller(principal): Caller,
+) -> Result<Response, ApiError> {
+    let user = &principal.actor.user;
+    let chats = state.directory.chats(&principal.tenant).await?;
+    let items: Vec<_> = chats
+        .iter()
+        .filter(|chat| chat.facts.members.contains(user))
+        .map(|chat| json!({"id": chat.facts.id, "kind": chat.kind, "name": chat.facts.name, "members": chat.facts.members}))
         .collect();
     Ok(Json(json!({ "items": items })).into_response())
 }

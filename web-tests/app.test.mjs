@@ -150,10 +150,56 @@ for (const viewport of viewports) {
       await page.locator('li.row-item', { hasText: '方案评审' }).locator('.badge', { hasText: '已取消' }).waitFor();
       await shot(page, 'all');
 
-      // English.
+      // English, and back.
       await page.getByRole('button', { name: 'English' }).click();
       await page.getByRole('tab', { name: 'All' }).waitFor();
       await page.locator('.badge', { hasText: 'Ended early' }).first().waitFor();
+      await page.getByRole('button', { name: '中文' }).click();
+      await page.getByRole('tab', { name: '全部会议' }).waitFor();
+
+      // A group chat: tick two members, start a video call with them.
+      await page.getByRole('link', { name: '聊天', exact: true }).click();
+      await page.getByRole('button', { name: /产品研发群/ }).click();
+      const chat = page.locator('#chat-form');
+      await chat.getByRole('checkbox', { name: '李娜' }).check();
+      await chat.getByRole('checkbox', { name: '王芳' }).check();
+      await shot(page, 'chat');
+      await chat.getByRole('button', { name: '视频会议' }).click();
+      await page.locator('#started-dialog').waitFor();
+      await page.locator('#started-dialog').getByRole('button', { name: '关闭' }).click();
+      const attendees = await page.evaluate(async () => {
+        const recent = await (await fetch('/api/v1/conferences/recent')).json();
+        return recent.items.find((c) => c.source.type === 'chat' && c.source.id === 'product')?.attendees;
+      });
+      assert.deepEqual(attendees?.sort(), ['lina', 'wangfang']);
+
+      const signInAs = async (person) => {
+        await page.getByRole('button', { name: '退出' }).click();
+        await page.waitForURL('**/signin');
+        await page.getByRole('button', { name: new RegExp(person) }).click();
+        await page.waitForURL('**/app');
+      };
+
+      // A meeting's card: a plain attendee sees no launch button…
+      await signInAs('Frank Wu');
+      await page.getByRole('link', { name: '会议', exact: true }).click();
+      const kickoff = page.locator('li.row-item', { hasText: 'Project kickoff' });
+      await kickoff.waitFor();
+      assert.equal(await kickoff.getByRole('button', { name: /发起视频会议/ }).count(), 0);
+      assert.match(await kickoff.textContent(), /只有会议的创建人、召集人、联系人可以发起视频会议/);
+      // …its contact launches it and sees the links.
+      await signInAs('Emma Zhou');
+      await page.getByRole('link', { name: '会议', exact: true }).click();
+      await kickoff.getByRole('button', { name: '发起视频会议 Project kickoff' }).click();
+      await kickoff.locator('.link-row', { hasText: '参会人链接' }).waitFor();
+      await shot(page, 'meeting');
+
+      // The operators' dashboard shows today's conferences on the line timeline.
+      await signInAs('管理员');
+      await page.getByRole('link', { name: '运维看板' }).click();
+      await page.locator('#ops-timeline svg g.bar[data-subject="快速同步"]').waitFor();
+      await page.locator('#ops-timeline svg g.bar[data-subject="产品研发群"]').waitFor();
+      await shot(page, 'ops');
 
       assert.deepEqual(errors, [], 'no console errors');
       await context.close();

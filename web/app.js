@@ -16,6 +16,13 @@ const dict = {
     confirm_end: '确定提前结束会议“{s}”吗？', saved: '已保存', created: '会议已创建', joined: '已加入会议',
     cancelled_ok: '会议已取消', ended_ok: '会议已提前结束', invited_ok: '已邀请', links_changed: '会议已换到其他线路，链接已更新',
     provisioning: '正在向视频服务商创建会议…', lang: 'English', me_admin: '（管理员）', none: '无',
+    meetings: '会议', chats: '聊天', ops: '运维看板', pick_members: '选择参会成员', video_call: '视频会议',
+    launch: '发起视频会议', launch_only: '只有会议的创建人、召集人、联系人可以发起视频会议', creator: '创建人',
+    convener: '召集人', contact: '联系人', no_meetings: '没有会议', no_chats: '没有聊天', range: '范围', day: '一天',
+    week: '一周', timeline: '线路时间轴', utilisation: '线路利用率（未来 7 天）', rejections: '无空闲线路（按时段）',
+    lines: '线路维护', maintenance: '维护中', active: '正常', enter_maintenance: '进入维护', leave_maintenance: '结束维护',
+    moved: '已移到其他线路：{n} 个', stranded: '无法移动：{n} 个', lag: '投影延迟（事件）', provider_failures: '服务商调用失败',
+    no_free_line: '无空闲线路次数', members: '成员', conference_links: '视频会议', single: '单聊', group: '群聊',
   },
   en: {
     module: 'Meetings', more: 'More', title: 'My video conferences', signout: 'Sign out', recent: 'Recent', all: 'All',
@@ -31,6 +38,15 @@ const dict = {
     saved: 'Saved', created: 'Conference created', joined: 'You joined the conference', cancelled_ok: 'Conference cancelled',
     ended_ok: 'Conference ended', invited_ok: 'Invited', links_changed: 'The conference moved to another line: its links changed',
     provisioning: 'The video provider is creating the meeting…', lang: '中文', me_admin: ' (admin)', none: 'None',
+    meetings: 'Meetings', chats: 'Chats', ops: 'Operations', pick_members: 'Pick who joins', video_call: 'Video call',
+    launch: 'Start video conference', launch_only: 'Only the creator, convener or contact can start its video conference',
+    creator: 'Creator', convener: 'Convener', contact: 'Contact', no_meetings: 'No meetings', no_chats: 'No chats',
+    range: 'Range', day: 'Day', week: 'Week', timeline: 'Line timeline', utilisation: 'Line utilisation (next 7 days)',
+    rejections: 'No free line (by hour of day)', lines: 'Line maintenance', maintenance: 'Maintenance', active: 'Active',
+    enter_maintenance: 'Enter maintenance', leave_maintenance: 'Leave maintenance', moved: 'Moved to other lines: {n}',
+    stranded: 'Could not be moved: {n}', lag: 'Projection lag (events)', provider_failures: 'Provider failures',
+    no_free_line: 'No-free-line rejections', members: 'Members', conference_links: 'Video conference', single: 'One-to-one',
+    group: 'Group',
   },
 };
 
@@ -257,14 +273,18 @@ async function submitQuick(event) {
   const reply = await api('/api/v1/conferences', { method: 'POST', body: { mode: 'quick', subject: $('#quick-subject').value } });
   if (!reply.ok) { showProblem(form, reply.body); return; }
   $('#quick-dialog').close();
-  const c = reply.body;
+  showStarted(reply.body);
+  await load();
+}
+
+/** After a quick conference starts: enter it now, or invite colleagues. */
+function showStarted(c) {
   $('#started-subject').textContent = `${c.subject} · ${t('number')} ${c.number}`;
   const enter = $('#started-enter');
   const link = c.links.host || c.links.attendee;
   if (link) { enter.href = link; enter.hidden = false; } else { enter.hidden = true; }
   $('#started-invite').onclick = () => { $('#started-dialog').close(); openInvite(c); };
   $('#started-dialog').showModal();
-  await load();
 }
 
 async function submitJoin(event) {
@@ -338,6 +358,201 @@ async function openDetail(id) {
   $('#detail-dialog').showModal();
 }
 
+// ---- meeting cards ---------------------------------------------------------------------------
+
+function meetingCard(m) {
+  const links = el('div', { class: 'meeting-links links' });
+  const roles = `${t('creator')} ${name(m.creator)} · ${t('convener')} ${name(m.convener)} · ${t('contact')} ${name(m.contact)}`;
+  const action = m.can_launch
+    ? el('button', { type: 'button', class: 'primary', text: t('launch'), 'aria-label': `${t('launch')} ${m.subject}`,
+      onclick: () => launch(m, links) })
+    : el('p', { class: 'note', text: t('launch_only') });
+  return el('li', { class: 'row-item', 'data-meeting': m.id },
+    el('h3', { text: m.subject }),
+    el('div', { class: 'row-actions' }, action),
+    el('div', { class: 'meta' }, el('span', { text: when(m) }), el('span', { text: roles })),
+    links);
+}
+
+async function launch(m, links) {
+  let reply = await api(`/api/v1/meetings/${m.id}/conference`, { method: 'POST', body: {} });
+  if (reply.status === 409 && reply.body.code === 'conference_exists') reply = await api(`/api/v1/conferences/${reply.body.conference_id}`);
+  if (!reply.ok) { $('#meetings-notice').textContent = reply.body.detail || ''; return; }
+  const c = reply.body;
+  links.replaceChildren(el('strong', { text: `${t('conference_links')} · ${t('number')} ${c.number} · ${c.status_label}` }),
+    ...[linkRow(t('host_link'), c.links.host), linkRow(t('attendee_link'), c.links.attendee)].filter(Boolean));
+}
+
+async function renderMeetings() {
+  const reply = await api('/api/v1/my/meetings');
+  const items = reply.body.items || [];
+  $('#meetings').replaceChildren(...(items.length ? items.map(meetingCard) : [el('li', { class: 'empty', text: t('no_meetings') })]));
+}
+
+// ---- chats -------------------------------------------------------------------------------------
+
+async function renderChats() {
+  const reply = await api('/api/v1/my/chats');
+  const chats = reply.body.items || [];
+  const list = $('#chats');
+  list.replaceChildren(...(chats.length ? chats.map((chat) => el('li', {}, el('button', { type: 'button', 'aria-pressed': 'false',
+    text: `${chat.name} (${t(chat.kind)})`, onclick: (event) => selectChat(chat, event.target) }))) : [el('li', { class: 'empty', text: t('no_chats') })]));
+}
+
+function selectChat(chat, button) {
+  document.querySelectorAll('#chats button').forEach((other) => other.setAttribute('aria-pressed', String(other === button)));
+  const form = $('#chat-form');
+  form.hidden = false;
+  form.dataset.id = chat.id;
+  clearErrors(form);
+  $('#chat-title').textContent = chat.name;
+  $('.picker', form).replaceChildren(...chat.members.filter((id) => id !== state.me.user).map((id) =>
+    el('label', {}, el('input', { type: 'checkbox', name: 'attendee', value: id }), name(id))));
+}
+
+async function submitChat(event) {
+  event.preventDefault();
+  const form = event.target;
+  clearErrors(form);
+  const reply = await api(`/api/v1/chats/${form.dataset.id}/conference`, { method: 'POST', body: { attendees: picked(form) } });
+  if (!reply.ok) { showProblem(form, reply.body); return; }
+  showStarted(reply.body);
+}
+
+// ---- operators' dashboard ------------------------------------------------------------------------
+
+const SVG = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  for (const child of children.flat()) if (child) node.append(child);
+  return node;
+}
+const COLORS = { not_started: '#0b5cad', in_progress: '#126b3a', ended: '#7b8594', manually_ended: '#b86e00' };
+
+function timeline(data) {
+  const from = new Date(data.from).getTime();
+  const to = new Date(data.to).getTime();
+  const width = 1000; const left = 130; const row = 34; const top = 26;
+  const height = top + data.lines.length * row + 8;
+  const x = (ms) => left + ((Math.min(Math.max(ms, from), to) - from) / (to - from)) * (width - left - 10);
+  const days = (to - from) / 86400000;
+  const step = days <= 1 ? 2 * 3600000 : 86400000;
+  const locale = state.lang === 'en' ? 'en-GB' : 'zh-CN';
+  const label = new Intl.DateTimeFormat(locale, days <= 1 ? { timeZone: userZone(), hour: '2-digit', minute: '2-digit' }
+    : { timeZone: userZone(), month: 'numeric', day: 'numeric', weekday: 'short' });
+  const grid = [];
+  for (let at = from; at <= to; at += step) {
+    grid.push(svg('line', { x1: x(at), x2: x(at), y1: top - 4, y2: height, stroke: '#e2e7ee' }),
+      svg('text', { x: x(at) + 2, y: 16, 'font-size': 11, fill: '#4d5a6b' }, label.format(new Date(at))));
+  }
+  const rows = data.lines.map((line, index) => {
+    const y = top + index * row;
+    const shade = line.status === 'maintenance'
+      ? svg('rect', { x: left, y, width: width - left - 10, height: row - 2, fill: '#fbead0' }) : null;
+    const bars = line.conferences.map((c) => {
+      const x1 = x(new Date(c.start).getTime()); const x2 = Math.max(x(new Date(c.end).getTime()), x1 + 2);
+      return svg('g', { class: 'bar', 'data-subject': c.subject },
+        svg('title', {}, `${c.subject} · ${when(c)} · ${t(c.status)}${c.stranded ? ' · ' + t('stranded', { n: 1 }) : ''}`),
+        svg('rect', { x: x1, y: y + 5, width: x2 - x1, height: row - 12, rx: 3, fill: COLORS[c.status] || '#7b8594',
+          stroke: c.stranded ? '#b42318' : 'none', 'stroke-width': 2 }),
+        x2 - x1 > 56 ? svg('text', { x: x1 + 4, y: y + row / 2 + 4, 'font-size': 11, fill: '#fff' }, c.subject.slice(0, Math.floor((x2 - x1) / 12))) : null);
+    });
+    return svg('g', {}, shade,
+      svg('text', { x: 4, y: y + row / 2 + 4, 'font-size': 12, fill: '#1c2430' }, `${line.name}${line.status === 'maintenance' ? ' · ' + t('maintenance') : ''}`),
+      svg('line', { x1: 0, x2: width, y1: y + row - 1, y2: y + row - 1, stroke: '#eef1f5' }), bars);
+  });
+  const legend = el('div', { class: 'legend' }, ...Object.entries(COLORS).map(([status, color]) =>
+    el('span', {}, el('i', { style: `background:${color}` }), t(status))), el('span', {}, el('i', { style: 'background:#fbead0' }), t('maintenance')));
+  return [svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': t('timeline') }, grid, rows), legend];
+}
+
+function barChart(values, labels, title) {
+  const width = 480; const height = 170; const max = Math.max(1, ...values); const barWidth = (width - 20) / values.length;
+  return svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title },
+    values.map((value, i) => {
+      const h = (value / max) * (height - 40);
+      return svg('g', {}, svg('title', {}, `${labels[i]}: ${value}`),
+        svg('rect', { x: 10 + i * barWidth + 1, y: height - 22 - h, width: barWidth - 2, height: h, fill: '#0b5cad' }),
+        values.length <= 12 || i % 3 === 0 ? svg('text', { x: 10 + i * barWidth + 2, y: height - 8, 'font-size': 10, fill: '#4d5a6b' }, labels[i]) : null);
+    }));
+}
+
+async function renderOps() {
+  const zone = userZone();
+  if (!$('#ops-day').value) $('#ops-day').value = zonedParts(new Date().toISOString(), zone).date;
+  const from = zonedToUtc($('#ops-day').value, '00:00', zone);
+  const to = new Date(new Date(from).getTime() + Number($('#ops-span').value) * 86400000).toISOString().replace('.000Z', 'Z');
+  const [summary, lines] = await Promise.all([api('/api/v1/ops/summary'),
+    api(`/api/v1/ops/timeline?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`)]);
+  if (!summary.ok || !lines.ok) { $('#ops-notice').textContent = (summary.body.detail || lines.body.detail || ''); return; }
+  const s = summary.body;
+  const card = (label, value) => el('div', { class: 'card' }, el('div', { class: 'value', text: String(value) }), el('div', { class: 'label', text: label }));
+  $('#ops-cards').replaceChildren(
+    ...['not_started', 'in_progress', 'ended', 'manually_ended', 'cancelled'].map((status) => card(t(status), s.by_status[status] || 0)),
+    card(t('no_free_line'), s.no_free_line_rejections), card(t('provider_failures'), s.provider_failures), card(t('lag'), s.projection_lag));
+  $('#ops-timeline').replaceChildren(...timeline(lines.body));
+  const util = lines.body.lines.map((line) => Math.round((s.utilisation[line.id] || 0) * 100));
+  $('#ops-utilisation').replaceChildren(barChart(util, lines.body.lines.map((line) => `${line.name} ${util[lines.body.lines.indexOf(line)]}%`), t('utilisation')));
+  const byHour = new Array(24).fill(0);
+  for (const [hour, count] of s.rejections_by_hour) {
+    const local = Number(new Intl.DateTimeFormat('en-GB', { timeZone: zone, hour: '2-digit', hourCycle: 'h23' }).format(new Date(hour.replace('Z', ':00Z'))));
+    byHour[local] += count;
+  }
+  $('#ops-rejections').replaceChildren(barChart(byHour, byHour.map((_, h) => `${h}`), t('rejections')));
+  $('#ops-lines').replaceChildren(...lines.body.lines.map((line) => el('li', { class: 'row-item' },
+    el('h3', { text: line.name }),
+    el('div', { class: 'row-actions' }, el('button', { type: 'button', 'aria-label': `${t(line.status === 'maintenance' ? 'leave_maintenance' : 'enter_maintenance')} ${line.name}`,
+      text: t(line.status === 'maintenance' ? 'leave_maintenance' : 'enter_maintenance'), onclick: () => toggleMaintenance(line) })),
+    el('div', { class: 'meta' }, el('span', { class: `badge ${line.status === 'maintenance' ? 'manually_ended' : 'in_progress'}`, text: t(line.status === 'maintenance' ? 'maintenance' : 'active') }),
+      el('span', { text: line.provider })))));
+}
+
+async function toggleMaintenance(line) {
+  const status = line.status === 'maintenance' ? 'active' : 'maintenance';
+  const reply = await api(`/api/v1/lines/${line.id}`, { method: 'PATCH', body: { status } });
+  const body = reply.body;
+  $('#ops-notice').textContent = !reply.ok ? body.detail
+    : status === 'maintenance' ? `${line.name}: ${t('moved', { n: (body.moved || []).length })}, ${t('stranded', { n: (body.stranded || []).length })}` : `${line.name}: ${t('active')}`;
+  await renderOps();
+}
+
+// ---- views and live refresh ----------------------------------------------------------------------
+
+const views = { conferences: () => load(), meetings: renderMeetings, chats: renderChats, ops: renderOps };
+
+function currentView() {
+  const view = location.hash.replace(/^#\/?/, '').split('/')[0] || 'conferences';
+  return view in views && (view !== 'ops' || state.me?.admin) ? view : 'conferences';
+}
+
+function route() {
+  const view = currentView();
+  for (const name of Object.keys(views)) $(`#view-${name}`).hidden = name !== view;
+  document.querySelectorAll('.views a').forEach((link) => {
+    if (link.dataset.view === view) link.setAttribute('aria-current', 'page'); else link.removeAttribute('aria-current');
+  });
+  views[view]();
+}
+
+let refreshTimer = null;
+let leaving = false;
+function live() {
+  const source = new EventSource('/api/v1/events/stream');
+  // Signing out or leaving: stop listening, and refresh nothing more.
+  const stop = () => { leaving = true; clearTimeout(refreshTimer); source.close(); };
+  window.addEventListener('pagehide', stop);
+  document.querySelector('form[action="/signout"]').addEventListener('submit', stop);
+  source.addEventListener('position', (event) => {
+    const position = Number(event.data);
+    if (position <= state.position) return;
+    state.position = position;
+    clearTimeout(refreshTimer);
+    // Refresh what is on screen, unless the user is in the middle of a form.
+    refreshTimer = setTimeout(() => { if (!leaving && !document.querySelector('dialog[open]')) views[currentView()](); }, 250);
+  });
+}
+
 // ---- start -------------------------------------------------------------------------------------
 
 function translate() {
@@ -358,7 +573,7 @@ async function start() {
     state.lang = state.lang === 'en' ? 'zh' : 'en';
     localStorage.setItem('meetline.lang', state.lang);
     translate();
-    load();
+    route();
   });
   $('#tab-recent').addEventListener('click', () => selectTab('recent'));
   $('#tab-all').addEventListener('click', () => selectTab('all'));
@@ -377,7 +592,12 @@ async function start() {
   $('#join-form').addEventListener('submit', submitJoin);
   $('#invite-form').addEventListener('submit', submitInvite);
   document.querySelectorAll('dialog .cancel').forEach((button) => button.addEventListener('click', () => button.closest('dialog').close()));
-  await load();
+  $('#chat-form').addEventListener('submit', submitChat);
+  $('#ops-range').addEventListener('submit', (event) => { event.preventDefault(); renderOps(); });
+  $('.views a[data-view="ops"]').hidden = !state.me.admin;
+  window.addEventListener('hashchange', route);
+  route();
+  live();
 }
 
 start();

@@ -58,6 +58,8 @@ pub fn router() -> Router<QueryState> {
         .route("/api/v1/conferences/{id}/calendar.ics", get(calendar))
         .route("/api/v1/lines", get(lines))
         .route("/api/v1/ops/summary", get(ops_summary))
+        .route("/api/v1/ops/timeline", get(ops_timeline))
+        .route("/api/v1/events/stream", get(event_stream))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -549,6 +551,121 @@ pub async fn ops_summary(
     .into_response())
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct TimelineQuery {
+    /// RFC 3339; default: the start of today (UTC).
+    pub from: Option<String>,
+    /// RFC 3339; default: `from` + 1 day; at most 31 days after `from`.
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineBar {
+    pub id: String,
+    pub subject: String,
+    pub number: String,
+    pub start: DateTime<Utc>,
+    /// When the line is free again (the early end, for one ended early).
+    pub end: DateTime<Utc>,
+    pub status: String,
+    pub stranded: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineLine {
+    pub id: String,
+    pub name: String,
+    pub provider: String,
+    pub status: String,
+    pub conferences: Vec<TimelineBar>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineResponse {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub lines: Vec<TimelineLine>,
+}
+
+/// One row per line with the conferences booked on it in a window (the dashboard's timeline).
+#[utoipa::path(get, path = "/api/v1/ops/timeline", tag = "ops", params(TimelineQuery),
+    responses((status = 200, body = TimelineResponse)))]
+pub async fn ops_timeline(
+    State(state): State<QueryState>,
+    AdminCaller(principal): AdminCaller,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<TimelineQuery>,
+) -> Result<Response, ApiError> {
+    await_position(&state, &headers).await?;
+    let now = state.context.clock.now();
+    let parse = |text: Option<&String>, field: &str| {
+        text.map(|text| {
+            DateTime::parse_from_rfc3339(text.trim())
+                .map(|at| at.with_timezone(&Utc))
+                .map_err(|_| DomainError::invalid_input(field))
+        })
+        .transpose()
+    };
+    let from = parse(query.from.as_ref(), "from")?.unwrap_or_else(|| {
+        DateTime::from_timestamp(now.timestamp() - now.timestamp().rem_euclid(86_400), 0)
+            .expect("a valid day")
+    });
+    let to = parse(query.to.as_ref(), "to")?.unwrap_or(from + Span::days(1));
+    if to <= from || to - from > Span::days(31) {
+        return Err(DomainError::invalid_input("to").into());
+    }
+    let mut lines = Vec::new();
+    for line in state.read_models.lines(&principal.tenant).await? {
+        let id = LineId::parse(&line.id).map_err(|_| ApiError::Unavailable)?;
+        let conferences = state
+            .read_models
+            .line_schedule(&principal.tenant, &id, from, to)
+            .await?
+            .into_iter()
+            .map(|view| TimelineBar {
+                id: view.id.to_string(),
+                subject: view.subject.as_str().to_owned(),
+                number: view.number.to_string(),
+                start: view.slot.start,
+                end: view
+                    .ended_at
+                    .filter(|_| view.status == Status::ManuallyEnded)
+                    .unwrap_or(view.slot.end),
+                status: view.status_at(now).as_str().to_owned(),
+                stranded: view.stranded,
+            })
+            .collect();
+        lines.push(TimelineLine {
+            id: line.id,
+            name: line.name,
+            provider: line.provider,
+            status: line.status,
+            conferences,
+        });
+    }
+    Ok(axum::Json(TimelineResponse { from, to, lines }).into_response())
+}
+
+/// Server-Sent Events: `position` events carry the read models' applied position as it moves, so
+/// an open app or dashboard refreshes (with `X-Min-Position`) without reloading.
+pub async fn event_stream(State(state): State<QueryState>, Caller(_): Caller) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let applied = state.applied.clone();
+    let stream = futures_util::stream::unfold((applied, true), |(mut applied, first)| async move {
+        if !first && applied.changed().await.is_err() {
+            return None;
+        }
+        let position = *applied.borrow_and_update();
+        let event = Event::default()
+            .event("position")
+            .data(position.to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), (applied, false)))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
 /// Prometheus metrics.
 pub async fn metrics(State(state): State<QueryState>) -> Response {
     let head = state.store.head_position().await.unwrap_or(0);
@@ -595,9 +712,13 @@ pub async fn readyz(State(state): State<QueryState>) -> Response {
         history,
         calendar,
         lines,
-        ops_summary
+        ops_summary,
+        ops_timeline
     ),
     components(schemas(
+        TimelineResponse,
+        TimelineLine,
+        TimelineBar,
         RecentResponse,
         ListResponse,
         HistoryResponse,
