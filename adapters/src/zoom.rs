@@ -186,6 +186,16 @@ impl ZoomProvider {
         &self.settings
     }
 
+    /// The delays between retries of one call.
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries)
+            .with_jitter()
+            .build()
+    }
+
     /// A cached access token, or a fresh one (`refresh`: the cached one was refused).
     async fn access_token(&self, refresh: bool) -> Result<String, ProviderError> {
         let mut cached = self.token.lock().await;
@@ -241,12 +251,7 @@ impl ZoomProvider {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), ProviderError> {
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
-            .with_jitter()
-            .build();
+        let mut backoff = self.backoff();
         let mut refreshed = false;
         loop {
             let result = self.attempt(method.clone(), path, body, refreshed).await;
@@ -408,12 +413,7 @@ impl VideoProvider for ZoomProvider {
         let path = format!("/users/{}/meetings", urlencode(&self.settings.user_id));
         let body = meeting_body(request);
         // Retries are done here, not in `call`, so an ambiguous failure can look before it leaps.
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
-            .with_jitter()
-            .build();
+        let mut backoff = self.backoff();
         let mut refreshed = false;
         let mut ambiguous = false;
         loop {

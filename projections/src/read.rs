@@ -519,16 +519,8 @@ impl ReadModels {
         tenant: &TenantId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(self.db.sql(
-            "INSERT INTO ops_provider_failures (tenant, hour, count) VALUES (?, ?, 1) \
-             ON CONFLICT (tenant, hour) DO UPDATE SET count = ops_provider_failures.count + 1",
-        ))
-        .bind(tenant.as_str())
-        .bind(at.format("%Y-%m-%dT%H:00Z").to_string())
-        .execute(&self.db.writer)
-        .await
-        .map_err(unavailable)?;
-        Ok(())
+        self.count_in_hour("ops_provider_failures", tenant, at)
+            .await
     }
 
     /// Counts one no-free-line rejection in its hour (UTC).
@@ -540,10 +532,20 @@ impl ReadModels {
         tenant: &TenantId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(self.db.sql(
-            "INSERT INTO ops_rejections (tenant, hour, count) VALUES (?, ?, 1) \
-             ON CONFLICT (tenant, hour) DO UPDATE SET count = ops_rejections.count + 1",
-        ))
+        self.count_in_hour("ops_rejections", tenant, at).await
+    }
+
+    /// Adds one to an hourly ops counter (`ops_rejections`, `ops_provider_failures`).
+    async fn count_in_hour(
+        &self,
+        table: &'static str,
+        tenant: &TenantId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(self.db.sql(&format!(
+            "INSERT INTO {table} (tenant, hour, count) VALUES (?, ?, 1) \
+             ON CONFLICT (tenant, hour) DO UPDATE SET count = {table}.count + 1"
+        )))
         .bind(tenant.as_str())
         .bind(at.format("%Y-%m-%dT%H:00Z").to_string())
         .execute(&self.db.writer)
