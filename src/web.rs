@@ -222,23 +222,14 @@ async fn signin(
     {
         return match state.keys.verify(token) {
             Ok(_) => signed_in(token),
-            Err(_) => page(lang, None, &state, Some(false)).await,
+            Err(_) => refused(lang, &state).await,
         };
     }
     // Picking a demo user works only with `--demo`, and only for that tenant's directory users.
-    let (Some(tenant), Some(user)) = (&state.demo_tenant, form.user.as_deref()) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            page(lang, None, &state, Some(false)).await,
-        )
-            .into_response();
-    };
-    let Ok(user) = UserId::parse(user) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            page(lang, None, &state, Some(false)).await,
-        )
-            .into_response();
+    let (Some(tenant), Some(Ok(user))) =
+        (&state.demo_tenant, form.user.as_deref().map(UserId::parse))
+    else {
+        return refused(lang, &state).await;
     };
     let known = state
         .directory
@@ -246,11 +237,7 @@ async fn signin(
         .await
         .is_ok_and(|unknown| unknown.is_empty());
     if !known {
-        return (
-            StatusCode::UNAUTHORIZED,
-            page(lang, None, &state, Some(false)).await,
-        )
-            .into_response();
+        return refused(lang, &state).await;
     }
     let admin = user.as_str() == crate::demo::ADMIN;
     signed_in(
@@ -258,6 +245,15 @@ async fn signin(
             .keys
             .mint(tenant, &user, admin, Duration::hours(SESSION_HOURS)),
     )
+}
+
+/// The sign-in page again, with its error, as a 401.
+async fn refused(lang: Lang, state: &WebState) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        page(lang, None, state, Some(false)).await,
+    )
+        .into_response()
 }
 
 async fn signout() -> Response {

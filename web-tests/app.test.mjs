@@ -167,9 +167,15 @@ for (const viewport of viewports) {
       await chat.getByRole('button', { name: '视频会议' }).click();
       await page.locator('#started-dialog').waitFor();
       await page.locator('#started-dialog').getByRole('button', { name: '关闭' }).click();
+      // The read models follow the command within moments: poll rather than race them.
       const attendees = await page.evaluate(async () => {
-        const recent = await (await fetch('/api/v1/conferences/recent')).json();
-        return recent.items.find((c) => c.source.type === 'chat' && c.source.id === 'product')?.attendees;
+        for (let attempt = 0; attempt < 50; attempt++) {
+          const recent = await (await fetch('/api/v1/conferences/recent')).json();
+          const found = recent.items.find((c) => c.source.type === 'chat' && c.source.id === 'product');
+          if (found) return found.attendees;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        return null;
       });
       assert.deepEqual(attendees?.sort(), ['lina', 'wangfang']);
 
