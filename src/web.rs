@@ -269,10 +269,10 @@ async fn me(
     State(state): State<WebState>,
     Caller(principal): Caller,
 ) -> Result<Response, ApiError> {
-    let users = state.directory.users(&principal.tenant).await?;
-    let entry = users
-        .into_iter()
-        .find(|user| user.id == principal.actor.user);
+    let entry = state
+        .directory
+        .user(&principal.tenant, &principal.actor.user)
+        .await?;
     Ok(Json(json!({
         "user": principal.actor.user,
         "name": entry.as_ref().map_or_else(|| principal.actor.user.to_string(), |user| user.name.clone()),

@@ -37,6 +37,11 @@ pub struct DirectoryChat {
 #[async_trait]
 pub trait Directory: Send + Sync + 'static {
     async fn put_user(&self, tenant: &TenantId, user: &DirectoryUser) -> Result<(), StoreError>;
+    async fn user(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+    ) -> Result<Option<DirectoryUser>, StoreError>;
     async fn users(&self, tenant: &TenantId) -> Result<Vec<DirectoryUser>, StoreError>;
     /// Which of `ids` are not users of the tenant.
     async fn unknown_users(
@@ -162,6 +167,14 @@ impl Directory for SqlDirectory {
             .await
     }
 
+    async fn user(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        self.get("directory_users", tenant, id.as_str()).await
+    }
+
     async fn users(&self, tenant: &TenantId) -> Result<Vec<DirectoryUser>, StoreError> {
         self.all("directory_users", tenant).await
     }
@@ -171,18 +184,24 @@ impl Directory for SqlDirectory {
         tenant: &TenantId,
         ids: &[UserId],
     ) -> Result<Vec<UserId>, StoreError> {
-        let mut unknown = Vec::new();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One query for the whole list (callers cap lists at 1,000 ids).
+        let placeholders = vec!["?"; ids.len()].join(", ");
+        let sql =
+            format!("SELECT id FROM directory_users WHERE tenant = ? AND id IN ({placeholders})");
+        let mut query = sqlx::query_scalar::<_, String>(self.db.sql(&sql)).bind(tenant.as_str());
         for id in ids {
-            let known: Option<i32> = sqlx::query_scalar(
-                self.db
-                    .sql("SELECT 1 FROM directory_users WHERE tenant = ? AND id = ?"),
-            )
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&self.db.reader)
+            query = query.bind(id.as_str());
+        }
+        let known: Vec<String> = query
+            .fetch_all(&self.db.reader)
             .await
             .map_err(unavailable)?;
-            if known.is_none() && !unknown.contains(id) {
+        let mut unknown: Vec<UserId> = Vec::new();
+        for id in ids {
+            if !known.iter().any(|found| found == id.as_str()) && !unknown.contains(id) {
                 unknown.push(id.clone());
             }
         }

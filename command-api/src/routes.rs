@@ -282,12 +282,10 @@ async fn timezone_for(
     if let Some(name) = given {
         return Ok(TimeZoneName::parse(name)?);
     }
-    let users = directory.users(&principal.tenant).await?;
-    Ok(users
-        .into_iter()
-        .find(|entry| entry.id == principal.actor.user)
-        .and_then(|entry| entry.timezone)
-        .unwrap_or_default())
+    let user = directory
+        .user(&principal.tenant, &principal.actor.user)
+        .await?;
+    Ok(user.and_then(|entry| entry.timezone).unwrap_or_default())
 }
 
 /// Parses an optional JSON body: empty means `T::default()`.
