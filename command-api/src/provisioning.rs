@@ -169,52 +169,17 @@ impl ProvisioningProcess {
         }
     }
 
-    /// The conference as of `recorded` (inclusive) and as it is now.
-    async fn conference(
+    /// The conference's history, read once per event and only when a provider needs it.
+    async fn history<'a>(
         &self,
-        tenant: &TenantId,
-        recorded: &RecordedEvent,
-        id: ConferenceId,
-    ) -> Result<(Option<ConferenceView>, Option<ConferenceView>), StoreError> {
-        let events = self.store.read_tagged(&pool_stream(tenant), id).await?;
-        let line = |line: &LineId| LineRef {
-            id: line.clone(),
-            name: line.to_string(),
-            provider: "unknown".to_owned(),
-        };
-        let then = ConferenceView::fold(
-            tenant,
-            events
-                .iter()
-                .filter(|e| e.position <= recorded.position)
-                .map(|e| &e.event),
-            line,
-        );
-        let now = ConferenceView::fold(tenant, events.iter().map(|e| &e.event), line);
-        Ok((then, now))
-    }
-
-    /// The last meeting provisioned for the conference on `line` before `before`, if any.
-    async fn meeting_on(
-        &self,
+        cache: &'a mut Option<Vec<RecordedEvent>>,
         tenant: &TenantId,
         id: ConferenceId,
-        line: &LineId,
-        before: Position,
-    ) -> Result<Option<String>, StoreError> {
-        let events = self.store.read_tagged(&pool_stream(tenant), id).await?;
-        Ok(events
-            .iter()
-            .filter(|e| e.position < before)
-            .filter_map(|e| match &e.event {
-                Event::ConferenceProvisioned {
-                    line: on,
-                    meeting_id,
-                    ..
-                } if on == line => Some(meeting_id.clone()),
-                _ => None,
-            })
-            .next_back())
+    ) -> Result<&'a [RecordedEvent], StoreError> {
+        if cache.is_none() {
+            *cache = Some(self.store.read_tagged(&pool_stream(tenant), id).await?);
+        }
+        Ok(cache.as_deref().expect("just read"))
     }
 
     /// Handles one event; `true` when it called a provider (so the checkpoint moves right away).
@@ -222,77 +187,72 @@ impl ProvisioningProcess {
         let Some(tenant) = tenant_of_stream(&recorded.stream) else {
             return Ok(false);
         };
+        let Some(id) = recorded.event.conference() else {
+            return Ok(false);
+        };
+        let mut cache = None;
+        let at = recorded.position;
         match &recorded.event {
-            Event::ConferenceScheduled {
-                conference, line, ..
-            } => self.create(&tenant, recorded, *conference, line).await,
+            Event::ConferenceScheduled { line, .. } => {
+                self.create(&tenant, recorded, &mut cache, line).await
+            }
             Event::ConferenceEdited {
-                conference,
                 line,
                 line_changed: true,
                 ..
             } => {
-                let created = self.create(&tenant, recorded, *conference, line).await?;
-                self.retire_old_meetings(&tenant, recorded, *conference, line)
-                    .await?;
+                let created = self.create(&tenant, recorded, &mut cache, line).await?;
+                // After a move, the meetings on the conference's other external lines go.
+                let history = self.history(&mut cache, &tenant, id).await?;
+                let mut old_lines: Vec<LineId> = provisioned_lines(history, at)
+                    .filter(|on| on != line)
+                    .collect();
+                old_lines.dedup();
+                for old in old_lines {
+                    self.retire(&tenant, history, at, &old).await?;
+                }
                 Ok(created)
             }
-            Event::ConferenceMovedToLine {
-                conference,
-                from,
-                to,
-                ..
-            } => {
-                let created = self.create(&tenant, recorded, *conference, to).await?;
-                self.retire(&tenant, recorded, *conference, from).await?;
+            Event::ConferenceMovedToLine { from, to, .. } => {
+                let created = self.create(&tenant, recorded, &mut cache, to).await?;
+                let history = self.history(&mut cache, &tenant, id).await?;
+                self.retire(&tenant, history, at, from).await?;
                 Ok(created)
             }
-            Event::ConferenceEdited {
-                conference, line, ..
-            } => {
+            Event::ConferenceEdited { line, .. } => {
                 let Some(provider) = self.provider(&tenant, line).await? else {
                     return Ok(false);
                 };
-                let Some(meeting) = self
-                    .meeting_on(&tenant, *conference, line, recorded.position)
-                    .await?
+                let history = self.history(&mut cache, &tenant, id).await?;
+                let (Some(meeting), (Some(then), _)) =
+                    (meeting_on(history, line, at), views(&tenant, history, at))
                 else {
-                    return Ok(false);
-                };
-                let (Some(then), _) = self.conference(&tenant, recorded, *conference).await? else {
                     return Ok(false);
                 };
                 let result = provider.update(&meeting, &request(&then)).await;
                 self.note_failure(&tenant, "update", result).await;
                 Ok(true)
             }
-            Event::ConferenceCancelled { conference, .. }
-            | Event::ConferenceEndedEarly { conference, .. } => {
+            Event::ConferenceCancelled { .. } | Event::ConferenceEndedEarly { .. } => {
+                let history = self.history(&mut cache, &tenant, id).await?;
+                let ended_early = matches!(recorded.event, Event::ConferenceEndedEarly { .. });
                 // An early end that the provider itself reported needs no call back to it.
-                if matches!(recorded.event, Event::ConferenceEndedEarly { .. })
-                    && self
-                        .reported_by_provider(&tenant, recorded, *conference)
-                        .await?
-                {
+                if ended_early && reported_by_provider(history, at) {
                     return Ok(false);
                 }
-                let (Some(then), _) = self.conference(&tenant, recorded, *conference).await? else {
+                let (Some(then), _) = views(&tenant, history, at) else {
                     return Ok(false);
                 };
                 let Some(provider) = self.provider(&tenant, &then.line.id).await? else {
                     return Ok(false);
                 };
-                let Some(meeting) = self
-                    .meeting_on(&tenant, *conference, &then.line.id, recorded.position)
-                    .await?
-                else {
+                let Some(meeting) = meeting_on(history, &then.line.id, at) else {
                     return Ok(false);
                 };
-                let (what, result) = if matches!(recorded.event, Event::ConferenceCancelled { .. })
-                {
-                    ("delete", provider.delete(&meeting).await)
-                } else {
+                let (what, result) = if ended_early {
                     ("end", provider.end(&meeting).await)
+                } else {
+                    ("delete", provider.delete(&meeting).await)
                 };
                 self.note_failure(&tenant, what, result).await;
                 Ok(true)
@@ -301,57 +261,18 @@ impl ProvisioningProcess {
         }
     }
 
-    /// Whether the event right before `recorded` in the conference's history is the provider's own
-    /// report of the meeting's end (so the early end came from the provider).
-    async fn reported_by_provider(
-        &self,
-        tenant: &TenantId,
-        recorded: &RecordedEvent,
-        id: ConferenceId,
-    ) -> Result<bool, StoreError> {
-        let events = self.store.read_tagged(&pool_stream(tenant), id).await?;
-        Ok(events
-            .iter()
-            .rev()
-            .find(|e| e.position < recorded.position)
-            .is_some_and(|e| matches!(e.event, Event::ProviderMeetingEnded { .. })))
-    }
-
-    /// After a move: deletes the meetings the conference had on other external lines.
-    async fn retire_old_meetings(
-        &self,
-        tenant: &TenantId,
-        recorded: &RecordedEvent,
-        id: ConferenceId,
-        line: &LineId,
-    ) -> Result<(), StoreError> {
-        let events = self.store.read_tagged(&pool_stream(tenant), id).await?;
-        let mut old_lines: Vec<LineId> = events
-            .iter()
-            .filter(|e| e.position < recorded.position)
-            .filter_map(|e| match &e.event {
-                Event::ConferenceProvisioned { line: on, .. } if on != line => Some(on.clone()),
-                _ => None,
-            })
-            .collect();
-        old_lines.dedup();
-        for old in old_lines {
-            self.retire(tenant, recorded, id, &old).await?;
-        }
-        Ok(())
-    }
-
+    /// Deletes the conference's meeting on `line`, if it has one there.
     async fn retire(
         &self,
         tenant: &TenantId,
-        recorded: &RecordedEvent,
-        id: ConferenceId,
+        history: &[RecordedEvent],
+        before: Position,
         line: &LineId,
     ) -> Result<(), StoreError> {
         let Some(provider) = self.provider(tenant, line).await? else {
             return Ok(());
         };
-        if let Some(meeting) = self.meeting_on(tenant, id, line, recorded.position).await? {
+        if let Some(meeting) = meeting_on(history, line, before) {
             let result = provider.delete(&meeting).await;
             self.note_failure(tenant, "delete", result).await;
         }
@@ -377,13 +298,17 @@ impl ProvisioningProcess {
         &self,
         tenant: &TenantId,
         recorded: &RecordedEvent,
-        id: ConferenceId,
+        cache: &mut Option<Vec<RecordedEvent>>,
         line: &LineId,
     ) -> Result<bool, StoreError> {
         let Some(provider) = self.provider(tenant, line).await? else {
             return Ok(false);
         };
-        let (then, now) = self.conference(tenant, recorded, id).await?;
+        let Some(id) = recorded.event.conference() else {
+            return Ok(false);
+        };
+        let history = self.history(cache, tenant, id).await?;
+        let (then, now) = views(tenant, history, recorded.position);
         let (Some(then), Some(now)) = (then, now) else {
             return Ok(false);
         };
@@ -445,6 +370,69 @@ impl ProvisioningProcess {
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         Ok(true)
     }
+}
+
+/// The conference as of position `at` (inclusive) and as it is now.
+fn views(
+    tenant: &TenantId,
+    history: &[RecordedEvent],
+    at: Position,
+) -> (Option<ConferenceView>, Option<ConferenceView>) {
+    let line = |line: &LineId| LineRef {
+        id: line.clone(),
+        name: line.to_string(),
+        provider: "unknown".to_owned(),
+    };
+    let then = ConferenceView::fold(
+        tenant,
+        history
+            .iter()
+            .filter(|e| e.position <= at)
+            .map(|e| &e.event),
+        line,
+    );
+    let now = ConferenceView::fold(tenant, history.iter().map(|e| &e.event), line);
+    (then, now)
+}
+
+/// The lines the conference had meetings provisioned on before `before`, in order.
+fn provisioned_lines(
+    history: &[RecordedEvent],
+    before: Position,
+) -> impl Iterator<Item = LineId> + '_ {
+    history
+        .iter()
+        .filter(move |e| e.position < before)
+        .filter_map(|e| match &e.event {
+            Event::ConferenceProvisioned { line, .. } => Some(line.clone()),
+            _ => None,
+        })
+}
+
+/// The last meeting provisioned for the conference on `line` before `before`, if any.
+fn meeting_on(history: &[RecordedEvent], line: &LineId, before: Position) -> Option<String> {
+    history
+        .iter()
+        .filter(|e| e.position < before)
+        .filter_map(|e| match &e.event {
+            Event::ConferenceProvisioned {
+                line: on,
+                meeting_id,
+                ..
+            } if on == line => Some(meeting_id.clone()),
+            _ => None,
+        })
+        .next_back()
+}
+
+/// Whether the event right before `before` is the provider's own report of the meeting's end
+/// (so the early end came from the provider).
+fn reported_by_provider(history: &[RecordedEvent], before: Position) -> bool {
+    history
+        .iter()
+        .rev()
+        .find(|e| e.position < before)
+        .is_some_and(|e| matches!(e.event, Event::ProviderMeetingEnded { .. }))
 }
 
 fn request(view: &ConferenceView) -> MeetingRequest {
