@@ -23,7 +23,7 @@ use meetline_adapters::postgres::PgEventStore;
 use meetline_adapters::sqlite::SqliteEventStore;
 use meetline_api_common::error::{localize_problems, not_found};
 use meetline_api_common::metrics::HttpLabels;
-use meetline_api_common::{ApiContext, Clock, LinkRenderer, Metrics};
+use meetline_api_common::{ApiContext, Clock, LinkRenderer, Metrics, RateLimits};
 use meetline_command_api::provisioning::ProvisioningProcess;
 use meetline_command_api::timer::TimerProcess;
 use meetline_command_api::{CommandService, CommandState, ServiceConfig};
@@ -61,6 +61,8 @@ pub struct Settings {
     pub provision_wait: Duration,
     /// Retries of provider calls.
     pub provider_retry: meetline_adapters::zoom::RetryPolicy,
+    /// Per-user request limits (`None`: unlimited).
+    pub rate_limits: Option<Arc<RateLimits>>,
     pub clock: Clock,
 }
 
@@ -219,6 +221,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             ),
             Some(line_settings.clone()),
         )),
+        limits: settings.rate_limits.clone(),
     };
     let service = CommandService::new(
         store.clone(),

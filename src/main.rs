@@ -12,13 +12,14 @@ mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use meetline_adapters::auth::{JwtKeys, SECRET_FILE};
-use meetline_api_common::Clock;
+use meetline_api_common::{Clock, RateLimits};
 use meetline_domain::types::{TenantId, UserId};
 use meetline_projections::Projector;
 use tracing_subscriber::EnvFilter;
@@ -102,6 +103,12 @@ enum Commands {
             hide = true
         )]
         provider_retry_ms: u64,
+        /// Requests per second each user may make, sustained (0: no limit). Over it: 429.
+        #[arg(long, env = "MEETLINE_RATE_LIMIT", default_value_t = 100)]
+        rate_limit: u32,
+        /// Requests each user may make at once before the sustained rate applies.
+        #[arg(long, env = "MEETLINE_RATE_BURST", default_value_t = 400)]
+        rate_burst: u32,
         /// Freeze the clock at this RFC 3339 instant (benchmarks and tests only).
         #[arg(long, env = "MEETLINE_FIXED_NOW", hide = true)]
         fixed_now: Option<DateTime<Utc>>,
@@ -155,6 +162,8 @@ async fn main() -> anyhow::Result<()> {
             settings_key,
             provision_wait_ms,
             provider_retry_ms,
+            rate_limit,
+            rate_burst,
             fixed_now,
         } => {
             let settings = Settings {
@@ -171,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
                     min_delay: std::time::Duration::from_millis(provider_retry_ms),
                     ..meetline_adapters::zoom::RetryPolicy::default()
                 },
+                rate_limits: RateLimits::new(rate_limit, rate_burst).map(Arc::new),
                 clock: fixed_now.map_or(Clock::System, Clock::Fixed),
             };
             serve(addr, settings).await

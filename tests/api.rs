@@ -227,6 +227,53 @@ async fn requests_without_a_valid_token_are_401() {
 }
 
 #[tokio::test]
+async fn a_user_over_the_rate_limit_gets_429_with_retry_after_and_others_are_not_affected() {
+    let app = spawn_app_with(&["--rate-limit", "1", "--rate-burst", "20"]).await;
+    app.seed(T, 2).await;
+    let alice = token(T, "alice", false);
+    let mut allowed = 0;
+    let limited = loop {
+        let reply = app.get("/api/v1/conferences/recent", &alice).await;
+        if reply.status.as_u16() != 200 {
+            break reply;
+        }
+        allowed += 1;
+        assert!(allowed <= 25, "the limit never applied");
+    };
+    // The burst of 20, plus at most what refilled (1/s) while the requests ran.
+    assert!((20..=25).contains(&allowed), "{allowed} allowed");
+    let body = limited.problem(429, "rate_limited");
+    assert_eq!(body["detail"], "请求过于频繁，请稍后再试");
+    assert_eq!(limited.header("retry-after"), Some("1"));
+
+    // A command while limited is refused in the caller's language and stores nothing.
+    let refused = app
+        .send(
+            app.request(Method::POST, "/api/v1/conferences", &alice)
+                .header("Accept-Language", "en")
+                .json(&json!({"mode": "quick", "subject": "限流", "attendees": []})),
+        )
+        .await;
+    let body = refused.problem(429, "rate_limited");
+    assert_eq!(body["detail"], "Too many requests: try again later");
+
+    // Others have buckets of their own.
+    let bob = token(T, "bob", false);
+    app.post(
+        "/api/v1/conferences",
+        &bob,
+        json!({"mode": "quick", "subject": "不受影响", "attendees": []}),
+    )
+    .await
+    .ok(201);
+
+    // After Retry-After, alice may go on, and her refused command left no trace.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mine = app.get("/api/v1/conferences", &alice).await;
+    assert_eq!(mine.ok(200)["items"], json!([]), "{}", mine.text);
+}
+
+#[tokio::test]
 async fn editing_into_a_busy_slot_is_409_and_leaves_the_conference_unchanged() {
     let app = spawn_app().await;
     app.seed(T, 1).await;

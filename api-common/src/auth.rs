@@ -1,5 +1,5 @@
 //! The caller: a verified bearer token (header `Authorization: Bearer …`, or the web app's
-//! `meetline_token` cookie).
+//! `meetline_token` cookie), checked against its rate limit.
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
@@ -56,6 +56,9 @@ where
             .keys
             .verify(&token)
             .map_err(|_| ApiError::Unauthorized)?;
+        if let Some(limits) = &context.limits {
+            limits.check(&principal)?;
+        }
         Ok(Self(principal))
     }
 }

@@ -82,9 +82,10 @@ pub enum ApiError {
     /// 413: body over the limit.
     #[error("payload too large")]
     PayloadTooLarge,
-    /// 429.
+    /// 429: the caller is over its rate limit, or the command queue is full; `Retry-After`
+    /// says how many seconds to wait.
     #[error("rate limited")]
-    RateLimited,
+    RateLimited { retry_after: u64 },
     /// 503: the store is unreachable or failed; details are logged, never returned.
     #[error("service unavailable")]
     Unavailable,
@@ -118,7 +119,7 @@ impl ApiError {
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration | DomainError::InvalidInput { .. } => {
@@ -139,7 +140,7 @@ impl ApiError {
             Self::Malformed(_) => "malformed_request",
             Self::Unauthorized => "unauthorized",
             Self::PayloadTooLarge => "payload_too_large",
-            Self::RateLimited => "rate_limited",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration | DomainError::InvalidInput { .. } => "invalid_input",
@@ -172,7 +173,7 @@ impl ApiError {
             }
             Self::Unauthorized => pick("未登录或登录已过期", "Missing, invalid or expired token"),
             Self::PayloadTooLarge => pick("请求内容超过 64 KiB", "Request body over 64 KiB"),
-            Self::RateLimited => pick(
+            Self::RateLimited { .. } => pick(
                 "请求过于频繁，请稍后再试",
                 "Too many requests: try again later",
             ),
@@ -254,6 +255,11 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Self::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
         response
     }
 }

@@ -6,6 +6,7 @@
 //! - [`auth`]: `Caller` / `AdminCaller` extractors (bearer header or cookie).
 //! - [`dto`]: `ConferenceDto`, the conference view of API.md, and link rendering.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`limit`]: per-caller rate limits (429 `rate_limited`).
 //!
 //! **Architecture Invariant:** only the API crates know JSON request and response shapes; they
 //! turn DTOs into domain commands and views into DTOs.
@@ -13,6 +14,7 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod limit;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use meetline_adapters::auth::JwtKeys;
 pub use auth::{AdminCaller, Caller};
 pub use dto::{ConferenceDto, LinkRenderer};
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, Lang};
+pub use limit::RateLimits;
 pub use metrics::Metrics;
 
 /// Where "now" comes from: the system clock, or a fixed instant (benchmarks, tests).
@@ -50,4 +53,6 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
     pub links: Arc<LinkRenderer>,
+    /// Per-caller request limits (`None`: unlimited).
+    pub limits: Option<Arc<RateLimits>>,
 }

@@ -345,6 +345,7 @@ impl From<CommandError> for ApiError {
                 tracing::error!(%reason, "command failed: store unavailable");
                 Self::Unavailable
             }
+            CommandError::Busy => Self::RateLimited { retry_after: 1 },
         }
     }
 }
@@ -364,7 +365,7 @@ async fn submit(
     if let Some(key) = idempotency_key(headers)? {
         submission = submission.with_idempotency_key(&key);
     }
-    Ok(state.service.execute(submission).await?)
+    Ok(state.service.execute_unless_busy(submission).await?)
 }
 
 fn position_header(response: &mut Response, position: u64) {

@@ -38,7 +38,8 @@ pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// The snapshot schema; a stored snapshot of another schema is ignored and the stream replayed.
 pub const SNAPSHOT_SCHEMA: u32 = 1;
 const STREAM_PAGE: usize = 5000;
-const QUEUE_DEPTH: usize = 4096;
+/// Commands one pool may have waiting; requests beyond it are refused (429), not queued.
+pub const QUEUE_DEPTH: usize = 4096;
 
 /// One command to decide, with who asks and when.
 #[derive(Debug, Clone)]
@@ -109,6 +110,9 @@ pub enum CommandError {
     Domain(#[from] DomainError),
     #[error("event store unavailable: {0}")]
     Unavailable(String),
+    /// The pool's queue is full: the command was not taken (HTTP callers get 429).
+    #[error("the pool's command queue is full")]
+    Busy,
 }
 
 impl From<StoreError> for CommandError {
@@ -176,43 +180,77 @@ impl CommandService {
         &self.shared.store
     }
 
-    /// Decides one command and waits until its events are durable.
+    /// Decides one command and waits until its events are durable, waiting for room when the
+    /// pool's queue is full (for the background processes).
     ///
     /// # Errors
     /// The domain's rejection, or `Unavailable` when the store failed after every retry.
     pub async fn execute(&self, submission: Submission) -> Result<Outcome, CommandError> {
+        self.run(submission, true).await
+    }
+
+    /// As [`Self::execute`], but refuses with `Busy` at once when the pool already has
+    /// [`QUEUE_DEPTH`] commands waiting (for requests: shed load instead of queueing without end).
+    ///
+    /// # Errors
+    /// As [`Self::execute`], and `Busy`.
+    pub async fn execute_unless_busy(
+        &self,
+        submission: Submission,
+    ) -> Result<Outcome, CommandError> {
+        self.run(submission, false).await
+    }
+
+    async fn run(&self, submission: Submission, wait: bool) -> Result<Outcome, CommandError> {
         let kind = submission.command.kind();
-        let mut job = Job {
-            submission,
-            reply: oneshot::channel().0,
-        };
-        let (reply, answer) = oneshot::channel();
-        job.reply = reply;
-        let sender = self.writer(&job.submission.tenant);
-        if let Err(mpsc::error::SendError(job)) = sender.send(job).await {
-            // The writer ended (it only does after a panic): start a fresh one once.
-            self.writers
-                .lock()
-                .expect("writers lock")
-                .remove(&job.submission.tenant);
-            let sender = self.writer(&job.submission.tenant);
-            sender
-                .send(job)
-                .await
-                .map_err(|_| CommandError::Unavailable("writer stopped".to_owned()))?;
-        }
-        let result = answer
-            .await
-            .unwrap_or_else(|_| Err(CommandError::Unavailable("writer stopped".to_owned())));
+        let result = self.enqueue_and_wait(submission, wait).await;
         let label = match &result {
             Ok(outcome) if outcome.replayed => "replayed",
             Ok(_) => "accepted",
             Err(CommandError::Domain(DomainError::NoFreeLine)) => "no_free_line",
             Err(CommandError::Domain(_)) => "rejected",
             Err(CommandError::Unavailable(_)) => "unavailable",
+            Err(CommandError::Busy) => "busy",
         };
         self.shared.metrics.command(kind, label);
         result
+    }
+
+    async fn enqueue_and_wait(
+        &self,
+        submission: Submission,
+        wait: bool,
+    ) -> Result<Outcome, CommandError> {
+        let tenant = submission.tenant.clone();
+        let (reply, answer) = oneshot::channel();
+        let mut job = Job { submission, reply };
+        for attempt in 0..2 {
+            let sender = self.writer(&tenant);
+            // `Err(None)`: the queue is full; `Err(Some(job))`: the writer is gone.
+            let sent = if wait {
+                sender.send(job).await.map_err(|error| Some(error.0))
+            } else {
+                sender.try_send(job).map_err(|error| match error {
+                    mpsc::error::TrySendError::Full(_) => None,
+                    mpsc::error::TrySendError::Closed(job) => Some(job),
+                })
+            };
+            match sent {
+                Ok(()) => break,
+                Err(None) => return Err(CommandError::Busy),
+                Err(Some(returned)) if attempt == 0 => {
+                    // The writer ended (it only does after a panic): start a fresh one once.
+                    self.writers.lock().expect("writers lock").remove(&tenant);
+                    job = returned;
+                }
+                Err(Some(_)) => {
+                    return Err(CommandError::Unavailable("writer stopped".to_owned()));
+                }
+            }
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(CommandError::Unavailable("writer stopped".to_owned())))
     }
 
     fn writer(&self, tenant: &TenantId) -> mpsc::Sender<Job> {

@@ -1,15 +1,18 @@
 //! The per-pool writer: group commit, conflicts between two writers on one store (two nodes),
-//! idempotency across a restart, snapshots.
+//! idempotency across a restart, snapshots, load shedding.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use meetline_adapters::sqlite::{Database, SqliteEventStore};
 use meetline_api_common::Metrics;
-use meetline_command_api::service::{CommandError, load_pool};
+use meetline_command_api::service::{CommandError, MAX_BATCH, QUEUE_DEPTH, load_pool};
 use meetline_command_api::{CommandService, ServiceConfig, Submission};
 use meetline_domain::command::{EndSpec, ScheduleConference};
-use meetline_domain::ports::{EventStore, pool_stream};
+use meetline_domain::ports::{
+    Appended, CommandRecord, EventStore, NewEvent, Position, RecordedEvent, Snapshot, StoreError,
+    pool_stream,
+};
 use meetline_domain::*;
 use uuid::Uuid;
 
@@ -214,4 +217,141 @@ async fn snapshots_are_saved_and_a_pool_loads_from_them() {
         .map(|e| e.event)
         .collect();
     assert_eq!(from_snapshot, LinePool::from_events(&events));
+}
+
+/// A store whose appends wait for a permit: holds the writer inside an append.
+struct GatedStore {
+    inner: Arc<dyn EventStore>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl EventStore for GatedStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, StoreError> {
+        self.gate.acquire().await.expect("open gate").forget();
+        self.inner.append(stream, expected_version, events).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, after_version, limit).await
+    }
+    async fn read_tagged(
+        &self,
+        stream: &str,
+        conference: ConferenceId,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_tagged(stream, conference).await
+    }
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        self.inner.head_position().await
+    }
+    async fn wait_for_events(&self, after: Position) {
+        self.inner.wait_for_events(after).await;
+    }
+    async fn find_command(
+        &self,
+        stream: &str,
+        command_id: Uuid,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        self.inner.find_command(stream, command_id).await
+    }
+    async fn save_snapshot(&self, stream: &str, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.inner.save_snapshot(stream, snapshot).await
+    }
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_snapshot(stream).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_requests_at_once_and_loses_nothing_it_took() {
+    let inner = store().await;
+    // One permit: the append that adds the line.
+    let gate = Arc::new(tokio::sync::Semaphore::new(1));
+    let gated: Arc<dyn EventStore> = Arc::new(GatedStore {
+        inner: inner.clone(),
+        gate: gate.clone(),
+    });
+    let node = service(gated, 1_000_000);
+    add_lines(&node, 1).await;
+
+    // The writer holds one batch inside a blocked append; the queue fills behind it.
+    let taken = MAX_BATCH + QUEUE_DEPTH;
+    let mut waiting = tokio::task::JoinSet::new();
+    for hour in 0..taken {
+        let node = node.clone();
+        waiting.spawn(async move {
+            node.execute(Submission::new(
+                tenant(),
+                Actor::user("alice"),
+                schedule(i64::try_from(hour).unwrap()),
+                t0(),
+            ))
+            .await
+        });
+    }
+    // Requests are refused once every queued command is in (a request that still found room
+    // waits with the others; `execute_unless_busy` never waits for room).
+    let mut extra = 0usize;
+    let refused = loop {
+        let node_for_request = node.clone();
+        let request = tokio::spawn(async move {
+            node_for_request
+                .execute_unless_busy(Submission::new(
+                    tenant(),
+                    Actor::user("bob"),
+                    schedule(100_000 + 1),
+                    t0(),
+                ))
+                .await
+        });
+        match tokio::time::timeout(std::time::Duration::from_millis(100), request).await {
+            Ok(result) => break result.unwrap(),
+            Err(_) => {
+                extra += 1;
+                assert!(extra < 100, "the queue never filled");
+            }
+        }
+    };
+    assert!(matches!(refused, Err(CommandError::Busy)), "{refused:?}");
+
+    // Opening the gate decides everything that was taken.
+    gate.add_permits(1_000_000);
+    let mut accepted = 0;
+    while let Some(result) = waiting.join_next().await {
+        result.unwrap().expect("a queued command is decided");
+        accepted += 1;
+    }
+    assert_eq!(accepted, taken);
+    let stored = inner
+        .read_stream(&pool_stream(&tenant()), 0, 100_000)
+        .await
+        .unwrap();
+    let scheduled = stored
+        .iter()
+        .filter(|recorded| matches!(recorded.event, Event::ConferenceScheduled { .. }))
+        .count();
+    // Every command taken was stored (the timed-out requests were taken too, and wait); bob's
+    // refused one was not.
+    assert!(scheduled >= taken, "{scheduled} of {taken}");
+    assert!(
+        scheduled <= taken + extra,
+        "{scheduled} > {taken} + {extra}"
+    );
 }
