@@ -443,8 +443,9 @@ function timeline(data) {
     : { timeZone: userZone(), month: 'numeric', day: 'numeric', weekday: 'short' });
   const grid = [];
   for (let at = from; at <= to; at += step) {
+    // The closing edge gets its line but no label: a label there would run off the chart.
     grid.push(svg('line', { x1: x(at), x2: x(at), y1: top - 4, y2: height, stroke: '#e2e7ee' }),
-      svg('text', { x: x(at) + 2, y: 16, 'font-size': 11, fill: '#4d5a6b' }, label.format(new Date(at))));
+      at + step <= to ? svg('text', { x: x(at) + 2, y: 16, 'font-size': 11, fill: '#4d5a6b' }, label.format(new Date(at))) : null);
   }
   const rows = data.lines.map((line, index) => {
     const y = top + index * row;
