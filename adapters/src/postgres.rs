@@ -29,6 +29,8 @@ use sqlx::{QueryBuilder, Row, SqlStr};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::db::{append_failure, unavailable};
+
 /// The channel appends notify.
 pub const CHANNEL: &str = "meetline_events";
 /// The advisory lock key that serializes position assignment ("meetline" in ASCII).
@@ -43,10 +45,6 @@ pub fn migrator() -> Migrator {
         SqlStr::from_static(include_str!("../migrations/postgres/0001_events.sql")),
         false,
     )])
-}
-
-fn unavailable(error: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(error.to_string())
 }
 
 /// Connects a pool to `url`.
@@ -245,14 +243,7 @@ impl EventStore for PgEventStore {
             .build()
             .execute(&mut *transaction)
             .await
-            .map_err(|error| match &error {
-                sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
-                    stream: stream.to_owned(),
-                    expected: expected_version,
-                    actual: expected_version + 1,
-                },
-                _ => unavailable(error),
-            })?;
+            .map_err(|error| append_failure(error, stream, expected_version))?;
         let last = *positions.last().expect("non-empty");
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)

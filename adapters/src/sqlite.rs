@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use crate::db::Database;
-use crate::db::{parse_timestamp, timestamp, unavailable};
+use crate::db::{append_failure, parse_timestamp, timestamp, unavailable};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -77,35 +77,51 @@ impl SqliteEventStore {
         &self.db
     }
 
+    /// Inserts `events` as versions `first_version…` in multi-row statements (one round trip to
+    /// the database per [`INSERT_CHUNK`] events) and returns their positions in version order.
     async fn insert(
         transaction: &mut Transaction<'_, Any>,
         stream: &str,
-        version: u64,
-        new: &NewEvent,
-    ) -> Result<Position, sqlx::Error> {
-        let meta = &new.metadata;
-        let position: i64 = sqlx::query_scalar(
-            "INSERT INTO events (stream, version, event_id, event_type, schema_version, \
-             conference_id, command_id, correlation_id, causation_id, actor, recorded_at, data) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
-        )
-        .bind(stream)
-        .bind(version as i64)
-        .bind(meta.event_id.to_string())
-        .bind(new.event.type_name())
-        .bind(meta.schema_version as i64)
-        .bind(new.event.conference().map(|id| id.to_string()))
-        .bind(meta.command_id.to_string())
-        .bind(meta.correlation_id.to_string())
-        .bind(meta.causation_id.map(|id| id.to_string()))
-        .bind(&meta.actor)
-        .bind(timestamp(meta.recorded_at))
-        .bind(new.event.to_json())
-        .fetch_one(&mut **transaction)
-        .await?;
-        Ok(position as Position)
+        first_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Vec<Position>, sqlx::Error> {
+        let mut positions = Vec::with_capacity(events.len());
+        for (chunk_index, chunk) in events.chunks(INSERT_CHUNK).enumerate() {
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let statement = format!(
+                "INSERT INTO events (stream, version, event_id, event_type, schema_version, \
+                 conference_id, command_id, correlation_id, causation_id, actor, recorded_at, \
+                 data) VALUES {values} RETURNING version, position"
+            );
+            let mut query = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(statement));
+            for (offset, new) in chunk.iter().enumerate() {
+                let meta = &new.metadata;
+                let version = first_version + (chunk_index * INSERT_CHUNK + offset) as u64;
+                query = query
+                    .bind(stream.to_owned())
+                    .bind(version as i64)
+                    .bind(meta.event_id.to_string())
+                    .bind(new.event.type_name())
+                    .bind(meta.schema_version as i64)
+                    .bind(new.event.conference().map(|id| id.to_string()))
+                    .bind(meta.command_id.to_string())
+                    .bind(meta.correlation_id.to_string())
+                    .bind(meta.causation_id.map(|id| id.to_string()))
+                    .bind(meta.actor.clone())
+                    .bind(timestamp(meta.recorded_at))
+                    .bind(new.event.to_json());
+            }
+            // RETURNING gives rows in no promised order: put them in version order.
+            let mut rows = query.fetch_all(&mut **transaction).await?;
+            rows.sort_unstable();
+            positions.extend(rows.into_iter().map(|(_, position)| position as Position));
+        }
+        Ok(positions)
     }
 }
+
+/// Events per INSERT statement: 12 parameters each, far below SQLite's limit of 32,766.
+const INSERT_CHUNK: usize = 64;
 
 const SELECT_EVENTS: &str = "SELECT position, stream, version, event_id, event_type, \
     schema_version, command_id, correlation_id, causation_id, actor, recorded_at, data FROM events";
@@ -170,21 +186,9 @@ impl EventStore for SqliteEventStore {
                 version: actual as u64,
             });
         }
-        let mut positions = Vec::with_capacity(events.len());
-        for (offset, new) in events.iter().enumerate() {
-            let version = expected_version + 1 + offset as u64;
-            let position = Self::insert(&mut transaction, stream, version, new)
-                .await
-                .map_err(|error| match &error {
-                    sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
-                        stream: stream.to_owned(),
-                        expected: expected_version,
-                        actual: expected_version + 1,
-                    },
-                    _ => unavailable(error),
-                })?;
-            positions.push(position);
-        }
+        let positions = Self::insert(&mut transaction, stream, expected_version + 1, events)
+            .await
+            .map_err(|error| append_failure(error, stream, expected_version))?;
         transaction.commit().await.map_err(unavailable)?;
         let last = *positions.last().expect("non-empty");
         self.head.send_if_modified(|head| {

@@ -71,6 +71,35 @@ async fn appends_with_expected_version_and_reads_back_in_order(store: Arc<dyn Ev
     assert!(matches!(stored.event, Event::LineAdded { .. }));
 }
 
+async fn a_large_append_keeps_its_events_in_order(store: Arc<dyn EventStore>) {
+    // More events than one statement of the SQL adapters carries.
+    let events: Vec<NewEvent> = (1..=150).map(line_added).collect();
+    let appended = store.append("pool-a", 0, &events).await.unwrap();
+    assert_eq!(appended.version, 150);
+    assert_eq!(appended.positions.len(), 150);
+    assert!(appended.positions.windows(2).all(|pair| pair[0] < pair[1]));
+    let stored = store.read_stream("pool-a", 0, 1000).await.unwrap();
+    assert_eq!(stored.len(), 150);
+    for (index, recorded) in stored.iter().enumerate() {
+        assert_eq!(recorded.version, index as u64 + 1);
+        assert_eq!(recorded.position, appended.positions[index]);
+        assert_eq!(recorded.metadata.event_id, events[index].metadata.event_id);
+        match &recorded.event {
+            Event::LineAdded { line, .. } => {
+                assert_eq!(line.as_str(), format!("line-{}", index + 1))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let all = store.read_all(0, 1000).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|recorded| recorded.position)
+            .collect::<Vec<_>>(),
+        appended.positions
+    );
+}
+
 async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: Arc<dyn EventStore>) {
     store.append("pool-a", 0, &[line_added(1)]).await.unwrap();
     let error = store
@@ -241,6 +270,7 @@ macro_rules! conformance {
                 };
             }
             case!(appends_with_expected_version_and_reads_back_in_order);
+            case!(a_large_append_keeps_its_events_in_order);
             case!(a_stale_expected_version_is_a_conflict_and_writes_nothing);
             case!(concurrent_appends_at_one_version_let_exactly_one_win);
             case!(streams_are_independent_and_global_reads_are_ordered);

@@ -532,7 +532,7 @@ pub async fn create_conference(
     )
     .await?;
     let command = Command::ScheduleConference(ScheduleConference {
-        conference: ConferenceId(Uuid::new_v4()),
+        conference: ConferenceId(Uuid::now_v7()),
         mode,
         subject,
         start,
@@ -727,7 +727,7 @@ pub async fn launch_from_meeting(
         .await?
         .ok_or(DomainError::NotFound)?;
     let command = Command::LaunchFromMeeting {
-        conference: ConferenceId(Uuid::new_v4()),
+        conference: ConferenceId(Uuid::now_v7()),
         subject: subject(request.subject.as_ref())?,
         start: optional_time(request.start.as_ref(), "start")?,
         end: optional_time(request.end.as_ref(), "end")?,
@@ -764,7 +764,7 @@ pub async fn launch_from_chat(
         return Err(DomainError::NotFound.into());
     }
     let command = Command::LaunchFromChat {
-        conference: ConferenceId(Uuid::new_v4()),
+        conference: ConferenceId(Uuid::now_v7()),
         subject: subject(request.subject.as_ref())?,
         attendees: request
             .attendees

@@ -58,7 +58,7 @@ pub struct Submission {
 
 impl Submission {
     pub fn new(tenant: TenantId, actor: Actor, command: Command, now: DateTime<Utc>) -> Self {
-        let id = Uuid::new_v4();
+        let id = Uuid::now_v7();
         Self {
             tenant,
             actor,
@@ -127,7 +127,7 @@ struct Job {
 }
 
 /// How the service is tuned.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct ServiceConfig {
     /// Save a snapshot each time the stream grows by this many events.
     pub snapshot_every: u64,
@@ -460,7 +460,7 @@ impl Writer {
                         pool.apply(&event);
                         events.push(NewEvent {
                             metadata: EventMetadata {
-                                event_id: Uuid::new_v4(),
+                                event_id: Uuid::now_v7(),
                                 command_id: submission.command_id,
                                 correlation_id: submission.correlation_id,
                                 causation_id: None,

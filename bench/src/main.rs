@@ -1,0 +1,538 @@
+//! `meetline-bench`: the load harness of `../shared/WORKLOADS.md`.
+//!
+//! `w1` runs the schedule burst against the command service (the per-pool writer with group
+//! commit) on a real store — a SQLite file (WAL, `synchronous=FULL`) or a fresh PostgreSQL
+//! database — at each client count. Before each run it measures the store's raw durable write
+//! rates (one row per transaction, and 50 rows per transaction) at the same concurrency and
+//! reports the workload's rate against both. It checks the generator against the checksums of
+//! WORKLOADS.md, and ends by re-reading every stored event: no two bookings overlap on a line and
+//! the stored bookings are exactly the acknowledged ones (PASS/FAIL; FAIL exits non-zero).
+//!
+//! ```sh
+//! cargo run --release -p meetline-bench -- w1                       # SQLite, C = 1, 16, 64
+//! cargo run --release -p meetline-bench -- w1 --store postgres      # MEETLINE_TEST_PG or 127.0.0.1
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use chrono::DateTime;
+use clap::{Parser, Subcommand, ValueEnum};
+use meetline_adapters::db::Database;
+use meetline_adapters::postgres::PgEventStore;
+use meetline_adapters::sqlite::SqliteEventStore;
+use meetline_adapters::testing::TestDatabase;
+use meetline_api_common::Metrics;
+use meetline_command_api::service::CommandError;
+use meetline_command_api::{CommandService, ServiceConfig, Submission};
+use meetline_domain::command::EndSpec;
+use meetline_domain::ports::{EventStore, pool_stream};
+use meetline_domain::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+/// 2026-01-01T00:00:00Z: the workloads' clock.
+const T0: i64 = 1_767_225_600;
+const W1_LINES: usize = 50;
+/// FNV-1a-64 of the generated commands, per client count (WORKLOADS.md).
+const W1_CHECKSUMS: [(usize, u64); 3] = [
+    (1, 0x0020_dba9_59d3_f68c),
+    (16, 0x9795_97ab_c090_ac0e),
+    (64, 0x5763_4a1a_3f8b_7c76),
+];
+/// At C = 1 the outcome is fixed: this many of the 20,000 are accepted.
+const W1_ACCEPTED_AT_ONE_CLIENT: usize = 19_945;
+const BASELINE_BATCH: usize = 50;
+
+#[derive(Parser)]
+#[command(about = "Benchmark workloads of WORKLOADS.md")]
+struct Cli {
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Subcommand)]
+enum Workload {
+    /// W1: a schedule burst on one tenant with 50 lines.
+    W1 {
+        /// Client counts to run, one after another.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        clients: Vec<usize>,
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: StoreKind,
+        /// How many commands in all (the workload's is 20,000).
+        #[arg(long, default_value_t = 20_000)]
+        commands: usize,
+        /// How long each baseline writes.
+        #[arg(long, default_value_t = 5)]
+        baseline_seconds: u64,
+        /// The writer saves a snapshot each time the stream grows by this many events.
+        #[arg(long, default_value_t = ServiceConfig::default().snapshot_every)]
+        snapshot_every: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().workload {
+        Workload::W1 {
+            clients,
+            store,
+            commands,
+            baseline_seconds,
+            snapshot_every,
+        } => {
+            let config = ServiceConfig {
+                snapshot_every,
+                ..ServiceConfig::default()
+            };
+            let mut failed = false;
+            for count in clients {
+                ensure!(count > 0, "--clients takes counts of at least 1");
+                failed |= !w1(store, count, commands, baseline_seconds, config).await?;
+            }
+            if failed {
+                bail!("a verification failed");
+            }
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stores
+
+/// A fresh store for one run, and what must live as long as it.
+struct BenchStore {
+    events: Arc<dyn EventStore>,
+    /// For the baselines: the same engine and database.
+    db: Database,
+    _folder: Option<TempFolder>,
+    _database: Option<TestDatabase>,
+}
+
+struct TempFolder(PathBuf);
+
+impl Drop for TempFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn open_store(kind: StoreKind, clients: usize) -> anyhow::Result<BenchStore> {
+    match kind {
+        StoreKind::Sqlite => {
+            let folder =
+                std::env::temp_dir().join(format!("meetline-bench-{}", Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&folder)?;
+            let db = Database::open_sqlite(&folder.join("meetline.db")).await?;
+            let events = Arc::new(SqliteEventStore::new(db.clone()).await?);
+            Ok(BenchStore {
+                events,
+                db,
+                _folder: Some(TempFolder(folder)),
+                _database: None,
+            })
+        }
+        StoreKind::Postgres => {
+            let database = TestDatabase::create()
+                .await
+                .context("no PostgreSQL server (set MEETLINE_TEST_PG)")?;
+            let connections = u32::try_from(clients + 4).unwrap_or(u32::MAX);
+            let pool = meetline_adapters::postgres::connect(&database.url, 8).await?;
+            let events = Arc::new(PgEventStore::new(pool).await?);
+            let db = Database::connect_postgres(&database.url, connections).await?;
+            Ok(BenchStore {
+                events,
+                db,
+                _folder: None,
+                _database: Some(database),
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baselines: the store's raw durable write rates
+
+/// Rows per second that `clients` concurrent writers insert durably, `batch` rows per
+/// transaction (one multi-row insert), for `seconds`.
+async fn baseline(
+    db: &Database,
+    clients: usize,
+    batch: usize,
+    seconds: u64,
+) -> anyhow::Result<f64> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(
+        "DROP TABLE IF EXISTS bench_baseline; \
+         CREATE TABLE bench_baseline (stream TEXT NOT NULL, version BIGINT NOT NULL, \
+         payload TEXT NOT NULL, UNIQUE (stream, version))"
+            .to_owned(),
+    ))
+    .execute(&db.writer)
+    .await?;
+    // About 300 bytes, shaped like a ConferenceScheduled event.
+    let payload = serde_json::json!({
+        "type": "ConferenceScheduled", "conference": Uuid::new_v4(), "number": "482913057",
+        "mode": "scheduled", "subject": "Weekly sync of the platform team", "line": "line-17",
+        "slot": {"start": "2026-01-05T02:00:00Z", "end": "2026-01-05T03:30:00Z"},
+        "timezone": "Asia/Shanghai", "host": "client-7", "creator": "client-7", "attendees": [],
+        "room": "ml0123456789abcdef0123456789abcdef0", "at": "2026-01-01T00:00:00Z"
+    })
+    .to_string();
+    let values = vec!["(?, ?, ?)"; batch].join(", ");
+    let statement = db.sql(&format!(
+        "INSERT INTO bench_baseline (stream, version, payload) VALUES {values}"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let db = db.clone();
+        let payload = payload.clone();
+        let statement = statement.0.clone();
+        writers.spawn(async move {
+            let stream = format!("baseline-{client}");
+            let mut version = 0i64;
+            let mut rows = 0usize;
+            while Instant::now() < deadline {
+                let mut transaction = db.writer.begin().await?;
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.clone()));
+                for _ in 0..batch {
+                    version += 1;
+                    query = query
+                        .bind(stream.clone())
+                        .bind(version)
+                        .bind(payload.clone());
+                }
+                query.execute(&mut *transaction).await?;
+                transaction.commit().await?;
+                rows += batch;
+            }
+            anyhow::Ok(rows)
+        });
+    }
+    let mut rows = 0;
+    while let Some(written) = writers.join_next().await {
+        rows += written??;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------------------------
+// W1
+
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    client: usize,
+    index: usize,
+    start: i64,
+    end: i64,
+}
+
+/// The commands of each client, as WORKLOADS.md draws them.
+fn plan(clients: usize, total: usize) -> Vec<Vec<Planned>> {
+    (0..clients)
+        .map(|client| {
+            let count = total / clients + usize::from(client < total % clients);
+            let mut rng = StdRng::seed_from_u64(42 + client as u64);
+            (0..count)
+                .map(|index| {
+                    let slot = rng.random_range(0..2880u32);
+                    let minutes = [30i64, 60, 90, 120][rng.random_range(0..4usize)];
+                    let start = T0 + i64::from(slot) * 900;
+                    Planned {
+                        client,
+                        index,
+                        start,
+                        end: start + minutes * 60,
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// FNV-1a-64 over the little-endian `(client, index, start, end)` of every command.
+fn checksum(plan: &[Vec<Planned>]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for planned in plan.iter().flatten() {
+        for value in [
+            planned.client as i64,
+            planned.index as i64,
+            planned.start,
+            planned.end,
+        ] {
+            for byte in value.to_le_bytes() {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+    }
+    hash
+}
+
+fn conference_id(planned: &Planned) -> ConferenceId {
+    ConferenceId(Uuid::from_u128(
+        (planned.client as u128) << 64 | (planned.index as u128 + 1),
+    ))
+}
+
+fn command(planned: &Planned) -> Command {
+    let at = |seconds| DateTime::from_timestamp(seconds, 0).expect("a valid instant");
+    Command::ScheduleConference(ScheduleConference {
+        conference: conference_id(planned),
+        mode: Mode::Scheduled,
+        subject: Subject::parse("W1").expect("a subject"),
+        start: Some(at(planned.start)),
+        end: EndSpec::At(at(planned.end)),
+        timezone: TimeZoneName::default(),
+        host: None,
+        attendees: vec![],
+        related_link: None,
+        rooms: RoomNonce::fixed(conference_id(planned).0.as_u128()),
+    })
+}
+
+struct ClientResult {
+    latencies: Vec<Duration>,
+    accepted: Vec<ConferenceId>,
+    rejected: usize,
+}
+
+/// Runs W1 with `clients` clients; `Ok(false)` when the verification failed.
+async fn w1(
+    kind: StoreKind,
+    clients: usize,
+    total: usize,
+    baseline_seconds: u64,
+    config: ServiceConfig,
+) -> anyhow::Result<bool> {
+    let plan = plan(clients, total);
+    let sum = checksum(&plan);
+    if let Some((_, expected)) = W1_CHECKSUMS.iter().find(|(c, _)| *c == clients)
+        && total == 20_000
+    {
+        ensure!(
+            sum == *expected,
+            "the generator gives {sum:016x}, WORKLOADS.md says {expected:016x}"
+        );
+    }
+    let first = plan[0][0];
+    if total == 20_000 {
+        ensure!(
+            (first.start, first.end) == (1_767_571_200, 1_767_576_600),
+            "client 0's first command differs from WORKLOADS.md"
+        );
+    }
+
+    let store = open_store(kind, clients).await?;
+    let single = baseline(&store.db, clients, 1, baseline_seconds).await?;
+    let batched = baseline(&store.db, clients, BASELINE_BATCH, baseline_seconds).await?;
+
+    let t0 = DateTime::from_timestamp(T0, 0).expect("T0");
+    let tenant = TenantId::parse("w1").expect("a tenant");
+    let metrics = Arc::new(Metrics::default());
+    let service = CommandService::new(store.events.clone(), None, metrics.clone(), config);
+    for n in 1..=W1_LINES {
+        let add = Command::AddLine {
+            name: LineName::parse(&format!("Line {n}"))?,
+            provider: ProviderKind::Builtin,
+        };
+        service
+            .execute(Submission::new(
+                tenant.clone(),
+                Actor::admin("admin"),
+                add,
+                t0,
+            ))
+            .await?;
+    }
+
+    let started = Instant::now();
+    let mut runs = tokio::task::JoinSet::new();
+    for commands in plan {
+        let service = service.clone();
+        let tenant = tenant.clone();
+        runs.spawn(async move {
+            let mut result = ClientResult {
+                latencies: Vec::with_capacity(commands.len()),
+                accepted: Vec::new(),
+                rejected: 0,
+            };
+            let Some(client) = commands.first().map(|planned| planned.client) else {
+                return anyhow::Ok(result);
+            };
+            let actor = Actor::user(&format!("client-{client}"));
+            for planned in &commands {
+                let asked = Instant::now();
+                let answer = service
+                    .execute(Submission::new(
+                        tenant.clone(),
+                        actor.clone(),
+                        command(planned),
+                        t0,
+                    ))
+                    .await;
+                result.latencies.push(asked.elapsed());
+                match answer {
+                    Ok(_) => result.accepted.push(conference_id(planned)),
+                    Err(CommandError::Domain(DomainError::NoFreeLine)) => result.rejected += 1,
+                    Err(error) => bail!("client {client}: {error}"),
+                }
+            }
+            anyhow::Ok(result)
+        });
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut acknowledged = HashSet::new();
+    let mut rejected = 0;
+    while let Some(result) = runs.join_next().await {
+        let result = result??;
+        latencies.extend(result.latencies);
+        acknowledged.extend(result.accepted);
+        rejected += result.rejected;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[index].as_secs_f64() * 1000.0
+    };
+    let rate = total as f64 / elapsed.as_secs_f64();
+
+    println!(
+        "W1 {kind:?} C={clients}: {total} commands in {:.2} s = {rate:.0} commands/s; \
+         accepted {}, rejected {rejected}; latency p50 {:.2} ms, p99 {:.2} ms",
+        elapsed.as_secs_f64(),
+        acknowledged.len(),
+        percentile(0.50),
+        percentile(0.99),
+    );
+    println!(
+        "   baselines at C={clients}: single-row {single:.0} rows/s ({:.2}x of it), \
+         batch of {BASELINE_BATCH} {batched:.0} rows/s ({:.3}x of it)",
+        rate / single,
+        rate / batched,
+    );
+
+    let appends = batch_stats(&metrics);
+    println!("   appends: {appends}");
+
+    let verdict = verify(store.events.as_ref(), &tenant, &acknowledged).await?;
+    let expected_count = clients == 1 && total == 20_000;
+    let count_ok = !expected_count || acknowledged.len() == W1_ACCEPTED_AT_ONE_CLIENT;
+    match (&verdict, count_ok) {
+        (Ok(summary), true) => println!("   verify: PASS ({summary})"),
+        (Ok(summary), false) => println!(
+            "   verify: FAIL ({summary}; but {} accepted at C=1, WORKLOADS.md says {W1_ACCEPTED_AT_ONE_CLIENT})",
+            acknowledged.len()
+        ),
+        (Err(reason), _) => println!("   verify: FAIL ({reason})"),
+    }
+    Ok(verdict.is_ok() && count_ok)
+}
+
+/// How many appends the writer made and how many commands each decided, from its metrics.
+fn batch_stats(metrics: &Metrics) -> String {
+    let text = metrics.encode();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let count = value("meetline_batch_commands_count");
+    let sum = value("meetline_batch_commands_sum");
+    let append_count = value("meetline_append_seconds_count");
+    let append_sum = value("meetline_append_seconds_sum");
+    format!(
+        "{count:.0} batches, {:.1} commands each on average; {:.2} ms per append on average",
+        sum / count.max(1.0),
+        append_sum * 1000.0 / append_count.max(1.0)
+    )
+}
+
+/// Re-reads the pool's stream: no two bookings overlap on a line, and the stored bookings are
+/// exactly the acknowledged ones.
+async fn verify(
+    store: &dyn EventStore,
+    tenant: &TenantId,
+    acknowledged: &HashSet<ConferenceId>,
+) -> anyhow::Result<Result<String, String>> {
+    let stream = pool_stream(tenant);
+    let mut by_line: BTreeMap<LineId, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut stored = HashSet::new();
+    let mut version = 0;
+    loop {
+        let page = store.read_stream(&stream, version, 5000).await?;
+        let Some(last) = page.last() else { break };
+        version = last.version;
+        for recorded in &page {
+            match &recorded.event {
+                Event::ConferenceScheduled {
+                    conference,
+                    line,
+                    slot,
+                    ..
+                } => {
+                    by_line
+                        .entry(line.clone())
+                        .or_default()
+                        .push((slot.start.timestamp(), slot.end.timestamp()));
+                    stored.insert(*conference);
+                }
+                Event::LineAdded { .. } => {}
+                other => return Ok(Err(format!("unexpected event {}", other.type_name()))),
+            }
+        }
+    }
+    for (line, bookings) in &mut by_line {
+        bookings.sort_unstable();
+        if let Some(pair) = bookings.windows(2).find(|pair| pair[0].1 > pair[1].0) {
+            return Ok(Err(format!(
+                "{line}: bookings {:?} and {:?} overlap",
+                pair[0], pair[1]
+            )));
+        }
+    }
+    if stored != *acknowledged {
+        return Ok(Err(format!(
+            "{} stored bookings, {} acknowledged, {} stored but not acknowledged",
+            stored.len(),
+            acknowledged.len(),
+            stored.difference(acknowledged).count()
+        )));
+    }
+    Ok(Ok(format!(
+        "no overlap on {} lines; {} stored = {} acknowledged",
+        by_line.len(),
+        stored.len(),
+        acknowledged.len()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_matches_the_checksums_of_workloads_md() {
+        for (clients, expected) in W1_CHECKSUMS {
+            let plan = plan(clients, 20_000);
+            assert_eq!(plan.iter().map(Vec::len).sum::<usize>(), 20_000);
+            assert_eq!(checksum(&plan), expected, "C={clients}");
+        }
+        let first = plan(1, 20_000)[0][0];
+        assert_eq!((first.start, first.end), (1_767_571_200, 1_767_576_600));
+    }
+}
