@@ -8,9 +8,13 @@
 //! WORKLOADS.md, and ends by re-reading every stored event: no two bookings overlap on a line and
 //! the stored bookings are exactly the acknowledged ones (PASS/FAIL; FAIL exits non-zero).
 //!
+//! `w5` fills one pool's stream with 500,000 events and times the first command of a freshly
+//! started command service on it, without and with a snapshot.
+//!
 //! ```sh
 //! cargo run --release -p meetline-bench -- w1                       # SQLite, C = 1, 16, 64
 //! cargo run --release -p meetline-bench -- w1 --store postgres      # MEETLINE_TEST_PG or 127.0.0.1
+//! cargo run --release -p meetline-bench -- w5
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
@@ -26,10 +30,10 @@ use meetline_adapters::postgres::PgEventStore;
 use meetline_adapters::sqlite::SqliteEventStore;
 use meetline_adapters::testing::TestDatabase;
 use meetline_api_common::Metrics;
-use meetline_command_api::service::CommandError;
+use meetline_command_api::service::{CommandError, SNAPSHOT_SCHEMA, load_pool};
 use meetline_command_api::{CommandService, ServiceConfig, Submission};
 use meetline_domain::command::EndSpec;
-use meetline_domain::ports::{EventStore, pool_stream};
+use meetline_domain::ports::{EventMetadata, EventStore, NewEvent, Snapshot, pool_stream};
 use meetline_domain::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -74,6 +78,17 @@ enum Workload {
         #[arg(long, default_value_t = ServiceConfig::default().snapshot_every)]
         snapshot_every: u64,
     },
+    /// W5: cold start of a pool whose stream holds many events, with and without a snapshot.
+    W5 {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: StoreKind,
+        /// Events in the pool's stream (the workload's is 500,000).
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+        /// Lines of the pool.
+        #[arg(long, default_value_t = 500)]
+        lines: usize,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -106,6 +121,11 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Workload::W5 {
+            store,
+            events,
+            lines,
+        } => w5(store, events, lines).await,
     }
 }
 
@@ -519,6 +539,178 @@ async fn verify(
         stored.len(),
         acknowledged.len()
     )))
+}
+
+// ---------------------------------------------------------------------------------------------
+// W5
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| {
+                    value
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Fills a pool's stream with `total` events (lines, then bookings over a year), decided by the
+/// aggregate and appended in batches, as the writer would have.
+async fn fill(
+    store: &dyn EventStore,
+    stream: &str,
+    total: usize,
+    lines: usize,
+) -> anyhow::Result<()> {
+    let t0 = DateTime::from_timestamp(T0, 0).expect("T0");
+    let mut pool = LinePool::default();
+    let mut pending: Vec<NewEvent> = Vec::new();
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut n: u128 = 0;
+    let admin = Actor::admin("admin");
+    let users: Vec<Actor> = (0..100)
+        .map(|u| Actor::user(&format!("user-{u}")))
+        .collect();
+    while (pool.version as usize) < total {
+        n += 1;
+        let (actor, command) = if n as usize <= lines {
+            let add = Command::AddLine {
+                name: LineName::parse(&format!("Line {n}"))?,
+                provider: ProviderKind::Builtin,
+            };
+            (&admin, add)
+        } else {
+            let slot = i64::from(rng.random_range(0..35_040u32));
+            let minutes = [30i64, 60, 90, 120][rng.random_range(0..4usize)];
+            let start = T0 + slot * 900;
+            let planned = Planned {
+                client: 0,
+                index: n as usize,
+                start,
+                end: start + minutes * 60,
+            };
+            (&users[n as usize % users.len()], command(&planned))
+        };
+        let Ok(events) = pool.handle(actor, &command, t0) else {
+            continue;
+        };
+        for event in events {
+            pool.apply(&event);
+            pending.push(NewEvent {
+                metadata: EventMetadata {
+                    event_id: Uuid::now_v7(),
+                    command_id: Uuid::now_v7(),
+                    correlation_id: Uuid::now_v7(),
+                    causation_id: None,
+                    actor: actor.user.to_string(),
+                    recorded_at: t0,
+                    schema_version: EVENT_SCHEMA_VERSION,
+                },
+                event,
+            });
+        }
+        if pending.len() >= 1000 {
+            let base = pool.version - pending.len() as u64;
+            store.append(stream, base, &pending).await?;
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        let base = pool.version - pending.len() as u64;
+        store.append(stream, base, &pending).await?;
+    }
+    Ok(())
+}
+
+/// Starts a command service on `store` and times its first command (a schedule) on the pool.
+async fn first_command(
+    store: Arc<dyn EventStore>,
+    tenant: &TenantId,
+    index: usize,
+) -> anyhow::Result<Duration> {
+    let service = CommandService::new(
+        store,
+        None,
+        Arc::new(Metrics::default()),
+        ServiceConfig {
+            snapshot_every: u64::MAX,
+            ..ServiceConfig::default()
+        },
+    );
+    let start = T0 + 400 * 86_400;
+    let planned = Planned {
+        client: 1,
+        index,
+        start,
+        end: start + 3600,
+    };
+    let t0 = DateTime::from_timestamp(T0, 0).expect("T0");
+    let started = Instant::now();
+    service
+        .execute(Submission::new(
+            tenant.clone(),
+            Actor::user("user-0"),
+            command(&planned),
+            t0,
+        ))
+        .await
+        .context("the first command")?;
+    Ok(started.elapsed())
+}
+
+async fn w5(kind: StoreKind, total: usize, lines: usize) -> anyhow::Result<()> {
+    ensure!(total > lines, "--events must exceed --lines");
+    let store = open_store(kind, 1).await?;
+    let tenant = TenantId::parse("w5")?;
+    let stream = pool_stream(&tenant);
+    let filling = Instant::now();
+    fill(store.events.as_ref(), &stream, total, lines).await?;
+    println!(
+        "W5 {kind:?}: {total} events on {lines} lines written in {:.1} s",
+        filling.elapsed().as_secs_f64()
+    );
+
+    let without = first_command(store.events.clone(), &tenant, 0).await?;
+    println!(
+        "   first command after a restart, no snapshot: {:.0} ms (replays every event); peak RSS {:.0} MiB",
+        without.as_secs_f64() * 1000.0,
+        peak_rss_mib()
+    );
+
+    // The snapshot the writer would have saved at the head (as `maybe_snapshot` does).
+    let pool = load_pool(store.events.as_ref(), &stream).await?;
+    let data = serde_json::to_string(&pool)?;
+    let snapshot_bytes = data.len();
+    store
+        .events
+        .save_snapshot(
+            &stream,
+            &Snapshot {
+                version: pool.version,
+                schema: SNAPSHOT_SCHEMA,
+                data,
+            },
+        )
+        .await?;
+    drop(pool);
+    let with = first_command(store.events.clone(), &tenant, 1).await?;
+    println!(
+        "   first command after a restart, from a snapshot ({:.1} MiB): {:.0} ms; peak RSS {:.0} MiB",
+        snapshot_bytes as f64 / 1_048_576.0,
+        with.as_secs_f64() * 1000.0,
+        peak_rss_mib()
+    );
+    Ok(())
 }
 
 #[cfg(test)]
