@@ -18,13 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
-/// The seed's exact text for a bad duration (note the full-width colon and the space).
-pub const DURATION_ZH: &str = "无效的输入参数： duration";
-pub const DURATION_EN: &str = "Invalid input parameter: duration";
-/// The seed's exact text when no line is free.
-pub const NO_FREE_LINE_ZH: &str = "找不到空闲线路，请检查线路维护是否正常，或者重新选择会议时间";
-pub const NO_FREE_LINE_EN: &str =
-    "No free line: check that line maintenance is normal, or choose another time";
+pub use meetline_domain::error::{DURATION_EN, DURATION_ZH, NO_FREE_LINE_EN, NO_FREE_LINE_ZH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Lang {

@@ -1,21 +1,35 @@
 //! The domain's one error enum. The API crates map each variant to a status and a localized
 //! problem+json body in one place (`meetline-api-common`).
+//!
+//! The seed's messages are the business rules' own wording, kept here: for a bad duration, an
+//! invalid field and no free line, `Display` is the seed's Chinese text exactly (Chinese is the
+//! product's default language); the other variants display in English, for logs.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::types::{ConferenceId, Status};
 
+/// The seed's exact text for a bad duration (note the full-width colon and the space).
+pub const DURATION_ZH: &str = "无效的输入参数： duration";
+/// API.md's English for it.
+pub const DURATION_EN: &str = "Invalid input parameter: duration";
+/// The seed's exact text when no line is free.
+pub const NO_FREE_LINE_ZH: &str = "找不到空闲线路，请检查线路维护是否正常，或者重新选择会议时间";
+/// API.md's English for it.
+pub const NO_FREE_LINE_EN: &str =
+    "No free line: check that line maintenance is normal, or choose another time";
+
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum DomainError {
-    /// The end is not after the start, or more than 24 h later (seed: `无效的输入参数： duration`).
-    #[error("invalid input parameter: duration")]
+    /// The end is not after the start, or more than 24 h later.
+    #[error("{DURATION_ZH}")]
     InvalidDuration,
     /// A field is invalid; `field` names it (`attendees`, `start`, `subject`, …).
-    #[error("invalid input parameter: {field}")]
+    #[error("无效的输入参数： {field}")]
     InvalidInput { field: String },
-    /// No line is free for the requested time (the seed's 找不到空闲线路… message).
-    #[error("no free line for the requested time")]
+    /// No line is free for the requested time.
+    #[error("{NO_FREE_LINE_ZH}")]
     NoFreeLine,
     /// The action is not allowed in the conference's status, or on the line in its state.
     #[error("not allowed while {status}")]

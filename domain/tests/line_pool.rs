@@ -87,6 +87,13 @@ impl Then {
         self.pool
     }
 
+    /// As [`Then::then_expect_error`], and the error reads exactly `text` (the seed's wording).
+    fn then_expect_error_saying(self, expected: DomainError, text: &str) -> LinePool {
+        let error = self.result.as_ref().expect_err("command rejected").clone();
+        assert_eq!(error.to_string(), text);
+        self.then_expect_error(expected)
+    }
+
     fn then_expect_events(self, check: impl FnOnce(&[Event])) -> LinePool {
         let events = self.result.expect("command accepted");
         check(&events);
@@ -178,7 +185,10 @@ fn scheduling_when_every_line_is_busy_is_rejected_with_no_free_line() {
     given_lines(1)
         .and(&alice(), schedule(1, 1, 3))
         .when(&alice(), schedule(2, 2, 4))
-        .then_expect_error(DomainError::NoFreeLine);
+        .then_expect_error_saying(
+            DomainError::NoFreeLine,
+            "找不到空闲线路，请检查线路维护是否正常，或者重新选择会议时间",
+        );
 }
 
 #[test]
@@ -193,14 +203,14 @@ fn back_to_back_conferences_share_a_line() {
 fn a_conference_longer_than_24_hours_is_an_invalid_duration() {
     given_lines(1)
         .when(&alice(), schedule(1, 1, 26))
-        .then_expect_error(DomainError::InvalidDuration);
+        .then_expect_error_saying(DomainError::InvalidDuration, "无效的输入参数： duration");
 }
 
 #[test]
 fn an_end_before_the_start_is_an_invalid_duration() {
     given_lines(1)
         .when(&alice(), schedule(1, 3, 2))
-        .then_expect_error(DomainError::InvalidDuration);
+        .then_expect_error_saying(DomainError::InvalidDuration, "无效的输入参数： duration");
 }
 
 #[test]
@@ -341,7 +351,7 @@ fn editing_into_more_than_24_hours_is_an_invalid_duration() {
     given_lines(1)
         .and(&alice(), schedule(1, 1, 2))
         .when(&alice(), edit(1, move_to(1, 30)))
-        .then_expect_error(DomainError::InvalidDuration);
+        .then_expect_error_saying(DomainError::InvalidDuration, "无效的输入参数： duration");
 }
 
 #[test]
@@ -732,7 +742,10 @@ fn only_members_may_start_or_be_picked_in_a_chat_conference() {
         .then_expect_error(DomainError::Forbidden);
     given_lines(1)
         .when(&alice(), from_chat(1, Some(vec![user("mallory")])))
-        .then_expect_error(DomainError::invalid_input("attendees"));
+        .then_expect_error_saying(
+            DomainError::invalid_input("attendees"),
+            "无效的输入参数： attendees",
+        );
 }
 
 #[test]
