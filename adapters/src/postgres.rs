@@ -269,12 +269,20 @@ impl EventStore for PgEventStore {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // A stream's versions are dense (1, 2, 3, …), so a page is a closed range of versions.
+        // Bounding it above keeps the read proportional to the page whatever plan PostgreSQL
+        // picks: with stale statistics (a large stream just written, not yet analyzed) it chose
+        // a bitmap scan of every later version plus a sort, about 1 s a page at 500,000 events.
+        let upper = after_version
+            .saturating_add(limit as u64)
+            .min(i64::MAX as u64);
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT_EVENTS} WHERE stream = $1 AND version > $2 ORDER BY version LIMIT $3"
+            "{SELECT_EVENTS} WHERE stream = $1 AND version > $2 AND version <= $3 \
+             ORDER BY version"
         )))
         .bind(stream)
         .bind(after_version as i64)
-        .bind(limit as i64)
+        .bind(upper as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
