@@ -5,7 +5,7 @@
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use governor::clock::{Clock as _, DefaultClock};
+use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use meetline_adapters::auth::Principal;
 use meetline_domain::types::{TenantId, UserId};
@@ -44,7 +44,7 @@ impl RateLimits {
         }
         let key = (principal.tenant.clone(), principal.actor.user.clone());
         self.limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = not_until.wait_time_from(self.limiter.clock().now());
             ApiError::RateLimited {
                 retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
             }
