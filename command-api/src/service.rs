@@ -617,7 +617,11 @@ impl Writer {
     /// Saves a snapshot off the writer's path once the stream has grown enough.
     fn maybe_snapshot(&mut self) {
         let Some(pool) = &self.pool else { return };
-        if pool.version < self.last_snapshot + self.shared.config.snapshot_every {
+        if pool.version
+            < self
+                .last_snapshot
+                .saturating_add(self.shared.config.snapshot_every)
+        {
             return;
         }
         self.last_snapshot = pool.version;
