@@ -338,6 +338,7 @@ async fn w1(
     baseline_seconds: u64,
     config: ServiceConfig,
 ) -> anyhow::Result<bool> {
+    ensure!(total > 0, "--commands takes at least 1");
     let plan = plan(clients, total);
     let sum = checksum(&plan);
     if let Some((_, expected)) = W1_CHECKSUMS.iter().find(|(c, _)| *c == clients)
