@@ -8,12 +8,14 @@
 //! WORKLOADS.md, and ends by re-reading every stored event: no two bookings overlap on a line and
 //! the stored bookings are exactly the acknowledged ones (PASS/FAIL; FAIL exits non-zero).
 //!
-//! `w5` fills one pool's stream with 500,000 events and times the first command of a freshly
+//! `w2` runs the mixed life cycle over 20 tenants, projects the log and checks every read-model
+//! row against the fold of its conference's events. `w5` fills one pool's stream with 500,000 events and times the first command of a freshly
 //! started command service on it, without and with a snapshot.
 //!
 //! ```sh
 //! cargo run --release -p meetline-bench -- w1                       # SQLite, C = 1, 16, 64
 //! cargo run --release -p meetline-bench -- w1 --store postgres      # MEETLINE_TEST_PG or 127.0.0.1
+//! cargo run --release -p meetline-bench -- w2
 //! cargo run --release -p meetline-bench -- w5
 //! ```
 
@@ -32,9 +34,11 @@ use meetline_adapters::testing::TestDatabase;
 use meetline_api_common::Metrics;
 use meetline_command_api::service::{CommandError, SNAPSHOT_SCHEMA, load_pool};
 use meetline_command_api::{CommandService, ServiceConfig, Submission};
-use meetline_domain::command::EndSpec;
+use meetline_domain::command::{ConferenceChanges, EndSpec};
 use meetline_domain::ports::{EventMetadata, EventStore, NewEvent, Snapshot, pool_stream};
 use meetline_domain::*;
+use meetline_projections::view::{ConferenceView, LineRef};
+use meetline_projections::{Projector, ReadModels};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
@@ -78,6 +82,16 @@ enum Workload {
         #[arg(long, default_value_t = ServiceConfig::default().snapshot_every)]
         snapshot_every: u64,
     },
+    /// W2: a mixed life cycle over 20 tenants of 20 lines each.
+    W2 {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: StoreKind,
+        /// How many commands in all (the workload's is 50,000).
+        #[arg(long, default_value_t = 50_000)]
+        commands: usize,
+    },
     /// W5: cold start of a pool whose stream holds many events, with and without a snapshot.
     W5 {
         #[arg(long, value_enum, default_value = "sqlite")]
@@ -120,6 +134,21 @@ async fn main() -> anyhow::Result<()> {
                 bail!("a verification failed");
             }
             Ok(())
+        }
+        Workload::W2 {
+            clients,
+            store,
+            commands,
+        } => {
+            ensure!(
+                clients > 0 && commands > 0,
+                "--clients and --commands take at least 1"
+            );
+            if w2(store, clients, commands).await? {
+                Ok(())
+            } else {
+                bail!("the verification failed")
+            }
         }
         Workload::W5 {
             store,
@@ -539,6 +568,305 @@ async fn verify(
         by_line.len(),
         stored.len(),
         acknowledged.len()
+    )))
+}
+
+// ---------------------------------------------------------------------------------------------
+// W2
+
+const W2_TENANTS: usize = 20;
+const W2_LINES: usize = 20;
+
+/// What a W2 client remembers of a conference it made.
+#[derive(Debug, Clone, Copy)]
+struct Mine {
+    tenant: usize,
+    id: ConferenceId,
+    start: i64,
+    end: i64,
+    quick: bool,
+}
+
+/// One W2 command, drawn as WORKLOADS.md says: 70% schedule, 10% edit (move by ±1–3 hours), 10%
+/// invite, 5% cancel, 5% end early of an in-progress quick conference (a client without one
+/// starts one instead). Edits, invitations and cancellations pick one of the client's own
+/// not-started conferences of the tenant; a client without one schedules instead.
+fn w2_command(
+    rng: &mut StdRng,
+    client: usize,
+    sequence: usize,
+    mine: &[Mine],
+) -> (usize, Command, Option<Mine>) {
+    let tenant = rng.random_range(0..W2_TENANTS);
+    let roll = rng.random_range(0..100u32);
+    let id = ConferenceId(Uuid::from_u128(
+        (client as u128) << 64 | (sequence as u128 + 1),
+    ));
+    let rooms = RoomNonce::fixed(id.0.as_u128());
+    let scheduled: Vec<&Mine> = mine
+        .iter()
+        .filter(|m| m.tenant == tenant && !m.quick)
+        .collect();
+    let pick = |rng: &mut StdRng| scheduled[rng.random_range(0..scheduled.len())];
+    let at = |seconds| DateTime::from_timestamp(seconds, 0).expect("a valid instant");
+    match roll {
+        70..80 if !scheduled.is_empty() => {
+            let target = pick(rng);
+            let hours = [-3i64, -2, -1, 1, 2, 3][rng.random_range(0..6usize)];
+            let changes = ConferenceChanges {
+                start: Some(at(target.start + hours * 3600)),
+                ..ConferenceChanges::default()
+            };
+            let command = Command::EditConference {
+                conference: target.id,
+                changes,
+                expected_version: None,
+                rooms,
+            };
+            (tenant, command, None)
+        }
+        80..90 if !scheduled.is_empty() => {
+            let target = pick(rng);
+            let user = format!("user-{}", rng.random_range(0..10u32));
+            let command = Command::InviteAttendees {
+                conference: target.id,
+                attendees: vec![UserId::parse(&user).expect("a user id")],
+            };
+            (tenant, command, None)
+        }
+        90..95 if !scheduled.is_empty() => {
+            let command = Command::CancelConference {
+                conference: pick(rng).id,
+                reason: None,
+            };
+            (tenant, command, None)
+        }
+        95.. => {
+            if let Some(quick) = mine.iter().find(|m| m.tenant == tenant && m.quick) {
+                let command = Command::EndConferenceEarly {
+                    conference: quick.id,
+                };
+                return (tenant, command, None);
+            }
+            let command = Command::ScheduleConference(ScheduleConference {
+                conference: id,
+                mode: Mode::Quick,
+                subject: Subject::parse("W2 quick").expect("a subject"),
+                start: None,
+                end: EndSpec::After(chrono::Duration::minutes(30)),
+                timezone: TimeZoneName::default(),
+                host: None,
+                attendees: vec![],
+                related_link: None,
+                rooms,
+            });
+            let made = Mine {
+                tenant,
+                id,
+                start: T0,
+                end: T0 + 1800,
+                quick: true,
+            };
+            (tenant, command, Some(made))
+        }
+        _ => {
+            let slot = i64::from(rng.random_range(0..2880u32));
+            let minutes = [30i64, 60, 90, 120][rng.random_range(0..4usize)];
+            let start = T0 + slot * 900;
+            let planned = Planned {
+                client,
+                index: sequence,
+                start,
+                end: start + minutes * 60,
+            };
+            let made = Mine {
+                tenant,
+                id,
+                start,
+                end: planned.end,
+                quick: false,
+            };
+            let Command::ScheduleConference(mut schedule) = command(&planned) else {
+                unreachable!("command() schedules")
+            };
+            schedule.conference = id;
+            schedule.rooms = rooms;
+            (tenant, Command::ScheduleConference(schedule), Some(made))
+        }
+    }
+}
+
+/// Runs W2; `Ok(false)` when the verification failed.
+async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<bool> {
+    let store = open_store(kind, clients).await?;
+    let t0 = DateTime::from_timestamp(T0, 0).expect("T0");
+    let tenants: Vec<TenantId> = (0..W2_TENANTS)
+        .map(|t| TenantId::parse(&format!("w2-{t}")).expect("a tenant"))
+        .collect();
+    let metrics = Arc::new(Metrics::default());
+    let service = CommandService::new(
+        store.events.clone(),
+        None,
+        metrics.clone(),
+        ServiceConfig::default(),
+    );
+    for tenant in &tenants {
+        for n in 1..=W2_LINES {
+            let add = Command::AddLine {
+                name: LineName::parse(&format!("Line {n}"))?,
+                provider: ProviderKind::Builtin,
+            };
+            service
+                .execute(Submission::new(
+                    tenant.clone(),
+                    Actor::admin("admin"),
+                    add,
+                    t0,
+                ))
+                .await?;
+        }
+    }
+
+    let started = Instant::now();
+    let mut runs = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let count = total / clients + usize::from(client < total % clients);
+        let service = service.clone();
+        let tenants = tenants.clone();
+        runs.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(42 + client as u64);
+            let actor = Actor::user(&format!("client-{client}"));
+            let mut mine: Vec<Mine> = Vec::new();
+            let (mut latencies, mut accepted, mut rejected) = (Vec::with_capacity(count), 0, 0);
+            for sequence in 0..count {
+                let (tenant, command, made) = w2_command(&mut rng, client, sequence, &mine);
+                let forgets = match &command {
+                    Command::CancelConference { conference, .. }
+                    | Command::EndConferenceEarly { conference } => Some(*conference),
+                    _ => None,
+                };
+                let asked = Instant::now();
+                let answer = service
+                    .execute(Submission::new(
+                        tenants[tenant].clone(),
+                        actor.clone(),
+                        command,
+                        t0,
+                    ))
+                    .await;
+                latencies.push(asked.elapsed());
+                match answer {
+                    Ok(outcome) => {
+                        accepted += 1;
+                        if let Some(made) = made {
+                            mine.push(made);
+                        }
+                        if let Some(gone) = forgets {
+                            mine.retain(|m| m.id != gone);
+                        }
+                        // An edit moved the conference: remember where it is now.
+                        if let Some(view) = outcome.conference
+                            && let Some(known) = mine.iter_mut().find(|m| m.id == view.id)
+                        {
+                            known.start = view.slot.start.timestamp();
+                            known.end = view.slot.end.timestamp();
+                        }
+                    }
+                    Err(CommandError::Domain(_)) => rejected += 1,
+                    Err(error) => bail!("client {client}: {error}"),
+                }
+            }
+            anyhow::Ok((latencies, accepted, rejected))
+        });
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let (mut accepted, mut rejected) = (0usize, 0usize);
+    while let Some(result) = runs.join_next().await {
+        let (mut client_latencies, client_accepted, client_rejected) = result??;
+        latencies.append(&mut client_latencies);
+        accepted += client_accepted;
+        rejected += client_rejected;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[index].as_secs_f64() * 1000.0
+    };
+    println!(
+        "W2 {kind:?} C={clients}: {total} commands over {W2_TENANTS} tenants in {:.2} s = {:.0} commands/s; \
+         accepted {accepted}, rejected {rejected}; latency p50 {:.2} ms, p99 {:.2} ms",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        percentile(0.50),
+        percentile(0.99),
+    );
+    println!("   appends: {}", batch_stats(&metrics));
+
+    // Project everything, then compare.
+    let projecting = Instant::now();
+    let projector = Projector::new(store.events.clone(), store.db.clone()).await?;
+    let applied = projector.catch_up(|_| {}).await?;
+    println!(
+        "   projected {applied} events in {:.2} s",
+        projecting.elapsed().as_secs_f64()
+    );
+    let verdict = verify_w2(store.events.as_ref(), &store.db, &tenants).await?;
+    match &verdict {
+        Ok(summary) => println!("   verify: PASS ({summary})"),
+        Err(reason) => println!("   verify: FAIL ({reason})"),
+    }
+    Ok(verdict.is_ok())
+}
+
+/// No overlap in any tenant's pool, and every conference's read-model row equals the fold of its
+/// own events.
+async fn verify_w2(
+    store: &dyn EventStore,
+    db: &Database,
+    tenants: &[TenantId],
+) -> anyhow::Result<Result<String, String>> {
+    let read_models = ReadModels::new(db.clone());
+    let mut conferences = 0;
+    for tenant in tenants {
+        let stream = pool_stream(tenant);
+        let mut events = Vec::new();
+        let mut version = 0;
+        loop {
+            let page = store.read_stream(&stream, version, 5000).await?;
+            let Some(last) = page.last() else { break };
+            version = last.version;
+            events.extend(page.into_iter().map(|recorded| recorded.event));
+        }
+        let pool = LinePool::from_events(&events);
+        if let Some(overlap) = pool.overlapping_bookings().first() {
+            return Ok(Err(format!("{tenant}: overlap {overlap:?}")));
+        }
+        let lines = read_models.lines(tenant).await?;
+        for id in pool.conferences.keys() {
+            let row = read_models.conference(tenant, *id).await?;
+            let tagged = store.read_tagged(&stream, *id).await?;
+            let folded = ConferenceView::fold(tenant, tagged.iter().map(|e| &e.event), |line| {
+                lines.iter().find(|l| l.id == line.as_str()).map_or_else(
+                    || LineRef::unknown(line),
+                    |l| LineRef {
+                        id: line.clone(),
+                        name: l.name.clone(),
+                        provider: l.provider.clone(),
+                    },
+                )
+            });
+            if row != folded {
+                return Ok(Err(format!(
+                    "{tenant}: the read model of {id} differs from the fold of its events"
+                )));
+            }
+            conferences += 1;
+        }
+    }
+    Ok(Ok(format!(
+        "no overlap in {} tenants; {conferences} read-model rows = the fold of their events",
+        tenants.len()
     )))
 }
 
