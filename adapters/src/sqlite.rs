@@ -4,6 +4,10 @@
 //! Every write goes through the database's one writer connection ([`crate::db`]), so appends are
 //! serialized and global positions are assigned and committed in the same order: a reader can
 //! never see position P+1 before P.
+//!
+//! Group commit across streams: appends are handed to one committer task, which takes every
+//! append waiting (up to [`MAX_GROUP`]) into one transaction — each with its own version check, a
+//! conflicting one refused alone — so the pools of many tenants share one fsync.
 
 use async_trait::async_trait;
 use meetline_domain::event::Event;
@@ -14,11 +18,14 @@ use meetline_domain::ports::{
 use meetline_domain::types::ConferenceId;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
-use tokio::sync::watch;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 pub use crate::db::Database;
-use crate::db::{append_failure, parse_timestamp, timestamp, unavailable};
+use crate::db::{parse_timestamp, timestamp, unavailable};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -52,7 +59,20 @@ CREATE TABLE IF NOT EXISTS snapshots (
 #[derive(Debug)]
 pub struct SqliteEventStore {
     db: Database,
-    head: watch::Sender<Position>,
+    head: Arc<watch::Sender<Position>>,
+    appends: mpsc::Sender<AppendRequest>,
+}
+
+/// The most appends one transaction of the committer takes.
+const MAX_GROUP: usize = 64;
+
+/// One append waiting for the committer.
+#[derive(Debug)]
+struct AppendRequest {
+    stream: String,
+    expected_version: u64,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
 impl SqliteEventStore {
@@ -67,10 +87,102 @@ impl SqliteEventStore {
             .fetch_one(&db.reader)
             .await
             .map_err(unavailable)?;
-        Ok(Self {
-            db,
-            head: watch::Sender::new(head as Position),
-        })
+        let head = Arc::new(watch::Sender::new(head as Position));
+        let (appends, requests) = mpsc::channel(1024);
+        tokio::spawn(Self::commit_appends(db.clone(), head.clone(), requests));
+        Ok(Self { db, head, appends })
+    }
+
+    /// The committer: until the store is dropped, takes the appends waiting and commits them
+    /// together.
+    async fn commit_appends(
+        db: Database,
+        head: Arc<watch::Sender<Position>>,
+        mut requests: mpsc::Receiver<AppendRequest>,
+    ) {
+        while let Some(first) = requests.recv().await {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match requests.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            let outcomes = match Self::commit_group(&db, &group).await {
+                Ok(outcomes) => outcomes,
+                Err(error) => {
+                    let reason = error.to_string();
+                    group
+                        .iter()
+                        .map(|_| Err(StoreError::Unavailable(reason.clone())))
+                        .collect()
+                }
+            };
+            let last = outcomes
+                .iter()
+                .filter_map(|outcome| outcome.as_ref().ok()?.positions.last().copied())
+                .max();
+            if let Some(last) = last {
+                head.send_if_modified(|head| {
+                    let moved = last > *head;
+                    *head = (*head).max(last);
+                    moved
+                });
+            }
+            for (request, outcome) in group.into_iter().zip(outcomes) {
+                let _ = request.reply.send(outcome);
+            }
+        }
+    }
+
+    /// One transaction for a group of appends. `Err` when the transaction failed (nothing of the
+    /// group was written); otherwise each append's own outcome, a conflict refusing only it.
+    async fn commit_group(
+        db: &Database,
+        group: &[AppendRequest],
+    ) -> Result<Vec<Result<Appended, StoreError>>, sqlx::Error> {
+        let mut transaction = db.writer.begin().await?;
+        // Versions as this transaction leaves them (a group may hold two appends to a stream).
+        let mut versions: HashMap<&str, u64> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in group {
+            let stream = request.stream.as_str();
+            let actual = match versions.get(stream) {
+                Some(version) => *version,
+                None => {
+                    let version: i64 = sqlx::query_scalar(
+                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?",
+                    )
+                    .bind(stream)
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                    version as u64
+                }
+            };
+            versions.insert(stream, actual);
+            if actual != request.expected_version {
+                outcomes.push(Err(StoreError::Conflict {
+                    stream: stream.to_owned(),
+                    expected: request.expected_version,
+                    actual,
+                }));
+                continue;
+            }
+            if request.events.is_empty() {
+                outcomes.push(Ok(Appended {
+                    positions: Vec::new(),
+                    version: actual,
+                }));
+                continue;
+            }
+            let positions =
+                Self::insert(&mut transaction, stream, actual + 1, &request.events).await?;
+            let version = actual + request.events.len() as u64;
+            versions.insert(stream, version);
+            outcomes.push(Ok(Appended { positions, version }));
+        }
+        transaction.commit().await?;
+        Ok(outcomes)
     }
 
     pub fn database(&self) -> &Database {
@@ -166,40 +278,16 @@ impl EventStore for SqliteEventStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<Appended, StoreError> {
-        let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
-        let actual: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?")
-                .bind(stream)
-                .fetch_one(&mut *transaction)
-                .await
-                .map_err(unavailable)?;
-        if actual as u64 != expected_version {
-            return Err(StoreError::Conflict {
-                stream: stream.to_owned(),
-                expected: expected_version,
-                actual: actual as u64,
-            });
-        }
-        if events.is_empty() {
-            return Ok(Appended {
-                positions: Vec::new(),
-                version: actual as u64,
-            });
-        }
-        let positions = Self::insert(&mut transaction, stream, expected_version + 1, events)
-            .await
-            .map_err(|error| append_failure(error, stream, expected_version))?;
-        transaction.commit().await.map_err(unavailable)?;
-        let last = *positions.last().expect("non-empty");
-        self.head.send_if_modified(|head| {
-            let moved = last > *head;
-            *head = (*head).max(last);
-            moved
-        });
-        Ok(Appended {
-            positions,
-            version: expected_version + events.len() as u64,
-        })
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected_version,
+            events: events.to_vec(),
+            reply,
+        };
+        let stopped = || StoreError::Unavailable("the append committer stopped".to_owned());
+        self.appends.send(request).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn read_stream(

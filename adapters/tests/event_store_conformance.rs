@@ -148,6 +148,52 @@ async fn concurrent_appends_at_one_version_let_exactly_one_win(store: Arc<dyn Ev
     );
 }
 
+async fn concurrent_appends_to_many_streams_all_land_in_one_order(store: Arc<dyn EventStore>) {
+    // Writers of 24 streams, 10 appends each, at once: every append lands (grouped or not), and
+    // each stream reads back dense and in order, interleaved in one global order.
+    let mut tasks = Vec::new();
+    for writer in 0..24u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("pool-many-{writer}");
+            let mut version = 0;
+            for n in 0..10 {
+                let events = [
+                    line_added(writer * 100 + n),
+                    line_added(writer * 100 + n + 50),
+                ];
+                let appended = store.append(&stream, version, &events).await.unwrap();
+                assert_eq!(appended.version, version + 2);
+                version = appended.version;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for writer in 0..24u64 {
+        let events = store
+            .read_stream(&format!("pool-many-{writer}"), 0, 1000)
+            .await
+            .unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.version).collect::<Vec<_>>(),
+            (1..=20).collect::<Vec<u64>>()
+        );
+        assert!(
+            events
+                .windows(2)
+                .all(|pair| pair[0].position < pair[1].position)
+        );
+    }
+    let all = store.read_all(0, 10_000).await.unwrap();
+    assert_eq!(all.len(), 24 * 20);
+    assert!(
+        all.windows(2)
+            .all(|pair| pair[0].position < pair[1].position)
+    );
+}
+
 async fn streams_are_independent_and_global_reads_are_ordered(store: Arc<dyn EventStore>) {
     store.append("pool-a", 0, &[line_added(1)]).await.unwrap();
     store
@@ -273,6 +319,7 @@ macro_rules! conformance {
             case!(a_large_append_keeps_its_events_in_order);
             case!(a_stale_expected_version_is_a_conflict_and_writes_nothing);
             case!(concurrent_appends_at_one_version_let_exactly_one_win);
+            case!(concurrent_appends_to_many_streams_all_land_in_one_order);
             case!(streams_are_independent_and_global_reads_are_ordered);
             case!(a_conferences_events_are_read_by_tag);
             case!(snapshots_keep_the_newest_version);
