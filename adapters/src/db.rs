@@ -173,19 +173,6 @@ pub fn unavailable(error: sqlx::Error) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
-/// A failed insert of an append at `expected`: a unique violation means another writer took
-/// those versions first (a conflict), anything else that the store failed.
-pub fn append_failure(error: sqlx::Error, stream: &str, expected: u64) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
-            stream: stream.to_owned(),
-            expected,
-            actual: expected + 1,
-        },
-        _ => unavailable(error),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::numbered_placeholders;

@@ -26,10 +26,12 @@ use meetline_domain::types::ConferenceId;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{QueryBuilder, Row, SqlStr};
-use tokio::sync::watch;
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::db::{append_failure, unavailable};
+use crate::db::unavailable;
 
 /// The channel appends notify.
 pub const CHANNEL: &str = "meetline_events";
@@ -65,9 +67,27 @@ pub struct PgEventStore {
     head: watch::Sender<Position>,
     /// The listener task stops once this is dropped with the store.
     alive: std::sync::Arc<()>,
-    /// Fault injection for tests: hold each append's transaction open up to this long before
+    /// Fault injection for tests: hold each append transaction open up to this long before
     /// committing.
-    commit_delay: Option<Duration>,
+    commit_delay: CommitDelay,
+    /// To the committer, which groups this process's appends (the committer stops with the store).
+    appends: mpsc::Sender<AppendRequest>,
+}
+
+type CommitDelay = std::sync::Arc<std::sync::Mutex<Option<Duration>>>;
+
+/// The most appends one transaction of the committer takes.
+const MAX_GROUP: usize = 64;
+/// Rows per INSERT statement: 13 parameters each, below PostgreSQL's 65,535.
+const INSERT_CHUNK: usize = 1000;
+
+/// One append waiting for the committer.
+#[derive(Debug)]
+struct AppendRequest {
+    stream: String,
+    expected_version: u64,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
 impl PgEventStore {
@@ -80,15 +100,161 @@ impl PgEventStore {
             .run(&pool)
             .await
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        let head = Self::read_head(&pool).await?;
+        let head = watch::Sender::new(Self::read_head(&pool).await?);
+        let commit_delay = CommitDelay::default();
+        let (appends, requests) = mpsc::channel(1024);
+        tokio::spawn(Self::commit_appends(
+            pool.clone(),
+            head.clone(),
+            commit_delay.clone(),
+            requests,
+        ));
         let store = Self {
             pool,
-            head: watch::Sender::new(head),
+            head,
             alive: std::sync::Arc::new(()),
-            commit_delay: None,
+            commit_delay,
+            appends,
         };
         store.listen().await?;
         Ok(store)
+    }
+
+    /// The committer: until the store is dropped, takes this process's waiting appends and
+    /// commits them in one transaction under the position lock (decision 0010).
+    async fn commit_appends(
+        pool: PgPool,
+        head: watch::Sender<Position>,
+        commit_delay: CommitDelay,
+        mut requests: mpsc::Receiver<AppendRequest>,
+    ) {
+        while let Some(first) = requests.recv().await {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match requests.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            let delay = *commit_delay.lock().expect("commit delay lock");
+            let outcomes = match Self::commit_group(&pool, &group, delay).await {
+                Ok(outcomes) => outcomes,
+                Err(error) => {
+                    let reason = error.to_string();
+                    group
+                        .iter()
+                        .map(|_| Err(StoreError::Unavailable(reason.clone())))
+                        .collect()
+                }
+            };
+            let last = outcomes
+                .iter()
+                .filter_map(|outcome| outcome.as_ref().ok()?.positions.last().copied())
+                .max();
+            if let Some(last) = last {
+                head.send_if_modified(|current| advance(current, last));
+            }
+            for (request, outcome) in group.into_iter().zip(outcomes) {
+                let _ = request.reply.send(outcome);
+            }
+        }
+    }
+
+    /// One transaction for a group of appends: the position lock, each append's own version
+    /// check (a conflict refuses only it), the rows, one `NOTIFY`, one commit. `Err` when the
+    /// transaction failed and nothing of the group was written.
+    async fn commit_group(
+        pool: &PgPool,
+        group: &[AppendRequest],
+        delay: Option<Duration>,
+    ) -> Result<Vec<Result<Appended, StoreError>>, sqlx::Error> {
+        let mut transaction = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(POSITION_LOCK)
+            .execute(&mut *transaction)
+            .await?;
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *transaction)
+            .await?;
+        let mut next = head as Position;
+        let mut versions: HashMap<&str, u64> = HashMap::new();
+        // (position, stream, version, event) of every row to insert.
+        let mut rows: Vec<(Position, &str, u64, &NewEvent)> = Vec::new();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in group {
+            let stream = request.stream.as_str();
+            let actual = match versions.get(stream) {
+                Some(version) => *version,
+                None => {
+                    let version: i64 = sqlx::query_scalar(
+                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = $1",
+                    )
+                    .bind(stream)
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                    version as u64
+                }
+            };
+            versions.insert(stream, actual);
+            if actual != request.expected_version {
+                outcomes.push(Err(StoreError::Conflict {
+                    stream: stream.to_owned(),
+                    expected: request.expected_version,
+                    actual,
+                }));
+                continue;
+            }
+            let mut positions = Vec::with_capacity(request.events.len());
+            for (offset, new) in request.events.iter().enumerate() {
+                next += 1;
+                positions.push(next);
+                rows.push((next, stream, actual + 1 + offset as u64, new));
+            }
+            let version = actual + request.events.len() as u64;
+            versions.insert(stream, version);
+            outcomes.push(Ok(Appended { positions, version }));
+        }
+        if rows.is_empty() {
+            // Only conflicts and empty appends: nothing to write.
+            transaction.rollback().await?;
+            return Ok(outcomes);
+        }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO events (position, stream, version, event_id, event_type, \
+                 schema_version, conference_id, command_id, correlation_id, causation_id, actor, \
+                 recorded_at, data) ",
+            );
+            insert.push_values(chunk, |mut row, (position, stream, version, new)| {
+                let meta = &new.metadata;
+                row.push_bind(*position as i64)
+                    .push_bind(*stream)
+                    .push_bind(*version as i64)
+                    .push_bind(meta.event_id)
+                    .push_bind(new.event.type_name())
+                    .push_bind(meta.schema_version as i32)
+                    .push_bind(new.event.conference().map(|id| id.0))
+                    .push_bind(meta.command_id)
+                    .push_bind(meta.correlation_id)
+                    .push_bind(meta.causation_id)
+                    .push_bind(meta.actor.clone())
+                    .push_bind(meta.recorded_at)
+                    .push_bind(new.event.to_json())
+                    .push_unseparated("::jsonb");
+            });
+            insert.build().execute(&mut *transaction).await?;
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(next.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        if let Some(max) = delay {
+            let micros = rand::random_range(0..=max.as_micros() as u64);
+            tokio::time::sleep(Duration::from_micros(micros)).await;
+        }
+        transaction.commit().await?;
+        Ok(outcomes)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -98,8 +264,8 @@ impl PgEventStore {
     /// Holds every append's transaction open for a random time up to `max` before it commits
     /// (tests that prove readers see no gaps).
     #[must_use]
-    pub fn with_commit_delay(mut self, max: Duration) -> Self {
-        self.commit_delay = Some(max);
+    pub fn with_commit_delay(self, max: Duration) -> Self {
+        *self.commit_delay.lock().expect("commit delay lock") = Some(max);
         self
     }
 
@@ -186,81 +352,16 @@ impl EventStore for PgEventStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<Appended, StoreError> {
-        let mut transaction = self.pool.begin().await.map_err(unavailable)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(POSITION_LOCK)
-            .execute(&mut *transaction)
-            .await
-            .map_err(unavailable)?;
-        let actual: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = $1")
-                .bind(stream)
-                .fetch_one(&mut *transaction)
-                .await
-                .map_err(unavailable)?;
-        if actual as u64 != expected_version {
-            return Err(StoreError::Conflict {
-                stream: stream.to_owned(),
-                expected: expected_version,
-                actual: actual as u64,
-            });
-        }
-        if events.is_empty() {
-            return Ok(Appended {
-                positions: Vec::new(),
-                version: actual as u64,
-            });
-        }
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(unavailable)?;
-        let positions: Vec<Position> = (1..=events.len() as u64)
-            .map(|offset| head as Position + offset)
-            .collect();
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
-             conference_id, command_id, correlation_id, causation_id, actor, recorded_at, data) ",
-        );
-        insert.push_values(events.iter().enumerate(), |mut row, (offset, new)| {
-            let meta = &new.metadata;
-            row.push_bind(positions[offset] as i64)
-                .push_bind(stream)
-                .push_bind((expected_version + 1 + offset as u64) as i64)
-                .push_bind(meta.event_id)
-                .push_bind(new.event.type_name())
-                .push_bind(meta.schema_version as i32)
-                .push_bind(new.event.conference().map(|id| id.0))
-                .push_bind(meta.command_id)
-                .push_bind(meta.correlation_id)
-                .push_bind(meta.causation_id)
-                .push_bind(meta.actor.clone())
-                .push_bind(meta.recorded_at)
-                .push_bind(new.event.to_json())
-                .push_unseparated("::jsonb");
-        });
-        insert
-            .build()
-            .execute(&mut *transaction)
-            .await
-            .map_err(|error| append_failure(error, stream, expected_version))?;
-        let last = *positions.last().expect("non-empty");
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(last.to_string())
-            .execute(&mut *transaction)
-            .await
-            .map_err(unavailable)?;
-        if let Some(max) = self.commit_delay {
-            let micros = rand::random_range(0..=max.as_micros() as u64);
-            tokio::time::sleep(Duration::from_micros(micros)).await;
-        }
-        transaction.commit().await.map_err(unavailable)?;
-        self.head.send_if_modified(|current| advance(current, last));
-        Ok(Appended {
-            positions,
-            version: expected_version + events.len() as u64,
-        })
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected_version,
+            events: events.to_vec(),
+            reply,
+        };
+        let stopped = || StoreError::Unavailable("the append committer stopped".to_owned());
+        self.appends.send(request).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn read_stream(
