@@ -6,6 +6,8 @@
 //!   sqlx's `Any` driver, one SQL text for both.
 //! - [`sqlite`]: `SqliteEventStore`, the embedded event store.
 //! - [`postgres`]: `PgEventStore` — gap-free global order under concurrent writers, LISTEN/NOTIFY.
+//! - `group_commit` (private): the committer both SQL stores share, which writes the appends of
+//!   all waiting streams in one transaction (decision 0010).
 //! - `esdb` (feature `esdb`, on by default): `EsdbEventStore` on EventStoreDB / KurrentDB.
 //! - [`secrets`]: generated secrets shared by all nodes of a PostgreSQL deployment.
 //! - [`zoom`]: `ZoomProvider`, the video provider port on Zoom's REST API (S2S OAuth).
@@ -20,6 +22,7 @@ pub mod db;
 pub mod directory;
 #[cfg(feature = "esdb")]
 pub mod esdb;
+mod group_commit;
 pub mod line_settings;
 pub mod links;
 pub mod postgres;

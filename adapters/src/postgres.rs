@@ -26,12 +26,11 @@ use meetline_domain::types::ConferenceId;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{QueryBuilder, Row, SqlStr};
-use std::collections::HashMap;
-
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::unavailable;
+use crate::group_commit::{AppendRequest, Appends, CommitGroup, GroupVersions, advance};
 
 /// The channel appends notify.
 pub const CHANNEL: &str = "meetline_events";
@@ -70,25 +69,14 @@ pub struct PgEventStore {
     /// Fault injection for tests: hold each append transaction open up to this long before
     /// committing.
     commit_delay: CommitDelay,
-    /// To the committer, which groups this process's appends (the committer stops with the store).
-    appends: mpsc::Sender<AppendRequest>,
+    /// To the committer, which groups this process's appends (decision 0010).
+    appends: Appends,
 }
 
 type CommitDelay = std::sync::Arc<std::sync::Mutex<Option<Duration>>>;
 
-/// The most appends one transaction of the committer takes.
-const MAX_GROUP: usize = 64;
 /// Rows per INSERT statement: 13 parameters each, below PostgreSQL's 65,535.
 const INSERT_CHUNK: usize = 1000;
-
-/// One append waiting for the committer.
-#[derive(Debug)]
-struct AppendRequest {
-    stream: String,
-    expected_version: u64,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
-}
 
 impl PgEventStore {
     /// Runs the migrations, reads the head and starts listening for other nodes' appends.
@@ -102,13 +90,11 @@ impl PgEventStore {
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         let head = watch::Sender::new(Self::read_head(&pool).await?);
         let commit_delay = CommitDelay::default();
-        let (appends, requests) = mpsc::channel(1024);
-        tokio::spawn(Self::commit_appends(
-            pool.clone(),
-            head.clone(),
-            commit_delay.clone(),
-            requests,
-        ));
+        let committer = PgCommitter {
+            pool: pool.clone(),
+            commit_delay: commit_delay.clone(),
+        };
+        let appends = Appends::start(committer, head.clone());
         let store = Self {
             pool,
             head,
@@ -118,143 +104,6 @@ impl PgEventStore {
         };
         store.listen().await?;
         Ok(store)
-    }
-
-    /// The committer: until the store is dropped, takes this process's waiting appends and
-    /// commits them in one transaction under the position lock (decision 0010).
-    async fn commit_appends(
-        pool: PgPool,
-        head: watch::Sender<Position>,
-        commit_delay: CommitDelay,
-        mut requests: mpsc::Receiver<AppendRequest>,
-    ) {
-        while let Some(first) = requests.recv().await {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match requests.try_recv() {
-                    Ok(request) => group.push(request),
-                    Err(_) => break,
-                }
-            }
-            let delay = *commit_delay.lock().expect("commit delay lock");
-            let outcomes = match Self::commit_group(&pool, &group, delay).await {
-                Ok(outcomes) => outcomes,
-                Err(error) => {
-                    let reason = error.to_string();
-                    group
-                        .iter()
-                        .map(|_| Err(StoreError::Unavailable(reason.clone())))
-                        .collect()
-                }
-            };
-            let last = outcomes
-                .iter()
-                .filter_map(|outcome| outcome.as_ref().ok()?.positions.last().copied())
-                .max();
-            if let Some(last) = last {
-                head.send_if_modified(|current| advance(current, last));
-            }
-            for (request, outcome) in group.into_iter().zip(outcomes) {
-                let _ = request.reply.send(outcome);
-            }
-        }
-    }
-
-    /// One transaction for a group of appends: the position lock, each append's own version
-    /// check (a conflict refuses only it), the rows, one `NOTIFY`, one commit. `Err` when the
-    /// transaction failed and nothing of the group was written.
-    async fn commit_group(
-        pool: &PgPool,
-        group: &[AppendRequest],
-        delay: Option<Duration>,
-    ) -> Result<Vec<Result<Appended, StoreError>>, sqlx::Error> {
-        let mut transaction = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(POSITION_LOCK)
-            .execute(&mut *transaction)
-            .await?;
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&mut *transaction)
-            .await?;
-        let mut next = head as Position;
-        let mut versions: HashMap<&str, u64> = HashMap::new();
-        // (position, stream, version, event) of every row to insert.
-        let mut rows: Vec<(Position, &str, u64, &NewEvent)> = Vec::new();
-        let mut outcomes = Vec::with_capacity(group.len());
-        for request in group {
-            let stream = request.stream.as_str();
-            let actual = match versions.get(stream) {
-                Some(version) => *version,
-                None => {
-                    let version: i64 = sqlx::query_scalar(
-                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = $1",
-                    )
-                    .bind(stream)
-                    .fetch_one(&mut *transaction)
-                    .await?;
-                    version as u64
-                }
-            };
-            versions.insert(stream, actual);
-            if actual != request.expected_version {
-                outcomes.push(Err(StoreError::Conflict {
-                    stream: stream.to_owned(),
-                    expected: request.expected_version,
-                    actual,
-                }));
-                continue;
-            }
-            let mut positions = Vec::with_capacity(request.events.len());
-            for (offset, new) in request.events.iter().enumerate() {
-                next += 1;
-                positions.push(next);
-                rows.push((next, stream, actual + 1 + offset as u64, new));
-            }
-            let version = actual + request.events.len() as u64;
-            versions.insert(stream, version);
-            outcomes.push(Ok(Appended { positions, version }));
-        }
-        if rows.is_empty() {
-            // Only conflicts and empty appends: nothing to write.
-            transaction.rollback().await?;
-            return Ok(outcomes);
-        }
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            let mut insert = QueryBuilder::new(
-                "INSERT INTO events (position, stream, version, event_id, event_type, \
-                 schema_version, conference_id, command_id, correlation_id, causation_id, actor, \
-                 recorded_at, data) ",
-            );
-            insert.push_values(chunk, |mut row, (position, stream, version, new)| {
-                let meta = &new.metadata;
-                row.push_bind(*position as i64)
-                    .push_bind(*stream)
-                    .push_bind(*version as i64)
-                    .push_bind(meta.event_id)
-                    .push_bind(new.event.type_name())
-                    .push_bind(meta.schema_version as i32)
-                    .push_bind(new.event.conference().map(|id| id.0))
-                    .push_bind(meta.command_id)
-                    .push_bind(meta.correlation_id)
-                    .push_bind(meta.causation_id)
-                    .push_bind(meta.actor.clone())
-                    .push_bind(meta.recorded_at)
-                    .push_bind(new.event.to_json())
-                    .push_unseparated("::jsonb");
-            });
-            insert.build().execute(&mut *transaction).await?;
-        }
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(next.to_string())
-            .execute(&mut *transaction)
-            .await?;
-        if let Some(max) = delay {
-            let micros = rand::random_range(0..=max.as_micros() as u64);
-            tokio::time::sleep(Duration::from_micros(micros)).await;
-        }
-        transaction.commit().await?;
-        Ok(outcomes)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -308,10 +157,106 @@ impl PgEventStore {
     }
 }
 
-fn advance(current: &mut Position, seen: Position) -> bool {
-    let moved = seen > *current;
-    *current = (*current).max(seen);
-    moved
+/// Writes a group of appends in one transaction under the position lock.
+struct PgCommitter {
+    pool: PgPool,
+    commit_delay: CommitDelay,
+}
+
+impl CommitGroup for PgCommitter {
+    /// One transaction for a group of appends: the position lock, each append's own version
+    /// check (a conflict refuses only it), the rows, one `NOTIFY`, one commit. `Err` when the
+    /// transaction failed and nothing of the group was written.
+    async fn commit(
+        &self,
+        group: &[AppendRequest],
+    ) -> Result<Vec<Result<Appended, StoreError>>, sqlx::Error> {
+        let delay = *self.commit_delay.lock().expect("commit delay lock");
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(POSITION_LOCK)
+            .execute(&mut *transaction)
+            .await?;
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *transaction)
+            .await?;
+        let mut next = head as Position;
+        let mut versions = GroupVersions::default();
+        // (position, stream, version, event) of every row to insert.
+        let mut rows: Vec<(Position, &str, u64, &NewEvent)> = Vec::new();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in group {
+            let stream = request.stream.as_str();
+            let actual = match versions.get(stream) {
+                Some(version) => version,
+                None => {
+                    let version: i64 = sqlx::query_scalar(
+                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = $1",
+                    )
+                    .bind(stream)
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                    version as u64
+                }
+            };
+            let base = match versions.check(request, actual) {
+                Ok(base) => base,
+                Err(conflict) => {
+                    outcomes.push(Err(conflict));
+                    continue;
+                }
+            };
+            let mut positions = Vec::with_capacity(request.events.len());
+            for (offset, new) in request.events.iter().enumerate() {
+                next += 1;
+                positions.push(next);
+                rows.push((next, stream, base + 1 + offset as u64, new));
+            }
+            let version = base + request.events.len() as u64;
+            outcomes.push(Ok(Appended { positions, version }));
+        }
+        if rows.is_empty() {
+            // Only conflicts and empty appends: nothing to write.
+            transaction.rollback().await?;
+            return Ok(outcomes);
+        }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO events (position, stream, version, event_id, event_type, \
+                 schema_version, conference_id, command_id, correlation_id, causation_id, actor, \
+                 recorded_at, data) ",
+            );
+            insert.push_values(chunk, |mut row, (position, stream, version, new)| {
+                let meta = &new.metadata;
+                row.push_bind(*position as i64)
+                    .push_bind(*stream)
+                    .push_bind(*version as i64)
+                    .push_bind(meta.event_id)
+                    .push_bind(new.event.type_name())
+                    .push_bind(meta.schema_version as i32)
+                    .push_bind(new.event.conference().map(|id| id.0))
+                    .push_bind(meta.command_id)
+                    .push_bind(meta.correlation_id)
+                    .push_bind(meta.causation_id)
+                    .push_bind(meta.actor.clone())
+                    .push_bind(meta.recorded_at)
+                    .push_bind(new.event.to_json())
+                    .push_unseparated("::jsonb");
+            });
+            insert.build().execute(&mut *transaction).await?;
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(next.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        if let Some(max) = delay {
+            let micros = rand::random_range(0..=max.as_micros() as u64);
+            tokio::time::sleep(Duration::from_micros(micros)).await;
+        }
+        transaction.commit().await?;
+        Ok(outcomes)
+    }
 }
 
 const SELECT_EVENTS: &str = "SELECT position, stream, version, event_id, event_type, schema_version, \
@@ -352,16 +297,7 @@ impl EventStore for PgEventStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<Appended, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.to_owned(),
-            expected_version,
-            events: events.to_vec(),
-            reply,
-        };
-        let stopped = || StoreError::Unavailable("the append committer stopped".to_owned());
-        self.appends.send(request).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.appends.append(stream, expected_version, events).await
     }
 
     async fn read_stream(

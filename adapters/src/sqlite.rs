@@ -5,9 +5,8 @@
 //! serialized and global positions are assigned and committed in the same order: a reader can
 //! never see position P+1 before P.
 //!
-//! Group commit across streams: appends are handed to one committer task, which takes every
-//! append waiting (up to [`MAX_GROUP`]) into one transaction — each with its own version check, a
-//! conflicting one refused alone — so the pools of many tenants share one fsync.
+//! Group commit across streams ([`crate::group_commit`]): the appends waiting go into one
+//! transaction, each with its own version check, so the pools of many tenants share one fsync.
 
 use async_trait::async_trait;
 use meetline_domain::event::Event;
@@ -18,14 +17,12 @@ use meetline_domain::ports::{
 use meetline_domain::types::ConferenceId;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use crate::db::Database;
 use crate::db::{parse_timestamp, timestamp, unavailable};
+use crate::group_commit::{AppendRequest, Appends, CommitGroup, GroupVersions};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -59,20 +56,58 @@ CREATE TABLE IF NOT EXISTS snapshots (
 #[derive(Debug)]
 pub struct SqliteEventStore {
     db: Database,
-    head: Arc<watch::Sender<Position>>,
-    appends: mpsc::Sender<AppendRequest>,
+    head: watch::Sender<Position>,
+    appends: Appends,
 }
 
-/// The most appends one transaction of the committer takes.
-const MAX_GROUP: usize = 64;
+/// Writes a group of appends in one transaction on the writer connection.
+struct SqliteCommitter {
+    db: Database,
+}
 
-/// One append waiting for the committer.
-#[derive(Debug)]
-struct AppendRequest {
-    stream: String,
-    expected_version: u64,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
+impl CommitGroup for SqliteCommitter {
+    async fn commit(
+        &self,
+        group: &[AppendRequest],
+    ) -> Result<Vec<Result<Appended, StoreError>>, sqlx::Error> {
+        let mut transaction = self.db.writer.begin().await?;
+        let mut versions = GroupVersions::default();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in group {
+            let actual = match versions.get(&request.stream) {
+                Some(version) => version,
+                None => {
+                    let version: i64 = sqlx::query_scalar(
+                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?",
+                    )
+                    .bind(&request.stream)
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                    version as u64
+                }
+            };
+            let base = match versions.check(request, actual) {
+                Ok(base) => base,
+                Err(conflict) => {
+                    outcomes.push(Err(conflict));
+                    continue;
+                }
+            };
+            let positions = SqliteEventStore::insert(
+                &mut transaction,
+                &request.stream,
+                base + 1,
+                &request.events,
+            )
+            .await?;
+            outcomes.push(Ok(Appended {
+                positions,
+                version: base + request.events.len() as u64,
+            }));
+        }
+        transaction.commit().await?;
+        Ok(outcomes)
+    }
 }
 
 impl SqliteEventStore {
@@ -87,102 +122,9 @@ impl SqliteEventStore {
             .fetch_one(&db.reader)
             .await
             .map_err(unavailable)?;
-        let head = Arc::new(watch::Sender::new(head as Position));
-        let (appends, requests) = mpsc::channel(1024);
-        tokio::spawn(Self::commit_appends(db.clone(), head.clone(), requests));
+        let head = watch::Sender::new(head as Position);
+        let appends = Appends::start(SqliteCommitter { db: db.clone() }, head.clone());
         Ok(Self { db, head, appends })
-    }
-
-    /// The committer: until the store is dropped, takes the appends waiting and commits them
-    /// together.
-    async fn commit_appends(
-        db: Database,
-        head: Arc<watch::Sender<Position>>,
-        mut requests: mpsc::Receiver<AppendRequest>,
-    ) {
-        while let Some(first) = requests.recv().await {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match requests.try_recv() {
-                    Ok(request) => group.push(request),
-                    Err(_) => break,
-                }
-            }
-            let outcomes = match Self::commit_group(&db, &group).await {
-                Ok(outcomes) => outcomes,
-                Err(error) => {
-                    let reason = error.to_string();
-                    group
-                        .iter()
-                        .map(|_| Err(StoreError::Unavailable(reason.clone())))
-                        .collect()
-                }
-            };
-            let last = outcomes
-                .iter()
-                .filter_map(|outcome| outcome.as_ref().ok()?.positions.last().copied())
-                .max();
-            if let Some(last) = last {
-                head.send_if_modified(|head| {
-                    let moved = last > *head;
-                    *head = (*head).max(last);
-                    moved
-                });
-            }
-            for (request, outcome) in group.into_iter().zip(outcomes) {
-                let _ = request.reply.send(outcome);
-            }
-        }
-    }
-
-    /// One transaction for a group of appends. `Err` when the transaction failed (nothing of the
-    /// group was written); otherwise each append's own outcome, a conflict refusing only it.
-    async fn commit_group(
-        db: &Database,
-        group: &[AppendRequest],
-    ) -> Result<Vec<Result<Appended, StoreError>>, sqlx::Error> {
-        let mut transaction = db.writer.begin().await?;
-        // Versions as this transaction leaves them (a group may hold two appends to a stream).
-        let mut versions: HashMap<&str, u64> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(group.len());
-        for request in group {
-            let stream = request.stream.as_str();
-            let actual = match versions.get(stream) {
-                Some(version) => *version,
-                None => {
-                    let version: i64 = sqlx::query_scalar(
-                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?",
-                    )
-                    .bind(stream)
-                    .fetch_one(&mut *transaction)
-                    .await?;
-                    version as u64
-                }
-            };
-            versions.insert(stream, actual);
-            if actual != request.expected_version {
-                outcomes.push(Err(StoreError::Conflict {
-                    stream: stream.to_owned(),
-                    expected: request.expected_version,
-                    actual,
-                }));
-                continue;
-            }
-            if request.events.is_empty() {
-                outcomes.push(Ok(Appended {
-                    positions: Vec::new(),
-                    version: actual,
-                }));
-                continue;
-            }
-            let positions =
-                Self::insert(&mut transaction, stream, actual + 1, &request.events).await?;
-            let version = actual + request.events.len() as u64;
-            versions.insert(stream, version);
-            outcomes.push(Ok(Appended { positions, version }));
-        }
-        transaction.commit().await?;
-        Ok(outcomes)
     }
 
     pub fn database(&self) -> &Database {
@@ -278,16 +220,7 @@ impl EventStore for SqliteEventStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<Appended, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.to_owned(),
-            expected_version,
-            events: events.to_vec(),
-            reply,
-        };
-        let stopped = || StoreError::Unavailable("the append committer stopped".to_owned());
-        self.appends.send(request).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.appends.append(stream, expected_version, events).await
     }
 
     async fn read_stream(

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use meetline_adapters::db::Database;
 use meetline_adapters::postgres::PgEventStore;
@@ -279,6 +279,43 @@ async fn baseline(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Shared by the workloads
+
+/// The workloads' fixed clock.
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(T0, 0).expect("T0")
+}
+
+/// Adds `count` builtin lines to `tenant`'s pool through the command service.
+async fn add_lines(
+    service: &CommandService,
+    tenant: &TenantId,
+    count: usize,
+) -> anyhow::Result<()> {
+    for n in 1..=count {
+        let add = Command::AddLine {
+            name: LineName::parse(&format!("Line {n}"))?,
+            provider: ProviderKind::Builtin,
+        };
+        service
+            .execute(Submission::new(
+                tenant.clone(),
+                Actor::admin("admin"),
+                add,
+                t0(),
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The `p` quantile of sorted latencies, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+// ---------------------------------------------------------------------------------------------
 // W1
 
 #[derive(Debug, Clone, Copy)]
@@ -390,24 +427,11 @@ async fn w1(
     let single = baseline(&store.db, clients, 1, baseline_seconds).await?;
     let batched = baseline(&store.db, clients, BASELINE_BATCH, baseline_seconds).await?;
 
-    let t0 = DateTime::from_timestamp(T0, 0).expect("T0");
+    let t0 = t0();
     let tenant = TenantId::parse("w1").expect("a tenant");
     let metrics = Arc::new(Metrics::default());
     let service = CommandService::new(store.events.clone(), None, metrics.clone(), config);
-    for n in 1..=W1_LINES {
-        let add = Command::AddLine {
-            name: LineName::parse(&format!("Line {n}"))?,
-            provider: ProviderKind::Builtin,
-        };
-        service
-            .execute(Submission::new(
-                tenant.clone(),
-                Actor::admin("admin"),
-                add,
-                t0,
-            ))
-            .await?;
-    }
+    add_lines(&service, &tenant, W1_LINES).await?;
 
     let started = Instant::now();
     let mut runs = tokio::task::JoinSet::new();
@@ -455,10 +479,7 @@ async fn w1(
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
-    let percentile = |p: f64| {
-        let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[index].as_secs_f64() * 1000.0
-    };
+    let percentile = |p| percentile_ms(&latencies, p);
     let rate = total as f64 / elapsed.as_secs_f64();
 
     println!(
@@ -699,7 +720,7 @@ fn w2_command(
 /// Runs W2; `Ok(false)` when the verification failed.
 async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<bool> {
     let store = open_store(kind, clients).await?;
-    let t0 = DateTime::from_timestamp(T0, 0).expect("T0");
+    let t0 = t0();
     let tenants: Vec<TenantId> = (0..W2_TENANTS)
         .map(|t| TenantId::parse(&format!("w2-{t}")).expect("a tenant"))
         .collect();
@@ -711,20 +732,7 @@ async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<boo
         ServiceConfig::default(),
     );
     for tenant in &tenants {
-        for n in 1..=W2_LINES {
-            let add = Command::AddLine {
-                name: LineName::parse(&format!("Line {n}"))?,
-                provider: ProviderKind::Builtin,
-            };
-            service
-                .execute(Submission::new(
-                    tenant.clone(),
-                    Actor::admin("admin"),
-                    add,
-                    t0,
-                ))
-                .await?;
-        }
+        add_lines(&service, tenant, W2_LINES).await?;
     }
 
     let started = Instant::now();
@@ -789,10 +797,7 @@ async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<boo
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
-    let percentile = |p: f64| {
-        let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[index].as_secs_f64() * 1000.0
-    };
+    let percentile = |p| percentile_ms(&latencies, p);
     println!(
         "W2 {kind:?} C={clients}: {total} commands over {W2_TENANTS} tenants in {:.2} s = {:.0} commands/s; \
          accepted {accepted}, rejected {rejected}; latency p50 {:.2} ms, p99 {:.2} ms",
@@ -901,7 +906,7 @@ async fn fill(
     total: usize,
     lines: usize,
 ) -> anyhow::Result<()> {
-    let t0 = DateTime::from_timestamp(T0, 0).expect("T0");
+    let t0 = t0();
     let mut pool = LinePool::default();
     let mut pending: Vec<NewEvent> = Vec::new();
     let mut rng = StdRng::seed_from_u64(5);
@@ -983,7 +988,7 @@ async fn first_command(
         start,
         end: start + 3600,
     };
-    let t0 = DateTime::from_timestamp(T0, 0).expect("T0");
+    let t0 = t0();
     let started = Instant::now();
     service
         .execute(Submission::new(
