@@ -13,17 +13,17 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use meetline_adapters::auth::JwtKeys;
-use meetline_adapters::auth::SECRET_FILE;
+use meetline_adapters::auth::{Enterprise, JwksSource, JwtKeys, SECRET_FILE, TokenPolicy};
 use meetline_adapters::db::{Backend, Database};
 use meetline_adapters::directory::{Directory, SqlDirectory};
 use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_adapters::links::JitsiSettings;
 use meetline_adapters::postgres::PgEventStore;
 use meetline_adapters::sqlite::SqliteEventStore;
+use meetline_adapters::zoom::ZoomEndpoints;
 use meetline_api_common::error::{localize_problems, not_found};
-use meetline_api_common::metrics::HttpLabels;
-use meetline_api_common::{ApiContext, Clock, LinkRenderer, Metrics, RateLimits};
+use meetline_api_common::security::{WebSecurity, csrf_guard, security_headers};
+use meetline_api_common::{ApiContext, Clock, FailedAttempts, LinkRenderer, Metrics, RateLimits};
 use meetline_command_api::provisioning::ProvisioningProcess;
 use meetline_command_api::timer::TimerProcess;
 use meetline_command_api::{CommandService, CommandState, ServiceConfig};
@@ -64,6 +64,21 @@ pub struct Settings {
     /// Per-user request limits (`None`: unlimited).
     pub rate_limits: Option<Arc<RateLimits>>,
     pub clock: Clock,
+    /// Where Zoom's API and OAuth server are (operator configuration, never a tenant's).
+    pub zoom: ZoomEndpoints,
+    /// Joins by an unknown number a user may make per minute before 429.
+    pub join_failures_per_minute: usize,
+    /// How far ahead a conference may start.
+    pub booking_horizon: chrono::Duration,
+    /// How browsers reach the server (`--public-url`) and who may frame the app.
+    pub web: WebSecurity,
+    /// Lifetime, tenants, HS256 issuer/audience.
+    pub token_policy: TokenPolicy,
+    /// The OA identity provider's JWKS, issuer and audience, when enterprise sign-in is on.
+    pub identity_provider: Option<(JwksSource, String, String)>,
+    /// Whether missing secrets may be generated and kept in a PostgreSQL database (otherwise a
+    /// deployment on PostgreSQL must be given them).
+    pub generate_secrets: bool,
 }
 
 /// A running application: its router and the handles tests and the CLI need.
@@ -132,7 +147,8 @@ pub async fn open_storage(config: &StorageConfig) -> anyhow::Result<Storage> {
             )
         }
         None => {
-            std::fs::create_dir_all(&config.data)
+            // The folder holds the database and the generated secrets: the owner's only.
+            meetline_adapters::auth::private_folder(&config.data)
                 .with_context(|| format!("creating the data folder {}", config.data.display()))?;
             let db = Database::open_sqlite(&config.data.join("meetline.db"))
                 .await
@@ -173,22 +189,34 @@ async fn external_event_store(_url: &str) -> anyhow::Result<Arc<dyn EventStore>>
     anyhow::bail!("this build has no EventStoreDB support (build with the `esdb` feature)")
 }
 
-/// A signing secret: `given` (from the environment) when set; otherwise generated once and kept
-/// where every node finds it — in the shared database on PostgreSQL, in the data folder on SQLite.
+/// A secret: `given` (from the environment or a `…_FILE`) when set. Otherwise, on SQLite, one
+/// generated once and kept (mode 0600) in the data folder (mode 0700); on PostgreSQL — where a
+/// secret kept in the database would sit beside what it protects — only with `generate`
+/// (`--generate-secrets`), shared by every node through the database.
 ///
 /// # Errors
-/// When the secret cannot be read or stored.
+/// When the secret cannot be read or stored, or is missing on PostgreSQL without `generate`.
 pub async fn secret(
     db: &Database,
     data: &Path,
     name: &str,
     given: Option<&str>,
+    generate: bool,
 ) -> anyhow::Result<String> {
     if let Some(secret) = given.filter(|secret| !secret.is_empty()) {
         return Ok(secret.to_owned());
     }
     Ok(match db.backend {
-        Backend::Postgres => meetline_adapters::secrets::load_or_create(db, name).await?,
+        Backend::Postgres if generate => {
+            meetline_adapters::secrets::load_or_create(db, name).await?
+        }
+        Backend::Postgres => {
+            let variable = format!("MEETLINE_{}", name.to_ascii_uppercase().replace('-', "_"));
+            anyhow::bail!(
+                "no {name} given: on PostgreSQL set {variable} or {variable}_FILE (a file readable only by meetline), \
+                 or start with --generate-secrets to generate it and keep it in the database"
+            )
+        }
         Backend::Sqlite => meetline_adapters::auth::load_or_create_secret(&data.join(name))?,
     })
 }
@@ -200,11 +228,42 @@ pub async fn secret(
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let Storage { db, store } = open_storage(&settings.storage).await?;
     let data = &settings.storage.data;
-    let jwt_secret = secret(&db, data, SECRET_FILE, settings.jwt_secret.as_deref()).await?;
-    let keys = Arc::new(JwtKeys::from_secret(jwt_secret.as_bytes()));
-    let jitsi_secret = secret(&db, data, "jitsi-secret", settings.jitsi_secret.as_deref()).await?;
+    let generate = settings.generate_secrets;
+    let jwt_secret = secret(
+        &db,
+        data,
+        SECRET_FILE,
+        settings.jwt_secret.as_deref(),
+        generate,
+    )
+    .await?;
+    let mut keys =
+        JwtKeys::from_secret(jwt_secret.as_bytes()).with_policy(settings.token_policy.clone());
+    if let Some((source, issuer, audience)) = &settings.identity_provider {
+        let enterprise = Enterprise::load(source.clone(), issuer, audience)
+            .await
+            .context("loading the identity provider's keys (--oidc-jwks)")?;
+        tokio::spawn(enterprise.clone().run_refresh());
+        keys = keys.with_enterprise(enterprise);
+    }
+    let keys = Arc::new(keys);
+    let jitsi_secret = secret(
+        &db,
+        data,
+        "jitsi-secret",
+        settings.jitsi_secret.as_deref(),
+        generate,
+    )
+    .await?;
     let directory: Arc<dyn Directory> = Arc::new(SqlDirectory::new(db.clone()).await?);
-    let settings_key = secret(&db, data, "settings-key", settings.settings_key.as_deref()).await?;
+    let settings_key = secret(
+        &db,
+        data,
+        "settings-key",
+        settings.settings_key.as_deref(),
+        generate,
+    )
+    .await?;
     let line_settings = LineSettingsStore::new(db.clone(), &settings_key).await?;
     meetline_projections::projector::migrate(&db).await?;
     let read_models = ReadModels::new(db.clone());
@@ -222,6 +281,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             Some(line_settings.clone()),
         )),
         limits: settings.rate_limits.clone(),
+        web: Arc::new(settings.web.clone()),
     };
     let service = CommandService::new(
         store.clone(),
@@ -239,6 +299,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             line_settings: line_settings.clone(),
             provision_wait: settings.provision_wait,
             read_models: read_models.clone(),
+            join_attempts: Arc::new(FailedAttempts::new(
+                settings.join_failures_per_minute,
+                Duration::from_secs(60),
+            )),
+            booking_horizon: settings.booking_horizon,
         };
         router = router.merge(meetline_command_api::router().with_state(state));
         let provisioning = ProvisioningProcess::new(
@@ -250,6 +315,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             metrics.clone(),
             settings.clock,
             settings.provider_retry,
+            settings.zoom.clone(),
         );
         tokio::spawn(provisioning.run());
         let timer = TimerProcess::new(
@@ -289,9 +355,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         .merge(crate::web::router(web))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(LIMIT_BYTES))
+        .layer(middleware::from_fn_with_state(context.web.clone(), csrf_guard))
         .layer(middleware::from_fn(localize_problems))
+        .layer(middleware::from_fn_with_state(context.web.clone(), security_headers))
         .layer(middleware::from_fn_with_state(metrics, count_requests))
-        .layer(TraceLayer::new_for_http());
+        // The path only: a query may carry a sign-in token, which belongs in no log.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }));
     Ok(App {
         router,
         store,
@@ -305,15 +376,9 @@ async fn count_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().to_string();
+    let method = request.method().clone();
     let response = next.run(request).await;
-    metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            method,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    metrics.http_request(&method, response.status().as_u16());
     response
 }
 

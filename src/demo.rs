@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
 use meetline_adapters::directory::{ChatKind, DirectoryChat, DirectoryUser};
 use meetline_command_api::Submission;
+use meetline_command_api::draws::{numbers, rooms};
 use meetline_domain::command::{ChatFacts, EndSpec, MeetingFacts, ScheduleConference};
 use meetline_domain::types::*;
 use meetline_domain::{Command, Event};
@@ -40,10 +41,6 @@ fn uid(id: &str) -> UserId {
 
 fn uids(ids: &[&str]) -> Vec<UserId> {
     ids.iter().map(|id| uid(id)).collect()
-}
-
-fn rooms() -> RoomNonce {
-    RoomNonce::parse(&Uuid::new_v4().simple().to_string()).expect("32 hex digits")
 }
 
 /// A local (Asia/Shanghai) wall-clock time `days` from today.
@@ -203,6 +200,7 @@ pub async fn load(app: &App, now: DateTime<Utc>) -> anyhow::Result<()> {
                 attendees: uids(attendees),
                 related_link: None,
                 rooms: rooms(),
+                numbers: numbers(),
             }),
         )
     };
@@ -250,6 +248,7 @@ pub async fn load(app: &App, now: DateTime<Utc>) -> anyhow::Result<()> {
         attendees: uids(&["zhaolei", "liuyang", "lina"]),
         related_link: None,
         rooms: rooms(),
+        numbers: numbers(),
     });
     run(Actor::user("zhangwei"), quick, now - Duration::minutes(5)).await?;
     // Not started: tomorrow and next week.
@@ -308,6 +307,7 @@ pub async fn load(app: &App, now: DateTime<Utc>) -> anyhow::Result<()> {
         timezone: TimeZoneName::default(),
         meeting: weekly,
         rooms: rooms(),
+        numbers: numbers(),
     };
     run(Actor::user("zhangwei"), launch, now).await?;
     let from_chat = Command::LaunchFromChat {
@@ -317,6 +317,7 @@ pub async fn load(app: &App, now: DateTime<Utc>) -> anyhow::Result<()> {
         timezone: TimeZoneName::default(),
         chat: chat_facts.remove(2),
         rooms: rooms(),
+        numbers: numbers(),
     };
     run(Actor::user("david"), from_chat, now).await?;
     tracing::info!("demo tenant loaded");

@@ -10,6 +10,7 @@ mod app;
 mod demo;
 mod web;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use meetline_adapters::auth::{JwtKeys, SECRET_FILE};
+use meetline_adapters::auth::{JwksSource, JwtKeys, SECRET_FILE, TokenPolicy};
+use meetline_adapters::zoom::ZoomEndpoints;
+use meetline_api_common::security::WebSecurity;
 use meetline_api_common::{Clock, RateLimits};
 use meetline_domain::types::{TenantId, UserId};
 use meetline_projections::Projector;
@@ -61,6 +64,100 @@ impl DataArgs {
     }
 }
 
+/// What tokens the server accepts (shared by `serve` and `token`).
+#[derive(clap::Args, Clone)]
+struct TokenArgs {
+    /// The longest a token may live, in hours; longer ones are refused.
+    #[arg(long, env = "MEETLINE_TOKEN_MAX_LIFETIME_HOURS", default_value_t = meetline_adapters::auth::DEFAULT_MAX_LIFETIME_HOURS)]
+    token_max_lifetime_hours: i64,
+    /// HS256 tokens must carry this `iss` (and `meetline token` writes it).
+    #[arg(long, env = "MEETLINE_TOKEN_ISSUER")]
+    token_issuer: Option<String>,
+    /// HS256 tokens must carry this `aud` (and `meetline token` writes it).
+    #[arg(long, env = "MEETLINE_TOKEN_AUDIENCE")]
+    token_audience: Option<String>,
+}
+
+impl TokenArgs {
+    fn policy(&self, tenants: &[String], accept_hs256: bool) -> anyhow::Result<TokenPolicy> {
+        anyhow::ensure!(
+            (1..=24 * 31).contains(&self.token_max_lifetime_hours),
+            "--token-max-lifetime-hours must be between 1 and 744"
+        );
+        let tenants = tenants
+            .iter()
+            .map(|id| id.trim())
+            .filter(|id| !id.is_empty())
+            .map(|id| TenantId::parse(id).with_context(|| format!("--tenants: {id:?}")))
+            .collect::<anyhow::Result<HashSet<_>>>()?;
+        Ok(TokenPolicy {
+            max_lifetime: Duration::hours(self.token_max_lifetime_hours),
+            tenants: (!tenants.is_empty()).then_some(tenants),
+            accept_hs256,
+            hs256_issuer: self.token_issuer.clone().filter(|text| !text.is_empty()),
+            hs256_audience: self.token_audience.clone().filter(|text| !text.is_empty()),
+        })
+    }
+}
+
+/// Who may sign in, how browsers reach the server, and where providers are.
+#[derive(clap::Args, Clone)]
+struct SecurityArgs {
+    #[command(flatten)]
+    tokens: TokenArgs,
+    /// The tenants that exist (comma-separated); tokens naming another are refused. Default:
+    /// any tenant a valid token names.
+    #[arg(long, env = "MEETLINE_TENANTS", value_delimiter = ',')]
+    tenants: Vec<String>,
+    /// Enterprise sign-in: the OA identity provider's JWKS, a file or an https URL. Its
+    /// RS256/ES256/EdDSA tokens are then accepted (with --oidc-issuer and --oidc-audience).
+    #[arg(long, env = "MEETLINE_OIDC_JWKS", requires_all = ["oidc_issuer", "oidc_audience"])]
+    oidc_jwks: Option<String>,
+    /// The `iss` the identity provider's tokens must carry.
+    #[arg(long, env = "MEETLINE_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// The `aud` the identity provider's tokens must carry.
+    #[arg(long, env = "MEETLINE_OIDC_AUDIENCE")]
+    oidc_audience: Option<String>,
+    /// Refuse HS256 tokens (only the identity provider's are accepted).
+    #[arg(long, env = "MEETLINE_REJECT_HS256", requires = "oidc_jwks")]
+    reject_hs256: bool,
+    /// The URL browsers use (e.g. https://meet.acme.example): cookie-authenticated writes must
+    /// come from its origin; over https the cookie is `Secure` and `__Host-` and HSTS is sent.
+    #[arg(long, env = "MEETLINE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Origins that may frame the web app (comma-separated), e.g. the OA system's.
+    #[arg(long, env = "MEETLINE_FRAME_ANCESTORS", value_delimiter = ',')]
+    frame_ancestors: Vec<String>,
+    /// Zoom's REST API base URL (https; http only on a loopback host).
+    #[arg(
+        long,
+        env = "MEETLINE_ZOOM_API_URL",
+        default_value = "https://api.zoom.us/v2"
+    )]
+    zoom_api_url: String,
+    /// Zoom's OAuth server (https; http only on a loopback host).
+    #[arg(
+        long,
+        env = "MEETLINE_ZOOM_OAUTH_URL",
+        default_value = "https://zoom.us"
+    )]
+    zoom_oauth_url: String,
+    /// Joins by an unknown conference number a user may make per minute (then 429).
+    #[arg(long, env = "MEETLINE_JOIN_FAILURES_PER_MINUTE", default_value_t = 10)]
+    join_failures_per_minute: usize,
+    /// How many days ahead a conference may start.
+    #[arg(long, env = "MEETLINE_BOOKING_HORIZON_DAYS", default_value_t = 730)]
+    booking_horizon_days: i64,
+    /// On PostgreSQL, generate missing secrets and keep them in the database (instead of
+    /// refusing to start without MEETLINE_JWT_SECRET(_FILE), MEETLINE_SETTINGS_KEY(_FILE) and
+    /// MEETLINE_JITSI_SECRET(_FILE)).
+    #[arg(long, env = "MEETLINE_GENERATE_SECRETS")]
+    generate_secrets: bool,
+}
+
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Commands {
     /// Run the HTTP server.
@@ -112,6 +209,8 @@ enum Commands {
         /// Freeze the clock at this RFC 3339 instant (benchmarks and tests only).
         #[arg(long, env = "MEETLINE_FIXED_NOW", hide = true)]
         fixed_now: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Print a bearer token signed with the server's secret.
     Token {
@@ -122,11 +221,13 @@ enum Commands {
         /// Give the token the admin role.
         #[arg(long)]
         admin: bool,
-        /// Hours until it expires.
-        #[arg(long, default_value_t = 24)]
+        /// Hours until it expires (at most the server's --token-max-lifetime-hours).
+        #[arg(long, default_value_t = 12)]
         hours: i64,
         #[command(flatten)]
         data: DataArgs,
+        #[command(flatten)]
+        tokens: TokenArgs,
     },
     /// Drop the read models and rebuild them from the event log.
     Rebuild {
@@ -135,10 +236,30 @@ enum Commands {
     },
 }
 
-fn jwt_secret() -> Option<String> {
-    std::env::var("MEETLINE_JWT_SECRET")
-        .ok()
-        .filter(|secret| !secret.is_empty())
+/// A secret from the environment: `NAME`, or the contents of the file `NAME_FILE` names.
+///
+/// # Errors
+/// When `NAME_FILE` names a file that cannot be read or is empty.
+fn env_secret(name: &str) -> anyhow::Result<Option<String>> {
+    if let Some(secret) = std::env::var(name).ok().filter(|secret| !secret.is_empty()) {
+        return Ok(Some(secret));
+    }
+    let Some(path) = std::env::var_os(format!("{name}_FILE")).filter(|path| !path.is_empty())
+    else {
+        return Ok(None);
+    };
+    let secret = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {name}_FILE ({})", PathBuf::from(&path).display()))?;
+    let secret = secret.trim().to_owned();
+    anyhow::ensure!(!secret.is_empty(), "{name}_FILE names an empty file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(&path).is_ok_and(|meta| meta.permissions().mode() & 0o077 != 0) {
+            tracing::warn!(variable = %format!("{name}_FILE"), "the secret file is readable by others than its owner");
+        }
+    }
+    Ok(Some(secret))
 }
 
 #[tokio::main]
@@ -165,16 +286,29 @@ async fn main() -> anyhow::Result<()> {
             rate_limit,
             rate_burst,
             fixed_now,
+            security,
         } => {
+            let identity_provider = match &security.oidc_jwks {
+                Some(jwks) => Some((
+                    JwksSource::parse(jwks).context("--oidc-jwks")?,
+                    security.oidc_issuer.clone().unwrap_or_default(),
+                    security.oidc_audience.clone().unwrap_or_default(),
+                )),
+                None => None,
+            };
+            anyhow::ensure!(
+                security.booking_horizon_days > 0 && security.booking_horizon_days <= 3660,
+                "--booking-horizon-days must be between 1 and 3660"
+            );
             let settings = Settings {
                 storage: data.storage(),
                 role,
                 demo,
-                jwt_secret: jwt_secret(),
+                jwt_secret: env_secret("MEETLINE_JWT_SECRET")?,
                 jitsi_url,
                 jitsi_app_id,
-                jitsi_secret,
-                settings_key,
+                jitsi_secret: jitsi_secret.or(env_secret("MEETLINE_JITSI_SECRET")?),
+                settings_key: settings_key.or(env_secret("MEETLINE_SETTINGS_KEY")?),
                 provision_wait: std::time::Duration::from_millis(provision_wait_ms),
                 provider_retry: meetline_adapters::zoom::RetryPolicy {
                     min_delay: std::time::Duration::from_millis(provider_retry_ms),
@@ -182,6 +316,23 @@ async fn main() -> anyhow::Result<()> {
                 },
                 rate_limits: RateLimits::new(rate_limit, rate_burst).map(Arc::new),
                 clock: fixed_now.map_or(Clock::System, Clock::Fixed),
+                zoom: ZoomEndpoints::new(&security.zoom_api_url, &security.zoom_oauth_url)
+                    .map_err(|url| {
+                        anyhow::anyhow!(
+                            "a Zoom endpoint must be https (http only on a loopback host): {url}"
+                        )
+                    })?,
+                join_failures_per_minute: security.join_failures_per_minute.max(1),
+                booking_horizon: Duration::days(security.booking_horizon_days),
+                web: WebSecurity::new(security.public_url.as_deref(), &security.frame_ancestors)
+                    .map_err(|error| {
+                        anyhow::anyhow!("--public-url / --frame-ancestors: {error}")
+                    })?,
+                token_policy: security
+                    .tokens
+                    .policy(&security.tenants, !security.reject_hs256)?,
+                identity_provider,
+                generate_secrets: security.generate_secrets,
             };
             serve(addr, settings).await
         }
@@ -191,19 +342,28 @@ async fn main() -> anyhow::Result<()> {
             admin,
             hours,
             data,
+            tokens,
         } => {
             let tenant = TenantId::parse(&tenant).context("--tenant")?;
             let user = UserId::parse(&user).context("--user")?;
-            let keys = match jwt_secret() {
+            let policy = tokens.policy(&[], true)?;
+            anyhow::ensure!(
+                hours > 0 && Duration::hours(hours) <= policy.max_lifetime,
+                "--hours must be between 1 and {} (the server refuses longer tokens; see --token-max-lifetime-hours)",
+                policy.max_lifetime.num_hours()
+            );
+            let keys = match env_secret("MEETLINE_JWT_SECRET")? {
                 Some(secret) => JwtKeys::from_secret(secret.as_bytes()),
                 // The secret the server generated: in the shared database, or the data folder.
                 None if data.database_url.is_some() => {
                     let storage = app::open_storage(&data.storage()).await?;
-                    let secret = app::secret(&storage.db, &data.data, SECRET_FILE, None).await?;
+                    let secret =
+                        app::secret(&storage.db, &data.data, SECRET_FILE, None, true).await?;
                     JwtKeys::from_secret(secret.as_bytes())
                 }
                 None => JwtKeys::load_or_create(&data.data, None)?,
-            };
+            }
+            .with_policy(policy);
             println!(
                 "{}",
                 keys.mint(&tenant, &user, admin, Duration::hours(hours))

@@ -2,8 +2,13 @@
 //! the host OA system, e.g. `/signin?token=…`), the session cookie, and the app's files — plain ES
 //! modules and CSS under `web/`, embedded at build time so `cargo build` alone makes the binary.
 //!
-//! The cookie is HttpOnly and SameSite=Lax: scripts cannot read it, and other sites' forms and
-//! scripts cannot send it with a state-changing request (the JSON API also requires a JSON body).
+//! The cookie is HttpOnly and SameSite=Lax (and `Secure` with the `__Host-` prefix over https):
+//! scripts cannot read it, and `meetline_api_common::security::csrf_guard` refuses
+//! cookie-authenticated writes that do not come from this site with a JSON body.
+//!
+//! A token in the sign-in link (`/signin?token=…`) is not acted on by the GET: the page it gets
+//! drops the token from the address bar and browser history (`history.replaceState`) and posts it,
+//! so it lands in no history, no `Referer` and — with the query left out of request logs — no log.
 
 use std::sync::Arc;
 
@@ -16,7 +21,6 @@ use axum::{Form, Json};
 use chrono::Duration;
 use meetline_adapters::auth::JwtKeys;
 use meetline_adapters::directory::Directory;
-use meetline_api_common::auth::TOKEN_COOKIE;
 use meetline_api_common::{ApiContext, ApiError, Caller, Lang};
 use meetline_domain::types::{TenantId, UserId};
 use serde::Deserialize;
@@ -59,6 +63,15 @@ pub fn router(state: WebState) -> Router {
             }),
         )
         .route(
+            "/app/signin.js",
+            get(|| async {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../web/signin.js"),
+                )
+            }),
+        )
+        .route(
             "/app/app.css",
             get(|| async { asset("text/css; charset=utf-8", include_str!("../web/app.css")) }),
         )
@@ -80,36 +93,30 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
-fn has_session(headers: &HeaderMap, keys: &JwtKeys) -> bool {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, token)| name == TOKEN_COOKIE && keys.verify(token).is_ok())
+fn has_session(state: &WebState, headers: &HeaderMap) -> bool {
+    state
+        .context
+        .web
+        .session_token(headers)
+        .is_some_and(|token| state.keys.verify(token).is_ok())
 }
 
 async fn home(State(state): State<WebState>, headers: HeaderMap) -> Redirect {
-    if has_session(&headers, &state.keys) {
+    if has_session(&state, &headers) {
         Redirect::to("/app")
     } else {
         Redirect::to("/signin")
     }
 }
 
-fn session_cookie(token: &str, max_age: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!(
-        "{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
-    ))
-    .expect("a token is header-safe")
-}
-
-fn signed_in(token: &str) -> Response {
+fn signed_in(state: &WebState, token: &str) -> Response {
     let mut response = Redirect::to("/app").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        session_cookie(token, SESSION_HOURS * 3600),
+        state
+            .context
+            .web
+            .session_cookie(token, SESSION_HOURS * 3600),
     );
     response
 }
@@ -138,14 +145,40 @@ async fn signin_page(
     lang: Lang,
     Query(query): Query<SigninQuery>,
 ) -> Response {
-    // From the host OA system: a token in the link signs the user in.
+    // From the host OA system: a token in the link. It is posted on by the page (see the module
+    // docs), never acted on by a GET, which any page could make a browser send.
     if let Some(token) = query.token.as_deref().filter(|token| !token.is_empty()) {
-        return match state.keys.verify(token) {
-            Ok(_) => signed_in(token),
-            Err(_) => page(lang, query.lang.as_deref(), &state, Some(false)).await,
-        };
+        let en = query
+            .lang
+            .as_deref()
+            .map_or(lang.is_english(), |forced| forced == "en");
+        return forward_token(token, en);
     }
     page(lang, query.lang.as_deref(), &state, None).await
+}
+
+/// A page that removes the token from the address bar and history, then posts it to `/signin`
+/// (by script; without one, by the visible button). Never cached.
+fn forward_token(token: &str, en: bool) -> Response {
+    let html = format!(
+        r#"<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/app/app.css"><script src="/app/signin.js" defer></script></head>
+<body class="signin"><main><h1>{title}</h1><form method="post" action="/signin" id="forward-token">
+<input type="hidden" name="token" value="{token}"><button type="submit">{continue_label}</button></form></main></body></html>"#,
+        lang = if en { "en" } else { "zh-CN" },
+        title = if en {
+            "Signing in…"
+        } else {
+            "正在登录…"
+        },
+        continue_label = if en { "Continue" } else { "继续" },
+        token = escape(token),
+    );
+    let mut response = Html(html).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn page(
@@ -221,7 +254,7 @@ async fn signin(
         .filter(|token| !token.is_empty())
     {
         return match state.keys.verify(token) {
-            Ok(_) => signed_in(token),
+            Ok(_) => signed_in(&state, token),
             Err(_) => refused(lang, &state).await,
         };
     }
@@ -240,11 +273,10 @@ async fn signin(
         return refused(lang, &state).await;
     }
     let admin = user.as_str() == crate::demo::ADMIN;
-    signed_in(
-        &state
-            .keys
-            .mint(tenant, &user, admin, Duration::hours(SESSION_HOURS)),
-    )
+    let token = state
+        .keys
+        .mint(tenant, &user, admin, Duration::hours(SESSION_HOURS));
+    signed_in(&state, &token)
 }
 
 /// The sign-in page again, with its error, as a 401.
@@ -256,11 +288,11 @@ async fn refused(lang: Lang, state: &WebState) -> Response {
         .into_response()
 }
 
-async fn signout() -> Response {
+async fn signout(State(state): State<WebState>) -> Response {
     let mut response = Redirect::to("/signin").into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie("", 0));
+        .insert(header::SET_COOKIE, state.context.web.session_cookie("", 0));
     response
 }
 

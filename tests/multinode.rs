@@ -317,14 +317,15 @@ async fn two_nodes_on_one_database_book_each_line_once_and_survive_the_projector
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_without_configured_secrets_share_the_generated_ones() {
+async fn nodes_told_to_generate_secrets_share_the_generated_ones() {
     let Some(database) = TestDatabase::create().await else {
         return;
     };
     let client = Client::new();
     let (data_a, data_b) = (fresh_data_dir(), fresh_data_dir());
-    let (child_a, base_a) = start_with_secret(&data_a, Some(&database), &[], None);
-    let (child_b, base_b) = start_with_secret(&data_b, Some(&database), &[], None);
+    let generate = ["--generate-secrets"];
+    let (child_a, base_a) = start_with_secret(&data_a, Some(&database), &generate, None);
+    let (child_b, base_b) = start_with_secret(&data_b, Some(&database), &generate, None);
     let mut nodes = [
         Node {
             child: child_a,
@@ -484,4 +485,69 @@ async fn two_nodes_record_a_conferences_start_and_end_exactly_once() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn on_postgresql_the_server_refuses_to_start_without_its_secrets() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let data = fresh_data_dir();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_meetline"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("DATABASE_URL", &database.url)
+        .env_remove("MEETLINE_JWT_SECRET")
+        .env_remove("MEETLINE_SETTINGS_KEY")
+        .env_remove("MEETLINE_JITSI_SECRET")
+        .env_remove("MEETLINE_GENERATE_SECRETS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("MEETLINE_JWT_SECRET") && stderr.contains("--generate-secrets"),
+        "{stderr}"
+    );
+    // Given as files (readable only by the server), they are taken from there.
+    let secret_file = |name: &str, value: &str| {
+        let path = data.join(name);
+        std::fs::write(&path, value).unwrap();
+        path
+    };
+    let (jwt, key, jitsi) = (
+        secret_file("jwt", SECRET),
+        secret_file("key", SETTINGS_KEY),
+        secret_file("jitsi", JITSI_SECRET),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meetline"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("DATABASE_URL", &database.url)
+        .env_remove("MEETLINE_JWT_SECRET")
+        .env_remove("MEETLINE_SETTINGS_KEY")
+        .env_remove("MEETLINE_JITSI_SECRET")
+        .env("MEETLINE_JWT_SECRET_FILE", &jwt)
+        .env("MEETLINE_SETTINGS_KEY_FILE", &key)
+        .env("MEETLINE_JITSI_SECRET_FILE", &jitsi)
+        .env("MEETLINE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let base = loop {
+        let line = lines.next().expect("it starts").unwrap();
+        if let Some(address) = line.strip_prefix("meetline listening on ") {
+            break address.trim().to_owned();
+        }
+    };
+    let app = TestApp::attach(base, data.clone());
+    // A token signed with the file's secret is accepted.
+    app.get("/api/v1/conferences/recent", &token(T, "alice", false))
+        .await
+        .ok(200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
 }

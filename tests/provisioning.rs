@@ -34,14 +34,31 @@ fn meeting(agenda: &Value) -> Value {
            "join_url": "https://acme.zoom.us/j/93000000001?pwd=xyz", "start_url": "https://acme.zoom.us/s/93000000001?zak=secret", "password": "p1"})
 }
 
+/// The server's flags that point its Zoom adapter at the mock (operator configuration).
+fn zoom_flags(server: &MockServer) -> Vec<String> {
+    vec![
+        "--zoom-api-url".to_owned(),
+        format!("{}/v2", server.uri()),
+        "--zoom-oauth-url".to_owned(),
+        server.uri(),
+    ]
+}
+
+async fn spawn_with_zoom(server: &MockServer, extra: &[&str]) -> TestApp {
+    let flags = zoom_flags(server);
+    let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
+    all.extend_from_slice(extra);
+    spawn_app_with(&all).await
+}
+
 async fn zoom_line(app: &TestApp, server: &MockServer) {
+    let _ = server;
     let admin = token(T, "admin", true);
     app.post(
         "/api/v1/lines",
         &admin,
         json!({"name": "Zoom 1", "provider": "zoom", "settings": {
-            "account_id": "acct", "client_id": "cid", "client_secret": "cs", "user_id": "host@acme.example",
-            "api_base_url": format!("{}/v2", server.uri()), "oauth_base_url": server.uri()}}),
+            "account_id": "acct", "client_id": "cid", "client_secret": "cs", "user_id": "host@acme.example"}}),
     )
     .await
     .ok(201);
@@ -75,7 +92,7 @@ async fn a_conference_on_a_zoom_line_gets_its_meeting_and_cancel_and_end_reach_z
         .respond_with(ResponseTemplate::new(204))
         .mount(&server)
         .await;
-    let app = spawn_app().await;
+    let app = spawn_with_zoom(&server, &[]).await;
     app.seed(T, 0).await;
     zoom_line(&app, &server).await;
 
@@ -166,7 +183,7 @@ async fn five_server_errors_end_in_provisioning_failed_and_free_the_line() {
         .respond_with(created_from)
         .mount(&server)
         .await;
-    let app = spawn_app_with(&["--provider-retry-ms", "5"]).await;
+    let app = spawn_with_zoom(&server, &["--provider-retry-ms", "5"]).await;
     app.seed(T, 0).await;
     zoom_line(&app, &server).await;
 
@@ -211,7 +228,13 @@ async fn killed_between_scheduling_and_provisioning_the_conference_is_provisione
         .await;
     let data = fresh_data_dir();
     let database = fresh_database().await;
-    let (mut first, base) = start(&data, database.as_ref(), &["--provision-wait-ms", "0"]);
+    let flags = zoom_flags(&server);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (mut first, base) = start(&data, database.as_ref(), &{
+        let mut first_args = args.clone();
+        first_args.extend(["--provision-wait-ms", "0"]);
+        first_args
+    });
     let app = TestApp::attach(base, data.clone());
     app.seed(T, 0).await;
     zoom_line(&app, &server).await;
@@ -245,7 +268,8 @@ async fn killed_between_scheduling_and_provisioning_the_conference_is_provisione
         .mount(&server)
         .await;
 
-    let (mut second, base) = start(&data, database.as_ref(), &[]);
+    args.truncate(4);
+    let (mut second, base) = start(&data, database.as_ref(), &args);
     let app = TestApp::attach(base, data.clone());
     let started = Instant::now();
     loop {
@@ -296,11 +320,27 @@ async fn killed_between_scheduling_and_provisioning_the_conference_is_provisione
 const WEBHOOK_SECRET: &str = "zoom-webhook-secret-token";
 
 fn signed(app: &TestApp, body: &Value, timestamp: i64, secret: &str) -> reqwest::RequestBuilder {
+    signed_to(
+        app,
+        "/api/v1/providers/zoom/webhook",
+        body,
+        timestamp,
+        secret,
+    )
+}
+
+fn signed_to(
+    app: &TestApp,
+    url: &str,
+    body: &Value,
+    timestamp: i64,
+    secret: &str,
+) -> reqwest::RequestBuilder {
     let raw = serde_json::to_vec(body).unwrap();
     let signature =
         meetline_adapters::zoom::webhook::signature(secret, &timestamp.to_string(), &raw);
     app.client
-        .post(app.url("/api/v1/providers/zoom/webhook"))
+        .post(app.url(url))
         .header("content-type", "application/json")
         .header("x-zm-request-timestamp", timestamp.to_string())
         .header("x-zm-signature", signature)
@@ -315,7 +355,7 @@ async fn zoom_webhooks_are_verified_answer_the_challenge_and_record_real_times()
         .respond_with(created_from)
         .mount(&server)
         .await;
-    let app = spawn_app().await;
+    let app = spawn_with_zoom(&server, &[]).await;
     app.seed(T, 0).await;
     let admin = token(T, "admin", true);
     app.post(
@@ -323,7 +363,7 @@ async fn zoom_webhooks_are_verified_answer_the_challenge_and_record_real_times()
         &admin,
         json!({"name": "Zoom 1", "provider": "zoom", "settings": {
             "account_id": "acct", "client_id": "cid", "client_secret": "cs", "user_id": "host@acme.example",
-            "webhook_secret": WEBHOOK_SECRET, "api_base_url": format!("{}/v2", server.uri()), "oauth_base_url": server.uri()}}),
+            "webhook_secret": WEBHOOK_SECRET}}),
     )
     .await
     .ok(201);
@@ -409,23 +449,23 @@ async fn zoom_webhooks_are_verified_answer_the_challenge_and_record_real_times()
     // meeting.started, then meeting.ended (twice: Zoom retries) with Zoom's real times.
     let started = json!({"event": "meeting.started", "event_ts": 1_767_225_600_000_i64,
         "payload": {"account_id": "acct", "object": {"id": 93000000001_u64, "start_time": quick.body["start"]}}});
-    Reply::from(
-        signed(&app, &started, now, WEBHOOK_SECRET)
-            .send()
-            .await
-            .unwrap(),
+    deliver(
+        &app,
+        "/api/v1/providers/zoom/webhook",
+        &started,
+        now,
+        WEBHOOK_SECRET,
     )
-    .await
-    .ok(200);
+    .await;
     for _ in 0..2 {
-        let reply = Reply::from(
-            signed(&app, &ended, now, WEBHOOK_SECRET)
-                .send()
-                .await
-                .unwrap(),
+        deliver(
+            &app,
+            "/api/v1/providers/zoom/webhook",
+            &ended,
+            now,
+            WEBHOOK_SECRET,
         )
         .await;
-        reply.ok(200);
     }
     let view = app.get(&format!("/api/v1/conferences/{id}"), &alice).await;
     let started_wait = std::time::Instant::now();
@@ -471,4 +511,227 @@ async fn zoom_webhooks_are_verified_answer_the_challenge_and_record_real_times()
             .count(),
         1
     );
+}
+
+/// Delivers a notification as Zoom does: again after a 503 (the meeting not projected yet),
+/// until it is accepted with 200.
+async fn deliver(app: &TestApp, url: &str, body: &Value, timestamp: i64, secret: &str) {
+    let started = Instant::now();
+    loop {
+        let reply = Reply::from(
+            signed_to(app, url, body, timestamp, secret)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if reply.status.as_u16() == 503 {
+            assert!(reply.headers.contains_key("retry-after"), "{}", reply.text);
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still 503: {}",
+                reply.text
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        reply.ok(200);
+        return;
+    }
+}
+
+/// Adds a Zoom line with its own webhook secret to `tenant` and starts a quick conference on it
+/// (the mock gives every meeting the same id, as a second tenant claiming it would).
+async fn quick_on_zoom(app: &TestApp, tenant: &str, secret: &str) -> String {
+    let admin = token(tenant, "admin", true);
+    app.post(
+        "/api/v1/lines",
+        &admin,
+        json!({"name": "Zoom", "provider": "zoom", "settings": {
+            "account_id": "acct", "client_id": "cid", "client_secret": "cs",
+            "user_id": "host@acme.example", "webhook_secret": secret}}),
+    )
+    .await
+    .ok(201);
+    let quick = app
+        .post(
+            "/api/v1/conferences",
+            &token(tenant, "alice", false),
+            json!({"mode": "quick", "subject": "站会", "duration_minutes": 60}),
+        )
+        .await;
+    assert_eq!(quick.ok(201)["provisioning"], "done", "{}", quick.text);
+    quick.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn status_becomes(app: &TestApp, tenant: &str, id: &str, wanted: &str) {
+    let started = Instant::now();
+    loop {
+        let view = app
+            .get(
+                &format!("/api/v1/conferences/{id}"),
+                &token(tenant, "alice", false),
+            )
+            .await;
+        if view.body["status"] == wanted {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{}", view.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_hijack_another_tenants_meeting_and_webhooks_resolve_by_the_signing_line() {
+    let server = zoom().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/users/host%40acme.example/meetings"))
+        .respond_with(created_from)
+        .mount(&server)
+        .await;
+    let app = spawn_with_zoom(&server, &[]).await;
+    app.seed("acme", 0).await;
+    app.seed("globex", 0).await;
+    let victim = quick_on_zoom(&app, "acme", "acme-webhook-secret").await;
+    // The other tenant's line reports a meeting with the very same id.
+    let claimant = quick_on_zoom(&app, "globex", "globex-webhook-secret").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let now = chrono::Utc::now().timestamp();
+    let ended = |at: i64| {
+        let at = chrono::DateTime::from_timestamp(at, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        json!({"event": "meeting.ended", "event_ts": now * 1000,
+               "payload": {"object": {"id": 93000000001_u64, "end_time": at}}})
+    };
+    // The victim's genuine notification, on the shared URL, still reaches the victim.
+    deliver(
+        &app,
+        "/api/v1/providers/zoom/webhook",
+        &ended(now),
+        now,
+        "acme-webhook-secret",
+    )
+    .await;
+    status_becomes(&app, "acme", &victim, "manually_ended").await;
+    let claimant_view = app
+        .get(
+            &format!("/api/v1/conferences/{claimant}"),
+            &token("globex", "alice", false),
+        )
+        .await;
+    assert_eq!(claimant_view.ok(200)["status"], "in_progress");
+
+    // Per-line URL: only that line's secret verifies, and it resolves within that line.
+    let globex_url = "/api/v1/providers/zoom/webhook/globex/line-1";
+    let wrong = Reply::from(
+        signed_to(&app, globex_url, &ended(now), now, "acme-webhook-secret")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    wrong.problem(401, "unauthorized");
+    deliver(&app, globex_url, &ended(now), now, "globex-webhook-secret").await;
+    status_becomes(&app, "globex", &claimant, "manually_ended").await;
+
+    // A timestamp that would overflow a subtraction is refused, not a crash.
+    for stamp in [
+        now.wrapping_add(i64::MIN),
+        i64::MIN,
+        i64::MAX,
+        now - i64::MAX,
+    ] {
+        let reply = Reply::from(
+            signed_to(
+                &app,
+                globex_url,
+                &ended(now),
+                stamp,
+                "globex-webhook-secret",
+            )
+            .send()
+            .await
+            .unwrap(),
+        )
+        .await;
+        reply.problem(401, "unauthorized");
+    }
+
+    // A verified notification about a meeting nobody knows (yet): 503, so Zoom delivers it again.
+    let unknown = json!({"event": "meeting.started", "event_ts": 1,
+        "payload": {"object": {"id": 12345_u64, "start_time": "2026-01-01T00:00:00Z"}}});
+    for url in ["/api/v1/providers/zoom/webhook", globex_url] {
+        let reply = Reply::from(
+            signed_to(&app, url, &unknown, now, "globex-webhook-secret")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        reply.problem(503, "unavailable");
+        assert!(reply.headers.contains_key("retry-after"));
+    }
+}
+
+#[tokio::test]
+async fn provider_endpoints_are_not_tenant_settings_and_a_hostile_join_url_is_not_stored() {
+    let server = zoom().await;
+    // Zoom (or whoever answers as Zoom) returns a javascript: join URL with a line break.
+    Mock::given(method("POST"))
+        .and(path("/v2/users/host%40acme.example/meetings"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "id": 93000000002_u64, "agenda": "x",
+            "join_url": "javascript:alert(document.cookie)//\r\nURL:https://evil.example"})))
+        .mount(&server)
+        .await;
+    let app = spawn_with_zoom(&server, &["--provider-retry-ms", "5"]).await;
+    app.seed(T, 0).await;
+    let admin = token(T, "admin", true);
+    // A tenant admin can no longer point the server's requests (and secret) anywhere.
+    for key in ["api_base_url", "oauth_base_url"] {
+        let mut settings = json!({"account_id": "acct", "client_id": "cid", "client_secret": "cs",
+            "user_id": "host@acme.example"});
+        settings[key] = json!("http://169.254.169.254/latest");
+        let refused = app
+            .post(
+                "/api/v1/lines",
+                &admin,
+                json!({"name": "Zoom", "provider": "zoom", "settings": settings}),
+            )
+            .await;
+        let problem = refused.problem(422, "invalid_input");
+        assert_eq!(problem["field"], format!("settings.{key}"));
+    }
+    zoom_line(&app, &server).await;
+    let failed = app.schedule(T, "alice", 5, 6).await;
+    let body = failed.ok(201);
+    assert_eq!(body["provisioning"], "failed", "{}", failed.text);
+    let history = app
+        .get(
+            &format!(
+                "/api/v1/conferences/{}/history",
+                body["id"].as_str().unwrap()
+            ),
+            &token(T, "alice", false),
+        )
+        .await;
+    let text = history.text.clone();
+    assert!(!text.contains("javascript"), "{text}");
+    assert!(!text.contains("evil.example"), "{text}");
+    assert!(text.contains("provider_invalid_answer"), "{text}");
+    let ics = app
+        .client
+        .get(app.url(&format!(
+            "/api/v1/conferences/{}/calendar.ics",
+            body["id"].as_str().unwrap()
+        )))
+        .bearer_auth(token(T, "alice", false))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!ics.contains("javascript"), "{ics}");
 }

@@ -71,6 +71,16 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** `url` when it is an absolute http(s) URL, else null: only those become links (never `javascript:`). */
+function safeHref(url) {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'https:' || parsed.protocol === 'http:' ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
 async function api(path, { method = 'GET', body, ifMatch } = {}) {
   const headers = { 'Accept-Language': state.lang === 'en' ? 'en' : 'zh-CN' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -281,7 +291,7 @@ async function submitQuick(event) {
 function showStarted(c) {
   $('#started-subject').textContent = `${c.subject} · ${t('number')} ${c.number}`;
   const enter = $('#started-enter');
-  const link = c.links.host || c.links.attendee;
+  const link = safeHref(c.links.host || c.links.attendee);
   if (link) { enter.href = link; enter.hidden = false; } else { enter.hidden = true; }
   $('#started-invite').onclick = () => { $('#started-dialog').close(); openInvite(c); };
   $('#started-dialog').showModal();
@@ -340,7 +350,7 @@ function linkRow(label, url) {
       el('button', { type: 'button', text: t('copy'), 'aria-label': `${t('copy')}: ${label}`, onclick: async () => {
         try { await navigator.clipboard.writeText(url); notice(t('copied')); } catch { notice(url); }
       } }),
-      el('a', { class: 'button', href: url, target: '_blank', rel: 'noopener', text: t('open') })));
+      safeHref(url) ? el('a', { class: 'button', href: safeHref(url), target: '_blank', rel: 'noopener noreferrer', text: t('open') }) : null));
 }
 
 async function openDetail(id) {

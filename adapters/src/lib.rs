@@ -10,10 +10,12 @@
 //!   all waiting streams in one transaction (decision 0010).
 //! - `esdb` (feature `esdb`, on by default): `EsdbEventStore` on EventStoreDB / KurrentDB.
 //! - [`secrets`]: generated secrets shared by all nodes of a PostgreSQL deployment.
+//! - [`net`]: the outbound HTTP client (no redirects) and the check for operator URLs.
 //! - [`zoom`]: `ZoomProvider`, the video provider port on Zoom's REST API (S2S OAuth).
 //! - [`testing`]: a fresh PostgreSQL database per test.
 //! - [`directory`]: the `Directory` port and `SqlDirectory`.
-//! - [`auth`]: HS256 bearer tokens (`JwtKeys`).
+//! - [`auth`]: bearer tokens: HS256 (`meetline token`) and the OA identity provider's
+//!   RS256/ES256/EdDSA tokens from a JWKS, with issuer, audience, lifetime and tenant checks.
 //! - [`line_settings`]: provider account settings per line, encrypted at rest.
 //! - [`links`]: Jitsi Meet JWT links for the builtin provider.
 
@@ -25,6 +27,7 @@ pub mod esdb;
 mod group_commit;
 pub mod line_settings;
 pub mod links;
+pub mod net;
 pub mod postgres;
 pub mod secrets;
 pub mod sqlite;

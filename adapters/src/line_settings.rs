@@ -241,14 +241,14 @@ mod tests {
 /// Keys whose values are secret: stored encrypted, never shown.
 pub const SECRET_KEYS: [&str; 3] = ["secret", "client_secret", "webhook_secret"];
 /// Keys a `zoom` line's settings may hold; the first four are required.
-pub const ZOOM_KEYS: [&str; 7] = [
+/// Where Zoom is (`api_base_url`, `oauth_base_url`) is the operator's to say, not a tenant's:
+/// see `zoom::ZoomEndpoints`.
+pub const ZOOM_KEYS: [&str; 5] = [
     "account_id",
     "client_id",
     "client_secret",
     "user_id",
     "webhook_secret",
-    "api_base_url",
-    "oauth_base_url",
 ];
 
 /// Checks a line's settings for its provider. `Err` names the offending key.
@@ -288,13 +288,10 @@ pub fn validate(
                 match value {
                     None if object.get(key).is_none_or(serde_json::Value::is_null) && !required => {
                     }
-                    Some(text) if !text.is_empty() && text.len() <= 500 => {
-                        if key.ends_with("_url")
-                            && !(text.starts_with("https://") || text.starts_with("http://"))
-                        {
-                            return Err(key.to_owned());
-                        }
-                    }
+                    Some(text)
+                        if !text.is_empty()
+                            && text.len() <= 500
+                            && !text.chars().any(char::is_control) => {}
                     _ => return Err(key.to_owned()),
                 }
             }
@@ -338,9 +335,23 @@ mod validation {
         assert_eq!(
             validate(
                 ProviderKind::Zoom,
-                &json!({"account_id": "a", "client_id": "c", "client_secret": "s", "user_id": "u", "api_base_url": "x"})
+                &json!({"account_id": "a", "client_id": "c", "client_secret": "s", "user_id": "u", "api_base_url": "https://api.zoom.us/v2"})
             ),
             Err("api_base_url".to_owned())
+        );
+        assert_eq!(
+            validate(
+                ProviderKind::Zoom,
+                &json!({"account_id": "a", "client_id": "c", "client_secret": "s", "user_id": "u", "oauth_base_url": "http://169.254.169.254"})
+            ),
+            Err("oauth_base_url".to_owned())
+        );
+        assert_eq!(
+            validate(
+                ProviderKind::Zoom,
+                &json!({"account_id": "a\u{0}", "client_id": "c", "client_secret": "s", "user_id": "u"})
+            ),
+            Err("account_id".to_owned())
         );
         assert_eq!(
             validate(ProviderKind::Builtin, &json!({"nope": 1})),

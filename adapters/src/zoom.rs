@@ -23,9 +23,43 @@ use meetline_domain::ports::{MeetingRequest, ProviderError, ProvisionedMeeting, 
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::net::operator_url;
 use tokio::sync::Mutex;
 
-/// A Zoom line's settings (from the line's encrypted settings).
+/// Where Zoom's REST API and OAuth server are: the operator's configuration (flags or
+/// environment), never a tenant's line setting — a tenant admin who could name them would make
+/// the server send its client secret wherever they like (SSRF).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoomEndpoints {
+    /// `https://api.zoom.us/v2` by default.
+    pub api_base_url: String,
+    /// `https://zoom.us` by default.
+    pub oauth_base_url: String,
+}
+
+impl Default for ZoomEndpoints {
+    fn default() -> Self {
+        Self {
+            api_base_url: "https://api.zoom.us/v2".to_owned(),
+            oauth_base_url: "https://zoom.us".to_owned(),
+        }
+    }
+}
+
+impl ZoomEndpoints {
+    /// # Errors
+    /// The offending URL, unless each is `https://…`. Plain `http://` is accepted only for a
+    /// loopback host (a local test double), where nothing crosses a network.
+    pub fn new(api_base_url: &str, oauth_base_url: &str) -> Result<Self, String> {
+        Ok(Self {
+            api_base_url: operator_url(api_base_url)?,
+            oauth_base_url: operator_url(oauth_base_url)?,
+        })
+    }
+}
+
+/// A Zoom line's settings (from the line's encrypted settings) and the operator's endpoints.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ZoomSettings {
     pub account_id: String,
@@ -34,10 +68,7 @@ pub struct ZoomSettings {
     /// The licensed Zoom user (id or email) that hosts this line's meetings.
     pub user_id: String,
     pub webhook_secret: Option<String>,
-    /// `https://api.zoom.us/v2` unless overridden (tests, regional clouds).
-    pub api_base_url: String,
-    /// `https://zoom.us` unless overridden.
-    pub oauth_base_url: String,
+    pub endpoints: ZoomEndpoints,
 }
 
 impl std::fmt::Debug for ZoomSettings {
@@ -45,17 +76,19 @@ impl std::fmt::Debug for ZoomSettings {
         f.debug_struct("ZoomSettings")
             .field("account_id", &self.account_id)
             .field("user_id", &self.user_id)
-            .field("api_base_url", &self.api_base_url)
+            .field("endpoints", &self.endpoints)
             .finish_non_exhaustive()
     }
 }
 
 impl ZoomSettings {
-    /// Reads a line's settings (already validated when they were stored).
+    /// Reads a line's settings (already validated when they were stored). Keys that lines
+    /// stored before endpoints became operator configuration (`api_base_url`,
+    /// `oauth_base_url`) are ignored.
     ///
     /// # Errors
     /// The name of a missing key.
-    pub fn from_line(settings: &Value) -> Result<Self, String> {
+    pub fn from_line(settings: &Value, endpoints: &ZoomEndpoints) -> Result<Self, String> {
         let text = |key: &str| {
             settings
                 .get(key)
@@ -70,27 +103,22 @@ impl ZoomSettings {
             client_secret: required("client_secret")?,
             user_id: required("user_id")?,
             webhook_secret: text("webhook_secret").map(str::to_owned),
-            api_base_url: text("api_base_url")
-                .unwrap_or("https://api.zoom.us/v2")
-                .trim_end_matches('/')
-                .to_owned(),
-            oauth_base_url: text("oauth_base_url")
-                .unwrap_or("https://zoom.us")
-                .trim_end_matches('/')
-                .to_owned(),
+            endpoints: endpoints.clone(),
         })
+    }
+
+    /// Only the webhook secret of a line's settings, if it has one.
+    pub fn webhook_secret(settings: &Value) -> Option<String> {
+        settings
+            .get("webhook_secret")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .map(str::to_owned)
     }
 }
 
-/// An HTTP client for provider calls: bounded connect and request times.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .user_agent(concat!("meetline/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a TLS backend is compiled in")
-}
+pub use crate::net::http_client;
 
 /// How failed calls are retried.
 #[derive(Debug, Clone, Copy)]
@@ -205,7 +233,7 @@ impl ZoomProvider {
         {
             return Ok(token.clone());
         }
-        let url = format!("{}/oauth/token", self.settings.oauth_base_url);
+        let url = format!("{}/oauth/token", self.settings.endpoints.oauth_base_url);
         let response = self
             .http
             .post(url)
@@ -297,7 +325,10 @@ impl ZoomProvider {
         let token = self.access_token(refresh).await.map_err(Attempt::Failed)?;
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.settings.api_base_url))
+            .request(
+                method,
+                format!("{}{path}", self.settings.endpoints.api_base_url),
+            )
             .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);

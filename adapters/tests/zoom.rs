@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use chrono::DateTime;
-use meetline_adapters::zoom::{RetryPolicy, ZoomProvider, ZoomSettings};
+use meetline_adapters::zoom::{
+    RetryPolicy, ZoomEndpoints, ZoomProvider, ZoomSettings, http_client,
+};
 use meetline_domain::ports::{MeetingRequest, ProviderError, VideoProvider};
 use serde_json::{Value, json};
 use wiremock::matchers::{basic_auth, body_partial_json, header, method, path, query_param};
@@ -13,15 +15,19 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 const TOKEN: &str = "eyJ-test-access-token";
 
 fn settings(server: &MockServer) -> ZoomSettings {
-    ZoomSettings::from_line(&json!({
-        "account_id": "acct-1", "client_id": "client-1", "client_secret": "secret-1",
-        "user_id": "host@acme.example", "api_base_url": format!("{}/v2", server.uri()), "oauth_base_url": server.uri(),
-    }))
+    let endpoints = ZoomEndpoints::new(&format!("{}/v2", server.uri()), &server.uri()).unwrap();
+    ZoomSettings::from_line(
+        &json!({
+            "account_id": "acct-1", "client_id": "client-1", "client_secret": "secret-1",
+            "user_id": "host@acme.example",
+        }),
+        &endpoints,
+    )
     .unwrap()
 }
 
 fn provider(server: &MockServer) -> ZoomProvider {
-    ZoomProvider::new(settings(server), reqwest::Client::new()).with_retry(RetryPolicy {
+    ZoomProvider::new(settings(server), http_client()).with_retry(RetryPolicy {
         min_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
         max_retries: 4,
@@ -273,4 +279,54 @@ async fn validation_failures_are_refused_with_zooms_message_and_a_401_refreshes_
         .mount(&server)
         .await;
     zoom.delete("404404").await.unwrap();
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_the_remote_body_is_not_recorded() {
+    // The OAuth endpoint answers with a redirect elsewhere: the secret must not follow it.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/stolen", server.uri())),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/stolen"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let error = provider(&server).create(&request()).await.unwrap_err();
+    assert!(
+        !error.recorded_reason().contains("stolen"),
+        "{}",
+        error.recorded_reason()
+    );
+
+    // A refusal whose body says anything at all is recorded as a code and a fixed text.
+    let server = MockServer::start().await;
+    mount_token(&server, 1).await;
+    Mock::given(method("POST"))
+        .and(path("/v2/users/host%40acme.example/meetings"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"code": 300, "message": "<script>alert(1)</script> internal host db-7.corp"}),
+        ))
+        .mount(&server)
+        .await;
+    let error = provider(&server).create(&request()).await.unwrap_err();
+    let reason = error.recorded_reason();
+    assert_eq!(
+        reason,
+        "provider_refused: the provider refused the request (HTTP 400, code 300)"
+    );
+}
+
+#[test]
+fn endpoints_are_operator_urls_over_https() {
+    assert!(ZoomEndpoints::new("https://api.zoom.us/v2", "https://zoom.us").is_ok());
+    assert!(ZoomEndpoints::new("http://api.zoom.us/v2", "https://zoom.us").is_err());
+    assert!(ZoomEndpoints::new("https://api.zoom.us/v2", "http://169.254.169.254").is_err());
 }

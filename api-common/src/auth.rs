@@ -1,5 +1,6 @@
 //! The caller: a verified bearer token (header `Authorization: Bearer …`, or the web app's
-//! `meetline_token` cookie), checked against its rate limit.
+//! session cookie — `meetline_token`, or `__Host-meetline_token` over https), checked against
+//! its rate limit. Cookie-authenticated writes pass [`crate::security::csrf_guard`] first.
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
@@ -9,9 +10,6 @@ use meetline_adapters::auth::Principal;
 use crate::ApiContext;
 use crate::error::ApiError;
 
-/// The cookie the web app's sign-in sets.
-pub const TOKEN_COOKIE: &str = "meetline_token";
-
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
@@ -20,7 +18,7 @@ pub struct Caller(pub Principal);
 #[derive(Debug, Clone)]
 pub struct AdminCaller(pub Principal);
 
-fn bearer(parts: &Parts) -> Option<String> {
+fn bearer(parts: &Parts, context: &ApiContext) -> Option<String> {
     if let Some(value) = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -31,15 +29,7 @@ fn bearer(parts: &Parts) -> Option<String> {
             .eq_ignore_ascii_case("bearer")
             .then(|| token.trim().to_owned());
     }
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == TOKEN_COOKIE)
-        .map(|(_, token)| token.to_owned())
+    context.web.session_token(&parts.headers).map(str::to_owned)
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -51,7 +41,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let context = ApiContext::from_ref(state);
-        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let token = bearer(parts, &context).ok_or(ApiError::Unauthorized)?;
         let principal = context
             .keys
             .verify(&token)

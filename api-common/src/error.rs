@@ -81,8 +81,20 @@ pub enum ApiError {
     #[error("rate limited")]
     RateLimited { retry_after: u64 },
     /// 503: the store is unreachable or failed; details are logged, never returned.
+    /// `Retry-After: 1`.
     #[error("service unavailable")]
     Unavailable,
+    /// 503 `unavailable` with `Retry-After`: not now, deliver again later (e.g. a provider's
+    /// notification about a meeting the read models do not know yet).
+    #[error("retry later")]
+    RetryLater { retry_after: u64 },
+    /// 403 `forbidden`: a request authenticated by the session cookie that did not come from
+    /// the web app's own origin (cross-site request forgery).
+    #[error("cross-site request refused")]
+    CrossSite,
+    /// 415: a cookie-authenticated command must send `Content-Type: application/json`.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
 }
 
 impl From<StoreError> for ApiError {
@@ -114,7 +126,9 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::RetryLater { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration | DomainError::InvalidInput { .. } => {
                     StatusCode::UNPROCESSABLE_ENTITY
@@ -125,6 +139,7 @@ impl ApiError {
                 DomainError::NotFound => StatusCode::NOT_FOUND,
                 DomainError::Forbidden => StatusCode::FORBIDDEN,
                 DomainError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
+                DomainError::NumbersExhausted => StatusCode::SERVICE_UNAVAILABLE,
             },
         }
     }
@@ -135,7 +150,9 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable => "unavailable",
+            Self::Unavailable | Self::RetryLater { .. } => "unavailable",
+            Self::CrossSite => "forbidden",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration | DomainError::InvalidInput { .. } => "invalid_input",
                 DomainError::NoFreeLine => "no_free_line",
@@ -144,6 +161,7 @@ impl ApiError {
                 DomainError::NotFound => "not_found",
                 DomainError::Forbidden => "forbidden",
                 DomainError::VersionMismatch { .. } => "version_mismatch",
+                DomainError::NumbersExhausted => "unavailable",
             },
         }
     }
@@ -171,9 +189,17 @@ impl ApiError {
                 "请求过于频繁，请稍后再试",
                 "Too many requests: try again later",
             ),
-            Self::Unavailable => pick(
+            Self::Unavailable | Self::RetryLater { .. } => pick(
                 "服务暂时不可用，请稍后再试",
                 "Service unavailable: try again later",
+            ),
+            Self::CrossSite => pick(
+                "拒绝来自其他网站的请求",
+                "Refused: the request did not come from this site",
+            ),
+            Self::UnsupportedMediaType => pick(
+                "请求内容必须是 JSON（Content-Type: application/json）",
+                "The request body must be JSON (Content-Type: application/json)",
             ),
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration => pick(DURATION_ZH, DURATION_EN),
@@ -215,6 +241,10 @@ impl ApiError {
                     "会议已被他人修改，请刷新后重试",
                     "The conference was changed meanwhile: reload and try again",
                 ),
+                DomainError::NumbersExhausted => pick(
+                    "服务暂时不可用，请稍后再试",
+                    "Service unavailable: try again later",
+                ),
             },
         }
     }
@@ -249,10 +279,17 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let Self::RateLimited { retry_after } = self {
+        let retry_after = match self {
+            Self::RateLimited { retry_after } | Self::RetryLater { retry_after } => {
+                Some(*retry_after)
+            }
+            Self::Unavailable | Self::Domain(DomainError::NumbersExhausted) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -323,6 +360,41 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
             ApiError::Malformed("expected Content-Type: application/json".to_owned())
         }
         other => ApiError::Malformed(other.body_text()),
+    }
+}
+
+/// The raw body, whose rejections are problem+json (413 over the limit, 400 otherwise) rather
+/// than axum's plain text.
+#[derive(Debug, Clone, Default)]
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(request, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::Malformed(rejection.body_text())
+                }
+            })
+    }
+}
+
+impl ApiBytes {
+    /// The body as JSON; an empty (or all white space) body is `T::default()`.
+    ///
+    /// # Errors
+    /// `Malformed` when it is not JSON of the expected shape.
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        if self.0.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        serde_json::from_slice(&self.0).map_err(|error| ApiError::Malformed(error.to_string()))
     }
 }
 

@@ -6,7 +6,8 @@
 //! - [`auth`]: `Caller` / `AdminCaller` extractors (bearer header or cookie).
 //! - [`dto`]: `ConferenceDto`, the conference view of API.md, and link rendering.
 //! - [`metrics`]: the Prometheus registry.
-//! - [`limit`]: per-caller rate limits (429 `rate_limited`).
+//! - [`limit`]: per-caller rate limits (429 `rate_limited`) and limits on failed attempts.
+//! - [`security`]: CSRF guard and browser hardening headers; the session cookie's name and flags.
 //!
 //! **Architecture Invariant:** only the API crates know JSON request and response shapes; they
 //! turn DTOs into domain commands and views into DTOs.
@@ -16,6 +17,7 @@ pub mod dto;
 pub mod error;
 pub mod limit;
 pub mod metrics;
+pub mod security;
 
 use std::sync::Arc;
 
@@ -24,8 +26,8 @@ use meetline_adapters::auth::JwtKeys;
 
 pub use auth::{AdminCaller, Caller};
 pub use dto::{ConferenceDto, LinkRenderer};
-pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, Lang};
-pub use limit::RateLimits;
+pub use error::{ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, Lang};
+pub use limit::{FailedAttempts, RateLimits};
 pub use metrics::Metrics;
 
 /// Where "now" comes from: the system clock, or a fixed instant (benchmarks, tests).
@@ -55,4 +57,6 @@ pub struct ApiContext {
     pub links: Arc<LinkRenderer>,
     /// Per-caller request limits (`None`: unlimited).
     pub limits: Option<Arc<RateLimits>>,
+    /// How browsers reach the server: the session cookie's name and flags, our origin.
+    pub web: Arc<security::WebSecurity>,
 }

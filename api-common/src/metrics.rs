@@ -16,7 +16,8 @@ pub struct CommandLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
+    /// One of the standard methods, or `other`: a client cannot grow the label set.
+    pub method: &'static str,
     pub status: u16,
 }
 
@@ -26,6 +27,8 @@ pub struct Metrics {
     pub commands: Family<CommandLabels, Counter>,
     pub append_seconds: Histogram,
     pub batch_size: Histogram,
+    /// Commands whose events the store refused while it took others (answered alone).
+    pub poisoned_commands: Counter,
     pub projection_lag: Gauge,
     pub projection_leader: Gauge,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -52,6 +55,12 @@ impl Default for Metrics {
             "Commands decided per group-committed batch",
             batch_size.clone(),
         );
+        let poisoned_commands = Counter::default();
+        registry.register(
+            "poisoned_commands",
+            "Commands whose events the store refused while it took others",
+            poisoned_commands.clone(),
+        );
         let projection_lag = Gauge::default();
         registry.register(
             "projection_lag_events",
@@ -75,6 +84,7 @@ impl Default for Metrics {
             commands,
             append_seconds,
             batch_size,
+            poisoned_commands,
             projection_lag,
             projection_leader,
             http_requests,
@@ -83,6 +93,25 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one answered HTTP request. Methods outside the standard ones count as `other`,
+    /// and statuses are three digits, so no request can add series without bound.
+    pub fn http_request(&self, method: &axum::http::Method, status: u16) {
+        use axum::http::Method;
+        let method = match *method {
+            Method::GET => "GET",
+            Method::HEAD => "HEAD",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            Method::OPTIONS => "OPTIONS",
+            _ => "other",
+        };
+        self.http_requests
+            .get_or_create(&HttpLabels { method, status })
+            .inc();
+    }
+
     pub fn command(&self, kind: &str, outcome: &str) {
         self.commands
             .get_or_create(&CommandLabels {
@@ -98,5 +127,28 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String");
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::*;
+
+    #[test]
+    fn invented_http_methods_share_one_series() {
+        let metrics = Metrics::default();
+        for name in ["FOO", "BAR", "BAZ1", "QUUX"] {
+            metrics.http_request(&Method::from_bytes(name.as_bytes()).unwrap(), 405);
+        }
+        metrics.http_request(&Method::GET, 200);
+        let text = metrics.encode();
+        let series = text
+            .lines()
+            .filter(|line| line.starts_with("meetline_http_requests_total{"))
+            .count();
+        assert_eq!(series, 2, "{text}");
+        assert!(text.contains(r#"method="other",status="405"} 4"#), "{text}");
     }
 }

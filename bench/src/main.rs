@@ -387,6 +387,7 @@ fn command(planned: &Planned) -> Command {
         attendees: vec![],
         related_link: None,
         rooms: RoomNonce::fixed(conference_id(planned).0.as_u128()),
+        numbers: NumberDraw::fixed(conference_id(planned).0.as_u128()),
     })
 }
 
@@ -680,6 +681,7 @@ fn w2_command(
                 attendees: vec![],
                 related_link: None,
                 rooms,
+                numbers: NumberDraw::fixed(id.0.as_u128()),
             });
             let made = Mine {
                 tenant,
@@ -712,6 +714,7 @@ fn w2_command(
             };
             schedule.conference = id;
             schedule.rooms = rooms;
+            schedule.numbers = NumberDraw::fixed(id.0.as_u128());
             (tenant, Command::ScheduleConference(schedule), Some(made))
         }
     }

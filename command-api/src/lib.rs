@@ -4,10 +4,12 @@
 //! # Layout
 //! - [`service`]: `CommandService` — one writer task per tenant pool, batches, idempotency,
 //!   conflict retries with exponential backoff.
+//! - [`draws`]: the random room nonces and conference numbers commands carry (CSPRNG).
 //! - [`provisioning`]: makes external providers (Zoom) host what the pool decided, exactly once.
 //! - [`timer`]: records start and end events when their time comes (exactly once, any node count).
 //! - [`routes`]: `router()` for every command row of API.md; DTO → domain command.
 
+pub mod draws;
 pub mod provisioning;
 pub mod routes;
 pub mod service;

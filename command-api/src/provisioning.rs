@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use meetline_adapters::db::Database;
 use meetline_adapters::line_settings::LineSettingsStore;
-use meetline_adapters::zoom::{RetryPolicy, ZoomProvider, ZoomSettings, http_client};
+use meetline_adapters::zoom::{
+    RetryPolicy, ZoomEndpoints, ZoomProvider, ZoomSettings, http_client,
+};
 use meetline_api_common::{Clock, Metrics};
 use meetline_domain::Command;
 use meetline_domain::event::Event;
@@ -55,6 +57,8 @@ pub struct ProvisioningProcess {
     metrics: Arc<Metrics>,
     clock: Clock,
     retry: RetryPolicy,
+    /// Where Zoom is (operator configuration).
+    zoom: ZoomEndpoints,
     /// One provider per external line, rebuilt when the line's settings change.
     providers: tokio::sync::Mutex<HashMap<(TenantId, LineId), CachedProvider>>,
 }
@@ -70,6 +74,7 @@ impl ProvisioningProcess {
         metrics: Arc<Metrics>,
         clock: Clock,
         retry: RetryPolicy,
+        zoom: ZoomEndpoints,
     ) -> Self {
         Self {
             store,
@@ -80,6 +85,7 @@ impl ProvisioningProcess {
             metrics,
             clock,
             retry,
+            zoom,
             providers: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -103,7 +109,7 @@ impl ProvisioningProcess {
         let Some(settings) = self.line_settings.get(tenant, line).await? else {
             return Ok(None);
         };
-        let Ok(zoom) = ZoomSettings::from_line(&settings) else {
+        let Ok(zoom) = ZoomSettings::from_line(&settings, &self.zoom) else {
             return Ok(None);
         };
         let mut providers = self.providers.lock().await;
@@ -340,7 +346,8 @@ impl ProvisioningProcess {
         let result: Result<ProvisionedMeeting, ProviderError> = match found {
             Some(meeting) => Ok(meeting),
             None => provider.create(&request(&then)).await,
-        };
+        }
+        .and_then(checked_answer);
         let command = match result {
             Ok(meeting) => Command::RecordProvisioning {
                 conference: id,
@@ -355,7 +362,7 @@ impl ProvisioningProcess {
                 Command::RecordProvisioningFailure {
                     conference: id,
                     line: line.clone(),
-                    reason: error.to_string(),
+                    reason: error.recorded_reason(),
                 }
             }
         };
@@ -369,6 +376,21 @@ impl ProvisioningProcess {
             .await
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         Ok(true)
+    }
+}
+
+/// A provider's answer is hostile input too: its join URL goes into `href`s and calendar files.
+fn checked_answer(meeting: ProvisionedMeeting) -> Result<ProvisionedMeeting, ProviderError> {
+    let clean =
+        |text: &str| !text.is_empty() && text.len() <= 200 && !text.chars().any(char::is_control);
+    if meetline_domain::types::provider_url(&meeting.join_url).is_ok()
+        && clean(&meeting.meeting_id)
+        && meeting.password.as_deref().is_none_or(clean)
+    {
+        Ok(meeting)
+    } else {
+        tracing::warn!("a provider answered with an unusable meeting (join URL or id)");
+        Err(ProviderError::InvalidAnswer)
     }
 }
 

@@ -15,22 +15,21 @@ use meetline_adapters::auth::Principal;
 use meetline_adapters::directory::{ChatKind, Directory, DirectoryChat, DirectoryUser};
 use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_api_common::{
-    AdminCaller, ApiContext, ApiError, ApiJson, ApiPath, Caller, ConferenceDto, Lang,
+    AdminCaller, ApiBytes, ApiContext, ApiError, ApiJson, ApiPath, Caller, ConferenceDto, Lang,
 };
 use meetline_domain::command::{
     ChatFacts, ConferenceChanges, EndSpec, MeetingFacts, ScheduleConference,
 };
 use meetline_domain::types::{
     ChatId, ConferenceId, ConferenceNumber, LineId, LineName, MeetingId, Mode, ProviderKind,
-    RelatedLink, RoomNonce, Subject, TenantId, TimeZoneName, UserId,
+    RelatedLink, Subject, TenantId, TimeZoneName, UserId, free_text,
 };
 use meetline_domain::{Command, DEFAULT_MINUTES, DomainError, Event};
-use rand::RngCore;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::draws::{numbers, rooms};
 use crate::service::{CommandError, CommandService, LineState, Outcome, Submission};
 
 /// The command router's state.
@@ -45,6 +44,23 @@ pub struct CommandState {
     pub provision_wait: std::time::Duration,
     /// For webhooks: which conference a provider's meeting belongs to.
     pub read_models: meetline_projections::ReadModels,
+    /// Joins by an unknown number, limited per caller so numbers cannot be scanned.
+    pub join_attempts: Arc<meetline_api_common::FailedAttempts>,
+    /// How far ahead a conference may start (and a directory meeting lie).
+    pub booking_horizon: Duration,
+}
+
+impl CommandState {
+    /// Refuses an instant beyond the booking horizon (`invalid_input` naming `field`): no
+    /// conference in the year 9999, whose calendar file could not even be written.
+    fn within_horizon(&self, at: Option<DateTime<Utc>>, field: &str) -> Result<(), ApiError> {
+        match at {
+            Some(at) if at > self.context.clock.now() + self.booking_horizon => {
+                Err(DomainError::invalid_input(field).into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl FromRef<CommandState> for ApiContext {
@@ -70,6 +86,10 @@ pub fn router() -> Router<CommandState> {
         .route("/api/v1/lines/{id}", patch(update_line).delete(remove_line))
         .route("/api/v1/lines/{id}/settings", put(put_line_settings))
         .route("/api/v1/providers/zoom/webhook", post(zoom_webhook))
+        .route(
+            "/api/v1/providers/zoom/webhook/{tenant}/{line}",
+            post(zoom_line_webhook),
+        )
         .route("/api/v1/directory/users/{id}", put(put_user))
         .route("/api/v1/directory/meetings/{id}", put(put_meeting))
         .route("/api/v1/directory/chats/{id}", put(put_chat))
@@ -253,13 +273,6 @@ fn subject(text: Option<&String>) -> Result<Option<Subject>, DomainError> {
     text.map(|text| Subject::parse(text)).transpose()
 }
 
-fn rooms() -> RoomNonce {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    RoomNonce::parse(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
-        .expect("32 hex digits")
-}
-
 /// Checks that every id is a user of the tenant's directory.
 async fn known(
     directory: &dyn Directory,
@@ -286,14 +299,6 @@ async fn timezone_for(
         .user(&principal.tenant, &principal.actor.user)
         .await?;
     Ok(user.and_then(|entry| entry.timezone).unwrap_or_default())
-}
-
-/// Parses an optional JSON body: empty means `T::default()`.
-fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|error| ApiError::Malformed(error.to_string()))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -492,8 +497,12 @@ pub async fn create_conference(
     let subject =
         subject(request.subject.as_ref())?.ok_or_else(|| DomainError::invalid_input("subject"))?;
     let start = optional_time(request.start.as_ref(), "start")?;
+    state.within_horizon(start, "start")?;
     let end = end_spec(request.end.as_ref(), request.duration_minutes)?
         .unwrap_or(EndSpec::After(Duration::minutes(DEFAULT_MINUTES)));
+    if let EndSpec::At(end) = end {
+        state.within_horizon(Some(end), "end")?;
+    }
     let host = request
         .host
         .as_deref()
@@ -542,6 +551,7 @@ pub async fn create_conference(
         attendees,
         related_link,
         rooms: rooms(),
+        numbers: numbers(),
     });
     let mut outcome = submit(&state, &principal, &headers, command).await?;
     await_provisioning(&state, &principal, &mut outcome).await?;
@@ -576,10 +586,16 @@ pub async fn edit_conference(
         )
         .await?;
     }
+    let start = optional_time(request.start.as_ref(), "start")?;
+    state.within_horizon(start, "start")?;
+    let end = end_spec(request.end.as_ref(), request.duration_minutes)?;
+    if let Some(EndSpec::At(end)) = end {
+        state.within_horizon(Some(end), "end")?;
+    }
     let changes = ConferenceChanges {
         subject: subject(request.subject.as_ref())?,
-        start: optional_time(request.start.as_ref(), "start")?,
-        end: end_spec(request.end.as_ref(), request.duration_minutes)?,
+        start,
+        end,
         timezone: request
             .timezone
             .as_deref()
@@ -649,10 +665,10 @@ pub async fn cancel_conference(
     lang: Lang,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
-    body: Bytes,
+    body: ApiBytes,
 ) -> Result<Response, ApiError> {
     let conference = conference_id(&id)?;
-    let request: CancelRequest = optional_body(&body)?;
+    let request: CancelRequest = body.json_or_default()?;
     let outcome = submit(
         &state,
         &principal,
@@ -698,14 +714,19 @@ pub async fn join_conference(
     ApiJson(request): ApiJson<JoinRequest>,
 ) -> Result<Response, ApiError> {
     let number = ConferenceNumber::parse(&request.number)?;
+    // Numbers are random, and guessing them is limited: a caller's failed joins per minute.
+    state.join_attempts.begin(&principal)?;
     let outcome = submit(
         &state,
         &principal,
         &headers,
         Command::JoinConference { number },
     )
-    .await?;
-    conference_response(&state, &principal, lang, StatusCode::OK, &outcome).await
+    .await;
+    if !matches!(outcome, Err(ApiError::Domain(DomainError::NotFound))) {
+        state.join_attempts.succeeded(&principal);
+    }
+    conference_response(&state, &principal, lang, StatusCode::OK, &outcome?).await
 }
 
 /// Launch the video conference of a meeting (its creator, convener or contact only).
@@ -717,23 +738,28 @@ pub async fn launch_from_meeting(
     lang: Lang,
     headers: HeaderMap,
     ApiPath(meeting_id): ApiPath<String>,
-    body: Bytes,
+    body: ApiBytes,
 ) -> Result<Response, ApiError> {
-    let request: MeetingLaunchRequest = optional_body(&body)?;
+    let request: MeetingLaunchRequest = body.json_or_default()?;
     let meeting_id = MeetingId::parse(&meeting_id).map_err(|_| DomainError::NotFound)?;
     let meeting = state
         .directory
         .meeting(&principal.tenant, &meeting_id)
         .await?
         .ok_or(DomainError::NotFound)?;
+    let start = optional_time(request.start.as_ref(), "start")?;
+    let end = optional_time(request.end.as_ref(), "end")?;
+    state.within_horizon(start, "start")?;
+    state.within_horizon(end, "end")?;
     let command = Command::LaunchFromMeeting {
         conference: ConferenceId(Uuid::now_v7()),
         subject: subject(request.subject.as_ref())?,
-        start: optional_time(request.start.as_ref(), "start")?,
-        end: optional_time(request.end.as_ref(), "end")?,
+        start,
+        end,
         timezone: timezone_for(state.directory.as_ref(), &principal, None).await?,
         meeting,
         rooms: rooms(),
+        numbers: numbers(),
     };
     let mut outcome = submit(&state, &principal, &headers, command).await?;
     await_provisioning(&state, &principal, &mut outcome).await?;
@@ -750,9 +776,9 @@ pub async fn launch_from_chat(
     lang: Lang,
     headers: HeaderMap,
     ApiPath(chat_id): ApiPath<String>,
-    body: Bytes,
+    body: ApiBytes,
 ) -> Result<Response, ApiError> {
-    let request: ChatLaunchRequest = optional_body(&body)?;
+    let request: ChatLaunchRequest = body.json_or_default()?;
     let chat_id = ChatId::parse(&chat_id).map_err(|_| DomainError::NotFound)?;
     let chat = state
         .directory
@@ -774,6 +800,7 @@ pub async fn launch_from_chat(
         timezone: timezone_for(state.directory.as_ref(), &principal, None).await?,
         chat: chat.facts,
         rooms: rooms(),
+        numbers: numbers(),
     };
     let mut outcome = submit(&state, &principal, &headers, command).await?;
     await_provisioning(&state, &principal, &mut outcome).await?;
@@ -973,22 +1000,23 @@ pub async fn put_user(
     ApiJson(request): ApiJson<PutUserRequest>,
 ) -> Result<Response, ApiError> {
     let id = user(&id, "id")?;
-    let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(DomainError::invalid_input("name").into());
-    }
+    let name = free_text(&request.name, "name", 100)?;
     let email = request
         .email
         .as_deref()
-        .map(str::trim)
-        .filter(|email| !email.is_empty());
-    if email.is_some_and(|email| !email.contains('@') || email.len() > 254) {
+        .filter(|email| !email.trim().is_empty())
+        .map(|email| free_text(email, "email", 254))
+        .transpose()?;
+    if email
+        .as_deref()
+        .is_some_and(|email| !email.contains('@') || email.contains(char::is_whitespace))
+    {
         return Err(DomainError::invalid_input("email").into());
     }
     let entry = DirectoryUser {
         id,
-        name: name.to_owned(),
-        email: email.map(str::to_owned),
+        name,
+        email,
         timezone: request
             .timezone
             .as_deref()
@@ -1015,6 +1043,8 @@ pub async fn put_meeting(
     if end <= start {
         return Err(DomainError::invalid_input("end").into());
     }
+    state.within_horizon(Some(start), "start")?;
+    state.within_horizon(Some(end), "end")?;
     let directory = state.directory.as_ref();
     let tenant = &principal.tenant;
     let creator = user(&request.creator, "creator")?;
@@ -1064,10 +1094,7 @@ pub async fn put_chat(
         "group" => ChatKind::Group,
         _ => return Err(DomainError::invalid_input("kind").into()),
     };
-    let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(DomainError::invalid_input("name").into());
-    }
+    let name = free_text(&request.name, "name", 200)?;
     let members = users(&request.members, "members")?;
     let expected = if kind == ChatKind::Single {
         2..=2
@@ -1086,11 +1113,7 @@ pub async fn put_chat(
     .await?;
     let chat = DirectoryChat {
         kind,
-        facts: ChatFacts {
-            id,
-            name: name.to_owned(),
-            members,
-        },
+        facts: ChatFacts { id, name, members },
     };
     state.directory.put_chat(&principal.tenant, &chat).await?;
     directory_response(&state, &chat).await
@@ -1100,92 +1123,213 @@ pub async fn put_chat(
 // Provider webhooks
 
 /// How far a webhook's timestamp may be from now (replay protection).
-const WEBHOOK_SKEW_SECONDS: i64 = 300;
+const WEBHOOK_SKEW_SECONDS: u64 = 300;
+/// How long Zoom is asked to wait before delivering again a notification we cannot place yet.
+const WEBHOOK_RETRY_SECONDS: u64 = 60;
 
-/// Zoom's event notifications. Verified by `x-zm-signature` against the webhook secret of one of
-/// the Zoom lines (any tenant); a call no secret verifies is refused with 401 and changes nothing.
-/// Answers the `endpoint.url_validation` challenge, and turns `meeting.started` / `meeting.ended`
-/// into events with Zoom's times (an end before the slot's end ends the conference early).
+/// A Zoom notification whose timestamp is fresh, not yet verified.
+struct ZoomNotification {
+    timestamp: String,
+    signature: String,
+    body: Bytes,
+    json: serde_json::Value,
+}
+
+impl ZoomNotification {
+    /// Reads the headers and the body; refuses a stale or malformed call before any secret is
+    /// looked at.
+    fn read(state: &CommandState, headers: &HeaderMap, body: Bytes) -> Result<Self, ApiError> {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(|text| text.trim().to_owned())
+        };
+        let (Some(timestamp), Some(signature)) =
+            (header("x-zm-request-timestamp"), header("x-zm-signature"))
+        else {
+            return Err(ApiError::Unauthorized);
+        };
+        let seconds: i64 = timestamp.parse().map_err(|_| ApiError::Unauthorized)?;
+        let seconds = if seconds > 100_000_000_000 {
+            seconds / 1000
+        } else {
+            seconds
+        };
+        // `abs_diff`: no overflow whatever the caller sends (e.g. now − 2⁶³).
+        if state.context.clock.now().timestamp().abs_diff(seconds) > WEBHOOK_SKEW_SECONDS {
+            return Err(ApiError::Unauthorized);
+        }
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        Ok(Self {
+            timestamp,
+            signature,
+            body,
+            json,
+        })
+    }
+
+    fn verified_by(&self, secret: &str) -> bool {
+        meetline_adapters::zoom::webhook::verify(
+            secret,
+            &self.timestamp,
+            &self.body,
+            &self.signature,
+        )
+    }
+
+    fn event(&self) -> &str {
+        self.json["event"].as_str().unwrap_or_default()
+    }
+
+    fn meeting_id(&self) -> Option<String> {
+        match &self.json["payload"]["object"]["id"] {
+            serde_json::Value::Number(number) => Some(number.to_string()),
+            serde_json::Value::String(text) if !text.is_empty() && text.len() <= 200 => {
+                Some(text.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The webhook secret of one line, if it is a Zoom line that has one.
+async fn line_webhook_secret(
+    state: &CommandState,
+    tenant: &TenantId,
+    line: &LineId,
+) -> Result<Option<String>, ApiError> {
+    Ok(state
+        .line_settings
+        .get(tenant, line)
+        .await?
+        .and_then(|settings| meetline_adapters::zoom::ZoomSettings::webhook_secret(&settings)))
+}
+
+/// Zoom's event notifications for one line: the endpoint URL to give Zoom for that line's
+/// account. Verified by `x-zm-signature` against that line's webhook secret only (one line's
+/// settings are decrypted, not every tenant's); answers the `endpoint.url_validation`
+/// challenge, and turns `meeting.started` / `meeting.ended` of that line's meetings into
+/// events with Zoom's times. A verified notification about a meeting the read models do not
+/// know (yet) is answered 503 with `Retry-After`, so Zoom delivers it again.
+#[utoipa::path(post, path = "/api/v1/providers/zoom/webhook/{tenant}/{line}", tag = "providers", request_body = Object,
+    params(("tenant" = String, Path), ("line" = String, Path),
+        ("x-zm-signature" = String, Header), ("x-zm-request-timestamp" = String, Header)),
+    responses((status = 200), (status = 204), (status = 400, body = meetline_api_common::error::Problem),
+        (status = 401, body = meetline_api_common::error::Problem), (status = 503, body = meetline_api_common::error::Problem)))]
+pub async fn zoom_line_webhook(
+    State(state): State<CommandState>,
+    ApiPath((tenant, line)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<Response, ApiError> {
+    let notification = ZoomNotification::read(&state, &headers, body)?;
+    let (Ok(tenant), Ok(line)) = (TenantId::parse(&tenant), LineId::parse(&line)) else {
+        return Err(ApiError::Unauthorized);
+    };
+    let Some(secret) = line_webhook_secret(&state, &tenant, &line).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    if !notification.verified_by(&secret) {
+        tracing::warn!(%tenant, %line, "refused a Zoom webhook the line's secret does not verify");
+        return Err(ApiError::Unauthorized);
+    }
+    handle_zoom_notification(&state, &notification, &secret, Some((tenant, line))).await
+}
+
+/// Zoom's event notifications on the one shared URL (kept for accounts set up with it; the
+/// per-line URL is preferred). The line is found from the meeting: among the lines that have a
+/// meeting with that id, the one whose webhook secret verifies the signature. Only the
+/// `endpoint.url_validation` challenge, which names no meeting, is checked against every Zoom
+/// line's secret.
 #[utoipa::path(post, path = "/api/v1/providers/zoom/webhook", tag = "providers", request_body = Object,
     params(("x-zm-signature" = String, Header), ("x-zm-request-timestamp" = String, Header)),
-    responses((status = 200), (status = 401, body = meetline_api_common::error::Problem)))]
+    responses((status = 200), (status = 204), (status = 400, body = meetline_api_common::error::Problem),
+        (status = 401, body = meetline_api_common::error::Problem), (status = 503, body = meetline_api_common::error::Problem)))]
 pub async fn zoom_webhook(
     State(state): State<CommandState>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
-    use meetline_adapters::zoom::{ZoomSettings, webhook};
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
-    };
-    let (Some(timestamp), Some(signature)) =
-        (header("x-zm-request-timestamp"), header("x-zm-signature"))
-    else {
-        return Err(ApiError::Unauthorized);
-    };
-    let seconds: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::Unauthorized)?;
-    let seconds = if seconds > 100_000_000_000 {
-        seconds / 1000
-    } else {
-        seconds
-    };
-    if (state.context.clock.now().timestamp() - seconds).abs() > WEBHOOK_SKEW_SECONDS {
-        return Err(ApiError::Unauthorized);
+    let notification = ZoomNotification::read(&state, &headers, body)?;
+    if let Some(meeting_id) = notification.meeting_id() {
+        for (tenant, line) in state.read_models.lines_with_meeting(&meeting_id).await? {
+            if let Some(secret) = line_webhook_secret(&state, &tenant, &line).await?
+                && notification.verified_by(&secret)
+            {
+                return handle_zoom_notification(
+                    &state,
+                    &notification,
+                    &secret,
+                    Some((tenant, line)),
+                )
+                .await;
+            }
+        }
     }
+    // No known meeting, or none of its lines signed it: the challenge, or a meeting not
+    // projected yet. Only then is every Zoom line's secret tried.
     let signer = state
         .line_settings
         .all()
         .await?
         .into_iter()
-        .filter_map(|(tenant, _, settings)| {
-            ZoomSettings::from_line(&settings)
-                .ok()
-                .and_then(|zoom| zoom.webhook_secret)
-                .map(|secret| (tenant, secret))
+        .filter_map(|(tenant, line, settings)| {
+            meetline_adapters::zoom::ZoomSettings::webhook_secret(&settings)
+                .map(|secret| (tenant, line, secret))
         })
-        .find(|(_, secret)| webhook::verify(secret, timestamp.trim(), &body, &signature));
-    let Some((signer_tenant, secret)) = signer else {
+        .find(|(_, _, secret)| notification.verified_by(secret));
+    let Some((_, _, secret)) = signer else {
         tracing::warn!("refused a Zoom webhook no line's secret verifies");
         return Err(ApiError::Unauthorized);
     };
-    let notification: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|error| ApiError::Malformed(error.to_string()))?;
-    let event = notification["event"].as_str().unwrap_or_default();
+    handle_zoom_notification(&state, &notification, &secret, None).await
+}
+
+/// Acts on a verified notification. `line`: the line whose secret verified it and whose meeting
+/// it may concern (`None`: none of the lines known to have the meeting signed it).
+async fn handle_zoom_notification(
+    state: &CommandState,
+    notification: &ZoomNotification,
+    secret: &str,
+    line: Option<(TenantId, LineId)>,
+) -> Result<Response, ApiError> {
+    use meetline_adapters::zoom::webhook;
+    if notification.json.is_null() {
+        return Err(ApiError::Malformed("the body is not JSON".to_owned()));
+    }
+    let event = notification.event();
     if event == "endpoint.url_validation" {
-        let plain = notification["payload"]["plainToken"]
+        let plain = notification.json["payload"]["plainToken"]
             .as_str()
+            .filter(|plain| plain.len() <= 256)
             .ok_or_else(|| ApiError::Malformed("payload.plainToken".to_owned()))?;
-        return Ok(axum::Json(webhook::url_validation(&secret, plain)).into_response());
+        return Ok(axum::Json(webhook::url_validation(secret, plain)).into_response());
     }
     let started = match event {
         "meeting.started" => true,
         "meeting.ended" => false,
         _ => return Ok(StatusCode::OK.into_response()),
     };
-    let object = &notification["payload"]["object"];
-    let meeting_id = match &object["id"] {
-        serde_json::Value::Number(number) => number.to_string(),
-        serde_json::Value::String(text) => text.clone(),
-        _ => return Err(ApiError::Malformed("payload.object.id".to_owned())),
+    let meeting_id = notification
+        .meeting_id()
+        .ok_or_else(|| ApiError::Malformed("payload.object.id".to_owned()))?;
+    let found = match &line {
+        Some((tenant, line)) => state
+            .read_models
+            .conference_for_meeting(tenant, line, &meeting_id)
+            .await?
+            .map(|conference| (tenant.clone(), conference)),
+        None => None,
     };
-    let Some((tenant, conference)) = state
-        .read_models
-        .conference_for_meeting(&meeting_id)
-        .await?
-    else {
-        // Not one of ours (or not projected yet; Zoom retries): acknowledged, nothing to do.
-        return Ok(StatusCode::OK.into_response());
+    let Some((tenant, conference)) = found else {
+        // Not projected yet (or not one of ours): Zoom delivers it again later.
+        tracing::info!(%meeting_id, "a Zoom webhook for a meeting not known yet; asked to retry");
+        return Err(ApiError::RetryLater {
+            retry_after: WEBHOOK_RETRY_SECONDS,
+        });
     };
-    if tenant != signer_tenant {
-        tracing::warn!(%meeting_id, "a Zoom webhook signed by another tenant's line; ignored");
-        return Ok(StatusCode::OK.into_response());
-    }
+    let object = &notification.json["payload"]["object"];
     let field = if started { "start_time" } else { "end_time" };
     let at = object[field]
         .as_str()
@@ -1201,7 +1345,10 @@ pub async fn zoom_webhook(
         at,
     };
     // Zoom retries deliveries: the same notification is one command.
-    let key = format!("zoom:{event}:{meeting_id}:{}", notification["event_ts"]);
+    let key = format!(
+        "zoom:{event}:{meeting_id}:{}",
+        notification.json["event_ts"]
+    );
     let submission = Submission::new(tenant, actor, command, state.context.clock.now())
         .with_idempotency_key(&key);
     state.service.execute(submission).await?;
@@ -1225,6 +1372,7 @@ pub async fn zoom_webhook(
         remove_line,
         put_line_settings,
         zoom_webhook,
+        zoom_line_webhook,
         put_user,
         put_meeting,
         put_chat

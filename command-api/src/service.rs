@@ -361,6 +361,15 @@ impl Writer {
         Ok(self.pool.as_mut().expect("loaded"))
     }
 
+    /// Decides and stores `jobs`, answering each.
+    ///
+    /// A version conflict re-decides the batch after a backoff. Any other append failure may be
+    /// a store outage or one command's events the store refuses (a poisoned command): the batch
+    /// is split in halves, each tried on its own, so the others are decided and stored and the
+    /// failure narrows down to one command. A single command that fails a second time while
+    /// the store is evidently up (it took other appends in this round, or answers a read) is
+    /// answered `Unavailable` alone; otherwise failures back off like an outage, and when the
+    /// backoff is spent every command left is answered `Unavailable`.
     async fn process(&mut self, jobs: Vec<Job>) {
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(2))
@@ -368,33 +377,65 @@ impl Writer {
             .with_max_times(self.shared.config.max_retries)
             .with_jitter()
             .build();
-        loop {
-            match self.attempt(&jobs).await {
+        // Groups still to store, each with how often it failed on its own.
+        let mut pending: std::collections::VecDeque<(Vec<Job>, u32)> =
+            std::collections::VecDeque::from([(jobs, 0)]);
+        let mut stored_any = false;
+        while let Some((group, failures)) = pending.pop_front() {
+            let error = match self.attempt(&group).await {
                 Ok(results) => {
-                    for (job, result) in jobs.into_iter().zip(results) {
+                    stored_any = true;
+                    for (job, result) in group.into_iter().zip(results) {
                         let _ = job.reply.send(result);
                     }
-                    return;
+                    continue;
                 }
-                Err(error) => {
-                    // The warm pool may hold events that were never stored: reload it.
-                    self.pool = None;
-                    let Some(delay) = backoff.next() else {
-                        tracing::error!(tenant = %self.tenant, %error, "giving up on a batch");
-                        let failure = CommandError::from(error);
-                        for job in jobs {
-                            let _ = job.reply.send(Err(failure.clone()));
-                        }
-                        return;
-                    };
-                    if matches!(error, StoreError::Conflict { .. }) {
-                        tracing::debug!(tenant = %self.tenant, %error, "conflict; re-deciding the batch");
-                    } else {
-                        tracing::warn!(tenant = %self.tenant, %error, "store failure; retrying the batch");
+                Err(error) => error,
+            };
+            // The warm pool may hold events that were never stored: reload it.
+            self.pool = None;
+            let conflict = matches!(error, StoreError::Conflict { .. });
+            if conflict {
+                tracing::debug!(tenant = %self.tenant, %error, "conflict; re-deciding the batch");
+            } else {
+                tracing::warn!(tenant = %self.tenant, %error, commands = group.len(), "append failed");
+                if group.len() > 1 {
+                    let mut first = group;
+                    let second = first.split_off(first.len() / 2);
+                    pending.push_front((second, 0));
+                    pending.push_front((first, 0));
+                    continue;
+                }
+                if failures >= 1 && (stored_any || self.shared.store.head_position().await.is_ok())
+                {
+                    // The store takes other commands but not this one's events.
+                    tracing::error!(tenant = %self.tenant, %error, "the store refuses one command's events; answered alone");
+                    self.shared.metrics.poisoned_commands.inc();
+                    let failure = CommandError::from(error);
+                    for job in group {
+                        let _ = job.reply.send(Err(failure.clone()));
                     }
-                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                if !pending.is_empty() {
+                    // Try the others first: if they are stored, this one is the problem.
+                    pending.push_back((group, failures + 1));
+                    continue;
                 }
             }
+            let Some(delay) = backoff.next() else {
+                tracing::error!(tenant = %self.tenant, %error, "giving up on a batch");
+                let failure = CommandError::from(error);
+                for job in group
+                    .into_iter()
+                    .chain(pending.drain(..).flat_map(|(jobs, _)| jobs))
+                {
+                    let _ = job.reply.send(Err(failure.clone()));
+                }
+                return;
+            };
+            tokio::time::sleep(delay).await;
+            pending.push_front((group, failures + u32::from(!conflict)));
         }
     }
 

@@ -56,6 +56,7 @@ fn schedule(hour: i64) -> Command {
         attendees: vec![],
         related_link: None,
         rooms: RoomNonce::fixed(1),
+        numbers: NumberDraw::fixed(hour as u128 + 1_000_000),
     })
 }
 

@@ -36,6 +36,7 @@ fn schedule(n: u128, start: DateTime<Utc>, minutes: i64) -> Command {
         attendees: vec![],
         related_link: None,
         rooms: RoomNonce::fixed(n),
+        numbers: NumberDraw::fixed(n),
     })
 }
 

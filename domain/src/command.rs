@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    ChatId, ConferenceId, ConferenceNumber, LineId, LineName, MeetingId, Mode, ProviderKind,
-    RelatedLink, RoomNonce, Subject, TimeZoneName, UserId,
+    ChatId, ConferenceId, ConferenceNumber, LineId, LineName, MeetingId, Mode, NumberDraw,
+    ProviderKind, RelatedLink, RoomNonce, Subject, TimeZoneName, UserId,
 };
 
 /// How the end of a conference is given: an instant, or a length from the start.
@@ -43,6 +43,7 @@ pub struct ScheduleConference {
     pub attendees: Vec<UserId>,
     pub related_link: Option<RelatedLink>,
     pub rooms: RoomNonce,
+    pub numbers: NumberDraw,
 }
 
 /// A meeting of the OA suite as the directory knows it.
@@ -111,6 +112,7 @@ pub enum Command {
         end: Option<DateTime<Utc>>,
         timezone: TimeZoneName,
         rooms: RoomNonce,
+        numbers: NumberDraw,
     },
     LaunchFromChat {
         conference: ConferenceId,
@@ -120,6 +122,7 @@ pub enum Command {
         attendees: Option<Vec<UserId>>,
         timezone: TimeZoneName,
         rooms: RoomNonce,
+        numbers: NumberDraw,
     },
     EditConference {
         conference: ConferenceId,

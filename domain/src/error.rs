@@ -43,6 +43,10 @@ pub enum DomainError {
     /// The meeting already has an active video conference.
     #[error("the meeting already has an active conference {conference_id}")]
     ConferenceExists { conference_id: ConferenceId },
+    /// Every candidate number the command brought is held by another conference of the tenant
+    /// (practically never: the caller draws them at random; retrying draws new ones).
+    #[error("every candidate conference number is taken")]
+    NumbersExhausted,
     /// `If-Match` named another version.
     #[error("version mismatch: expected {expected}, actual {actual}")]
     VersionMismatch { expected: u64, actual: u64 },

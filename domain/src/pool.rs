@@ -19,8 +19,8 @@ use crate::error::DomainError;
 use crate::event::Event;
 use crate::types::{
     Actor, ConferenceId, ConferenceNumber, LineId, LineName, LineStatus, MeetingId, Mode,
-    ProviderKind, RelatedLink, RoomName, RoomNonce, Source, Status, Subject, TimeSlot,
-    TimeZoneName, UserId,
+    NumberDraw, ProviderKind, RelatedLink, RoomName, RoomNonce, Source, Status, Subject, TimeSlot,
+    TimeZoneName, UserId, free_text, provider_url,
 };
 
 /// How far in the past a scheduled start may lie (a form filled in a minute ago).
@@ -269,13 +269,14 @@ impl LinePool {
                 end,
                 timezone,
                 rooms,
+                numbers,
             } => self.launch_from_meeting(
                 actor,
                 *conference,
                 meeting,
                 (subject.clone(), *start, *end),
                 timezone,
-                rooms,
+                (rooms, numbers),
                 now,
             ),
             Command::LaunchFromChat {
@@ -285,6 +286,7 @@ impl LinePool {
                 attendees,
                 timezone,
                 rooms,
+                numbers,
             } => self.launch_from_chat(
                 actor,
                 *conference,
@@ -292,7 +294,7 @@ impl LinePool {
                 subject.clone(),
                 attendees.as_deref(),
                 timezone,
-                rooms,
+                (rooms, numbers),
                 now,
             ),
             Command::EditConference {
@@ -348,14 +350,12 @@ impl LinePool {
                 }
                 let reason = reason
                     .as_deref()
-                    .map(str::trim)
-                    .filter(|text| !text.is_empty());
-                if reason.is_some_and(|text| text.chars().count() > 500) {
-                    return Err(DomainError::invalid_input("reason"));
-                }
+                    .filter(|text| !text.trim().is_empty())
+                    .map(|text| free_text(text, "reason", 500))
+                    .transpose()?;
                 Ok(vec![Event::ConferenceCancelled {
                     conference: *conference,
-                    reason: reason.map(str::to_owned),
+                    reason,
                     at: now,
                 }])
             }
@@ -378,6 +378,12 @@ impl LinePool {
                 password,
             } => {
                 require_admin(actor)?;
+                // What a provider answered goes into `href`s and calendar files: only clean text.
+                provider_url(join_url)?;
+                free_text(meeting_id, "meeting_id", 200)?;
+                if let Some(password) = password {
+                    free_text(password, "password", 200)?;
+                }
                 let current = self
                     .conferences
                     .get(conference)
@@ -416,7 +422,11 @@ impl LinePool {
                 Ok(vec![Event::ProvisioningFailed {
                     conference: *conference,
                     line: line.clone(),
-                    reason: reason.chars().take(500).collect(),
+                    reason: reason
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(500)
+                        .collect(),
                     at: now,
                 }])
             }
@@ -530,6 +540,7 @@ impl LinePool {
             related_link: command.related_link.clone(),
             source: Source::App,
             rooms: &command.rooms,
+            numbers: &command.numbers,
             now,
         })
     }
@@ -546,7 +557,7 @@ impl LinePool {
             Option<DateTime<Utc>>,
         ),
         timezone: &TimeZoneName,
-        rooms: &RoomNonce,
+        (rooms, numbers): (&RoomNonce, &NumberDraw),
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, DomainError> {
         let convenes = [&meeting.creator, &meeting.convener, &meeting.contact];
@@ -596,6 +607,7 @@ impl LinePool {
                 id: meeting.id.clone(),
             },
             rooms,
+            numbers,
             now,
         })
     }
@@ -609,7 +621,7 @@ impl LinePool {
         subject: Option<Subject>,
         attendees: Option<&[UserId]>,
         timezone: &TimeZoneName,
-        rooms: &RoomNonce,
+        (rooms, numbers): (&RoomNonce, &NumberDraw),
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, DomainError> {
         if !chat.members.contains(&actor.user) {
@@ -643,6 +655,7 @@ impl LinePool {
                 id: chat.id.clone(),
             },
             rooms,
+            numbers,
             now,
         })
     }
@@ -656,9 +669,15 @@ impl LinePool {
         let line = self
             .first_free_line(&new.slot, None)
             .ok_or(DomainError::NoFreeLine)?;
+        let number = new
+            .numbers
+            .candidates()
+            .iter()
+            .find(|number| !self.numbers.contains_key(*number))
+            .ok_or(DomainError::NumbersExhausted)?;
         Ok(vec![Event::ConferenceScheduled {
             conference: new.id,
-            number: ConferenceNumber::from_sequence(self.conferences_issued + 1),
+            number: number.clone(),
             mode: new.mode,
             subject: new.subject,
             slot: new.slot,
@@ -1085,6 +1104,7 @@ struct NewConference<'a> {
     related_link: Option<RelatedLink>,
     source: Source,
     rooms: &'a RoomNonce,
+    numbers: &'a NumberDraw,
     now: DateTime<Utc>,
 }
 

@@ -195,6 +195,35 @@ pub enum ProviderError {
     /// The provider has no such meeting (already deleted).
     #[error("the provider has no such meeting")]
     NotFound,
+    /// The provider answered with something unusable (e.g. a join URL that is not https).
+    #[error("the provider's answer is unusable")]
+    InvalidAnswer,
+}
+
+impl ProviderError {
+    /// What is recorded in `ProvisioningFailed.reason` (readable in history): a code and a fixed
+    /// text, never the provider's own words — a reply's body is the remote side's to choose.
+    pub fn recorded_reason(&self) -> String {
+        match self {
+            Self::Unavailable { .. } => {
+                "provider_unavailable: the provider could not be reached or kept failing".to_owned()
+            }
+            Self::Refused {
+                status,
+                code: Some(code),
+                ..
+            } => format!(
+                "provider_refused: the provider refused the request (HTTP {status}, code {code})"
+            ),
+            Self::Refused { status, .. } => {
+                format!("provider_refused: the provider refused the request (HTTP {status})")
+            }
+            Self::NotFound => "provider_not_found: the provider has no such meeting".to_owned(),
+            Self::InvalidAnswer => {
+                "provider_invalid_answer: the provider's answer was unusable".to_owned()
+            }
+        }
+    }
 }
 
 /// The video provider port: a line's account at Zoom, Tencent Meeting, …

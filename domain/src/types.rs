@@ -115,17 +115,57 @@ impl ConferenceNumber {
         }
     }
 
-    /// The number for the pool's `sequence`-th conference. A bijection of `1..=900_000_000` onto
-    /// the nine-digit numbers, so numbers are unique by construction yet do not look sequential.
-    pub fn from_sequence(sequence: u64) -> Self {
-        const SPAN: u64 = 900_000_000;
-        const MULTIPLIER: u64 = 282_475_249; // 7^10: coprime with SPAN = 2^8·3^2·5^8
-        const OFFSET: u64 = 31_415_926;
-        let value = 100_000_000 + (sequence % SPAN * MULTIPLIER + OFFSET) % SPAN;
-        Self(value.to_string())
+    /// The number `value` stands for in the nine-digit space: `100_000_000 + value % 900_000_000`.
+    /// The command service passes uniformly random values drawn from a CSPRNG
+    /// ([`NumberDraw`]), so a number says nothing about any other conference's.
+    pub fn from_draw(value: u64) -> Self {
+        Self((100_000_000 + value % NUMBER_SPACE).to_string())
     }
 
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How many nine-digit conference numbers there are.
+pub const NUMBER_SPACE: u64 = 900_000_000;
+
+/// Candidate conference numbers, drawn at random by the caller of the aggregate (which itself
+/// draws no randomness, as for [`RoomNonce`]): the pool issues the first candidate that no
+/// conference of the tenant holds. Several candidates make a collision with a number in use —
+/// about `live / 900,000,000` per candidate — practically never exhaust them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberDraw(Vec<ConferenceNumber>);
+
+impl NumberDraw {
+    /// How many candidates the command service draws per conference.
+    pub const CANDIDATES: usize = 4;
+
+    /// # Errors
+    /// `DomainError::InvalidInput` (field `number`) for no candidate or more than 64.
+    pub fn new(candidates: Vec<ConferenceNumber>) -> Result<Self, DomainError> {
+        if candidates.is_empty() || candidates.len() > 64 {
+            return Err(DomainError::invalid_input("number"));
+        }
+        Ok(Self(candidates))
+    }
+
+    /// Deterministic candidates for tests and benchmarks: distinct seeds give distinct first
+    /// candidates (an affine bijection of the number space). Never use it to serve users: such
+    /// numbers can be predicted from one another.
+    pub fn fixed(seed: u128) -> Self {
+        const MULTIPLIER: u64 = 282_475_249; // 7^10: coprime with NUMBER_SPACE = 2^8·3^2·5^8
+        let seed = (seed % u128::from(NUMBER_SPACE)) as u64;
+        let candidates = (0..Self::CANDIDATES as u64)
+            .map(|index| {
+                let sequence = (seed + index * 7_919_993) % NUMBER_SPACE;
+                ConferenceNumber::from_draw(sequence * MULTIPLIER % NUMBER_SPACE + 31_415_926)
+            })
+            .collect();
+        Self(candidates)
+    }
+
+    pub fn candidates(&self) -> &[ConferenceNumber] {
         &self.0
     }
 }
@@ -136,6 +176,47 @@ impl fmt::Display for ConferenceNumber {
     }
 }
 
+/// Free text a person typed (a subject, a name, a reason): trimmed, at most `max_chars`
+/// characters, and no control characters (U+0000–U+001F, U+007F–U+009F). Control characters
+/// have no place in these fields, break calendar files and logs, and PostgreSQL's `jsonb`
+/// refuses U+0000 outright.
+///
+/// # Errors
+/// `DomainError::InvalidInput` naming `field` when the text is empty, too long or has a
+/// control character.
+pub fn free_text(text: &str, field: &str, max_chars: usize) -> Result<String, DomainError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty()
+        || trimmed.chars().count() > max_chars
+        || trimmed.chars().any(char::is_control)
+    {
+        return Err(DomainError::invalid_input(field));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A URL a provider gave for joining its meeting: `https://` only (never `javascript:` or
+/// plain http), at most 2,000 characters, with no white space or control characters (it goes
+/// into `href`s and calendar files).
+///
+/// # Errors
+/// `DomainError::InvalidInput` (field `join_url`) otherwise.
+pub fn provider_url(text: &str) -> Result<&str, DomainError> {
+    let host_ok = text
+        .strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if host_ok
+        && text.len() <= 2000
+        && !text
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '<' | '>' | '\\'))
+    {
+        Ok(text)
+    } else {
+        Err(DomainError::invalid_input("join_url"))
+    }
+}
+
 /// A conference's subject: 1–200 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -143,13 +224,10 @@ pub struct Subject(String);
 
 impl Subject {
     /// # Errors
-    /// `DomainError::InvalidInput` (field `subject`) when empty or longer than 200 characters.
+    /// `DomainError::InvalidInput` (field `subject`) when empty, longer than 200 characters or
+    /// holding a control character.
     pub fn parse(text: &str) -> Result<Self, DomainError> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > 200 {
-            return Err(DomainError::invalid_input("subject"));
-        }
-        Ok(Self(trimmed.to_owned()))
+        free_text(text, "subject", 200).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -195,7 +273,9 @@ impl RelatedLink {
         let text = text.trim();
         let scheme_ok = text.starts_with("https://") || text.starts_with("http://");
         let rest_ok = text.split_once("://").is_some_and(|(_, rest)| {
-            !rest.is_empty() && !rest.starts_with('/') && !rest.chars().any(char::is_whitespace)
+            !rest.is_empty()
+                && !rest.starts_with('/')
+                && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
         });
         if scheme_ok && rest_ok && text.len() <= 2000 {
             Ok(Self(text.to_owned()))
@@ -334,11 +414,7 @@ impl LineName {
     /// # Errors
     /// `DomainError::InvalidInput` (field `name`) when empty or longer than 100 characters.
     pub fn parse(text: &str) -> Result<Self, DomainError> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > 100 {
-            return Err(DomainError::invalid_input("name"));
-        }
-        Ok(Self(trimmed.to_owned()))
+        free_text(text, "name", 100).map(Self)
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -454,10 +530,51 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn conference_numbers_are_nine_digits_and_distinct() {
-        let numbers: HashSet<_> = (1..=20_000).map(ConferenceNumber::from_sequence).collect();
+    fn conference_numbers_are_nine_digits_and_fixed_draws_are_distinct() {
+        let numbers: HashSet<_> = (1..=20_000)
+            .map(|seed| NumberDraw::fixed(seed).candidates()[0].clone())
+            .collect();
         assert_eq!(numbers.len(), 20_000);
         assert!(numbers.iter().all(|n| n.as_str().len() == 9));
+        assert_eq!(ConferenceNumber::from_draw(0).as_str(), "100000000");
+        assert_eq!(ConferenceNumber::from_draw(u64::MAX).as_str().len(), 9);
+    }
+
+    #[test]
+    fn free_text_refuses_control_characters_and_trims() {
+        assert_eq!(free_text("  周会 ", "subject", 10).unwrap(), "周会");
+        for bad in [
+            "a\u{0}b",
+            "line\nbreak",
+            "tab\there",
+            "bell\u{7}",
+            "c1\u{85}x",
+            "",
+            "   ",
+        ] {
+            assert_eq!(
+                free_text(bad, "subject", 10),
+                Err(DomainError::invalid_input("subject")),
+                "{bad:?}"
+            );
+        }
+        assert!(free_text("abcdefghijk", "subject", 10).is_err());
+    }
+
+    #[test]
+    fn provider_urls_are_https_without_control_characters() {
+        assert!(provider_url("https://zoom.us/j/123?pwd=abc").is_ok());
+        for bad in [
+            "javascript:alert(1)",
+            "http://zoom.us/j/1",
+            "https://",
+            "https:///path",
+            "https://zoom.us/j/1\r\nURL:https://evil",
+            "https://zoom.us/j/1 x",
+            "https://zoom.us/\"onmouseover=\"x",
+        ] {
+            assert!(provider_url(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -130,6 +130,7 @@ fn schedule(n: u128, start: i64, end: i64) -> Command {
         attendees: vec![user("bob")],
         related_link: None,
         rooms: RoomNonce::fixed(n),
+        numbers: NumberDraw::fixed(n),
     })
 }
 
@@ -145,6 +146,7 @@ fn quick(n: u128) -> Command {
         attendees: vec![user("bob")],
         related_link: None,
         rooms: RoomNonce::fixed(n),
+        numbers: NumberDraw::fixed(n),
     })
 }
 
@@ -612,6 +614,7 @@ fn launch(n: u128) -> Command {
         end: None,
         timezone: TimeZoneName::default(),
         rooms: RoomNonce::fixed(n),
+        numbers: NumberDraw::fixed(n),
     }
 }
 
@@ -695,6 +698,7 @@ fn from_chat(n: u128, who: Option<Vec<UserId>>) -> Command {
         attendees: who,
         timezone: TimeZoneName::default(),
         rooms: RoomNonce::fixed(n),
+        numbers: NumberDraw::fixed(n),
     }
 }
 

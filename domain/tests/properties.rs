@@ -131,7 +131,7 @@ proptest! {
                         start: Some(start), end: EndSpec::At(start + Duration::minutes(15 * quarters)),
                         timezone: TimeZoneName::default(), host: None,
                         attendees: vec![UserId::parse(USERS[(who + 1) % 4]).unwrap()],
-                        related_link: None, rooms,
+                        related_link: None, rooms: rooms.clone(), numbers: NumberDraw::fixed(index as u128 + 1),
                     }))
                 }
                 Step::Quick { who } => {
@@ -140,7 +140,7 @@ proptest! {
                         conference: id, mode: Mode::Quick, subject: Subject::parse("q").unwrap(),
                         start: None, end: EndSpec::After(Duration::minutes(30)),
                         timezone: TimeZoneName::default(), host: None, attendees: vec![],
-                        related_link: None, rooms,
+                        related_link: None, rooms: rooms.clone(), numbers: NumberDraw::fixed(index as u128 + 1),
                     }))
                 }
                 Step::Edit { target: i, start_quarter, quarters, who } => {

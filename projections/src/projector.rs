@@ -46,9 +46,22 @@ CREATE INDEX IF NOT EXISTS rm_participants_all
     ON rm_participants (tenant, user_id, start DESC, conference_id DESC);
 CREATE INDEX IF NOT EXISTS rm_participants_recent
     ON rm_participants (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
+CREATE TABLE IF NOT EXISTS rm_provider_meetings_by_line (
+    tenant TEXT NOT NULL, line_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
+    conference_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, line_id, meeting_id)
+);
+CREATE INDEX IF NOT EXISTS rm_provider_meetings_by_id ON rm_provider_meetings_by_line (meeting_id);
+-- Before 0.2 a meeting id was mapped to one tenant globally (and could be taken over by
+-- another tenant): carry its rows over, keyed by the conference's line, and drop it.
 CREATE TABLE IF NOT EXISTS rm_provider_meetings (
     meeting_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, conference_id TEXT NOT NULL
 );
+INSERT INTO rm_provider_meetings_by_line (tenant, line_id, meeting_id, conference_id)
+    SELECT p.tenant, c.line_id, p.meeting_id, p.conference_id FROM rm_provider_meetings p
+    JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id WHERE true
+    ON CONFLICT DO NOTHING;
+DROP TABLE rm_provider_meetings;
 CREATE TABLE IF NOT EXISTS ops_provider_failures (
     tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
     PRIMARY KEY (tenant, hour)
@@ -94,9 +107,22 @@ CREATE INDEX IF NOT EXISTS rm_participants_all
     ON rm_participants (tenant, user_id, start DESC, conference_id DESC);
 CREATE INDEX IF NOT EXISTS rm_participants_recent
     ON rm_participants (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
+CREATE TABLE IF NOT EXISTS rm_provider_meetings_by_line (
+    tenant TEXT NOT NULL, line_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
+    conference_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, line_id, meeting_id)
+);
+CREATE INDEX IF NOT EXISTS rm_provider_meetings_by_id ON rm_provider_meetings_by_line (meeting_id);
+-- Before 0.2 a meeting id was mapped to one tenant globally (and could be taken over by
+-- another tenant): carry its rows over, keyed by the conference's line, and drop it.
 CREATE TABLE IF NOT EXISTS rm_provider_meetings (
     meeting_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, conference_id TEXT NOT NULL
 );
+INSERT INTO rm_provider_meetings_by_line (tenant, line_id, meeting_id, conference_id)
+    SELECT p.tenant, c.line_id, p.meeting_id, p.conference_id FROM rm_provider_meetings p
+    JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id WHERE true
+    ON CONFLICT DO NOTHING;
+DROP TABLE rm_provider_meetings;
 CREATE TABLE IF NOT EXISTS ops_provider_failures (
     tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
     PRIMARY KEY (tenant, hour)
@@ -253,7 +279,7 @@ impl Projector {
             "rm_lines",
             "rm_conferences",
             "rm_participants",
-            "rm_provider_meetings",
+            "rm_provider_meetings_by_line",
         ] {
             sqlx::query(self.db.sql(&format!("DELETE FROM {table}")))
                 .execute(&mut *transaction)
@@ -483,18 +509,21 @@ async fn apply_event(
         _ => {
             if let Event::ConferenceProvisioned {
                 conference,
+                line,
                 meeting_id,
                 ..
             } = event
             {
-                // The provider's meeting id → conference, for its webhooks.
+                // The provider's meeting id → conference, for its webhooks: per tenant and line
+                // (the account that created it), so no tenant can claim another's meeting.
                 sqlx::query(db.sql(
-                    "INSERT INTO rm_provider_meetings (meeting_id, tenant, conference_id) VALUES (?, ?, ?) \
-                     ON CONFLICT (meeting_id) DO UPDATE SET tenant = excluded.tenant, \
-                     conference_id = excluded.conference_id",
+                    "INSERT INTO rm_provider_meetings_by_line (tenant, line_id, meeting_id, conference_id) \
+                     VALUES (?, ?, ?, ?) ON CONFLICT (tenant, line_id, meeting_id) \
+                     DO UPDATE SET conference_id = excluded.conference_id",
                 ))
-                .bind(meeting_id.as_str())
                 .bind(tenant.as_str())
+                .bind(line.as_str())
+                .bind(meeting_id.as_str())
                 .bind(conference.to_string())
                 .execute(&mut **transaction)
                 .await?;

@@ -420,28 +420,57 @@ impl ReadModels {
             .collect()
     }
 
-    /// The conference a provider's meeting belongs to.
+    /// The conference the meeting `meeting_id` of line `line` of `tenant` belongs to.
     ///
     /// # Errors
     /// When the database cannot be read.
     pub async fn conference_for_meeting(
         &self,
+        tenant: &TenantId,
+        line: &LineId,
         meeting_id: &str,
-    ) -> Result<Option<(TenantId, ConferenceId)>, StoreError> {
-        let row = sqlx::query(
-            self.db
-                .sql("SELECT tenant, conference_id FROM rm_provider_meetings WHERE meeting_id = ?"),
-        )
+    ) -> Result<Option<ConferenceId>, StoreError> {
+        let row: Option<String> = sqlx::query_scalar(self.db.sql(
+            "SELECT conference_id FROM rm_provider_meetings_by_line \
+             WHERE tenant = ? AND line_id = ? AND meeting_id = ?",
+        ))
+        .bind(tenant.as_str())
+        .bind(line.as_str())
         .bind(meeting_id)
         .fetch_optional(&self.db.reader)
         .await
         .map_err(unavailable)?;
-        let Some(row) = row else { return Ok(None) };
-        let tenant = TenantId::parse(row.get("tenant"))
-            .map_err(|_| StoreError::Corrupt("tenant".to_owned()))?;
-        let conference = ConferenceId::parse(row.get("conference_id"))
-            .map_err(|_| StoreError::Corrupt("conference id".to_owned()))?;
-        Ok(Some((tenant, conference)))
+        row.map(|id| {
+            ConferenceId::parse(&id).map_err(|_| StoreError::Corrupt("conference id".to_owned()))
+        })
+        .transpose()
+    }
+
+    /// Every line (of any tenant) that has a meeting with this provider id: the candidates whose
+    /// webhook secret may have signed a notification about it.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn lines_with_meeting(
+        &self,
+        meeting_id: &str,
+    ) -> Result<Vec<(TenantId, LineId)>, StoreError> {
+        let rows = sqlx::query(self.db.sql(
+            "SELECT tenant, line_id FROM rm_provider_meetings_by_line WHERE meeting_id = ? LIMIT 16",
+        ))
+        .bind(meeting_id)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let tenant = TenantId::parse(row.get("tenant"))
+                    .map_err(|_| StoreError::Corrupt("tenant".to_owned()))?;
+                let line = LineId::parse(row.get("line_id"))
+                    .map_err(|_| StoreError::Corrupt("line id".to_owned()))?;
+                Ok((tenant, line))
+            })
+            .collect()
     }
 
     /// A background process's checkpoint (created at 0 if new).

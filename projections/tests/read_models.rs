@@ -66,6 +66,7 @@ async fn generate(store: &dyn EventStore, tenant: &TenantId, steps: u64) {
                         attendees: vec![UserId::parse(users[next(4) as usize]).unwrap()],
                         related_link: None,
                         rooms: RoomNonce::fixed(step as u128),
+                        numbers: NumberDraw::fixed(step as u128),
                     }),
                 )
             }

@@ -17,6 +17,8 @@ use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "test-secret-for-black-box-tests";
+pub const SETTINGS_KEY: &str = "test-settings-key-for-black-box-tests";
+pub const JITSI_SECRET: &str = "test-jitsi-secret-for-black-box-tests";
 
 pub struct TestApp {
     pub base: String,
@@ -78,9 +80,17 @@ pub fn start_with_secret(
     jwt_secret: Option<&str>,
 ) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_meetline"));
+    // Secrets as an operator gives them (on PostgreSQL the server refuses to start without them
+    // unless told to generate them); `None`: the server generates (or finds) its own.
     match jwt_secret {
-        Some(secret) => command.env("MEETLINE_JWT_SECRET", secret),
-        None => command.env_remove("MEETLINE_JWT_SECRET"),
+        Some(secret) => command
+            .env("MEETLINE_JWT_SECRET", secret)
+            .env("MEETLINE_SETTINGS_KEY", SETTINGS_KEY)
+            .env("MEETLINE_JITSI_SECRET", JITSI_SECRET),
+        None => command
+            .env_remove("MEETLINE_JWT_SECRET")
+            .env_remove("MEETLINE_SETTINGS_KEY")
+            .env_remove("MEETLINE_JITSI_SECRET"),
     };
     match database {
         Some(database) => command.env("DATABASE_URL", &database.url),
