@@ -80,7 +80,7 @@ fn start_link(join_url: &str, meeting_id: &str) -> String {
     let origin = join_url
         .split("/j/")
         .next()
-        .filter(|origin| origin.starts_with("http"))
+        .filter(|origin| origin.starts_with("https://"))
         .unwrap_or("https://zoom.us");
     format!("{origin}/s/{meeting_id}")
 }
@@ -201,11 +201,14 @@ impl ConferenceDto {
         } = &view.provisioning
         {
             // An external provider's meeting: its join link, and its start link for the host
-            // (which asks the host to sign in to the line's account).
-            Some(ConferenceLinks {
-                host: start_link(join_url, meeting_id),
-                attendee: join_url.clone(),
-            })
+            // (which asks the host to sign in to the line's account). A link stored before
+            // provider answers were checked is shown only if it is a clean https URL.
+            meetline_domain::types::provider_url(join_url)
+                .ok()
+                .map(|join_url| ConferenceLinks {
+                    host: start_link(join_url, meeting_id),
+                    attendee: join_url.to_owned(),
+                })
         } else {
             jitsi
                 .filter(|_| view.line.provider == "builtin")

@@ -616,7 +616,14 @@ impl Writer {
     ) -> Outcome {
         let conference_id = command
             .conference()
-            .or_else(|| events.iter().find_map(Event::conference));
+            .or_else(|| events.iter().find_map(Event::conference))
+            .or_else(|| match command {
+                // Joining a conference one already takes part in appends nothing.
+                Command::JoinConference { number } => pool
+                    .conference_by_number(number)
+                    .map(|conference| conference.id),
+                _ => None,
+            });
         let mut conference = conference_id.and_then(|id| self.conference_view(pool, id));
         if let Some(view) = &mut conference {
             view.links_changed = events.iter().any(|event| {

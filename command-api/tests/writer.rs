@@ -220,10 +220,13 @@ async fn snapshots_are_saved_and_a_pool_loads_from_them() {
     assert_eq!(from_snapshot, LinePool::from_events(&events));
 }
 
-/// A store whose appends wait for a permit: holds the writer inside an append.
+/// A store whose appends wait for a permit (holding the writer inside an append), and which
+/// refuses any append carrying a conference with the `refused` subject — as PostgreSQL refuses
+/// a value its `jsonb` cannot hold — while taking every other.
 struct GatedStore {
     inner: Arc<dyn EventStore>,
     gate: Arc<tokio::sync::Semaphore>,
+    refused: Option<&'static str>,
 }
 
 #[async_trait::async_trait]
@@ -235,6 +238,15 @@ impl EventStore for GatedStore {
         events: &[NewEvent],
     ) -> Result<Appended, StoreError> {
         self.gate.acquire().await.expect("open gate").forget();
+        let poisoned = events.iter().any(|new| {
+            matches!(&new.event, Event::ConferenceScheduled { subject, .. }
+                if Some(subject.as_str()) == self.refused)
+        });
+        if poisoned {
+            return Err(StoreError::Unavailable(
+                "invalid input syntax for type json".to_owned(),
+            ));
+        }
         self.inner.append(stream, expected_version, events).await
     }
     async fn read_stream(
@@ -288,6 +300,7 @@ async fn a_full_queue_refuses_requests_at_once_and_loses_nothing_it_took() {
     let gated: Arc<dyn EventStore> = Arc::new(GatedStore {
         inner: inner.clone(),
         gate: gate.clone(),
+        refused: None,
     });
     let node = service(gated, 1_000_000);
     add_lines(&node, 1).await;
@@ -355,4 +368,82 @@ async fn a_full_queue_refuses_requests_at_once_and_loses_nothing_it_took() {
         scheduled <= taken + extra,
         "{scheduled} > {taken} + {extra}"
     );
+}
+
+fn subject_schedule(hour: i64, subject: &str) -> Command {
+    let Command::ScheduleConference(mut schedule) = schedule(hour) else {
+        unreachable!()
+    };
+    schedule.subject = Subject::parse(subject).unwrap();
+    Command::ScheduleConference(schedule)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_store_refuses_is_answered_alone_and_its_batch_is_stored() {
+    let inner = store().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(1));
+    let gated: Arc<dyn EventStore> = Arc::new(GatedStore {
+        inner: inner.clone(),
+        gate: gate.clone(),
+        refused: Some("poison"),
+    });
+    let node = service(gated, 1_000_000);
+    add_lines(&node, 1).await;
+
+    // One command holds the writer inside an append; the next batch queues behind it with
+    // the refused command in its middle.
+    let submit = |command: Command| {
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.execute(Submission::new(
+                tenant(),
+                Actor::user("alice"),
+                command,
+                t0(),
+            ))
+            .await
+        })
+    };
+    let first = submit(schedule(0));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut queued = Vec::new();
+    for hour in 1..=30 {
+        queued.push(submit(if hour == 17 {
+            subject_schedule(hour, "poison")
+        } else {
+            schedule(hour)
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    gate.add_permits(1_000_000);
+    first.await.unwrap().expect("the first command is stored");
+    let mut stored = 0;
+    for (index, task) in queued.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(CommandError::Unavailable(_)) => {
+                assert_eq!(index + 1, 17, "only the poisoned one fails")
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(stored, 29);
+    // A lone refused command is answered too, and the pool goes on.
+    assert!(matches!(
+        submit(subject_schedule(40, "poison")).await.unwrap(),
+        Err(CommandError::Unavailable(_))
+    ));
+    submit(schedule(41))
+        .await
+        .unwrap()
+        .expect("the next command is stored");
+    let events = inner
+        .read_stream(&pool_stream(&tenant()), 0, 100_000)
+        .await
+        .unwrap();
+    let scheduled = events
+        .iter()
+        .filter(|recorded| matches!(recorded.event, Event::ConferenceScheduled { .. }))
+        .count();
+    assert_eq!(scheduled, 1 + 29 + 1);
 }

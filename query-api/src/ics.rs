@@ -10,7 +10,9 @@ fn stamp(at: DateTime<Utc>) -> String {
     at.format("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// Escapes a TEXT value: backslash, semicolon, comma and newlines.
+/// Escapes a TEXT value: backslash, semicolon, comma and newlines; every other control
+/// character (a stored value that predates validation, or a provider's) is dropped, so no value
+/// can end a property or start another.
 fn text(value: &str) -> String {
     let mut escaped = String::with_capacity(value.len());
     for c in value.chars() {
@@ -19,11 +21,21 @@ fn text(value: &str) -> String {
             ';' => escaped.push_str("\\;"),
             ',' => escaped.push_str("\\,"),
             '\n' => escaped.push_str("\\n"),
-            '\r' => {}
+            other if other.is_control() => {}
             other => escaped.push(other),
         }
     }
     escaped
+}
+
+/// A URI value (`URL:`), or `None` unless it is a plain http(s) URL: URI values are not
+/// escaped in iCalendar, so anything else is left out rather than written.
+fn uri(value: &str) -> Option<&str> {
+    let scheme_ok = value.starts_with("https://") || value.starts_with("http://");
+    let clean = !value
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '"');
+    (scheme_ok && clean).then_some(value)
 }
 
 /// Folds a content line: at most 75 octets per line, continuation lines start with a space.
@@ -68,9 +80,9 @@ pub fn calendar(view: &ConferenceView, dto: &ConferenceDto, now: DateTime<Utc>) 
         format!("DESCRIPTION:{}", text(&description)),
         format!("SEQUENCE:{}", view.version.saturating_sub(1)),
         format!("STATUS:{status}"),
-        format!("X-WR-TIMEZONE:{}", view.timezone.as_str()),
+        format!("X-WR-TIMEZONE:{}", text(view.timezone.as_str())),
     ];
-    if let Some(link) = &dto.links.attendee {
+    if let Some(link) = dto.links.attendee.as_deref().and_then(uri) {
         lines.push(format!("URL:{link}"));
         lines.push(format!("LOCATION:{}", text(link)));
     }
@@ -101,5 +113,22 @@ mod tests {
     #[test]
     fn text_escapes_separators() {
         assert_eq!(text("a,b;c\\d\ne"), "a\\,b\\;c\\\\d\\ne");
+    }
+
+    #[test]
+    fn no_value_can_start_another_property() {
+        assert_eq!(text("x\r\nURL:evil\u{0}\u{7}"), "x\\nURL:evil");
+        assert_eq!(
+            uri("https://zoom.us/j/1?pwd=a"),
+            Some("https://zoom.us/j/1?pwd=a")
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "https://zoom.us/j/1\r\nATTACH:https://evil",
+            "https://a b",
+            "data:text/html,x",
+        ] {
+            assert_eq!(uri(bad), None, "{bad:?}");
+        }
     }
 }
