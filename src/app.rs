@@ -21,7 +21,7 @@ use meetline_adapters::links::JitsiSettings;
 use meetline_adapters::postgres::PgEventStore;
 use meetline_adapters::sqlite::SqliteEventStore;
 use meetline_adapters::zoom::ZoomEndpoints;
-use meetline_api_common::error::{localize_problems, not_found};
+use meetline_api_common::error::{localize_problems, method_not_allowed, not_found};
 use meetline_api_common::security::{WebSecurity, csrf_guard, security_headers};
 use meetline_api_common::{ApiContext, Clock, FailedAttempts, LinkRenderer, Metrics, RateLimits};
 use meetline_command_api::provisioning::ProvisioningProcess;
@@ -90,6 +90,8 @@ pub struct App {
 }
 
 const LIMIT_BYTES: usize = 64 * 1024;
+/// The shortest HS256 secret accepted.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Where events, read models and the directory live.
 pub struct Storage {
@@ -150,9 +152,17 @@ pub async fn open_storage(config: &StorageConfig) -> anyhow::Result<Storage> {
             // The folder holds the database and the generated secrets: the owner's only.
             meetline_adapters::auth::private_folder(&config.data)
                 .with_context(|| format!("creating the data folder {}", config.data.display()))?;
-            let db = Database::open_sqlite(&config.data.join("meetline.db"))
+            let file = config.data.join("meetline.db");
+            let db = Database::open_sqlite(&file)
                 .await
                 .context("opening the SQLite database")?;
+            // The owner's only (SQLite gives its -wal and -shm files the same mode).
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .context("making the database file private")?;
+            }
             let store = if given(config.event_store.as_ref()).is_none() {
                 Some(Arc::new(SqliteEventStore::new(db.clone()).await?) as Arc<dyn EventStore>)
             } else {
@@ -204,6 +214,15 @@ pub async fn secret(
     generate: bool,
 ) -> anyhow::Result<String> {
     if let Some(secret) = given.filter(|secret| !secret.is_empty()) {
+        if db.backend == Backend::Postgres
+            && meetline_adapters::secrets::load(db, name).await?.is_some()
+        {
+            tracing::warn!(
+                name,
+                "a generated secret is still kept in the database although one is configured: \
+                 delete it (DELETE FROM meetline_secrets WHERE name = '{name}')"
+            );
+        }
         return Ok(secret.to_owned());
     }
     Ok(match db.backend {
@@ -237,6 +256,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         generate,
     )
     .await?;
+    anyhow::ensure!(
+        jwt_secret.len() >= MIN_SECRET_BYTES,
+        "MEETLINE_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (a short secret can be guessed offline from any token)"
+    );
     let mut keys =
         JwtKeys::from_secret(jwt_secret.as_bytes()).with_policy(settings.token_policy.clone());
     if let Some((source, issuer, audience)) = &settings.identity_provider {
@@ -304,6 +327,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
                 Duration::from_secs(60),
             )),
             booking_horizon: settings.booking_horizon,
+            webhook_scans: Arc::new(meetline_api_common::ServerLimit::new(
+                std::num::NonZeroU32::new(2).expect("non-zero"),
+                std::num::NonZeroU32::new(10).expect("non-zero"),
+            )),
         };
         router = router.merge(meetline_command_api::router().with_state(state));
         let provisioning = ProvisioningProcess::new(
@@ -354,6 +381,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         .route("/api/v1/openapi.json", get(openapi))
         .merge(crate::web::router(web))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(LIMIT_BYTES))
         .layer(middleware::from_fn_with_state(context.web.clone(), csrf_guard))
         .layer(middleware::from_fn(localize_problems))

@@ -354,11 +354,15 @@ async fn main() -> anyhow::Result<()> {
             );
             let keys = match env_secret("MEETLINE_JWT_SECRET")? {
                 Some(secret) => JwtKeys::from_secret(secret.as_bytes()),
-                // The secret the server generated: in the shared database, or the data folder.
+                // The secret a server generated (`--generate-secrets`) in the shared database;
+                // never a new one there: that is the server's decision, not this command's.
                 None if data.database_url.is_some() => {
                     let storage = app::open_storage(&data.storage()).await?;
-                    let secret =
-                        app::secret(&storage.db, &data.data, SECRET_FILE, None, true).await?;
+                    let secret = meetline_adapters::secrets::load(&storage.db, SECRET_FILE)
+                        .await?
+                        .context(
+                            "no MEETLINE_JWT_SECRET (or _FILE) and no generated secret in the database",
+                        )?;
                     JwtKeys::from_secret(secret.as_bytes())
                 }
                 None => JwtKeys::load_or_create(&data.data, None)?,

@@ -6,20 +6,23 @@
 //! scripts cannot read it, and `meetline_api_common::security::csrf_guard` refuses
 //! cookie-authenticated writes that do not come from this site with a JSON body.
 //!
-//! A token in the sign-in link (`/signin?token=…`) is not acted on by the GET: the page it gets
-//! drops the token from the address bar and browser history (`history.replaceState`) and posts it,
-//! so it lands in no history, no `Referer` and — with the query left out of request logs — no log.
+//! A token in the sign-in link (`/signin?token=…`) is not acted on by the GET (any site could make
+//! a browser send one, signing it into someone else's account): the page it gets names the
+//! account and posts the token when the person confirms; its script drops the token from the
+//! address bar and browser history (`history.replaceState`). It reaches no `Referer`
+//! (`Referrer-Policy: no-referrer`) and none of our request logs (they leave the query out).
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{FromRef, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Json};
 use chrono::Duration;
-use meetline_adapters::auth::JwtKeys;
+use meetline_adapters::auth::{JwtKeys, Principal};
 use meetline_adapters::directory::Directory;
 use meetline_api_common::{ApiContext, ApiError, Caller, Lang};
 use meetline_domain::types::{TenantId, UserId};
@@ -143,35 +146,63 @@ fn escape(text: &str) -> String {
 async fn signin_page(
     State(state): State<WebState>,
     lang: Lang,
-    Query(query): Query<SigninQuery>,
+    query: Result<Query<SigninQuery>, QueryRejection>,
 ) -> Response {
-    // From the host OA system: a token in the link. It is posted on by the page (see the module
-    // docs), never acted on by a GET, which any page could make a browser send.
+    let Ok(Query(query)) = query else {
+        return ApiError::Malformed("the sign-in link's query".to_owned()).into_response();
+    };
+    // From the host OA system: a token in the link. A GET, which any page can make a browser
+    // send, signs nobody in: the page says whose account it is and asks (see the module docs).
     if let Some(token) = query.token.as_deref().filter(|token| !token.is_empty()) {
         let en = query
             .lang
             .as_deref()
             .map_or(lang.is_english(), |forced| forced == "en");
-        return forward_token(token, en);
+        return match state.keys.verify(token) {
+            Ok(principal) => confirm_token(&state, token, &principal, en).await,
+            Err(_) => (
+                StatusCode::UNAUTHORIZED,
+                page(lang, query.lang.as_deref(), &state, Some(false)).await,
+            )
+                .into_response(),
+        };
     }
     page(lang, query.lang.as_deref(), &state, None).await
 }
 
-/// A page that removes the token from the address bar and history, then posts it to `/signin`
-/// (by script; without one, by the visible button). Never cached.
-fn forward_token(token: &str, en: bool) -> Response {
+/// "Sign in as 张伟 (zhangwei) · acme?": the token in a form, posted only when the person
+/// clicks — so another site's link cannot sign a browser into someone else's account unseen.
+/// The page's script removes the token from the address bar and history. Never cached.
+async fn confirm_token(state: &WebState, token: &str, principal: &Principal, en: bool) -> Response {
+    let name = state
+        .directory
+        .user(&principal.tenant, &principal.actor.user)
+        .await
+        .ok()
+        .flatten()
+        .map_or_else(|| principal.actor.user.to_string(), |user| user.name);
     let html = format!(
         r#"<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/app/app.css"><script src="/app/signin.js" defer></script></head>
-<body class="signin"><main><h1>{title}</h1><form method="post" action="/signin" id="forward-token">
-<input type="hidden" name="token" value="{token}"><button type="submit">{continue_label}</button></form></main></body></html>"#,
+<body class="signin"><main><h1>{title}</h1><p class="who">{prompt} <strong>{name}</strong> <span class="id">{user} · {tenant}</span></p>
+<form method="post" action="/signin" id="confirm-token"><input type="hidden" name="token" value="{token}">
+<button type="submit">{sign_in}</button></form><p class="lang"><a href="/signin">{other}</a></p></main></body></html>"#,
         lang = if en { "en" } else { "zh-CN" },
         title = if en {
-            "Signing in…"
+            "My video conferences · Sign in"
         } else {
-            "正在登录…"
+            "我的视频会议 · 登录"
         },
-        continue_label = if en { "Continue" } else { "继续" },
+        prompt = if en { "Sign in as" } else { "登录为" },
+        sign_in = if en { "Sign in" } else { "登录" },
+        other = if en {
+            "Not you? Sign in otherwise"
+        } else {
+            "不是您？使用其他方式登录"
+        },
+        name = escape(&name),
+        user = escape(principal.actor.user.as_str()),
+        tenant = escape(principal.tenant.as_str()),
         token = escape(token),
     );
     let mut response = Html(html).into_response();
@@ -245,8 +276,15 @@ async fn page(
 async fn signin(
     State(state): State<WebState>,
     lang: Lang,
-    Form(form): Form<SigninForm>,
+    form: Result<Form<SigninForm>, FormRejection>,
 ) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::PayloadTooLarge.into_response();
+        }
+        Err(rejection) => return ApiError::Malformed(rejection.body_text()).into_response(),
+    };
     if let Some(token) = form
         .token
         .as_deref()

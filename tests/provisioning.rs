@@ -658,9 +658,23 @@ async fn a_tenant_cannot_hijack_another_tenants_meeting_and_webhooks_resolve_by_
         reply.problem(401, "unauthorized");
     }
 
-    // A verified notification about a meeting nobody knows (yet): 503, so Zoom delivers it again.
+    // A meeting the account hosts but meetline did not make, once the read models are caught
+    // up: acknowledged, nothing done (a 503 would have Zoom retry it for ever).
     let unknown = json!({"event": "meeting.started", "event_ts": 1,
         "payload": {"object": {"id": 12345_u64, "start_time": "2026-01-01T00:00:00Z"}}});
+    let store = app.event_store().await;
+    let head = store.head_position().await.unwrap();
+    // Read-your-writes: this waits until the read models have applied the whole log.
+    app.send(
+        app.request(
+            reqwest::Method::GET,
+            "/api/v1/conferences/recent",
+            &token("globex", "alice", false),
+        )
+        .header("x-min-position", head),
+    )
+    .await
+    .ok(200);
     for url in ["/api/v1/providers/zoom/webhook", globex_url] {
         let reply = Reply::from(
             signed_to(&app, url, &unknown, now, "globex-webhook-secret")
@@ -669,8 +683,78 @@ async fn a_tenant_cannot_hijack_another_tenants_meeting_and_webhooks_resolve_by_
                 .unwrap(),
         )
         .await;
+        reply.ok(200);
+    }
+    assert_eq!(store.head_position().await.unwrap(), head);
+    // A malformed meeting id or signature is refused before any secret is read.
+    let hostile = json!({"event": "meeting.started", "event_ts": 1,
+        "payload": {"object": {"id": "12\u{0}' OR 1=1", "start_time": "2026-01-01T00:00:00Z"}}});
+    let reply = Reply::from(
+        signed_to(
+            &app,
+            "/api/v1/providers/zoom/webhook",
+            &hostile,
+            now,
+            "globex-webhook-secret",
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    reply.problem(400, "malformed_request");
+    let reply = Reply::from(
+        app.client
+            .post(app.url("/api/v1/providers/zoom/webhook"))
+            .header("x-zm-request-timestamp", now.to_string())
+            .header("x-zm-signature", "nothex")
+            .json(&unknown)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    reply.problem(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn a_verified_webhook_for_a_meeting_not_projected_yet_is_asked_to_come_again() {
+    // A command-only node runs no projector: its read models stay behind the log.
+    let server = zoom().await;
+    let app = spawn_with_zoom(&server, &["--role", "command"]).await;
+    let admin = token(T, "admin", true);
+    app.put(
+        "/api/v1/directory/users/alice",
+        &admin,
+        json!({"name": "Alice"}),
+    )
+    .await
+    .ok(200);
+    app.post(
+        "/api/v1/lines",
+        &admin,
+        json!({"name": "Zoom", "provider": "zoom", "settings": {
+            "account_id": "acct", "client_id": "cid", "client_secret": "cs",
+            "user_id": "host@acme.example", "webhook_secret": WEBHOOK_SECRET}}),
+    )
+    .await
+    .ok(201);
+    let now = chrono::Utc::now().timestamp();
+    let started = json!({"event": "meeting.started", "event_ts": 1,
+        "payload": {"object": {"id": 93000000001_u64, "start_time": "2026-01-01T00:00:00Z"}}});
+    for url in [
+        "/api/v1/providers/zoom/webhook",
+        &format!("/api/v1/providers/zoom/webhook/{T}/line-1"),
+    ] {
+        let reply = Reply::from(
+            signed_to(&app, url, &started, now, WEBHOOK_SECRET)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         reply.problem(503, "unavailable");
-        assert!(reply.headers.contains_key("retry-after"));
+        assert_eq!(reply.header("retry-after"), Some("60"));
     }
 }
 

@@ -439,27 +439,24 @@ async fn pages_carry_the_hardening_headers_and_https_gets_a_host_only_secure_coo
 }
 
 #[tokio::test]
-async fn the_sign_in_link_posts_its_token_instead_of_keeping_it_in_the_url() {
+async fn the_sign_in_link_names_the_account_and_signs_in_only_when_confirmed() {
     let app = spawn_app().await;
+    app.seed(T, 0).await;
     let alice = token(T, "alice", false);
-    let response = app
-        .client
+    let response = no_redirects()
         .get(app.url(&format!("/signin?token={alice}")))
         .send()
         .await
         .unwrap();
+    // A GET — which any other site can make a browser send — signs nobody in.
     assert_eq!(response.status().as_u16(), 200);
-    assert!(
-        response.headers().get("set-cookie").is_none(),
-        "a GET signs nobody in"
-    );
+    assert!(response.headers().get("set-cookie").is_none());
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["referrer-policy"], "no-referrer");
     let page = response.text().await.unwrap();
-    assert!(
-        page.contains(r#"<form method="post" action="/signin""#),
-        "{page}"
-    );
+    assert!(page.contains("<strong>ALICE</strong>"), "{page}");
+    assert!(page.contains("alice · acme"), "{page}");
+    assert!(page.contains(r#"<form method="post" action="/signin" id="confirm-token">"#));
     assert!(page.contains(&format!(r#"name="token" value="{alice}""#)));
     assert!(page.contains(r#"<script src="/app/signin.js""#));
     let script = app
@@ -472,20 +469,103 @@ async fn the_sign_in_link_posts_its_token_instead_of_keeping_it_in_the_url() {
         .await
         .unwrap();
     assert!(script.contains("history.replaceState"));
-    // Posting it (what the page does) signs in.
+    assert!(!script.contains("submit"), "the page never posts by itself");
+    // Confirming (the form's post, from our own page) signs in.
     let cookie = session_cookie(&app, &alice).await;
     assert!(cookie.starts_with("meetline_token="));
-    // A token cannot break out of the page.
-    let hostile = app
-        .client
+    // A bad token gets the sign-in page with its error; nothing can break out of the page.
+    let hostile = no_redirects()
         .get(app.url("/signin?token=%22%3E%3Cscript%3Ealert(1)%3C/script%3E"))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
+    assert_eq!(hostile.status().as_u16(), 401);
+    let hostile = hostile.text().await.unwrap();
     assert!(!hostile.contains("<script>alert(1)"), "{hostile}");
+    // Malformed sign-in requests are problem+json, like every other error.
+    let reply = Reply::from(
+        app.client
+            .post(app.url("/signin"))
+            .header(ORIGIN, app.base.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("token=%FF%FE%ZZ&&=")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(reply.status.is_client_error(), "{}", reply.text);
+    let reply = Reply::from(
+        app.client
+            .delete(app.url("/api/v1/conferences/recent"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    reply.problem(405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn an_authorization_header_is_never_topped_up_by_the_cookie() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let alice = token(T, "alice", false);
+    let cookie = session_cookie(&app, &alice).await;
+    for value in [
+        &b"Basic YWxpY2U6eA=="[..],
+        b"Bearer",
+        b"Bearer not-a-token",
+        b"\xff\xfe",
+    ] {
+        let value = reqwest::header::HeaderValue::from_bytes(value).unwrap();
+        let reply = Reply::from(
+            app.client
+                .post(app.url("/api/v1/conferences/join"))
+                .header(COOKIE, cookie.clone())
+                .header("authorization", value)
+                .header(ORIGIN, "https://evil.example")
+                .json(&json!({"number": "123456789"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        reply.problem(401, "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn search_text_and_names_refuse_invisible_and_control_characters() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let alice = token(T, "alice", false);
+    let reply = app.get("/api/v1/conferences?q=%00", &alice).await;
+    assert_eq!(reply.problem(422, "invalid_input")["field"], "q");
+    let reply = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"mode": "quick", "subject": "invoice\u{202E}fdp.exe"}),
+        )
+        .await;
+    assert_eq!(reply.problem(422, "invalid_input")["field"], "subject");
+}
+
+#[tokio::test]
+async fn a_short_token_secret_is_refused_at_start() {
+    let data = fresh_data_dir();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_meetline"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("MEETLINE_JWT_SECRET", "probe-secret")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[tokio::test]
@@ -579,8 +659,8 @@ async fn the_data_folder_and_the_generated_secrets_are_the_owners_only() {
         std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
         0o700
     );
-    for secret in ["jwt-secret", "jitsi-secret", "settings-key"] {
-        assert_eq!(mode(secret), 0o600, "{secret}");
+    for file in ["jwt-secret", "jitsi-secret", "settings-key", "meetline.db"] {
+        assert_eq!(mode(file), 0o600, "{file}");
     }
     child.kill().unwrap();
     child.wait().unwrap();

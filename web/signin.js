@@ -1,4 +1,3 @@
-// The sign-in link's token page: drop the token from the address bar and the browser's history,
-// then post it (a form post: the token lands in no URL, history entry, Referer or request log).
+// The sign-in link's page: drop the token from the address bar and the browser's history. The
+// token is posted only when the person confirms whose account it is (the form's button).
 history.replaceState(null, '', '/signin');
-document.getElementById('forward-token').submit();

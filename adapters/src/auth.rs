@@ -252,6 +252,7 @@ impl Enterprise {
             return Err(AuthError::Invalid);
         }
         let mut validation = Validation::new(header.alg);
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
@@ -404,6 +405,7 @@ impl JwtKeys {
 
     fn verify_hs256(&self, token: &str) -> Result<Claims, AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_nbf = true;
         let mut required = vec!["exp", "sub"];
         if let Some(issuer) = &self.policy.hs256_issuer {
             validation.set_issuer(&[issuer]);
@@ -566,6 +568,17 @@ mod tests {
             ..TokenPolicy::default()
         });
         assert!(longer_policy.verify(&thirteen_hours).is_ok());
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let keys = JwtKeys::from_secret(b"s");
+        let now = Utc::now().timestamp();
+        let later = hs256(
+            b"s",
+            &serde_json::json!({"sub": "alice", "tenant": "t", "nbf": now + 3000, "exp": now + 3600}),
+        );
+        assert!(keys.verify(&later).is_err());
     }
 
     #[test]

@@ -360,7 +360,7 @@ mod validation {
         assert_eq!(
             validate(
                 ProviderKind::Builtin,
-                &json!({"base_url": "https://meet.acme.cn"})
+                &json!({"base_url": "https://meet.acme.cn", "app_id": "acme", "secret": "a-long-line-secret"})
             ),
             Ok(())
         );

@@ -74,8 +74,9 @@ pub struct InvalidSetting(pub String);
 pub const BUILTIN_KEYS: [&str; 4] = ["base_url", "app_id", "secret", "audience"];
 
 impl JitsiSettings {
-    /// A line's own Jitsi deployment: `base_url` alone reuses the installation's app id and
-    /// secret; a line with its own `secret` needs its own `app_id`.
+    /// A line's own Jitsi deployment: an https `base_url` with its own `app_id` and `secret`
+    /// (never the installation's secret for a host the operator did not choose); a line with
+    /// only its own `app_id` and `secret` uses the installation's deployment.
     ///
     /// # Errors
     /// `InvalidSetting` naming an unknown key or a value that does not fit.
@@ -101,10 +102,8 @@ impl JitsiSettings {
             }
         };
         let base_url = text("base_url", 500)?;
-        if base_url.is_some_and(|url| {
-            !(url.starts_with("https://") || url.starts_with("http://"))
-                || url.contains(char::is_whitespace)
-        }) {
+        // A tenant admin's deployment: https, and nothing that could break out of a link.
+        if base_url.is_some_and(|url| meetline_domain::types::provider_url(url).is_err()) {
             return Err(InvalidSetting("base_url".to_owned()));
         }
         let (app_id, secret, audience) = (
@@ -112,6 +111,20 @@ impl JitsiSettings {
             text("secret", 500)?,
             text("audience", 100)?,
         );
+        for (key, value) in [
+            ("app_id", app_id),
+            ("secret", secret),
+            ("audience", audience),
+        ] {
+            if value.is_some_and(|value| value.chars().any(char::is_control)) {
+                return Err(InvalidSetting(key.to_owned()));
+            }
+        }
+        // Another deployment signs with its own key: tokens signed with the installation's
+        // secret never go to a host the operator did not choose.
+        if base_url.is_some() && secret.is_none() {
+            return Err(InvalidSetting("secret".to_owned()));
+        }
         if secret.is_some_and(|secret| secret.len() < 16) {
             return Err(InvalidSetting("secret".to_owned()));
         }
@@ -243,14 +256,32 @@ mod tests {
         .unwrap();
         assert_eq!(own.base_url, "https://jitsi.acme.cn");
         assert_eq!(own.app_id, "acme");
-        let only_url = JitsiSettings::for_line(
-            &serde_json::json!({"base_url": "https://other.example"}),
+        let own_key_only = JitsiSettings::for_line(
+            &serde_json::json!({"app_id": "acme", "secret": "a-long-line-secret"}),
             &default,
         )
         .unwrap();
-        assert_eq!(only_url.app_id, "meetline");
+        assert_eq!(own_key_only.base_url, "https://meet.example.com");
         let refused =
             |value: serde_json::Value| JitsiSettings::for_line(&value, &default).unwrap_err().0;
+        // Another host would get tokens signed with the installation's secret.
+        assert_eq!(
+            refused(serde_json::json!({"base_url": "https://other.example"})),
+            "secret"
+        );
+        for bad in [
+            "http://jitsi.acme.cn",
+            "javascript:alert(1)",
+            "https://evil.example/a\u{0}\u{7}\"<b>",
+        ] {
+            assert_eq!(
+                refused(
+                    serde_json::json!({"base_url": bad, "app_id": "a", "secret": "a-long-line-secret"})
+                ),
+                "base_url",
+                "{bad:?}"
+            );
+        }
         assert_eq!(refused(serde_json::json!({"colour": "red"})), "colour");
         assert_eq!(
             refused(serde_json::json!({"base_url": "ftp://x"})),

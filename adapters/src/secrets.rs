@@ -33,3 +33,16 @@ pub async fn load_or_create(db: &Database, name: &str) -> Result<String, StoreEr
         .await
         .map_err(unavailable)
 }
+
+/// The secret called `name` if a node generated it, without generating one.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn load(db: &Database, name: &str) -> Result<Option<String>, StoreError> {
+    db.migrate(SCHEMA, SCHEMA).await.map_err(unavailable)?;
+    sqlx::query_scalar(db.sql("SELECT value FROM meetline_secrets WHERE name = ?"))
+        .bind(name)
+        .fetch_optional(&db.writer)
+        .await
+        .map_err(unavailable)
+}

@@ -18,13 +18,12 @@ pub struct Caller(pub Principal);
 #[derive(Debug, Clone)]
 pub struct AdminCaller(pub Principal);
 
+/// The token: from `Authorization` when the request has that header at all (never the cookie
+/// then — the CSRF guard lets such requests through as not cookie-authenticated), else from
+/// the session cookie.
 fn bearer(parts: &Parts, context: &ApiContext) -> Option<String> {
-    if let Some(value) = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-    {
-        let (scheme, token) = value.split_once(' ')?;
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
             .then(|| token.trim().to_owned());

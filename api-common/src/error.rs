@@ -95,6 +95,9 @@ pub enum ApiError {
     /// 415: a cookie-authenticated command must send `Content-Type: application/json`.
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// 405: the path exists, not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
 }
 
 impl From<StoreError> for ApiError {
@@ -129,6 +132,7 @@ impl ApiError {
             Self::Unavailable | Self::RetryLater { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::CrossSite => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration | DomainError::InvalidInput { .. } => {
                     StatusCode::UNPROCESSABLE_ENTITY
@@ -153,6 +157,7 @@ impl ApiError {
             Self::Unavailable | Self::RetryLater { .. } => "unavailable",
             Self::CrossSite => "forbidden",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration | DomainError::InvalidInput { .. } => "invalid_input",
                 DomainError::NoFreeLine => "no_free_line",
@@ -201,6 +206,7 @@ impl ApiError {
                 "请求内容必须是 JSON（Content-Type: application/json）",
                 "The request body must be JSON (Content-Type: application/json)",
             ),
+            Self::MethodNotAllowed => pick("不支持此请求方法", "Method not allowed on this path"),
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration => pick(DURATION_ZH, DURATION_EN),
                 DomainError::InvalidInput { field } => {
@@ -330,6 +336,11 @@ pub async fn localize_problems(request: Request, next: Next) -> Response {
 /// The 404 for paths no route serves.
 pub async fn not_found() -> ApiError {
     ApiError::Domain(DomainError::NotFound)
+}
+
+/// The 405 for a path served with other methods.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// `Json` whose rejections are problem+json (400 malformed, 413 too large).

@@ -27,7 +27,7 @@ use meetline_adapters::auth::JwtKeys;
 pub use auth::{AdminCaller, Caller};
 pub use dto::{ConferenceDto, LinkRenderer};
 pub use error::{ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, Lang};
-pub use limit::{FailedAttempts, RateLimits};
+pub use limit::{FailedAttempts, RateLimits, ServerLimit};
 pub use metrics::Metrics;
 
 /// Where "now" comes from: the system clock, or a fixed instant (benchmarks, tests).

@@ -54,6 +54,27 @@ impl RateLimits {
     }
 }
 
+/// One limit for the whole server (not per caller): for work any unauthenticated request can
+/// trigger, such as a webhook challenge that is checked against every line's secret.
+#[derive(Debug)]
+pub struct ServerLimit(governor::DefaultDirectRateLimiter);
+
+impl ServerLimit {
+    pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
+        Self(RateLimiter::direct(
+            Quota::per_second(per_second).allow_burst(burst),
+        ))
+    }
+
+    /// # Errors
+    /// `RateLimited` (retry after a second) when the server's budget is spent.
+    pub fn check(&self) -> Result<(), ApiError> {
+        self.0
+            .check()
+            .map_err(|_| ApiError::RateLimited { retry_after: 1 })
+    }
+}
+
 /// Attempts that can be used to probe, limited by how many of them **fail** per caller within a
 /// sliding window (e.g. joining by an unknown conference number: 10 a minute). An attempt is
 /// counted as a failure when it begins and forgiven when it succeeds, so a burst of concurrent

@@ -69,10 +69,20 @@ impl WebSecurity {
     }
 
     /// The `Set-Cookie` value for a session (`max_age` 0 clears it).
+    ///
+    /// `SameSite=Lax`, except when the app is framed by another site over https
+    /// (`--frame-ancestors`): a framed page's requests are cross-site for the browser, which sends
+    /// a Lax cookie with none of them, so there it is `SameSite=None; Secure` — and writes stay
+    /// guarded by [`csrf_guard`], which checks where a request comes from, not the cookie.
     pub fn session_cookie(&self, token: &str, max_age: i64) -> HeaderValue {
         let secure = if self.https { "; Secure" } else { "" };
+        let same_site = if self.https && !self.frame_ancestors.is_empty() {
+            "None"
+        } else {
+            "Lax"
+        };
         HeaderValue::from_str(&format!(
-            "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+            "{}={token}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}",
             self.cookie_name()
         ))
         .expect("a token is header-safe")

@@ -48,6 +48,8 @@ pub struct CommandState {
     pub join_attempts: Arc<meetline_api_common::FailedAttempts>,
     /// How far ahead a conference may start (and a directory meeting lie).
     pub booking_horizon: Duration,
+    /// Scans of every line's webhook secret (the shared URL's challenge), for the whole server.
+    pub webhook_scans: Arc<meetline_api_common::ServerLimit>,
 }
 
 impl CommandState {
@@ -285,6 +287,36 @@ async fn known(
     } else {
         Err(DomainError::invalid_input(field).into())
     }
+}
+
+/// As [`known`], for attendees added to an existing conference: a caller who may not see the
+/// conference gets `not_found`, as for any other input, not a verdict on the names it sent.
+async fn known_attendees_of(
+    state: &CommandState,
+    principal: &Principal,
+    conference: ConferenceId,
+    ids: &[UserId],
+) -> Result<(), ApiError> {
+    let Err(error) = known(
+        state.directory.as_ref(),
+        &principal.tenant,
+        ids,
+        "attendees",
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    let visible = state
+        .read_models
+        .conference(&principal.tenant, conference)
+        .await?
+        .is_some_and(|view| principal.actor.admin || view.is_participant(&principal.actor.user));
+    Err(if visible {
+        error
+    } else {
+        DomainError::NotFound.into()
+    })
 }
 
 async fn timezone_for(
@@ -578,13 +610,7 @@ pub async fn edit_conference(
         .map(|ids| users(ids, "attendees"))
         .transpose()?;
     if let Some(attendees) = &attendees {
-        known(
-            state.directory.as_ref(),
-            &principal.tenant,
-            attendees,
-            "attendees",
-        )
-        .await?;
+        known_attendees_of(&state, &principal, conference, attendees).await?;
     }
     let start = optional_time(request.start.as_ref(), "start")?;
     state.within_horizon(start, "start")?;
@@ -636,13 +662,7 @@ pub async fn invite(
     if attendees.is_empty() {
         return Err(DomainError::invalid_input("attendees").into());
     }
-    known(
-        state.directory.as_ref(),
-        &principal.tenant,
-        &attendees,
-        "attendees",
-    )
-    .await?;
+    known_attendees_of(&state, &principal, conference, &attendees).await?;
     let outcome = submit(
         &state,
         &principal,
@@ -749,8 +769,9 @@ pub async fn launch_from_meeting(
         .ok_or(DomainError::NotFound)?;
     let start = optional_time(request.start.as_ref(), "start")?;
     let end = optional_time(request.end.as_ref(), "end")?;
-    state.within_horizon(start, "start")?;
-    state.within_horizon(end, "end")?;
+    // The overrides, or the meeting's own times (stored before the horizon existed, perhaps).
+    state.within_horizon(start.or(Some(meeting.start)), "start")?;
+    state.within_horizon(end.or(Some(meeting.end)), "end")?;
     let command = Command::LaunchFromMeeting {
         conference: ConferenceId(Uuid::now_v7()),
         subject: subject(request.subject.as_ref())?,
@@ -1150,6 +1171,13 @@ impl ZoomNotification {
         else {
             return Err(ApiError::Unauthorized);
         };
+        // `v0=` and 64 hex digits, or no secret is even looked up.
+        let well_formed = signature
+            .strip_prefix("v0=")
+            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !well_formed {
+            return Err(ApiError::Unauthorized);
+        }
         let seconds: i64 = timestamp.parse().map_err(|_| ApiError::Unauthorized)?;
         let seconds = if seconds > 100_000_000_000 {
             seconds / 1000
@@ -1182,14 +1210,19 @@ impl ZoomNotification {
         self.json["event"].as_str().unwrap_or_default()
     }
 
+    /// The meeting's id: digits, letters, `-` and `_` only (Zoom's are numbers), at most 64.
     fn meeting_id(&self) -> Option<String> {
-        match &self.json["payload"]["object"]["id"] {
-            serde_json::Value::Number(number) => Some(number.to_string()),
-            serde_json::Value::String(text) if !text.is_empty() && text.len() <= 200 => {
-                Some(text.clone())
-            }
-            _ => None,
-        }
+        let id = match &self.json["payload"]["object"]["id"] {
+            serde_json::Value::Number(number) => number.to_string(),
+            serde_json::Value::String(text) => text.clone(),
+            _ => return None,
+        };
+        let clean = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        clean.then_some(id)
     }
 }
 
@@ -1241,7 +1274,7 @@ pub async fn zoom_line_webhook(
 /// per-line URL is preferred). The line is found from the meeting: among the lines that have a
 /// meeting with that id, the one whose webhook secret verifies the signature. Only the
 /// `endpoint.url_validation` challenge, which names no meeting, is checked against every Zoom
-/// line's secret.
+/// line's secret — a scan limited for the whole server.
 #[utoipa::path(post, path = "/api/v1/providers/zoom/webhook", tag = "providers", request_body = Object,
     params(("x-zm-signature" = String, Header), ("x-zm-request-timestamp" = String, Header)),
     responses((status = 200), (status = 204), (status = 400, body = meetline_api_common::error::Problem),
@@ -1252,38 +1285,61 @@ pub async fn zoom_webhook(
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let notification = ZoomNotification::read(&state, &headers, body)?;
-    if let Some(meeting_id) = notification.meeting_id() {
-        for (tenant, line) in state.read_models.lines_with_meeting(&meeting_id).await? {
-            if let Some(secret) = line_webhook_secret(&state, &tenant, &line).await?
-                && notification.verified_by(&secret)
-            {
-                return handle_zoom_notification(
-                    &state,
-                    &notification,
-                    &secret,
-                    Some((tenant, line)),
-                )
+    if notification.event() == "endpoint.url_validation" {
+        // The one notification that names no meeting: every Zoom line's secret is tried, so
+        // these scans are limited for the whole server.
+        state.webhook_scans.check()?;
+        let signer = state
+            .line_settings
+            .all()
+            .await?
+            .into_iter()
+            .filter_map(|(_, _, settings)| {
+                meetline_adapters::zoom::ZoomSettings::webhook_secret(&settings)
+            })
+            .find(|secret| notification.verified_by(secret));
+        let Some(secret) = signer else {
+            tracing::warn!("refused a Zoom challenge no line's secret verifies");
+            return Err(ApiError::Unauthorized);
+        };
+        return handle_zoom_notification(&state, &notification, &secret, None).await;
+    }
+    let Some(meeting_id) = notification.meeting_id() else {
+        return Err(ApiError::Malformed("payload.object.id".to_owned()));
+    };
+    let candidates = state.read_models.lines_with_meeting(&meeting_id).await?;
+    if candidates.is_empty() {
+        // No line is known to have this meeting: nothing to verify against, and nothing is
+        // done with it. If the read models are behind, it may be ours: Zoom delivers it again.
+        return unknown_meeting(&state, &meeting_id).await;
+    }
+    for (tenant, line) in candidates {
+        if let Some(secret) = line_webhook_secret(&state, &tenant, &line).await?
+            && notification.verified_by(&secret)
+        {
+            return handle_zoom_notification(&state, &notification, &secret, Some((tenant, line)))
                 .await;
-            }
         }
     }
-    // No known meeting, or none of its lines signed it: the challenge, or a meeting not
-    // projected yet. Only then is every Zoom line's secret tried.
-    let signer = state
-        .line_settings
-        .all()
-        .await?
-        .into_iter()
-        .filter_map(|(tenant, line, settings)| {
-            meetline_adapters::zoom::ZoomSettings::webhook_secret(&settings)
-                .map(|secret| (tenant, line, secret))
-        })
-        .find(|(_, _, secret)| notification.verified_by(secret));
-    let Some((_, _, secret)) = signer else {
-        tracing::warn!("refused a Zoom webhook no line's secret verifies");
-        return Err(ApiError::Unauthorized);
-    };
-    handle_zoom_notification(&state, &notification, &secret, None).await
+    tracing::warn!(%meeting_id, "refused a Zoom webhook none of the meeting's lines verifies");
+    Err(ApiError::Unauthorized)
+}
+
+/// A notification about a meeting no line is known to have: 503 with `Retry-After` while the
+/// read models are behind the log (the meeting may be one provisioned a moment ago), else 200
+/// — it is not one of ours (the account also hosts meetings meetline did not make).
+async fn unknown_meeting(state: &CommandState, meeting_id: &str) -> Result<Response, ApiError> {
+    let head = state.service.store().head_position().await?;
+    if state.read_models.applied_position().await? < head {
+        tracing::info!(
+            meeting_id,
+            "a Zoom webhook for a meeting not projected yet; asked to retry"
+        );
+        return Err(ApiError::RetryLater {
+            retry_after: WEBHOOK_RETRY_SECONDS,
+        });
+    }
+    Ok(StatusCode::OK.into_response())
 }
 
 /// Acts on a verified notification. `line`: the line whose secret verified it and whose meeting
@@ -1323,11 +1379,7 @@ async fn handle_zoom_notification(
         None => None,
     };
     let Some((tenant, conference)) = found else {
-        // Not projected yet (or not one of ours): Zoom delivers it again later.
-        tracing::info!(%meeting_id, "a Zoom webhook for a meeting not known yet; asked to retry");
-        return Err(ApiError::RetryLater {
-            retry_after: WEBHOOK_RETRY_SECONDS,
-        });
+        return unknown_meeting(state, &meeting_id).await;
     };
     let object = &notification.json["payload"]["object"];
     let field = if started { "start_time" } else { "end_time" };

@@ -363,13 +363,13 @@ impl Writer {
 
     /// Decides and stores `jobs`, answering each.
     ///
-    /// A version conflict re-decides the batch after a backoff. Any other append failure may be
-    /// a store outage or one command's events the store refuses (a poisoned command): the batch
-    /// is split in halves, each tried on its own, so the others are decided and stored and the
-    /// failure narrows down to one command. A single command that fails a second time while
-    /// the store is evidently up (it took other appends in this round, or answers a read) is
-    /// answered `Unavailable` alone; otherwise failures back off like an outage, and when the
-    /// backoff is spent every command left is answered `Unavailable`.
+    /// A version conflict, or a failure while the store is unreachable, re-decides the same
+    /// group after a backoff; when the backoff is spent, every command left is answered
+    /// `Unavailable`. A failure while the store **is** reachable (it answers a read) means it
+    /// refused this group's events — one poisoned command must not fail the others: the group
+    /// is split in halves, each tried on its own, down to the one command, which is answered
+    /// `Unavailable` alone after a second try. Every failure either spends backoff or splits
+    /// a group (at most `2n − 1` groups), so the loop ends.
     async fn process(&mut self, jobs: Vec<Job>) {
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(2))
@@ -377,14 +377,12 @@ impl Writer {
             .with_max_times(self.shared.config.max_retries)
             .with_jitter()
             .build();
-        // Groups still to store, each with how often it failed on its own.
+        // Groups still to store, each with how often it failed while the store was reachable.
         let mut pending: std::collections::VecDeque<(Vec<Job>, u32)> =
             std::collections::VecDeque::from([(jobs, 0)]);
-        let mut stored_any = false;
-        while let Some((group, failures)) = pending.pop_front() {
+        while let Some((group, refusals)) = pending.pop_front() {
             let error = match self.attempt(&group).await {
                 Ok(results) => {
-                    stored_any = true;
                     for (job, result) in group.into_iter().zip(results) {
                         let _ = job.reply.send(result);
                     }
@@ -394,11 +392,10 @@ impl Writer {
             };
             // The warm pool may hold events that were never stored: reload it.
             self.pool = None;
-            let conflict = matches!(error, StoreError::Conflict { .. });
-            if conflict {
-                tracing::debug!(tenant = %self.tenant, %error, "conflict; re-deciding the batch");
-            } else {
-                tracing::warn!(tenant = %self.tenant, %error, commands = group.len(), "append failed");
+            let refused = !matches!(error, StoreError::Conflict { .. })
+                && self.shared.store.head_position().await.is_ok();
+            if refused {
+                tracing::warn!(tenant = %self.tenant, %error, commands = group.len(), "the store refused an append it could take");
                 if group.len() > 1 {
                     let mut first = group;
                     let second = first.split_off(first.len() / 2);
@@ -406,9 +403,7 @@ impl Writer {
                     pending.push_front((first, 0));
                     continue;
                 }
-                if failures >= 1 && (stored_any || self.shared.store.head_position().await.is_ok())
-                {
-                    // The store takes other commands but not this one's events.
+                if refusals >= 1 {
                     tracing::error!(tenant = %self.tenant, %error, "the store refuses one command's events; answered alone");
                     self.shared.metrics.poisoned_commands.inc();
                     let failure = CommandError::from(error);
@@ -417,11 +412,10 @@ impl Writer {
                     }
                     continue;
                 }
-                if !pending.is_empty() {
-                    // Try the others first: if they are stored, this one is the problem.
-                    pending.push_back((group, failures + 1));
-                    continue;
-                }
+            } else if matches!(error, StoreError::Conflict { .. }) {
+                tracing::debug!(tenant = %self.tenant, %error, "conflict; re-deciding the batch");
+            } else {
+                tracing::warn!(tenant = %self.tenant, %error, "store failure; retrying the batch");
             }
             let Some(delay) = backoff.next() else {
                 tracing::error!(tenant = %self.tenant, %error, "giving up on a batch");
@@ -435,7 +429,7 @@ impl Writer {
                 return;
             };
             tokio::time::sleep(delay).await;
-            pending.push_front((group, failures + u32::from(!conflict)));
+            pending.push_front((group, refusals + u32::from(refused)));
         }
     }
 

@@ -227,6 +227,14 @@ struct GatedStore {
     inner: Arc<dyn EventStore>,
     gate: Arc<tokio::sync::Semaphore>,
     refused: Option<&'static str>,
+    /// While set, the store is unreachable: appends and reads of the head fail.
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl GatedStore {
+    fn is_down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[async_trait::async_trait]
@@ -238,6 +246,9 @@ impl EventStore for GatedStore {
         events: &[NewEvent],
     ) -> Result<Appended, StoreError> {
         self.gate.acquire().await.expect("open gate").forget();
+        if self.is_down() {
+            return Err(StoreError::Unavailable("connection refused".to_owned()));
+        }
         let poisoned = events.iter().any(|new| {
             matches!(&new.event, Event::ConferenceScheduled { subject, .. }
                 if Some(subject.as_str()) == self.refused)
@@ -272,6 +283,9 @@ impl EventStore for GatedStore {
         self.inner.read_all(after, limit).await
     }
     async fn head_position(&self) -> Result<Position, StoreError> {
+        if self.is_down() {
+            return Err(StoreError::Unavailable("connection refused".to_owned()));
+        }
         self.inner.head_position().await
     }
     async fn wait_for_events(&self, after: Position) {
@@ -301,6 +315,7 @@ async fn a_full_queue_refuses_requests_at_once_and_loses_nothing_it_took() {
         inner: inner.clone(),
         gate: gate.clone(),
         refused: None,
+        down: Arc::default(),
     });
     let node = service(gated, 1_000_000);
     add_lines(&node, 1).await;
@@ -386,6 +401,7 @@ async fn a_command_the_store_refuses_is_answered_alone_and_its_batch_is_stored()
         inner: inner.clone(),
         gate: gate.clone(),
         refused: Some("poison"),
+        down: Arc::default(),
     });
     let node = service(gated, 1_000_000);
     add_lines(&node, 1).await;
@@ -446,4 +462,63 @@ async fn a_command_the_store_refuses_is_answered_alone_and_its_batch_is_stored()
         .filter(|recorded| matches!(recorded.event, Event::ConferenceScheduled { .. }))
         .count();
     assert_eq!(scheduled, 1 + 29 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_waited_out_and_a_lasting_one_answers_every_command() {
+    let inner = store().await;
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gated: Arc<dyn EventStore> = Arc::new(GatedStore {
+        inner: inner.clone(),
+        gate: Arc::new(tokio::sync::Semaphore::new(1_000_000)),
+        refused: None,
+        down: down.clone(),
+    });
+    let short = |store: Arc<dyn EventStore>, retries: usize| {
+        CommandService::new(
+            store,
+            None,
+            Arc::new(Metrics::default()),
+            ServiceConfig {
+                snapshot_every: 1_000_000,
+                max_retries: retries,
+            },
+        )
+    };
+    let node = short(gated.clone(), 50);
+    add_lines(&node, 1).await;
+    let submit = |node: &CommandService, hour: i64| {
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.execute(Submission::new(
+                tenant(),
+                Actor::user("alice"),
+                schedule(hour),
+                t0(),
+            ))
+            .await
+        })
+    };
+    // A short outage: every command of the batch is stored once the store is back.
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tasks: Vec<_> = (0..8).map(|hour| submit(&node, hour)).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap().expect("stored after the outage");
+    }
+    // A lasting one: every command is answered `Unavailable` once the retries are spent.
+    let node = short(gated, 3);
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tasks: Vec<_> = (20..28).map(|hour| submit(&node, hour)).collect();
+    for task in tasks {
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(20), task)
+            .await
+            .expect("answered, not stuck")
+            .unwrap();
+        assert!(
+            matches!(answer, Err(CommandError::Unavailable(_))),
+            "{answer:?}"
+        );
+    }
 }

@@ -332,6 +332,10 @@ impl LinePool {
                     .ok_or(DomainError::NotFound)?;
                 let status = current.status_at(now);
                 if !matches!(status, Status::NotStarted | Status::InProgress) {
+                    // Only those who may see it learn that a number is a past conference's.
+                    if !actor.admin && !current.is_participant(&actor.user) {
+                        return Err(DomainError::NotFound);
+                    }
                     return Err(DomainError::invalid_state(status));
                 }
                 if current.is_participant(&actor.user) {

@@ -177,9 +177,10 @@ impl fmt::Display for ConferenceNumber {
 }
 
 /// Free text a person typed (a subject, a name, a reason): trimmed, at most `max_chars`
-/// characters, and no control characters (U+0000–U+001F, U+007F–U+009F). Control characters
-/// have no place in these fields, break calendar files and logs, and PostgreSQL's `jsonb`
-/// refuses U+0000 outright.
+/// characters, with no control characters (U+0000–U+001F, U+007F–U+009F) and no invisible
+/// formatting characters (bidi overrides, zero-width characters). Control characters have no
+/// place in these fields, break calendar files and logs, and PostgreSQL's `jsonb` refuses
+/// U+0000 outright.
 ///
 /// # Errors
 /// `DomainError::InvalidInput` naming `field` when the text is empty, too long or has a
@@ -188,11 +189,22 @@ pub fn free_text(text: &str, field: &str, max_chars: usize) -> Result<String, Do
     let trimmed = text.trim();
     if trimmed.is_empty()
         || trimmed.chars().count() > max_chars
-        || trimmed.chars().any(char::is_control)
+        || trimmed
+            .chars()
+            .any(|c| c.is_control() || is_invisible_format(c))
     {
         return Err(DomainError::invalid_input(field));
     }
     Ok(trimmed.to_owned())
+}
+
+/// Invisible formatting characters that reorder or hide text (bidirectional overrides and
+/// isolates, zero-width characters, line and paragraph separators, the byte-order mark): in a
+/// subject or a name they only serve to make one thing look like another.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 /// A URL a provider gave for joining its meeting: `https://` only (never `javascript:` or
@@ -551,6 +563,10 @@ mod tests {
             "c1\u{85}x",
             "",
             "   ",
+            "gpj.\u{202E}exe",
+            "ad\u{200B}min",
+            "a\u{2066}b",
+            "x\u{FEFF}y",
         ] {
             assert_eq!(
                 free_text(bad, "subject", 10),

@@ -574,7 +574,7 @@ fn joining_by_number_makes_the_caller_a_participant() {
 }
 
 #[test]
-fn joining_an_unknown_or_finished_number_fails() {
+fn joining_an_unknown_or_finished_number_fails_and_only_participants_learn_it_ended() {
     let given = given_lines(1).and(&alice(), schedule(1, 1, 3));
     let number = given.pool.conference(&id(1)).unwrap().number.clone();
     let pool = given.pool.clone();
@@ -586,8 +586,21 @@ fn joining_an_unknown_or_finished_number_fails() {
             },
         )
         .then_expect_error(DomainError::NotFound);
+    // A stranger cannot tell a past conference's number from an unknown one.
+    Given {
+        pool: pool.clone(),
+        now: t(4),
+    }
+    .when(
+        &Actor::user("dave"),
+        Command::JoinConference {
+            number: number.clone(),
+        },
+    )
+    .then_expect_error(DomainError::NotFound);
+    // Its attendee is told why.
     Given { pool, now: t(4) }
-        .when(&Actor::user("dave"), Command::JoinConference { number })
+        .when(&Actor::user("bob"), Command::JoinConference { number })
         .then_expect_error(DomainError::invalid_state(Status::Ended));
 }
 

@@ -473,6 +473,22 @@ impl ReadModels {
             .collect()
     }
 
+    /// The position the read models have applied (their checkpoint).
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn applied_position(&self) -> Result<Position, StoreError> {
+        let position: Option<i64> = sqlx::query_scalar(
+            self.db
+                .sql("SELECT position FROM rm_checkpoints WHERE name = ?"),
+        )
+        .bind(crate::projector::READ_MODELS)
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        Ok(position.unwrap_or(0) as Position)
+    }
+
     /// A background process's checkpoint (created at 0 if new).
     ///
     /// # Errors

@@ -6,8 +6,12 @@ use meetline_api_common::ConferenceDto;
 use meetline_domain::types::Status;
 use meetline_projections::ConferenceView;
 
+/// A UTC date-time. iCalendar has four-digit years: an instant outside years 1–9999 (only
+/// data stored before the booking horizon was enforced) is clamped to that range.
 fn stamp(at: DateTime<Utc>) -> String {
-    at.format("%Y%m%dT%H%M%SZ").to_string()
+    let first = DateTime::from_timestamp(-62_135_596_800, 0).expect("0001-01-01");
+    let last = DateTime::from_timestamp(253_402_300_799, 0).expect("9999-12-31T23:59:59");
+    at.clamp(first, last).format("%Y%m%dT%H%M%SZ").to_string()
 }
 
 /// Escapes a TEXT value: backslash, semicolon, comma and newlines; every other control
@@ -113,6 +117,14 @@ mod tests {
     #[test]
     fn text_escapes_separators() {
         assert_eq!(text("a,b;c\\d\ne"), "a\\,b\\;c\\\\d\\ne");
+    }
+
+    #[test]
+    fn stamps_have_four_digit_years() {
+        let far = DateTime::from_timestamp(300_000_000_000, 0).unwrap();
+        assert_eq!(stamp(far), "99991231T235959Z");
+        let start = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        assert_eq!(stamp(start), "20260101T000000Z");
     }
 
     #[test]

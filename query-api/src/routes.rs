@@ -259,7 +259,11 @@ fn parse_filter(query: &ListQuery) -> Result<ListFilter, DomainError> {
         .filter(|text| !text.is_empty())
         .map(|text| Cursor::decode(text).ok_or_else(|| DomainError::invalid_input("cursor")))
         .transpose()?;
-    let text = query.q.clone().filter(|text| text.chars().count() <= 200);
+    // A search text is typed by a person: no control characters (PostgreSQL refuses U+0000).
+    let text = query
+        .q
+        .clone()
+        .filter(|text| text.chars().count() <= 200 && !text.chars().any(char::is_control));
     if query.q.is_some() && text.is_none() {
         return Err(DomainError::invalid_input("q"));
     }

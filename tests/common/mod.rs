@@ -16,7 +16,7 @@ use meetline_domain::ports::EventStore;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
-pub const SECRET: &str = "test-secret-for-black-box-tests";
+pub const SECRET: &str = "test-secret-for-the-black-box-tests-of-meetline";
 pub const SETTINGS_KEY: &str = "test-settings-key-for-black-box-tests";
 pub const JITSI_SECRET: &str = "test-jitsi-secret-for-black-box-tests";
 
@@ -116,6 +116,53 @@ pub fn start_with_secret(
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, base)
+}
+
+/// As [`spawn_app_with`], with the server's log at debug level written to the returned file
+/// (to check what reaches the logs).
+pub async fn spawn_app_logged(extra: &[&str]) -> (TestApp, PathBuf) {
+    let data = fresh_data_dir();
+    let log = std::env::temp_dir().join(format!("meetline-log-{}.txt", uuid::Uuid::new_v4()));
+    let database = fresh_database().await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meetline"));
+    command
+        .env("MEETLINE_JWT_SECRET", SECRET)
+        .env("MEETLINE_SETTINGS_KEY", SETTINGS_KEY)
+        .env("MEETLINE_JITSI_SECRET", JITSI_SECRET)
+        .env(
+            "MEETLINE_LOG",
+            "debug,sqlx=warn,hyper=info,h2=info,tower=info",
+        );
+    match &database {
+        Some(database) => command.env("DATABASE_URL", &database.url),
+        None => command.env_remove("DATABASE_URL"),
+    };
+    let mut child = command
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the meetline binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("meetline printed its address").unwrap();
+        if let Some(address) = line.strip_prefix("meetline listening on ") {
+            break address.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let app = TestApp {
+        base,
+        data,
+        database,
+        client: Client::new(),
+        last_position: AtomicU64::new(0),
+        child: Some(child),
+    };
+    (app, log)
 }
 
 pub async fn spawn_app() -> TestApp {
