@@ -65,6 +65,8 @@ function el(tag, attrs = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
     else if (name === 'text') node.textContent = value;
+    // Through the CSSOM: the Content-Security-Policy allows no inline style attributes.
+    else if (name === 'style') Object.assign(node.style, value);
     else node.setAttribute(name, value === true ? '' : value);
   }
   for (const child of children.flat()) if (child !== null && child !== undefined) node.append(child);
@@ -474,7 +476,7 @@ function timeline(data) {
       svg('line', { x1: 0, x2: width, y1: y + row - 1, y2: y + row - 1, stroke: '#eef1f5' }), bars);
   });
   const legend = el('div', { class: 'legend' }, ...Object.entries(COLORS).map(([status, color]) =>
-    el('span', {}, el('i', { style: `background:${color}` }), t(status))), el('span', {}, el('i', { style: 'background:#fbead0' }), t('maintenance')));
+    el('span', {}, el('i', { style: { background: color } }), t(status))), el('span', {}, el('i', { style: { background: '#fbead0' } }), t('maintenance')));
   return [svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': t('timeline') }, grid, rows), legend];
 }
 
