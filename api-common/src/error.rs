@@ -397,7 +397,7 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
 }
 
 impl ApiBytes {
-    /// The body as JSON; an empty (or all white space) body is `T::default()`.
+    /// The body as JSON; an empty (or all white space) body, or `null`, is `T::default()`.
     ///
     /// # Errors
     /// `Malformed` when it is not JSON of the expected shape.
@@ -405,7 +405,9 @@ impl ApiBytes {
         if self.0.iter().all(u8::is_ascii_whitespace) {
             return Ok(T::default());
         }
-        serde_json::from_slice(&self.0).map_err(|error| ApiError::Malformed(error.to_string()))
+        serde_json::from_slice::<Option<T>>(&self.0)
+            .map(Option::unwrap_or_default)
+            .map_err(|error| ApiError::Malformed(error.to_string()))
     }
 }
 
@@ -473,6 +475,24 @@ mod tests {
         );
         assert_eq!(busy.status(), StatusCode::CONFLICT);
         assert_eq!(busy.code(), "no_free_line");
+    }
+
+    #[test]
+    fn an_optional_body_may_be_empty_or_null() {
+        #[derive(Debug, Default, serde::Deserialize, PartialEq)]
+        struct Body {
+            reason: Option<String>,
+        }
+        let parse = |text: &'static str| ApiBytes(text.into()).json_or_default::<Body>();
+        assert_eq!(parse("").unwrap(), Body::default());
+        assert_eq!(parse(" \n").unwrap(), Body::default());
+        assert_eq!(parse("null").unwrap(), Body::default());
+        assert_eq!(
+            parse(r#"{"reason": "x"}"#).unwrap().reason.as_deref(),
+            Some("x")
+        );
+        assert!(matches!(parse("[]"), Err(ApiError::Malformed(_))));
+        assert!(matches!(parse("nul"), Err(ApiError::Malformed(_))));
     }
 
     #[test]
