@@ -1323,3 +1323,28 @@ impl TestAppRef {
         .await
     }
 }
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_on_add_line_answers_the_line_it_added() {
+    let app = spawn_app().await;
+    let admin = token(T, "admin", true);
+    let send = || {
+        app.send(
+            app.request(Method::POST, "/api/v1/lines", &admin)
+                .header("Idempotency-Key", "line-once")
+                .json(&json!({"name": "Zoom 1", "provider": "builtin"})),
+        )
+    };
+    let first = send().await;
+    let second = send().await;
+    assert_eq!(first.ok(201)["id"], "line-1");
+    assert_eq!(second.ok(201), first.ok(201));
+    assert_eq!(second.header("x-position"), first.header("x-position"));
+    let lines = app
+        .send(
+            app.request(Method::GET, "/api/v1/lines", &admin)
+                .header("X-Min-Position", second.header("x-position").unwrap()),
+        )
+        .await;
+    assert_eq!(lines.ok(200)["items"].as_array().unwrap().len(), 1);
+}

@@ -454,12 +454,16 @@ impl EventStore for EsdbEventStore {
             if event.metadata.command_id == command_id {
                 let record = found.get_or_insert(CommandRecord {
                     conference: event.event.conference(),
+                    line: None,
                     last_position: event.position,
                     recorded_at: at,
                 });
                 record.recorded_at = record.recorded_at.min(at);
                 record.last_position = record.last_position.max(event.position);
                 record.conference = record.conference.or(event.event.conference());
+                if let Event::LineAdded { line, .. } = &event.event {
+                    record.line = Some(line.clone());
+                }
             } else if found.is_some() || at < newest_at - COMMAND_WINDOW {
                 break;
             }

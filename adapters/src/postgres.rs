@@ -22,7 +22,7 @@ use meetline_domain::ports::{
     Appended, CommandRecord, EventMetadata, EventStore, NewEvent, Position, RecordedEvent,
     Snapshot, StoreError,
 };
-use meetline_domain::types::ConferenceId;
+use meetline_domain::types::{ConferenceId, LineId};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{QueryBuilder, Row, SqlStr};
@@ -376,7 +376,8 @@ impl EventStore for PgEventStore {
     ) -> Result<Option<CommandRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT MAX(position) AS last, MIN(recorded_at) AS at, \
-             (ARRAY_AGG(conference_id) FILTER (WHERE conference_id IS NOT NULL))[1] AS conference \
+             (ARRAY_AGG(conference_id) FILTER (WHERE conference_id IS NOT NULL))[1] AS conference, \
+             MAX(data->>'line') FILTER (WHERE event_type = 'LineAdded') AS line \
              FROM events WHERE stream = $1 AND command_id = $2",
         )
         .bind(stream)
@@ -387,8 +388,14 @@ impl EventStore for PgEventStore {
         let Some(last) = row.get::<Option<i64>, _>("last") else {
             return Ok(None);
         };
+        let line: Option<String> = row.get("line");
         Ok(Some(CommandRecord {
             conference: row.get::<Option<Uuid>, _>("conference").map(ConferenceId),
+            line: line
+                .as_deref()
+                .map(LineId::parse)
+                .transpose()
+                .map_err(|error| StoreError::Corrupt(format!("a stored line id: {error}")))?,
             last_position: last as Position,
             recorded_at: row.get("at"),
         }))

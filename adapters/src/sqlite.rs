@@ -14,7 +14,7 @@ use meetline_domain::ports::{
     Appended, CommandRecord, EventMetadata, EventStore, NewEvent, Position, RecordedEvent,
     Snapshot, StoreError,
 };
-use meetline_domain::types::ConferenceId;
+use meetline_domain::types::{ConferenceId, LineId};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 use tokio::sync::watch;
@@ -289,7 +289,8 @@ impl EventStore for SqliteEventStore {
         command_id: Uuid,
     ) -> Result<Option<CommandRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT MAX(position) AS last, MIN(recorded_at) AS at, MAX(conference_id) AS conference \
+            "SELECT MAX(position) AS last, MIN(recorded_at) AS at, MAX(conference_id) AS conference, \
+             MAX(CASE WHEN event_type = 'LineAdded' THEN json_extract(data, '$.line') END) AS line \
              FROM events WHERE stream = ? AND command_id = ?",
         )
         .bind(stream)
@@ -301,7 +302,13 @@ impl EventStore for SqliteEventStore {
             return Ok(None);
         };
         let conference: Option<String> = row.get("conference");
+        let line: Option<String> = row.get("line");
         Ok(Some(CommandRecord {
+            line: line
+                .as_deref()
+                .map(LineId::parse)
+                .transpose()
+                .map_err(|error| StoreError::Corrupt(format!("a stored line id: {error}")))?,
             conference: conference
                 .as_deref()
                 .map(parse_uuid)

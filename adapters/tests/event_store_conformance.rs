@@ -295,7 +295,16 @@ async fn a_command_is_found_by_its_id(store: Arc<dyn EventStore>) {
         .unwrap();
     assert_eq!(Some(record.last_position), appended.last_position());
     assert_eq!(record.conference, Some(conference));
+    assert_eq!(record.line, None);
     assert_eq!(store.find_command("pool-b", command).await.unwrap(), None);
+    // A command that added a line: the record names it.
+    let adding = Uuid::new_v4();
+    let mut added = line_added(9);
+    added.metadata = meta(adding);
+    store.append("pool-a", 2, &[added]).await.unwrap();
+    let record = store.find_command("pool-a", adding).await.unwrap().unwrap();
+    assert_eq!(record.line, Some(LineId::parse("line-9").unwrap()));
+    assert_eq!(record.conference, None);
 }
 
 macro_rules! conformance {

@@ -89,6 +89,17 @@ pub struct LineState {
     pub status: String,
 }
 
+impl LineState {
+    fn of(line: &meetline_domain::pool::Line) -> Self {
+        Self {
+            id: line.id.clone(),
+            name: line.name.as_str().to_owned(),
+            provider: line.provider.as_str().to_owned(),
+            status: line.status.as_str().to_owned(),
+        }
+    }
+}
+
 /// What a decided command led to.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -309,6 +320,8 @@ enum Decision {
     /// A repeated key whose first outcome is in the store.
     Replayed {
         conference: Option<ConferenceId>,
+        /// The line an `AddLine` added (the command names none).
+        line: Option<LineId>,
         position: Position,
     },
     /// A repeated key within this very batch: the outcome of job `index`.
@@ -473,6 +486,7 @@ impl Writer {
                     index,
                     Decision::Replayed {
                         conference: record.conference,
+                        line: record.line,
                         position: record.last_position,
                     },
                 );
@@ -564,6 +578,7 @@ impl Writer {
                 }
                 Decision::Replayed {
                     conference,
+                    line,
                     position,
                 } => {
                     let mut outcome =
@@ -572,6 +587,11 @@ impl Writer {
                         && let Some(id) = conference
                     {
                         outcome.conference = self.conference_view(pool, *id);
+                    }
+                    if outcome.line.is_none()
+                        && let Some(id) = line
+                    {
+                        outcome.line = pool.line(id).map(LineState::of);
                     }
                     Ok(outcome)
                 }
@@ -641,12 +661,7 @@ impl Writer {
             }),
             _ => None,
         };
-        let line = line_id.and_then(|id| pool.line(&id)).map(|line| LineState {
-            id: line.id.clone(),
-            name: line.name.as_str().to_owned(),
-            provider: line.provider.as_str().to_owned(),
-            status: line.status.as_str().to_owned(),
-        });
+        let line = line_id.and_then(|id| pool.line(&id)).map(LineState::of);
         Outcome {
             conference,
             line,

@@ -145,6 +145,37 @@ async fn a_repeated_idempotency_key_after_a_restart_returns_the_first_outcome() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_idempotency_key_on_add_line_returns_the_line_it_added() {
+    let store = store().await;
+    let add = |node: CommandService| async move {
+        let command = Command::AddLine {
+            name: LineName::parse("Zoom 1").unwrap(),
+            provider: ProviderKind::Builtin,
+        };
+        let submission = Submission::new(tenant(), Actor::admin("root"), command, t0())
+            .with_idempotency_key("k-line");
+        node.execute(submission).await.unwrap()
+    };
+    let node = service(store.clone(), 1_000_000);
+    let first = add(node.clone()).await;
+    assert!(!first.replayed);
+    let line = first.line.clone().expect("the line it added");
+    // The same node, then a restarted one: the first outcome, with its line, and no new line.
+    for again in [
+        add(node).await,
+        add(service(store.clone(), 1_000_000)).await,
+    ] {
+        assert!(again.replayed);
+        assert_eq!(again.line.as_ref(), Some(&line));
+        assert_eq!(again.position, first.position);
+    }
+    let pool = load_pool(store.as_ref(), &pool_stream(&tenant()))
+        .await
+        .unwrap();
+    assert_eq!(pool.lines.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_rejection_is_replayed_without_deciding_again() {
     let store = store().await;
     let node = service(store.clone(), 1_000_000);

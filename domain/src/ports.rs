@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::types::{ConferenceId, TenantId};
+use crate::types::{ConferenceId, LineId, TenantId};
 
 /// A global position in the log of all streams: 1, 2, 3… with no gaps as read.
 pub type Position = u64;
@@ -67,6 +67,8 @@ impl Appended {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
     pub conference: Option<ConferenceId>,
+    /// The line it added (`LineAdded`), so a replayed `AddLine` can answer with it.
+    pub line: Option<LineId>,
     pub last_position: Position,
     pub recorded_at: DateTime<Utc>,
 }
