@@ -1348,3 +1348,54 @@ async fn a_repeated_idempotency_key_on_add_line_answers_the_line_it_added() {
         .await;
     assert_eq!(lines.ok(200)["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_idempotency_key_names_one_request_not_every_command_of_its_user() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let admin = token(T, "admin", true);
+    let keyed = |method: Method, path: &str, key: &str, body: Value| {
+        app.send(
+            app.request(method, path, &admin)
+                .header("Idempotency-Key", key)
+                .json(&body),
+        )
+    };
+    // A key first refused on one path is not that refusal on another.
+    keyed(
+        Method::PATCH,
+        "/api/v1/lines/nope",
+        "k",
+        json!({"name": "x"}),
+    )
+    .await
+    .problem(404, "not_found");
+    let added = keyed(
+        Method::POST,
+        "/api/v1/lines",
+        "k",
+        json!({"name": "Line 2", "provider": "builtin"}),
+    )
+    .await;
+    assert_eq!(added.ok(201)["id"], "line-2");
+    // One request that makes two commands makes both.
+    let both = keyed(
+        Method::PATCH,
+        "/api/v1/lines/line-2",
+        "k2",
+        json!({"name": "Renamed", "status": "maintenance"}),
+    )
+    .await;
+    let body = both.ok(200);
+    assert_eq!(body["name"], "Renamed");
+    assert_eq!(body["status"], "maintenance");
+    // And the same request again is its first outcome.
+    let again = keyed(
+        Method::PATCH,
+        "/api/v1/lines/line-2",
+        "k2",
+        json!({"name": "Renamed", "status": "maintenance"}),
+    )
+    .await;
+    assert_eq!(again.ok(200)["status"], "maintenance");
+}

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRef, State};
+use axum::extract::{FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post, put};
@@ -387,10 +388,30 @@ impl From<CommandError> for ApiError {
     }
 }
 
+/// A command request's headers, and the method and path its `Idempotency-Key` is scoped to.
+pub struct CommandRequest {
+    headers: HeaderMap,
+    scope: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CommandRequest {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            headers: parts.headers.clone(),
+            scope: format!("{} {}", parts.method, parts.uri.path()),
+        })
+    }
+}
+
+/// Submits `command`. An `Idempotency-Key` names one request: the same key on another method
+/// or path (or for the other command of a request that makes two) is another command, not a
+/// replay of the first.
 async fn submit(
     state: &CommandState,
     principal: &Principal,
-    headers: &HeaderMap,
+    call: &CommandRequest,
     command: Command,
 ) -> Result<Outcome, ApiError> {
     let mut submission = Submission::new(
@@ -399,8 +420,8 @@ async fn submit(
         command,
         state.context.clock.now(),
     );
-    if let Some(key) = idempotency_key(headers)? {
-        submission = submission.with_idempotency_key(&key);
+    if let Some(key) = idempotency_key(&call.headers)? {
+        submission = submission.with_idempotency_key(&format!("{}\u{1f}{key}", call.scope));
     }
     Ok(state.service.execute_unless_busy(submission).await?)
 }
@@ -518,7 +539,7 @@ pub async fn create_conference(
     State(state): State<CommandState>,
     Caller(principal): Caller,
     lang: Lang,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiJson(request): ApiJson<CreateConferenceRequest>,
 ) -> Result<Response, ApiError> {
     let mode = match request.mode.as_deref() {
@@ -585,7 +606,7 @@ pub async fn create_conference(
         rooms: rooms(),
         numbers: numbers(),
     });
-    let mut outcome = submit(&state, &principal, &headers, command).await?;
+    let mut outcome = submit(&state, &principal, &call, command).await?;
     await_provisioning(&state, &principal, &mut outcome).await?;
     let status = created_status(&outcome);
     conference_response(&state, &principal, lang, status, &outcome).await
@@ -599,7 +620,7 @@ pub async fn edit_conference(
     State(state): State<CommandState>,
     Caller(principal): Caller,
     lang: Lang,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<EditConferenceRequest>,
 ) -> Result<Response, ApiError> {
@@ -638,10 +659,10 @@ pub async fn edit_conference(
     let command = Command::EditConference {
         conference,
         changes,
-        expected_version: if_match(&headers)?,
+        expected_version: if_match(&call.headers)?,
         rooms: rooms(),
     };
-    let mut outcome = submit(&state, &principal, &headers, command).await?;
+    let mut outcome = submit(&state, &principal, &call, command).await?;
     await_provisioning(&state, &principal, &mut outcome).await?;
     conference_response(&state, &principal, lang, StatusCode::OK, &outcome).await
 }
@@ -653,7 +674,7 @@ pub async fn invite(
     State(state): State<CommandState>,
     Caller(principal): Caller,
     lang: Lang,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<InviteRequest>,
 ) -> Result<Response, ApiError> {
@@ -666,7 +687,7 @@ pub async fn invite(
     let outcome = submit(
         &state,
         &principal,
-        &headers,
+        &call,
         Command::InviteAttendees {
             conference,
             attendees,
@@ -683,7 +704,7 @@ pub async fn cancel_conference(
     State(state): State<CommandState>,
     Caller(principal): Caller,
     lang: Lang,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiPath(id): ApiPath<String>,
     body: ApiBytes,
 ) -> Result<Response, ApiError> {
@@ -692,7 +713,7 @@ pub async fn cancel_conference(
     let outcome = submit(
         &state,
         &principal,
-        &headers,
+        &call,
         Command::CancelConference {
             conference,
             reason: request.reason,
@@ -709,14 +730,14 @@ pub async fn end_conference(
     State(state): State<CommandState>,
     Caller(principal): Caller,
     lang: Lang,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let conference = conference_id(&id)?;
     let outcome = submit(
         &state,
         &principal,
-        &headers,
+        &call,
         Command::EndConferenceEarly { conference },
     )
     .await?;
@@ -730,7 +751,7 @@ pub async fn join_conference(
     State(state): State<CommandState>,
     Caller(principal): Caller,
     lang: Lang,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiJson(request): ApiJson<JoinRequest>,
 ) -> Result<Response, ApiError> {
     let number = ConferenceNumber::parse(&request.number)?;
@@ -739,7 +760,7 @@ pub async fn join_conference(
     let outcome = submit(
         &state,
         &principal,
-        &headers,
+        &call,
         Command::JoinConference { number },
     )
     .await;
@@ -756,7 +777,7 @@ pub async fn launch_from_meeting(
     State(state): State<CommandState>,
     Caller(principal): Caller,
     lang: Lang,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiPath(meeting_id): ApiPath<String>,
     body: ApiBytes,
 ) -> Result<Response, ApiError> {
@@ -782,7 +803,7 @@ pub async fn launch_from_meeting(
         rooms: rooms(),
         numbers: numbers(),
     };
-    let mut outcome = submit(&state, &principal, &headers, command).await?;
+    let mut outcome = submit(&state, &principal, &call, command).await?;
     await_provisioning(&state, &principal, &mut outcome).await?;
     let status = created_status(&outcome);
     conference_response(&state, &principal, lang, status, &outcome).await
@@ -795,7 +816,7 @@ pub async fn launch_from_chat(
     State(state): State<CommandState>,
     Caller(principal): Caller,
     lang: Lang,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiPath(chat_id): ApiPath<String>,
     body: ApiBytes,
 ) -> Result<Response, ApiError> {
@@ -823,7 +844,7 @@ pub async fn launch_from_chat(
         rooms: rooms(),
         numbers: numbers(),
     };
-    let mut outcome = submit(&state, &principal, &headers, command).await?;
+    let mut outcome = submit(&state, &principal, &call, command).await?;
     await_provisioning(&state, &principal, &mut outcome).await?;
     let status = created_status(&outcome);
     conference_response(&state, &principal, lang, status, &outcome).await
@@ -871,7 +892,7 @@ fn line_id(text: &str) -> Result<LineId, ApiError> {
 pub async fn add_line(
     State(state): State<CommandState>,
     AdminCaller(principal): AdminCaller,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiJson(request): ApiJson<AddLineRequest>,
 ) -> Result<Response, ApiError> {
     let name = LineName::parse(&request.name)?;
@@ -886,7 +907,7 @@ pub async fn add_line(
     let outcome = submit(
         &state,
         &principal,
-        &headers,
+        &call,
         Command::AddLine { name, provider },
     )
     .await?;
@@ -938,7 +959,7 @@ pub async fn put_line_settings(
 pub async fn update_line(
     State(state): State<CommandState>,
     AdminCaller(principal): AdminCaller,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<UpdateLineRequest>,
 ) -> Result<Response, ApiError> {
@@ -962,7 +983,7 @@ pub async fn update_line(
             submit(
                 &state,
                 &principal,
-                &headers,
+                &call,
                 Command::RenameLine {
                     line: line.clone(),
                     name,
@@ -972,7 +993,7 @@ pub async fn update_line(
         );
     }
     if let Some(command) = status_command {
-        outcome = Some(submit(&state, &principal, &headers, command).await?);
+        outcome = Some(submit(&state, &principal, &call, command).await?);
     }
     let outcome = outcome.expect("one command ran");
     let state_now = outcome.line.as_ref().ok_or(DomainError::NotFound)?;
@@ -987,11 +1008,11 @@ pub async fn update_line(
 pub async fn remove_line(
     State(state): State<CommandState>,
     AdminCaller(principal): AdminCaller,
-    headers: HeaderMap,
+    call: CommandRequest,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let line = line_id(&id)?;
-    let outcome = submit(&state, &principal, &headers, Command::RemoveLine { line }).await?;
+    let outcome = submit(&state, &principal, &call, Command::RemoveLine { line }).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     position_header(&mut response, outcome.position);
     Ok(response)

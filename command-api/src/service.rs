@@ -70,9 +70,15 @@ impl Submission {
         }
     }
 
-    /// Derives the command id from an `Idempotency-Key`: same tenant, user and key → same id.
+    /// Derives the command id from an `Idempotency-Key`: same tenant, user, kind of command and
+    /// key → same id. (A key reused for another kind of command is another command.)
     pub fn with_idempotency_key(mut self, key: &str) -> Self {
-        let name = format!("{}\u{1f}{}\u{1f}{key}", self.tenant, self.actor.user);
+        let name = format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{key}",
+            self.tenant,
+            self.actor.user,
+            self.command.kind()
+        );
         self.command_id = Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes());
         self.correlation_id = self.command_id;
         self.idempotent = true;
