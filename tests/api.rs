@@ -1325,6 +1325,46 @@ impl TestAppRef {
 }
 
 #[tokio::test]
+async fn whole_minutes_written_as_floats_and_null_optional_bodies_are_accepted() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let alice = token(T, "alice", false);
+    // 30.0 is an integer to JSON Schema, and so to the API.
+    let created = app
+        .post(
+            "/api/v1/conferences",
+            &alice,
+            json!({"subject": "x", "start": later(5), "duration_minutes": 30.0}),
+        )
+        .await;
+    let body = created.ok(201);
+    let start = chrono::DateTime::parse_from_rfc3339(body["start"].as_str().unwrap()).unwrap();
+    let end = chrono::DateTime::parse_from_rfc3339(body["end"].as_str().unwrap()).unwrap();
+    assert_eq!(end - start, chrono::Duration::minutes(30));
+    let id = id_of(&created);
+    app.patch(
+        &format!("/api/v1/conferences/{id}"),
+        &alice,
+        json!({"duration_minutes": 45.5}),
+    )
+    .await
+    .problem(400, "malformed_request");
+    // `null` is the documented "no body" of an optional body.
+    let cancelled = app
+        .post(
+            &format!("/api/v1/conferences/{id}/cancel"),
+            &alice,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(cancelled.ok(200)["status"], "cancelled");
+    let launched = app
+        .post("/api/v1/chats/c1/conference", &alice, Value::Null)
+        .await;
+    assert_eq!(launched.ok(201)["source"]["type"], "chat");
+}
+
+#[tokio::test]
 async fn a_repeated_idempotency_key_on_add_line_answers_the_line_it_added() {
     let app = spawn_app().await;
     let admin = token(T, "admin", true);

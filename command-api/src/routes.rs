@@ -110,6 +110,7 @@ pub struct CreateConferenceRequest {
     pub start: Option<String>,
     /// RFC 3339; or give `duration_minutes`. Default: 60 minutes.
     pub end: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
     pub duration_minutes: Option<i64>,
     /// IANA name; default: the user's directory time zone, else Asia/Shanghai.
     pub timezone: Option<String>,
@@ -124,6 +125,7 @@ pub struct EditConferenceRequest {
     pub subject: Option<String>,
     pub start: Option<String>,
     pub end: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
     pub duration_minutes: Option<i64>,
     pub timezone: Option<String>,
     pub attendees: Option<Vec<String>>,
@@ -220,6 +222,25 @@ pub struct LineResponse {
     /// Conferences no free line could take (entering maintenance).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stranded: Option<Vec<String>>,
+}
+
+/// A whole number of minutes, also when written as a float (`30.0` is an integer in JSON
+/// Schema); anything else is malformed.
+fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_i64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64() {
+        // Below 2⁵³ every float is exact, and the cast is too.
+        Some(float) if float.fract() == 0.0 && float.abs() < 9e15 => Ok(Some(float as i64)),
+        _ => Err(D::Error::custom(format!(
+            "invalid value: {number}, expected a whole number"
+        ))),
+    }
 }
 
 /// Distinguishes an absent field (`None`) from `null` (`Some(None)`).
