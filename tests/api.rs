@@ -1365,6 +1365,40 @@ async fn whole_minutes_written_as_floats_and_null_optional_bodies_are_accepted()
 }
 
 #[tokio::test]
+async fn x_min_position_is_a_bigint_and_beyond_the_head_waits_only_for_the_head() {
+    let app = spawn_app().await;
+    app.seed(T, 1).await;
+    let alice = token(T, "alice", false);
+    let recent = |position: String| {
+        app.send(
+            app.request(Method::GET, "/api/v1/conferences/recent", &alice)
+                .header("X-Min-Position", position),
+        )
+    };
+    for refused in ["9223372036854775808", "-1", "abc"] {
+        recent(refused.to_owned())
+            .await
+            .problem(400, "malformed_request");
+    }
+    let created = app.schedule(T, "alice", 5, 6).await;
+    let position: u64 = created.header("x-position").unwrap().parse().unwrap();
+    // Reachable: read-your-writes.
+    let read = recent(position.to_string()).await;
+    assert_eq!(read.ok(200)["items"][0]["id"], created.body["id"]);
+    // No write has it yet: waiting cannot reach it, so only the head is waited for.
+    let started = std::time::Instant::now();
+    let beyond = recent(i64::MAX.to_string()).await;
+    beyond.ok(200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let applied: u64 = beyond
+        .header("x-applied-position")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(applied >= position);
+}
+
+#[tokio::test]
 async fn a_repeated_idempotency_key_on_add_line_answers_the_line_it_added() {
     let app = spawn_app().await;
     let admin = token(T, "admin", true);

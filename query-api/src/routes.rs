@@ -156,26 +156,46 @@ pub struct OpsSummaryDto {
 }
 
 /// Waits until the read models applied `X-Min-Position` (up to 5 s) — read-your-writes.
+///
+/// A position beyond the store's head cannot be reached by waiting: then it waits for the head
+/// instead, which holds every write a client can know of (a command's `X-Position` is in the
+/// store before the command is answered, and the head is read from the store all nodes share) —
+/// so such a query is answered as soon as the read models are current, not after 5 s.
 async fn await_position(state: &QueryState, headers: &HeaderMap) -> Result<Position, ApiError> {
     let Some(value) = headers.get("x-min-position") else {
         return Ok(*state.applied.borrow());
     };
+    // Within BIGINT, as the document says (0 to 2⁶³ − 1): positions are stored as one.
     let wanted: Position = value
         .to_str()
         .ok()
-        .and_then(|text| text.trim().parse().ok())
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .and_then(|number| Position::try_from(number).ok())
         .ok_or_else(|| {
             ApiError::Malformed("X-Min-Position must be a position number".to_owned())
         })?;
+    let now = *state.applied.borrow();
+    if now >= wanted {
+        return Ok(now);
+    }
+    let target = match state.store.head_position().await {
+        Ok(head) => wanted.min(head),
+        // The wait is bounded anyway.
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the head for X-Min-Position");
+            wanted
+        }
+    };
     let mut applied = state.applied.clone();
     let reached = tokio::time::timeout(
         MIN_POSITION_WAIT,
-        applied.wait_for(|position| *position >= wanted),
+        applied.wait_for(|position| *position >= target),
     )
     .await;
     if reached.is_err() {
         tracing::warn!(
             wanted,
+            target,
             applied = *state.applied.borrow(),
             "X-Min-Position not reached in time"
         );
