@@ -414,11 +414,145 @@ async fn count_requests(
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut document = meetline_command_api::CommandApiDoc::openapi();
     document.merge(meetline_query_api::QueryApiDoc::openapi());
+    document.merge(crate::web::WebApiDoc::openapi());
     document.info.title = "meetline".to_owned();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document.info.description =
         Some("Video conferences on a company's licensed lines: command and query APIs.".to_owned());
+    add_shared_contract(&mut document);
     document
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+fn problem_response(
+    description: &str,
+    retry_after: bool,
+) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+    use utoipa::openapi::content::ContentBuilder;
+    use utoipa::openapi::header::Header;
+    use utoipa::openapi::response::ResponseBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Ref, Type};
+    let mut response = ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    );
+    if retry_after {
+        response = response.header(
+            "Retry-After",
+            Header::new(ObjectBuilder::new().schema_type(Type::Integer)),
+        );
+    }
+    utoipa::openapi::RefOr::T(response.build())
+}
+
+/// What the layers shared by every route add to each operation of the document: the bearer
+/// scheme (the session cookie of the web app stands in for it), and the problem+json statuses
+/// any `/api/v1` route can answer — the extractors' 400 (body, query, headers: only for an
+/// operation that takes any), `Caller`'s 401
+/// and 429, the body limit's 413, `csrf_guard`'s 403 and 415 on cookie-authenticated writes, and
+/// 503 when the store fails. Statuses particular to a route are in its own annotation. A 405
+/// (another method on a served path; problem+json too) belongs to no operation.
+fn add_shared_contract(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    document.security = Some(vec![SecurityRequirement::new(
+        "bearer",
+        Vec::<String>::new(),
+    )]);
+    for (path, item) in &mut document.paths.paths {
+        if !path.starts_with("/api/v1/") {
+            continue; // /metrics, /healthz and /readyz declare all they answer
+        }
+        // Signed by the provider, not by a token: no 401 from `Caller`, no cookie.
+        let webhook = path.starts_with("/api/v1/providers/");
+        let operations = [
+            (false, item.get.as_mut()),
+            (true, item.post.as_mut()),
+            (true, item.put.as_mut()),
+            (true, item.patch.as_mut()),
+            (true, item.delete.as_mut()),
+        ];
+        for (write, operation) in operations {
+            let Some(operation) = operation else { continue };
+            // A path parameter that does not parse is a 404; a query, a header or a body that
+            // does not is a 400.
+            let takes_input = operation.request_body.is_some()
+                || operation.parameters.iter().flatten().any(|parameter| {
+                    parameter.parameter_in != utoipa::openapi::path::ParameterIn::Path
+                });
+            let responses = &mut operation.responses.responses;
+            // Every error body is problem+json, whatever an annotation forgot to say.
+            for (status, response) in responses.iter_mut() {
+                if status.parse::<u16>().is_ok_and(|status| status >= 400)
+                    && let RefOr::T(response) = response
+                    && let Some(content) = response.content.shift_remove("application/json")
+                {
+                    response.content.insert(PROBLEM_JSON.to_owned(), content);
+                }
+            }
+            let mut add = |status: &str, description: &str, retry_after: bool| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem_response(description, retry_after));
+            };
+            if takes_input {
+                add(
+                    "400",
+                    "malformed_request: a body, query or header not of the documented shape",
+                    false,
+                );
+            }
+            add(
+                "503",
+                "unavailable: the store failed; try again after Retry-After",
+                true,
+            );
+            if !webhook {
+                add(
+                    "401",
+                    "unauthorized: missing, invalid or expired token",
+                    false,
+                );
+                add(
+                    "429",
+                    "rate_limited: too many requests, or the command queue is full; try again after Retry-After",
+                    true,
+                );
+            }
+            if write {
+                add("413", "payload_too_large: a body over 64 KiB", false);
+            }
+            if write && !webhook {
+                add(
+                    "403",
+                    "forbidden: not allowed, or a cross-site request riding on the session cookie",
+                    false,
+                );
+                add(
+                    "415",
+                    "unsupported_media_type: a cookie-authenticated write without Content-Type: application/json",
+                    false,
+                );
+            }
+        }
+    }
 }
 
 async fn openapi() -> Response {
@@ -448,4 +582,132 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await
     .context("serving HTTP")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn document() -> Value {
+        serde_json::to_value(super::openapi_document()).expect("the document serializes")
+    }
+
+    fn operations(document: &Value) -> Vec<(String, String, Value)> {
+        let mut found = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                found.push((path.clone(), method.clone(), operation.clone()));
+            }
+        }
+        found
+    }
+
+    fn schemas_in(value: &Value, found: &mut Vec<Value>) {
+        match value {
+            Value::Object(object) => {
+                found.push(value.clone());
+                object.values().for_each(|value| schemas_in(value, found));
+            }
+            Value::Array(items) => items.iter().for_each(|value| schemas_in(value, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_served_api_route_is_documented() {
+        let document = document();
+        for path in [
+            "/api/v1/conferences",
+            "/api/v1/conferences/{id}/cancel",
+            "/api/v1/lines/{id}",
+            "/api/v1/providers/zoom/webhook/{tenant}/{line}",
+            "/api/v1/directory/chats/{id}",
+            "/api/v1/ops/timeline",
+            "/api/v1/events/stream",
+            "/api/v1/me",
+            "/api/v1/my/meetings",
+            "/api/v1/my/chats",
+            "/api/v1/directory/users",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+        ] {
+            assert!(
+                document["paths"][path].is_object(),
+                "{path} is not documented"
+            );
+        }
+    }
+
+    #[test]
+    fn parameters_are_where_the_server_reads_them_and_never_null() {
+        for (path, method, operation) in operations(&document()) {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().expect("a name");
+                let place = parameter["in"].as_str().expect("a place");
+                assert_eq!(
+                    place == "path",
+                    path.contains(&format!("{{{name}}}")),
+                    "{method} {path}: {name} is in {place}"
+                );
+                let types = &parameter["schema"]["type"];
+                assert!(
+                    !types
+                        .as_array()
+                        .is_some_and(|types| types.contains(&"null".into())),
+                    "{method} {path}: {name} may be null"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn errors_are_problem_json_and_api_routes_need_the_bearer_token() {
+        let document = document();
+        assert_eq!(
+            document["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        for (path, method, operation) in operations(&document) {
+            let responses = operation["responses"].as_object().expect("responses");
+            for (status, response) in responses {
+                if status.as_str() >= "400" && path.starts_with("/api/v1/") {
+                    let types: Vec<_> = response["content"]
+                        .as_object()
+                        .map(|content| content.keys().cloned().collect())
+                        .unwrap_or_default();
+                    assert_eq!(
+                        types,
+                        ["application/problem+json"],
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            let webhook = path.starts_with("/api/v1/providers/");
+            if path.starts_with("/api/v1/") && !webhook {
+                assert!(responses.contains_key("401"), "{method} {path} lacks 401");
+                assert!(operation.get("security").is_none(), "{method} {path}");
+            } else {
+                // The provider signs webhooks; the ops endpoints are open.
+                assert_eq!(
+                    operation["security"],
+                    serde_json::json!([{}]),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_schema_uses_what_openapi_tools_cannot_read() {
+        let mut found = Vec::new();
+        schemas_in(&document(), &mut found);
+        for schema in found {
+            assert!(
+                schema.get("prefixItems").is_none()
+                    && schema.get("items") != Some(&Value::Bool(false)),
+                "{schema}"
+            );
+        }
+    }
 }

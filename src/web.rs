@@ -25,9 +25,10 @@ use chrono::Duration;
 use meetline_adapters::auth::{JwtKeys, Principal};
 use meetline_adapters::directory::Directory;
 use meetline_api_common::{ApiContext, ApiError, Caller, Lang};
+use meetline_command_api::routes::DirectoryChatDto;
 use meetline_domain::types::{TenantId, UserId};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// How long a browser session lasts.
 const SESSION_HOURS: i64 = 12;
@@ -334,79 +335,163 @@ async fn signout(State(state): State<WebState>) -> Response {
     response
 }
 
+/// Who the caller is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeDto {
+    pub user: String,
+    /// From the directory; the user id when the directory does not know the user.
+    pub name: String,
+    pub tenant: String,
+    pub admin: bool,
+    /// IANA name, from the directory.
+    pub timezone: Option<String>,
+}
+
+/// A user of the tenant's directory, for attendee pickers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryUserSummary {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryUsersResponse {
+    pub items: Vec<DirectoryUserSummary>,
+}
+
+/// A meeting the caller takes part in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyMeetingDto {
+    pub id: String,
+    pub subject: String,
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+    pub creator: String,
+    pub convener: String,
+    pub contact: String,
+    pub attendees: Vec<String>,
+    pub url: Option<String>,
+    /// Whether the caller may launch its conference (creator, convener or contact).
+    pub can_launch: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyMeetingsResponse {
+    pub items: Vec<MyMeetingDto>,
+}
+
+/// The chats the caller is a member of.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyChatsResponse {
+    pub items: Vec<DirectoryChatDto>,
+}
+
 /// Who the caller is, for the app: id, name, tenant, admin, time zone.
+#[utoipa::path(get, path = "/api/v1/me", tag = "web", responses((status = 200, body = MeDto)))]
 async fn me(
     State(state): State<WebState>,
     Caller(principal): Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Json<MeDto>, ApiError> {
     let entry = state
         .directory
         .user(&principal.tenant, &principal.actor.user)
         .await?;
-    Ok(Json(json!({
-        "user": principal.actor.user,
-        "name": entry.as_ref().map_or_else(|| principal.actor.user.to_string(), |user| user.name.clone()),
-        "tenant": principal.tenant,
-        "admin": principal.actor.admin,
-        "timezone": entry.and_then(|user| user.timezone).map(|zone| zone.as_str().to_owned()),
+    Ok(Json(MeDto {
+        user: principal.actor.user.to_string(),
+        name: entry.as_ref().map_or_else(
+            || principal.actor.user.to_string(),
+            |user| user.name.clone(),
+        ),
+        tenant: principal.tenant.to_string(),
+        admin: principal.actor.admin,
+        timezone: entry
+            .and_then(|user| user.timezone)
+            .map(|zone| zone.as_str().to_owned()),
     }))
-    .into_response())
 }
 
 /// The tenant's users (id and name), for attendee pickers.
+#[utoipa::path(get, path = "/api/v1/directory/users", tag = "directory",
+    responses((status = 200, body = DirectoryUsersResponse)))]
 async fn directory_users(
     State(state): State<WebState>,
     Caller(principal): Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Json<DirectoryUsersResponse>, ApiError> {
     let users = state.directory.users(&principal.tenant).await?;
-    let items: Vec<_> = users
+    let items = users
         .iter()
-        .map(|user| json!({"id": user.id, "name": user.name}))
+        .map(|user| DirectoryUserSummary {
+            id: user.id.to_string(),
+            name: user.name.clone(),
+        })
         .collect();
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(DirectoryUsersResponse { items }))
 }
 
-fn meeting_json(
-    meeting: &meetline_domain::command::MeetingFacts,
-    user: &UserId,
-) -> serde_json::Value {
-    let can_launch = [&meeting.creator, &meeting.convener, &meeting.contact].contains(&user);
-    json!({
-        "id": meeting.id, "subject": meeting.subject, "start": meeting.start, "end": meeting.end,
-        "creator": meeting.creator, "convener": meeting.convener, "contact": meeting.contact,
-        "attendees": meeting.attendees, "url": meeting.url, "can_launch": can_launch,
-    })
+fn my_meeting(meeting: &meetline_domain::command::MeetingFacts, user: &UserId) -> MyMeetingDto {
+    MyMeetingDto {
+        id: meeting.id.to_string(),
+        subject: meeting.subject.clone(),
+        start: meeting.start,
+        end: meeting.end,
+        creator: meeting.creator.to_string(),
+        convener: meeting.convener.to_string(),
+        contact: meeting.contact.to_string(),
+        attendees: meeting.attendees.iter().map(ToString::to_string).collect(),
+        url: meeting.url.as_ref().map(|url| url.as_str().to_owned()),
+        can_launch: [&meeting.creator, &meeting.convener, &meeting.contact].contains(&user),
+    }
 }
 
 /// The meetings the caller takes part in (any role), with whether they may launch its conference.
+#[utoipa::path(get, path = "/api/v1/my/meetings", tag = "web",
+    responses((status = 200, body = MyMeetingsResponse)))]
 async fn my_meetings(
     State(state): State<WebState>,
     Caller(principal): Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Json<MyMeetingsResponse>, ApiError> {
     let user = &principal.actor.user;
     let meetings = state.directory.meetings(&principal.tenant).await?;
-    let items: Vec<_> = meetings
+    let items = meetings
         .iter()
         .filter(|meeting| {
             [&meeting.creator, &meeting.convener, &meeting.contact].contains(&user)
                 || meeting.attendees.contains(user)
         })
-        .map(|meeting| meeting_json(meeting, user))
+        .map(|meeting| my_meeting(meeting, user))
         .collect();
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(MyMeetingsResponse { items }))
 }
 
 /// The chats the caller is a member of, with their members.
+#[utoipa::path(get, path = "/api/v1/my/chats", tag = "web",
+    responses((status = 200, body = MyChatsResponse)))]
 async fn my_chats(
     State(state): State<WebState>,
     Caller(principal): Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Json<MyChatsResponse>, ApiError> {
     let user = &principal.actor.user;
     let chats = state.directory.chats(&principal.tenant).await?;
-    let items: Vec<_> = chats
+    let items = chats
         .iter()
         .filter(|chat| chat.facts.members.contains(user))
-        .map(|chat| json!({"id": chat.facts.id, "kind": chat.kind, "name": chat.facts.name, "members": chat.facts.members}))
+        .map(DirectoryChatDto::from)
         .collect();
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(MyChatsResponse { items }))
 }
+
+/// The web app's part of the OpenAPI document: what the app reads besides the command and
+/// query APIs.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(me, directory_users, my_meetings, my_chats),
+    components(schemas(
+        MeDto,
+        DirectoryUserSummary,
+        DirectoryUsersResponse,
+        MyMeetingDto,
+        MyMeetingsResponse,
+        MyChatsResponse
+    ))
+)]
+pub struct WebApiDoc;

@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use meetline_adapters::auth::Principal;
 use meetline_adapters::directory::{ChatKind, Directory, DirectoryChat, DirectoryUser};
 use meetline_adapters::line_settings::LineSettingsStore;
+use meetline_api_common::error::Problem;
 use meetline_api_common::{
     AdminCaller, ApiBytes, ApiContext, ApiError, ApiJson, ApiPath, Caller, ConferenceDto, Lang,
 };
@@ -101,9 +102,59 @@ pub fn router() -> Router<CommandState> {
 // ---------------------------------------------------------------------------------------------
 // Request bodies
 
+/// `Idempotency-Key`, which every command accepts (API.md).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// Retry-safe key: the same key from the same user on the same method and path within
+    /// 24 h returns the first outcome and changes nothing. 1–255 printable ASCII characters;
+    /// white space around them is not part of the key.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        pattern = r"^[!-~]([ -~]{0,253}[!-~])?[ \t]*$"
+    )]
+    pub idempotency_key: Option<String>,
+}
+
+/// A conference's mode.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ModeName {
+    /// Starts now.
+    Quick,
+    /// Starts at `start`.
+    Scheduled,
+}
+
+/// A line's provider.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ProviderName {
+    Builtin,
+    Zoom,
+}
+
+/// A line's status.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum LineStatusName {
+    Active,
+    Maintenance,
+}
+
+/// A chat's kind.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ChatKindName {
+    Single,
+    Group,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateConferenceRequest {
-    /// `quick` (starts now) or `scheduled`.
+    /// `quick` (starts now) or `scheduled` (the default).
+    #[schema(value_type = Option<ModeName>)]
     pub mode: Option<String>,
     pub subject: Option<String>,
     /// RFC 3339; required for `scheduled`.
@@ -111,11 +162,13 @@ pub struct CreateConferenceRequest {
     /// RFC 3339; or give `duration_minutes`. Default: 60 minutes.
     pub end: Option<String>,
     #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 1440)]
     pub duration_minutes: Option<i64>,
     /// IANA name; default: the user's directory time zone, else Asia/Shanghai.
     pub timezone: Option<String>,
     /// Default: the caller.
     pub host: Option<String>,
+    #[schema(max_items = 1000)]
     pub attendees: Option<Vec<String>>,
     pub related_link: Option<String>,
 }
@@ -126,8 +179,10 @@ pub struct EditConferenceRequest {
     pub start: Option<String>,
     pub end: Option<String>,
     #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 1440)]
     pub duration_minutes: Option<i64>,
     pub timezone: Option<String>,
+    #[schema(max_items = 1000)]
     pub attendees: Option<Vec<String>>,
     /// `null` clears the link.
     #[serde(default, deserialize_with = "present")]
@@ -137,6 +192,7 @@ pub struct EditConferenceRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct InviteRequest {
+    #[schema(min_items = 1, max_items = 1000)]
     pub attendees: Vec<String>,
 }
 
@@ -168,6 +224,7 @@ pub struct ChatLaunchRequest {
 pub struct AddLineRequest {
     pub name: String,
     /// `builtin` or `zoom`.
+    #[schema(value_type = ProviderName)]
     pub provider: String,
     /// Provider account settings, stored encrypted apart from the events and never returned.
     /// builtin: `base_url`, `app_id`, `secret`, `audience` (all optional); zoom: `account_id`,
@@ -179,6 +236,7 @@ pub struct AddLineRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateLineRequest {
     /// `active` or `maintenance`.
+    #[schema(value_type = Option<LineStatusName>)]
     pub status: Option<String>,
     pub name: Option<String>,
 }
@@ -198,16 +256,95 @@ pub struct PutMeetingRequest {
     pub creator: String,
     pub convener: String,
     pub contact: String,
+    #[schema(max_items = 1000)]
     pub attendees: Vec<String>,
     pub url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PutChatRequest {
-    /// `single` or `group`.
+    /// `single` (exactly two members) or `group`.
+    #[schema(value_type = ChatKindName)]
     pub kind: String,
     pub name: String,
+    #[schema(min_items = 2, max_items = 1000)]
     pub members: Vec<String>,
+}
+
+/// A directory user as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryUserDto {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    /// IANA name.
+    pub timezone: Option<String>,
+}
+
+impl From<&DirectoryUser> for DirectoryUserDto {
+    fn from(user: &DirectoryUser) -> Self {
+        Self {
+            id: user.id.to_string(),
+            name: user.name.clone(),
+            email: user.email.clone(),
+            timezone: user.timezone.as_ref().map(|zone| zone.as_str().to_owned()),
+        }
+    }
+}
+
+/// A directory meeting as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryMeetingDto {
+    pub id: String,
+    pub subject: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub creator: String,
+    pub convener: String,
+    pub contact: String,
+    pub attendees: Vec<String>,
+    pub url: Option<String>,
+}
+
+impl From<&MeetingFacts> for DirectoryMeetingDto {
+    fn from(meeting: &MeetingFacts) -> Self {
+        Self {
+            id: meeting.id.to_string(),
+            subject: meeting.subject.clone(),
+            start: meeting.start,
+            end: meeting.end,
+            creator: meeting.creator.to_string(),
+            convener: meeting.convener.to_string(),
+            contact: meeting.contact.to_string(),
+            attendees: meeting.attendees.iter().map(ToString::to_string).collect(),
+            url: meeting.url.as_ref().map(|url| url.as_str().to_owned()),
+        }
+    }
+}
+
+/// A directory chat as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryChatDto {
+    #[schema(value_type = ChatKindName)]
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+impl From<&DirectoryChat> for DirectoryChatDto {
+    fn from(chat: &DirectoryChat) -> Self {
+        Self {
+            kind: match chat.kind {
+                ChatKind::Single => "single",
+                ChatKind::Group => "group",
+            }
+            .to_owned(),
+            id: chat.facts.id.to_string(),
+            name: chat.facts.name.clone(),
+            members: chat.facts.members.iter().map(ToString::to_string).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -355,38 +492,51 @@ async fn timezone_for(
     Ok(user.and_then(|entry| entry.timezone).unwrap_or_default())
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .map_err(|_| ApiError::Malformed("Idempotency-Key".to_owned()))?
-        .trim();
-    if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::Malformed(
-            "Idempotency-Key must be 1-255 characters".to_owned(),
-        ));
-    }
-    Ok(Some(key.to_owned()))
+/// A header's value without the white space around it (HTTP's parser drops it anyway).
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    let value = headers.get(name)?.as_bytes();
+    let start = value.iter().position(|b| !matches!(b, b' ' | b'\t'))?;
+    let end = value.iter().rposition(|b| !matches!(b, b' ' | b'\t'))?;
+    Some(&value[start..=end])
 }
 
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::Malformed("If-Match".to_owned()))?
-        .trim();
-    if text == "*" {
+/// `Idempotency-Key`: 1–255 printable ASCII characters (the documented pattern).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if !headers.contains_key("idempotency-key") {
         return Ok(None);
     }
-    let digits = text.trim_start_matches("W/").trim_matches('"');
-    digits
-        .parse()
-        .map(Some)
-        .map_err(|_| ApiError::Malformed("If-Match must be an ETag such as \"3\"".to_owned()))
+    let key = header_text(headers, "idempotency-key").unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.iter().all(|b| (b' '..=b'~').contains(b)) {
+        return Err(ApiError::Malformed(
+            "Idempotency-Key must be 1-255 printable ASCII characters".to_owned(),
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(key).into_owned()))
+}
+
+/// `If-Match`: `*` (any version: `None`), or the version as an ETag — `"3"`, `W/"3"` — or as
+/// bare digits.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    if !headers.contains_key(header::IF_MATCH) {
+        return Ok(None);
+    }
+    let text = header_text(headers, header::IF_MATCH.as_str()).unwrap_or_default();
+    if text == b"*" {
+        return Ok(None);
+    }
+    let digits = match text.strip_prefix(b"W/").unwrap_or(text) {
+        [b'"', inner @ .., b'"'] => inner,
+        _ if text.starts_with(b"W/") => &[][..],
+        bare => bare,
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(ApiError::Malformed(
+            "If-Match must be an ETag such as \"3\"".to_owned(),
+        ));
+    }
+    Ok(Some(digits.iter().fold(0, |number, digit| {
+        number * 10 + u64::from(digit - b'0')
+    })))
 }
 
 fn conference_id(text: &str) -> Result<ConferenceId, ApiError> {
@@ -554,8 +704,13 @@ async fn conference_response(
 
 /// Schedule a conference (quick: starts now; scheduled: at `start`).
 #[utoipa::path(post, path = "/api/v1/conferences", tag = "commands", request_body = CreateConferenceRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
-    responses((status = 201, body = ConferenceDto), (status = 409, body = meetline_api_common::error::Problem), (status = 422, body = meetline_api_common::error::Problem)))]
+    params(IdempotencyKey),
+    responses(
+        (status = 201, body = ConferenceDto, headers(("ETag" = String, description = "the version, e.g. \"1\""), ("X-Position" = u64, description = "global position of the command's last event"), ("Location" = String))),
+        (status = 202, description = "the provider has not confirmed the meeting yet (`provisioning: pending`)",
+            body = ConferenceDto, headers(("ETag" = String, description = "the version, e.g. \"1\""), ("X-Position" = u64, description = "global position of the command's last event"), ("Location" = String))),
+        (status = 409, description = "no_free_line", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input", content_type = "application/problem+json", body = Problem)))]
 pub async fn create_conference(
     State(state): State<CommandState>,
     Caller(principal): Caller,
@@ -635,8 +790,18 @@ pub async fn create_conference(
 
 /// Edit a not-started conference; the line is re-checked for a new time.
 #[utoipa::path(patch, path = "/api/v1/conferences/{id}", tag = "commands", request_body = EditConferenceRequest,
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, body = ConferenceDto), (status = 409, body = meetline_api_common::error::Problem), (status = 412, body = meetline_api_common::error::Problem)))]
+    params(("id" = String, Path, format = Uuid),
+        ("If-Match" = Option<String>, Header, nullable = false,
+            pattern = r#"^(\*|(W/)?"[0-9]{1,19}"|[0-9]{1,19})[ \t]*$"#,
+            description = "the ETag of the version edited, e.g. \"3\""),
+        IdempotencyKey),
+    responses(
+        (status = 200, body = ConferenceDto, headers(("ETag" = String, description = "the new version, e.g. \"3\""), ("X-Position" = u64, description = "global position of the command's last event"))),
+        (status = 403, description = "forbidden: not the creator or host", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "invalid_state or no_free_line", content_type = "application/problem+json", body = Problem),
+        (status = 412, description = "version_mismatch", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input", content_type = "application/problem+json", body = Problem)))]
 pub async fn edit_conference(
     State(state): State<CommandState>,
     Caller(principal): Caller,
@@ -690,7 +855,13 @@ pub async fn edit_conference(
 
 /// Invite more attendees (not started or in progress).
 #[utoipa::path(post, path = "/api/v1/conferences/{id}/invitations", tag = "commands", request_body = InviteRequest,
-    params(("id" = String, Path)), responses((status = 200, body = ConferenceDto)))]
+    params(("id" = String, Path, format = Uuid), IdempotencyKey),
+    responses(
+        (status = 200, body = ConferenceDto, headers(("ETag" = String, description = "the new version, e.g. \"3\""), ("X-Position" = u64, description = "global position of the command's last event"))),
+        (status = 403, description = "forbidden: not the creator or host", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "invalid_state", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input: attendees", content_type = "application/problem+json", body = Problem)))]
 pub async fn invite(
     State(state): State<CommandState>,
     Caller(principal): Caller,
@@ -720,7 +891,13 @@ pub async fn invite(
 
 /// Cancel a not-started conference: its line is free again.
 #[utoipa::path(post, path = "/api/v1/conferences/{id}/cancel", tag = "commands", request_body = Option<CancelRequest>,
-    params(("id" = String, Path)), responses((status = 200, body = ConferenceDto)))]
+    params(("id" = String, Path, format = Uuid), IdempotencyKey),
+    responses(
+        (status = 200, body = ConferenceDto, headers(("ETag" = String, description = "the new version, e.g. \"3\""), ("X-Position" = u64, description = "global position of the command's last event"))),
+        (status = 403, description = "forbidden: not the creator or host", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "invalid_state", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input: reason", content_type = "application/problem+json", body = Problem)))]
 pub async fn cancel_conference(
     State(state): State<CommandState>,
     Caller(principal): Caller,
@@ -746,7 +923,12 @@ pub async fn cancel_conference(
 
 /// End an in-progress conference early (status `manually_ended`); frees the rest of its slot.
 #[utoipa::path(post, path = "/api/v1/conferences/{id}/end", tag = "commands",
-    params(("id" = String, Path)), responses((status = 200, body = ConferenceDto)))]
+    params(("id" = String, Path, format = Uuid), IdempotencyKey),
+    responses(
+        (status = 200, body = ConferenceDto, headers(("ETag" = String, description = "the new version, e.g. \"3\""), ("X-Position" = u64, description = "global position of the command's last event"))),
+        (status = 403, description = "forbidden: not the creator or host", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "invalid_state", content_type = "application/problem+json", body = Problem)))]
 pub async fn end_conference(
     State(state): State<CommandState>,
     Caller(principal): Caller,
@@ -767,7 +949,12 @@ pub async fn end_conference(
 
 /// Join by conference number: the caller becomes a participant.
 #[utoipa::path(post, path = "/api/v1/conferences/join", tag = "commands", request_body = JoinRequest,
-    responses((status = 200, body = ConferenceDto)))]
+    params(IdempotencyKey),
+    responses(
+        (status = 200, body = ConferenceDto, headers(("ETag" = String, description = "the new version, e.g. \"3\""), ("X-Position" = u64, description = "global position of the command's last event"))),
+        (status = 404, description = "not_found: no conference with that number", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "invalid_state", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input: number", content_type = "application/problem+json", body = Problem)))]
 pub async fn join_conference(
     State(state): State<CommandState>,
     Caller(principal): Caller,
@@ -793,7 +980,15 @@ pub async fn join_conference(
 
 /// Launch the video conference of a meeting (its creator, convener or contact only).
 #[utoipa::path(post, path = "/api/v1/meetings/{meeting_id}/conference", tag = "commands", request_body = Option<MeetingLaunchRequest>,
-    params(("meeting_id" = String, Path)), responses((status = 201, body = ConferenceDto), (status = 403, body = meetline_api_common::error::Problem)))]
+    params(("meeting_id" = String, Path), IdempotencyKey),
+    responses(
+        (status = 201, body = ConferenceDto, headers(("ETag" = String, description = "the version, e.g. \"1\""), ("X-Position" = u64, description = "global position of the command's last event"), ("Location" = String))),
+        (status = 202, description = "the provider has not confirmed the meeting yet (`provisioning: pending`)",
+            body = ConferenceDto, headers(("ETag" = String, description = "the version, e.g. \"1\""), ("X-Position" = u64, description = "global position of the command's last event"), ("Location" = String))),
+        (status = 403, description = "forbidden: not the meeting's creator, convener or contact", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "conference_exists or no_free_line", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input", content_type = "application/problem+json", body = Problem)))]
 pub async fn launch_from_meeting(
     State(state): State<CommandState>,
     Caller(principal): Caller,
@@ -832,7 +1027,14 @@ pub async fn launch_from_meeting(
 
 /// Start a quick conference from a chat with picked members.
 #[utoipa::path(post, path = "/api/v1/chats/{chat_id}/conference", tag = "commands", request_body = Option<ChatLaunchRequest>,
-    params(("chat_id" = String, Path)), responses((status = 201, body = ConferenceDto)))]
+    params(("chat_id" = String, Path), IdempotencyKey),
+    responses(
+        (status = 201, body = ConferenceDto, headers(("ETag" = String, description = "the version, e.g. \"1\""), ("X-Position" = u64, description = "global position of the command's last event"), ("Location" = String))),
+        (status = 202, description = "the provider has not confirmed the meeting yet (`provisioning: pending`)",
+            body = ConferenceDto, headers(("ETag" = String, description = "the version, e.g. \"1\""), ("X-Position" = u64, description = "global position of the command's last event"), ("Location" = String))),
+        (status = 404, description = "not_found: no such chat, or not a member", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "no_free_line", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input", content_type = "application/problem+json", body = Problem)))]
 pub async fn launch_from_chat(
     State(state): State<CommandState>,
     Caller(principal): Caller,
@@ -909,7 +1111,11 @@ fn line_id(text: &str) -> Result<LineId, ApiError> {
 
 /// Add a line (a provider account).
 #[utoipa::path(post, path = "/api/v1/lines", tag = "lines", request_body = AddLineRequest,
-    responses((status = 201, body = LineResponse)))]
+    params(IdempotencyKey),
+    responses(
+        (status = 201, body = LineResponse, headers(("X-Position" = u64))),
+        (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input: name, provider, settings or settings.<key>", content_type = "application/problem+json", body = Problem)))]
 pub async fn add_line(
     State(state): State<CommandState>,
     AdminCaller(principal): AdminCaller,
@@ -953,7 +1159,12 @@ fn checked_settings(provider: ProviderKind, settings: &serde_json::Value) -> Res
 
 /// Replace a line's provider settings (e.g. rotate a secret). Stored encrypted, never returned.
 #[utoipa::path(put, path = "/api/v1/lines/{id}/settings", tag = "lines", request_body = Object,
-    params(("id" = String, Path)), responses((status = 204), (status = 422, body = meetline_api_common::error::Problem)))]
+    params(("id" = String, Path)),
+    responses(
+        (status = 204, description = "stored"),
+        (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input: settings.<key>", content_type = "application/problem+json", body = Problem)))]
 pub async fn put_line_settings(
     State(state): State<CommandState>,
     AdminCaller(principal): AdminCaller,
@@ -976,7 +1187,13 @@ pub async fn put_line_settings(
 
 /// Rename a line, or put it into / take it out of maintenance.
 #[utoipa::path(patch, path = "/api/v1/lines/{id}", tag = "lines", request_body = UpdateLineRequest,
-    params(("id" = String, Path)), responses((status = 200, body = LineResponse)))]
+    params(("id" = String, Path), IdempotencyKey),
+    responses(
+        (status = 200, body = LineResponse, headers(("X-Position" = u64))),
+        (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "invalid_state", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input: status or name", content_type = "application/problem+json", body = Problem)))]
 pub async fn update_line(
     State(state): State<CommandState>,
     AdminCaller(principal): AdminCaller,
@@ -1025,7 +1242,12 @@ pub async fn update_line(
 
 /// Remove a line (refused while it holds conferences that have not ended).
 #[utoipa::path(delete, path = "/api/v1/lines/{id}", tag = "lines",
-    params(("id" = String, Path)), responses((status = 204), (status = 409, body = meetline_api_common::error::Problem)))]
+    params(("id" = String, Path), IdempotencyKey),
+    responses(
+        (status = 204, description = "removed", headers(("X-Position" = u64))),
+        (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "invalid_state: the line holds conferences that have not ended", content_type = "application/problem+json", body = Problem)))]
 pub async fn remove_line(
     State(state): State<CommandState>,
     AdminCaller(principal): AdminCaller,
@@ -1055,7 +1277,11 @@ async fn directory_response<T: Serialize>(
 
 /// Add or replace a user of the tenant's directory.
 #[utoipa::path(put, path = "/api/v1/directory/users/{id}", tag = "directory", request_body = PutUserRequest,
-    params(("id" = String, Path)), responses((status = 200)))]
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = DirectoryUserDto, headers(("X-Position" = u64, description = "the head (directory writes append no event)"))),
+        (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input", content_type = "application/problem+json", body = Problem)))]
 pub async fn put_user(
     State(state): State<CommandState>,
     AdminCaller(principal): AdminCaller,
@@ -1087,12 +1313,16 @@ pub async fn put_user(
             .transpose()?,
     };
     state.directory.put_user(&principal.tenant, &entry).await?;
-    directory_response(&state, &entry).await
+    directory_response(&state, &DirectoryUserDto::from(&entry)).await
 }
 
 /// Add or replace a meeting with its roles and attendees.
 #[utoipa::path(put, path = "/api/v1/directory/meetings/{id}", tag = "directory", request_body = PutMeetingRequest,
-    params(("id" = String, Path)), responses((status = 200)))]
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = DirectoryMeetingDto, headers(("X-Position" = u64, description = "the head (directory writes append no event)"))),
+        (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input", content_type = "application/problem+json", body = Problem)))]
 pub async fn put_meeting(
     State(state): State<CommandState>,
     AdminCaller(principal): AdminCaller,
@@ -1139,12 +1369,16 @@ pub async fn put_meeting(
             .transpose()?,
     };
     directory.put_meeting(tenant, &meeting).await?;
-    directory_response(&state, &meeting).await
+    directory_response(&state, &DirectoryMeetingDto::from(&meeting)).await
 }
 
 /// Add or replace a chat with its members.
 #[utoipa::path(put, path = "/api/v1/directory/chats/{id}", tag = "directory", request_body = PutChatRequest,
-    params(("id" = String, Path)), responses((status = 200)))]
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = DirectoryChatDto, headers(("X-Position" = u64, description = "the head (directory writes append no event)"))),
+        (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input", content_type = "application/problem+json", body = Problem)))]
 pub async fn put_chat(
     State(state): State<CommandState>,
     AdminCaller(principal): AdminCaller,
@@ -1179,7 +1413,7 @@ pub async fn put_chat(
         facts: ChatFacts { id, name, members },
     };
     state.directory.put_chat(&principal.tenant, &chat).await?;
-    directory_response(&state, &chat).await
+    directory_response(&state, &DirectoryChatDto::from(&chat)).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1288,10 +1522,15 @@ async fn line_webhook_secret(
 /// events with Zoom's times. A verified notification about a meeting the read models do not
 /// know (yet) is answered 503 with `Retry-After`, so Zoom delivers it again.
 #[utoipa::path(post, path = "/api/v1/providers/zoom/webhook/{tenant}/{line}", tag = "providers", request_body = Object,
+    security(()),
     params(("tenant" = String, Path), ("line" = String, Path),
         ("x-zm-signature" = String, Header), ("x-zm-request-timestamp" = String, Header)),
-    responses((status = 200), (status = 204), (status = 400, body = meetline_api_common::error::Problem),
-        (status = 401, body = meetline_api_common::error::Problem), (status = 503, body = meetline_api_common::error::Problem)))]
+    responses(
+        (status = 200, description = "handled; `endpoint.url_validation` is answered with `{plainToken, encryptedToken}`"),
+        (status = 400, description = "malformed_request: the body is not JSON, or lacks what the event needs", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "unauthorized: missing, stale or unverified signature", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "unavailable: the store failed, or the meeting is not projected yet; Zoom delivers again after Retry-After",
+            content_type = "application/problem+json", body = Problem, headers(("Retry-After" = u64)))))]
 pub async fn zoom_line_webhook(
     State(state): State<CommandState>,
     ApiPath((tenant, line)): ApiPath<(String, String)>,
@@ -1318,9 +1557,16 @@ pub async fn zoom_line_webhook(
 /// `endpoint.url_validation` challenge, which names no meeting, is checked against every Zoom
 /// line's secret — a scan limited for the whole server.
 #[utoipa::path(post, path = "/api/v1/providers/zoom/webhook", tag = "providers", request_body = Object,
+    security(()),
     params(("x-zm-signature" = String, Header), ("x-zm-request-timestamp" = String, Header)),
-    responses((status = 200), (status = 204), (status = 400, body = meetline_api_common::error::Problem),
-        (status = 401, body = meetline_api_common::error::Problem), (status = 503, body = meetline_api_common::error::Problem)))]
+    responses(
+        (status = 200, description = "handled; `endpoint.url_validation` is answered with `{plainToken, encryptedToken}`"),
+        (status = 400, description = "malformed_request: the body is not JSON, or lacks what the event needs", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "unauthorized: missing, stale or unverified signature", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "rate_limited: challenge scans are limited for the whole server",
+            content_type = "application/problem+json", body = Problem, headers(("Retry-After" = u64))),
+        (status = 503, description = "unavailable: the store failed, or the meeting is not projected yet; Zoom delivers again after Retry-After",
+            content_type = "application/problem+json", body = Problem, headers(("Retry-After" = u64)))))]
 pub async fn zoom_webhook(
     State(state): State<CommandState>,
     headers: HeaderMap,
@@ -1484,7 +1730,64 @@ async fn handle_zoom_notification(
         PutUserRequest,
         PutMeetingRequest,
         PutChatRequest,
-        LineResponse
+        LineResponse,
+        DirectoryUserDto,
+        DirectoryMeetingDto,
+        DirectoryChatDto,
+        ModeName,
+        ProviderName,
+        LineStatusName,
+        ChatKindName
     ))
 )]
 pub struct CommandApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: &'static str, value: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_bytes(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn if_match_takes_exactly_the_documented_forms() {
+        let parse = |value: &[u8]| if_match(&headers("if-match", value)).ok();
+        assert_eq!(if_match(&HeaderMap::new()).ok(), Some(None));
+        assert_eq!(parse(b"*"), Some(None));
+        assert_eq!(parse(b"\"3\""), Some(Some(3)));
+        assert_eq!(parse(b"W/\"3\""), Some(Some(3)));
+        assert_eq!(parse(b"12"), Some(Some(12)));
+        assert_eq!(parse(b"\"3\" "), Some(Some(3)));
+        assert_eq!(
+            parse(b"9999999999999999999"),
+            Some(Some(9_999_999_999_999_999_999))
+        );
+        for refused in [
+            &b"\"3"[..],
+            b"W/3",
+            b"\"\"3\"\"",
+            b"+3",
+            b"\"\"",
+            b"",
+            b"W/",
+            b"10000000000000000000",
+            b"3 4",
+        ] {
+            assert_eq!(parse(refused), None, "{}", String::from_utf8_lossy(refused));
+        }
+    }
+
+    #[test]
+    fn an_idempotency_key_is_printable_ascii_of_1_to_255() {
+        let parse = |value: &[u8]| idempotency_key(&headers("idempotency-key", value)).ok();
+        assert_eq!(parse(b"k-1 a"), Some(Some("k-1 a".to_owned())));
+        assert_eq!(parse(b"k   "), Some(Some("k".to_owned())));
+        assert!(parse(&[b'x'; 255]).is_some());
+        for refused in [&b""[..], b"  ", b"a\tb", &[b'x'; 256], "é".as_bytes()] {
+            assert_eq!(parse(refused), None);
+        }
+    }
+}

@@ -12,6 +12,7 @@ use axum::routing::get;
 use chrono::{DateTime, Duration as Span, Utc};
 use meetline_adapters::auth::Principal;
 use meetline_adapters::line_settings::LineSettingsStore;
+use meetline_api_common::error::Problem;
 use meetline_api_common::{
     AdminCaller, ApiContext, ApiError, ApiPath, ApiQuery, Caller, ConferenceDto, Lang,
 };
@@ -77,22 +78,45 @@ pub struct ListResponse {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Comma-separated statuses.
+    /// Comma-separated statuses: not_started, in_progress, ended, manually_ended, cancelled.
+    #[param(
+        pattern = r"^\s*((not_started|in_progress|ended|manually_ended|cancelled)\s*(,\s*(not_started|in_progress|ended|manually_ended|cancelled)\s*)*)?$"
+    )]
     pub status: Option<String>,
+    /// RFC 3339.
+    #[param(format = DateTime)]
     pub from: Option<String>,
+    /// RFC 3339.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Text in the subject, or a conference number.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ViewQuery {
     /// RFC 3339: rebuild the conference as it was at that instant.
+    #[param(format = DateTime)]
     pub as_of: Option<String>,
+}
+
+/// `X-Min-Position` (read-your-writes), which every query honours.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct MinPosition {
+    /// Wait (up to 5 s) until the read models applied this position (a command's
+    /// `X-Position`); a position beyond the store's head waits for the head only.
+    #[param(rename = "X-Min-Position", nullable = false, minimum = 0)]
+    pub x_min_position: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -148,11 +172,29 @@ pub struct OpsSummaryDto {
     pub no_free_line_rejections: i64,
     /// Provider calls (create, update, delete, end) that failed after every retry.
     pub provider_failures: i64,
-    /// Hour (UTC) → rejections, newest first (last 7 days with any).
+    /// `[hour (RFC 3339, UTC), rejections]` pairs, newest first (last 7 days with any).
+    #[schema(schema_with = hour_counts)]
     pub rejections_by_hour: Vec<(String, i64)>,
     pub head_position: u64,
     pub applied_position: u64,
     pub projection_lag: u64,
+}
+
+/// The schema of `rejections_by_hour`: pairs as arrays of two items. (utoipa renders a tuple
+/// with `prefixItems` and `items: false`, which some OpenAPI tools cannot read.)
+fn hour_counts() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .items(
+            ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Array(vec![Type::String, Type::Integer])),
+                )
+                .min_items(Some(2))
+                .max_items(Some(2)),
+        )
+        .into()
 }
 
 /// Waits until the read models applied `X-Min-Position` (up to 5 s) — read-your-writes.
@@ -226,8 +268,8 @@ async fn present_all(
 }
 
 /// The caller's not-started and in-progress conferences of the next 30 days, soonest first.
-#[utoipa::path(get, path = "/api/v1/conferences/recent", tag = "queries",
-    params(("X-Min-Position" = Option<u64>, Header)), responses((status = 200, body = RecentResponse)))]
+#[utoipa::path(get, path = "/api/v1/conferences/recent", tag = "queries", params(MinPosition),
+    responses((status = 200, body = RecentResponse, headers(("X-Applied-Position" = u64)))))]
 pub async fn recent_conferences(
     State(state): State<QueryState>,
     Caller(principal): Caller,
@@ -298,8 +340,9 @@ fn parse_filter(query: &ListQuery) -> Result<ListFilter, DomainError> {
 }
 
 /// All the caller's conferences, newest start first, filtered and paged.
-#[utoipa::path(get, path = "/api/v1/conferences", tag = "queries", params(ListQuery),
-    responses((status = 200, body = ListResponse)))]
+#[utoipa::path(get, path = "/api/v1/conferences", tag = "queries", params(ListQuery, MinPosition),
+    responses((status = 200, body = ListResponse, headers(("X-Applied-Position" = u64))),
+        (status = 422, description = "invalid_input: status, from, to, q, limit or cursor", content_type = "application/problem+json", body = Problem)))]
 pub async fn list_conferences(
     State(state): State<QueryState>,
     Caller(principal): Caller,
@@ -368,8 +411,13 @@ async fn line_lookup(
 
 /// One conference; `?as_of=` rebuilds it from its events as it was at that instant.
 #[utoipa::path(get, path = "/api/v1/conferences/{id}", tag = "queries",
-    params(("id" = String, Path), ViewQuery, ("X-Min-Position" = Option<u64>, Header)),
-    responses((status = 200, body = ConferenceDto), (status = 404, body = meetline_api_common::error::Problem)))]
+    params(("id" = String, Path, format = Uuid), ViewQuery, MinPosition),
+    responses(
+        (status = 200, body = ConferenceDto, headers(
+            ("ETag" = String, description = "the version, e.g. \"3\" (absent with as_of)"),
+            ("X-Applied-Position" = u64))),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input: as_of", content_type = "application/problem+json", body = Problem)))]
 pub async fn get_conference(
     State(state): State<QueryState>,
     Caller(principal): Caller,
@@ -420,7 +468,9 @@ pub async fn get_conference(
 
 /// Every event of the conference, in order: who did what, when.
 #[utoipa::path(get, path = "/api/v1/conferences/{id}/history", tag = "queries",
-    params(("id" = String, Path)), responses((status = 200, body = HistoryResponse)))]
+    params(("id" = String, Path, format = Uuid), MinPosition),
+    responses((status = 200, body = HistoryResponse, headers(("X-Applied-Position" = u64))),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem)))]
 pub async fn history(
     State(state): State<QueryState>,
     Caller(principal): Caller,
@@ -459,7 +509,10 @@ pub async fn history(
 
 /// The conference as an iCalendar file.
 #[utoipa::path(get, path = "/api/v1/conferences/{id}/calendar.ics", tag = "queries",
-    params(("id" = String, Path)), responses((status = 200, content_type = "text/calendar", body = String)))]
+    params(("id" = String, Path, format = Uuid), MinPosition),
+    responses((status = 200, content_type = "text/calendar", body = String,
+            headers(("Content-Disposition" = String))),
+        (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem)))]
 pub async fn calendar(
     State(state): State<QueryState>,
     Caller(principal): Caller,
@@ -494,7 +547,9 @@ pub async fn calendar(
 }
 
 /// The tenant's lines with their status and upcoming conferences (admin).
-#[utoipa::path(get, path = "/api/v1/lines", tag = "lines", responses((status = 200, body = LinesResponse)))]
+#[utoipa::path(get, path = "/api/v1/lines", tag = "lines", params(MinPosition),
+    responses((status = 200, body = LinesResponse, headers(("X-Applied-Position" = u64))),
+        (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem)))]
 pub async fn lines(
     State(state): State<QueryState>,
     AdminCaller(principal): AdminCaller,
@@ -543,7 +598,8 @@ pub async fn lines(
 }
 
 /// Counts by status, line utilisation, no-free-line rejections and projection lag (admin).
-#[utoipa::path(get, path = "/api/v1/ops/summary", tag = "ops", responses((status = 200, body = OpsSummaryDto)))]
+#[utoipa::path(get, path = "/api/v1/ops/summary", tag = "ops", params(MinPosition),
+    responses((status = 200, body = OpsSummaryDto), (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem)))]
 pub async fn ops_summary(
     State(state): State<QueryState>,
     AdminCaller(principal): AdminCaller,
@@ -576,10 +632,13 @@ pub async fn ops_summary(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TimelineQuery {
     /// RFC 3339; default: the start of today (UTC).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339; default: `from` + 1 day; at most 31 days after `from`.
+    #[param(format = DateTime)]
     pub to: Option<String>,
 }
 
@@ -612,8 +671,9 @@ pub struct TimelineResponse {
 }
 
 /// One row per line with the conferences booked on it in a window (the dashboard's timeline).
-#[utoipa::path(get, path = "/api/v1/ops/timeline", tag = "ops", params(TimelineQuery),
-    responses((status = 200, body = TimelineResponse)))]
+#[utoipa::path(get, path = "/api/v1/ops/timeline", tag = "ops", params(TimelineQuery, MinPosition),
+    responses((status = 200, body = TimelineResponse), (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input: from or to (to not after from, or over 31 days)", content_type = "application/problem+json", body = Problem)))]
 pub async fn ops_timeline(
     State(state): State<QueryState>,
     AdminCaller(principal): AdminCaller,
@@ -672,6 +732,10 @@ pub async fn ops_timeline(
 
 /// Server-Sent Events: `position` events carry the read models' applied position as it moves, so
 /// an open app or dashboard refreshes (with `X-Min-Position`) without reloading.
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "queries",
+    responses((status = 200,
+        description = "Server-Sent Events, never ending: `event: position`, `data: <applied position>`",
+        content_type = "text/event-stream", body = String)))]
 pub async fn event_stream(State(state): State<QueryState>, Caller(_): Caller) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let applied = state.applied.clone();
@@ -691,6 +755,9 @@ pub async fn event_stream(State(state): State<QueryState>, Caller(_): Caller) ->
 }
 
 /// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(()),
+    responses((status = 200, description = "OpenMetrics text",
+        content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(state): State<QueryState>) -> Response {
     let head = state.store.head_position().await.unwrap_or(0);
     let applied = *state.applied.borrow();
@@ -713,11 +780,18 @@ pub async fn metrics(State(state): State<QueryState>) -> Response {
 }
 
 /// Alive.
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(()),
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Ready: the store answers and the read models are within 1,000 events of the head.
+#[utoipa::path(get, path = "/readyz", tag = "ops", security(()),
+    responses(
+        (status = 200, description = "`ready`", content_type = "text/plain", body = String),
+        (status = 503, description = "`catching up` or `store unavailable` (plain text)",
+            content_type = "text/plain", body = String)))]
 pub async fn readyz(State(state): State<QueryState>) -> Response {
     match state.store.head_position().await {
         Ok(head) if head.saturating_sub(*state.applied.borrow()) <= 1000 => "ready".into_response(),
@@ -737,7 +811,11 @@ pub async fn readyz(State(state): State<QueryState>) -> Response {
         calendar,
         lines,
         ops_summary,
-        ops_timeline
+        ops_timeline,
+        event_stream,
+        metrics,
+        healthz,
+        readyz
     ),
     components(schemas(
         TimelineResponse,
