@@ -9,8 +9,13 @@
 //! the stored bookings are exactly the acknowledged ones (PASS/FAIL; FAIL exits non-zero).
 //!
 //! `w2` runs the mixed life cycle over 20 tenants, projects the log and checks every read-model
-//! row against the fold of its conference's events. `w5` fills one pool's stream with 500,000 events and times the first command of a freshly
-//! started command service on it, without and with a snapshot.
+//! row against the fold of its conference's events. `w5` fills one pool's stream with 500,000
+//! events and times the first command of a freshly started command service on it, without and
+//! with a snapshot, then checks through a fresh store handle that the pool from the snapshot and
+//! its tail equals a full replay.
+//!
+//! Every workload ends with `meetline-verify`, the independent checker, on the whole stored log
+//! and the refusals the clients saw: `verify (independent checker): PASS`.
 //!
 //! ```sh
 //! cargo run --release -p meetline-bench -- w1                       # SQLite, C = 1, 16, 64
@@ -35,10 +40,13 @@ use meetline_api_common::Metrics;
 use meetline_command_api::service::{CommandError, SNAPSHOT_SCHEMA, load_pool};
 use meetline_command_api::{CommandService, ServiceConfig, Submission};
 use meetline_domain::command::{ConferenceChanges, EndSpec};
-use meetline_domain::ports::{EventMetadata, EventStore, NewEvent, Snapshot, pool_stream};
+use meetline_domain::ports::{
+    EventMetadata, EventStore, NewEvent, RecordedEvent, Snapshot, pool_stream,
+};
 use meetline_domain::*;
 use meetline_projections::view::{ConferenceView, LineRef};
 use meetline_projections::{Projector, ReadModels};
+use meetline_verify::Refusal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
@@ -154,7 +162,13 @@ async fn main() -> anyhow::Result<()> {
             store,
             events,
             lines,
-        } => w5(store, events, lines).await,
+        } => {
+            if w5(store, events, lines).await? {
+                Ok(())
+            } else {
+                bail!("the verification failed")
+            }
+        }
     }
 }
 
@@ -171,6 +185,72 @@ struct BenchStore {
 }
 
 struct TempFolder(PathBuf);
+
+impl BenchStore {
+    /// A second, independent handle on the same store, as a restarted process opens it.
+    async fn reopen(&self) -> anyhow::Result<Arc<dyn EventStore>> {
+        if let Some(TempFolder(folder)) = &self._folder {
+            let db = Database::open_sqlite(&folder.join("meetline.db")).await?;
+            return Ok(Arc::new(SqliteEventStore::new(db).await?));
+        }
+        let database = self._database.as_ref().context("a store to reopen")?;
+        let pool = meetline_adapters::postgres::connect(&database.url, 4).await?;
+        Ok(Arc::new(PgEventStore::new(pool).await?))
+    }
+}
+
+/// Every stored event, in log order.
+async fn whole_log(store: &dyn EventStore) -> anyhow::Result<Vec<RecordedEvent>> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 5000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        all.extend(page);
+    }
+    Ok(all)
+}
+
+/// A client's refusals for want of a line, each with the log window it was decided in: after
+/// the client's previous answered command, before its next one (`u64::MAX`: none came).
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last_position: u64,
+    open: Vec<usize>,
+    refusals: Vec<Refusal>,
+}
+
+impl RefusalLog {
+    fn answered(&mut self, position: u64) {
+        for index in self.open.drain(..) {
+            self.refusals[index].after = position;
+        }
+        self.last_position = self.last_position.max(position);
+    }
+
+    fn refused(&mut self, tenant: &TenantId, start: i64, end: i64, ignoring: Option<ConferenceId>) {
+        let at = |seconds| DateTime::from_timestamp(seconds, 0).expect("a valid instant");
+        self.open.push(self.refusals.len());
+        self.refusals.push(Refusal {
+            stream: pool_stream(tenant),
+            start: at(start),
+            end: at(end),
+            before: self.last_position,
+            after: u64::MAX,
+            ignoring,
+        });
+    }
+}
+
+/// The independent checker's verdict on the whole log and the refusals, printed in the harness's
+/// stable form; `true` for PASS.
+async fn independent_check(store: &dyn EventStore, refusals: &[Refusal]) -> anyhow::Result<bool> {
+    let log = whole_log(store).await?;
+    let report = meetline_verify::check(&log, refusals);
+    println!("   {}", report.summary());
+    Ok(report.passed())
+}
 
 impl Drop for TempFolder {
     fn drop(&mut self) {
@@ -395,6 +475,7 @@ struct ClientResult {
     latencies: Vec<Duration>,
     accepted: Vec<ConferenceId>,
     rejected: usize,
+    refusals: RefusalLog,
 }
 
 /// Runs W1 with `clients` clients; `Ok(false)` when the verification failed.
@@ -444,6 +525,7 @@ async fn w1(
                 latencies: Vec::with_capacity(commands.len()),
                 accepted: Vec::new(),
                 rejected: 0,
+                refusals: RefusalLog::default(),
             };
             let Some(client) = commands.first().map(|planned| planned.client) else {
                 return anyhow::Ok(result);
@@ -461,8 +543,16 @@ async fn w1(
                     .await;
                 result.latencies.push(asked.elapsed());
                 match answer {
-                    Ok(_) => result.accepted.push(conference_id(planned)),
-                    Err(CommandError::Domain(DomainError::NoFreeLine)) => result.rejected += 1,
+                    Ok(outcome) => {
+                        result.accepted.push(conference_id(planned));
+                        result.refusals.answered(outcome.position);
+                    }
+                    Err(CommandError::Domain(DomainError::NoFreeLine)) => {
+                        result.rejected += 1;
+                        result
+                            .refusals
+                            .refused(&tenant, planned.start, planned.end, None);
+                    }
                     Err(error) => bail!("client {client}: {error}"),
                 }
             }
@@ -472,11 +562,13 @@ async fn w1(
     let mut latencies = Vec::with_capacity(total);
     let mut acknowledged = HashSet::new();
     let mut rejected = 0;
+    let mut refusals = Vec::new();
     while let Some(result) = runs.join_next().await {
         let result = result??;
         latencies.extend(result.latencies);
         acknowledged.extend(result.accepted);
         rejected += result.rejected;
+        refusals.extend(result.refusals.refusals);
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
@@ -512,7 +604,8 @@ async fn w1(
         ),
         (Err(reason), _) => println!("   verify: FAIL ({reason})"),
     }
-    Ok(verdict.is_ok() && count_ok)
+    let independent = independent_check(store.events.as_ref(), &refusals).await?;
+    Ok(verdict.is_ok() && count_ok && independent)
 }
 
 /// How many appends the writer made and how many commands each decided, from its metrics.
@@ -749,8 +842,10 @@ async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<boo
             let actor = Actor::user(&format!("client-{client}"));
             let mut mine: Vec<Mine> = Vec::new();
             let (mut latencies, mut accepted, mut rejected) = (Vec::with_capacity(count), 0, 0);
+            let mut refusals = RefusalLog::default();
             for sequence in 0..count {
                 let (tenant, command, made) = w2_command(&mut rng, client, sequence, &mine);
+                let asked_for = asked_slot(&command, &mine, t0);
                 let forgets = match &command {
                     Command::CancelConference { conference, .. }
                     | Command::EndConferenceEarly { conference } => Some(*conference),
@@ -769,6 +864,7 @@ async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<boo
                 match answer {
                     Ok(outcome) => {
                         accepted += 1;
+                        refusals.answered(outcome.position);
                         if let Some(made) = made {
                             mine.push(made);
                         }
@@ -783,20 +879,29 @@ async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<boo
                             known.end = view.slot.end.timestamp();
                         }
                     }
-                    Err(CommandError::Domain(_)) => rejected += 1,
+                    Err(CommandError::Domain(error)) => {
+                        rejected += 1;
+                        if error == DomainError::NoFreeLine
+                            && let Some((start, end, ignoring)) = asked_for
+                        {
+                            refusals.refused(&tenants[tenant], start, end, ignoring);
+                        }
+                    }
                     Err(error) => bail!("client {client}: {error}"),
                 }
             }
-            anyhow::Ok((latencies, accepted, rejected))
+            anyhow::Ok((latencies, accepted, rejected, refusals.refusals))
         });
     }
     let mut latencies = Vec::with_capacity(total);
     let (mut accepted, mut rejected) = (0usize, 0usize);
+    let mut refusals = Vec::new();
     while let Some(result) = runs.join_next().await {
-        let (mut client_latencies, client_accepted, client_rejected) = result??;
+        let (mut client_latencies, client_accepted, client_rejected, client_refusals) = result??;
         latencies.append(&mut client_latencies);
         accepted += client_accepted;
         rejected += client_rejected;
+        refusals.extend(client_refusals);
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
@@ -824,7 +929,37 @@ async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<boo
         Ok(summary) => println!("   verify: PASS ({summary})"),
         Err(reason) => println!("   verify: FAIL ({reason})"),
     }
-    Ok(verdict.is_ok())
+    let independent = independent_check(store.events.as_ref(), &refusals).await?;
+    Ok(verdict.is_ok() && independent)
+}
+
+/// The slot a W2 command asks for, if it asks for one (a schedule or a move), and the
+/// conference whose own booking does not count (the one moved).
+fn asked_slot(
+    command: &Command,
+    mine: &[Mine],
+    now: DateTime<Utc>,
+) -> Option<(i64, i64, Option<ConferenceId>)> {
+    match command {
+        Command::ScheduleConference(schedule) => {
+            let start = schedule.start.unwrap_or(now);
+            Some((
+                start.timestamp(),
+                schedule.end.resolve(start).timestamp(),
+                None,
+            ))
+        }
+        Command::EditConference {
+            conference,
+            changes,
+            ..
+        } => {
+            let known = mine.iter().find(|m| m.id == *conference)?;
+            let start = changes.start?.timestamp();
+            Some((start, start + (known.end - known.start), Some(*conference)))
+        }
+        _ => None,
+    }
 }
 
 /// No overlap in any tenant's pool, and every conference's read-model row equals the fold of its
@@ -1005,7 +1140,7 @@ async fn first_command(
     Ok(started.elapsed())
 }
 
-async fn w5(kind: StoreKind, total: usize, lines: usize) -> anyhow::Result<()> {
+async fn w5(kind: StoreKind, total: usize, lines: usize) -> anyhow::Result<bool> {
     ensure!(total > lines, "--events must exceed --lines");
     let store = open_store(kind, 1).await?;
     let tenant = TenantId::parse("w5")?;
@@ -1047,7 +1182,33 @@ async fn w5(kind: StoreKind, total: usize, lines: usize) -> anyhow::Result<()> {
         with.as_secs_f64() * 1000.0,
         peak_rss_mib()
     );
-    Ok(())
+
+    // As a restarted process sees it, through a fresh handle: the pool from the snapshot and
+    // the tail after it equals the pool from a full replay, and the log passes the checker.
+    let reopened = store.reopen().await?;
+    let from_snapshot = load_pool(reopened.as_ref(), &stream).await?;
+    let mut events = Vec::new();
+    let mut version = 0;
+    loop {
+        let page = reopened.read_stream(&stream, version, 5000).await?;
+        let Some(last) = page.last() else { break };
+        version = last.version;
+        events.extend(page.into_iter().map(|recorded| recorded.event));
+    }
+    let replayed = LinePool::from_events(&events);
+    let same = from_snapshot == replayed;
+    if same {
+        println!(
+            "   verify: PASS (the pool from the snapshot and its tail equals the full replay of {} events)",
+            events.len()
+        );
+    } else {
+        println!(
+            "   verify: FAIL (the pool from the snapshot and its tail differs from the full replay)"
+        );
+    }
+    let independent = independent_check(reopened.as_ref(), &[]).await?;
+    Ok(same && independent)
 }
 
 #[cfg(test)]

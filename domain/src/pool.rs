@@ -161,6 +161,10 @@ pub struct LinePool {
     pub numbers: HashMap<ConferenceNumber, ConferenceId>,
     pub conferences_issued: u64,
     pub meeting_conferences: HashMap<MeetingId, ConferenceId>,
+    /// Bookings the log placed on a start another conference held (a corrupt log): (line, the
+    /// conference kept, the one refused). Empty for every log the aggregate decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clashes: Vec<(LineId, ConferenceId, ConferenceId)>,
 }
 
 impl LinePool {
@@ -1054,15 +1058,30 @@ impl LinePool {
         }
     }
 
+    /// Books `slot` on `line`. A log that books a start already taken by another conference is
+    /// corrupt: the first booking is kept and the clash recorded (see
+    /// [`Self::overlapping_bookings`]) — never silently overwritten.
     fn book_on(&mut self, line: &LineId, slot: TimeSlot, conference: ConferenceId) {
-        if let Some(line) = self.line_mut(line) {
-            line.bookings.insert(
-                slot.start,
-                Booking {
-                    end: slot.end,
-                    conference,
-                },
-            );
+        let Some(line) = self.lines.iter_mut().find(|known| known.id == *line) else {
+            return;
+        };
+        let booking = Booking {
+            end: slot.end,
+            conference,
+        };
+        match line.bookings.entry(slot.start) {
+            std::collections::btree_map::Entry::Occupied(taken)
+                if taken.get().conference != conference =>
+            {
+                self.clashes
+                    .push((line.id.clone(), taken.get().conference, conference));
+            }
+            std::collections::btree_map::Entry::Occupied(mut same) => {
+                same.insert(booking);
+            }
+            std::collections::btree_map::Entry::Vacant(free) => {
+                free.insert(booking);
+            }
         }
     }
 
@@ -1080,7 +1099,7 @@ impl LinePool {
     /// Checks the pool's own invariant: no two bookings overlap on any line. Used by tests and
     /// by the load harness's verification.
     pub fn overlapping_bookings(&self) -> Vec<(LineId, ConferenceId, ConferenceId)> {
-        let mut found = Vec::new();
+        let mut found = self.clashes.clone();
         for line in &self.lines {
             let mut previous: Option<(&DateTime<Utc>, &Booking)> = None;
             for (start, booking) in &line.bookings {

@@ -400,3 +400,39 @@ pub async fn wait_until<F: AsyncFnMut() -> bool>(mut check: F) {
     }
     panic!("condition not reached in 5 s");
 }
+
+/// The independent checker (`meetline-verify`) over everything `store` holds, with the refusals
+/// a test saw: panics with its findings unless it passes.
+pub async fn assert_independent_check(
+    store: &dyn EventStore,
+    refusals: &[meetline_verify::Refusal],
+) {
+    let mut log = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 5000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        log.extend(page);
+    }
+    let report = meetline_verify::check(&log, refusals);
+    assert!(report.passed(), "{}", report.summary());
+}
+
+/// A refusal for want of a line, for `[start, end)` in `stream`, decided at some point of the
+/// whole log (right for logs that only ever add bookings while it runs).
+pub fn refusal_anytime(stream: &str, start: &str, end: &str) -> meetline_verify::Refusal {
+    let at = |text: &str| {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    meetline_verify::Refusal {
+        stream: stream.to_owned(),
+        start: at(start),
+        end: at(end),
+        before: 0,
+        after: u64::MAX,
+        ignoring: None,
+    }
+}
