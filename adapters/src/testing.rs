@@ -1,8 +1,9 @@
 //! Test support: a fresh PostgreSQL database per test, dropped afterwards.
 //!
 //! The server is `MEETLINE_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`). Outside CI a
-//! test skips, printing why, when no server answers; with `CI=true` that is a failure, so CI
-//! never passes by skipping.
+//! test skips when no server answers — loudly: it prints why and adds its name to the ledger
+//! `MEETLINE_SKIP_LEDGER` names, which `scripts/test` reads back in its closing summary. With `CI`
+//! set (to anything) that is a failure, so CI never passes by skipping.
 
 use std::time::Duration;
 
@@ -11,6 +12,23 @@ use uuid::Uuid;
 pub fn server_url() -> String {
     std::env::var("MEETLINE_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Adds the running test's name and `why` to the skip ledger (`MEETLINE_SKIP_LEDGER`), so a
+/// green run that skipped something says so at its end.
+pub fn note_skip(why: &str) {
+    use std::io::Write;
+    let Some(ledger) = std::env::var_os("MEETLINE_SKIP_LEDGER") else {
+        return;
+    };
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ledger)
+    {
+        let _ = writeln!(file, "{test}: {why}");
+    }
 }
 
 /// A database that exists for one test.
@@ -40,12 +58,13 @@ impl TestDatabase {
                     Ok(Err(error)) => error.to_string(),
                     _ => "timed out".to_owned(),
                 };
-                if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+                if std::env::var("CI").is_ok_and(|ci| !ci.is_empty()) {
                     panic!("PostgreSQL at {server} is required in CI: {reason}");
                 }
                 eprintln!(
                     "SKIPPED: no PostgreSQL at {server} ({reason}); set MEETLINE_TEST_PG or start the server"
                 );
+                note_skip(&format!("needs PostgreSQL at {server}"));
                 return None;
             }
         };
