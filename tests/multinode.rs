@@ -509,6 +509,36 @@ async fn on_postgresql_the_server_refuses_to_start_without_its_secrets() {
         stderr.contains("MEETLINE_JWT_SECRET") && stderr.contains("--generate-secrets"),
         "{stderr}"
     );
+    // Each of the three is required: with only the token secret, the settings key is missing.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_meetline"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("DATABASE_URL", &database.url)
+        .env("MEETLINE_JWT_SECRET", SECRET)
+        .env_remove("MEETLINE_SETTINGS_KEY")
+        .env_remove("MEETLINE_JITSI_SECRET")
+        .env_remove("MEETLINE_GENERATE_SECRETS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("MEETLINE_JITSI_SECRET") || stderr.contains("MEETLINE_SETTINGS_KEY"),
+        "{stderr}"
+    );
+    // Nothing was generated into the database on the way.
+    let db = meetline_adapters::db::Database::connect_postgres(&database.url, 1)
+        .await
+        .unwrap();
+    for name in ["jwt-secret", "settings-key", "jitsi-secret"] {
+        assert!(
+            meetline_adapters::secrets::load(&db, name)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name} was generated into the database"
+        );
+    }
     // Given as files (readable only by the server), they are taken from there.
     let secret_file = |name: &str, value: &str| {
         let path = data.join(name);

@@ -666,3 +666,44 @@ async fn the_data_folder_and_the_generated_secrets_are_the_owners_only() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test]
+async fn the_identity_providers_tokens_sign_in_and_hs256_can_be_refused() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let idp = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/tests/fixtures/idp");
+    let jwks = idp.join("jwks.json");
+    let app = spawn_app_with(&[
+        "--oidc-jwks",
+        jwks.to_str().unwrap(),
+        "--oidc-issuer",
+        "https://idp.acme.example",
+        "--oidc-audience",
+        "meetline",
+        "--reject-hs256",
+    ])
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = |issuer: &str, lifetime: i64| json!({"sub": "alice", "tenant": T, "iss": issuer, "aud": "meetline", "iat": now, "exp": now + lifetime});
+    let rs256 = |claims: &Value| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("rsa-1".to_owned());
+        let key = EncodingKey::from_rsa_der(&std::fs::read(idp.join("rsa.der")).unwrap());
+        encode(&header, claims, &key).unwrap()
+    };
+    app.get(
+        "/api/v1/me",
+        &rs256(&claims("https://idp.acme.example", 3600)),
+    )
+    .await
+    .ok(200);
+    for refused in [
+        rs256(&claims("https://evil.example", 3600)),
+        rs256(&claims("https://idp.acme.example", 13 * 3600)),
+        // The embedded secret's tokens are refused when only the identity provider may sign in.
+        token(T, "alice", false),
+    ] {
+        app.get("/api/v1/me", &refused)
+            .await
+            .problem(401, "unauthorized");
+    }
+}

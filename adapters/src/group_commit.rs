@@ -3,8 +3,9 @@
 //! A store's `append` hands its request to one committer task per store. The committer takes
 //! every append waiting (up to [`MAX_GROUP`]) and asks the store's [`CommitGroup`] to write them
 //! in **one** transaction, each append with its own version check, so the pools of many tenants
-//! share one commit. It then moves the store's head and answers every caller. The committer stops
-//! when the store (the last [`Appends`]) is dropped.
+//! share one commit. It then moves the store's head and answers every caller. When the group's
+//! transaction fails, each of its appends is committed alone, so one append the database refuses
+//! fails only itself. The committer stops when the store (the last [`Appends`]) is dropped.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -82,6 +83,26 @@ async fn run(
         }
         let outcomes = match committer.commit(&group).await {
             Ok(outcomes) => outcomes,
+            Err(error) if group.len() > 1 => {
+                // One append's data may be what the database refused (say, a value its JSON
+                // type cannot hold): commit each alone, so only that append fails and the
+                // others — often other tenants' — are stored.
+                tracing::warn!(%error, appends = group.len(), "a group commit failed; committing its appends one by one");
+                let mut outcomes = Vec::with_capacity(group.len());
+                for request in &group {
+                    outcomes.push(
+                        match committer.commit(std::slice::from_ref(request)).await {
+                            Ok(mut alone) => alone.pop().unwrap_or_else(|| {
+                                Err(StoreError::Unavailable(
+                                    "an append without an outcome".to_owned(),
+                                ))
+                            }),
+                            Err(error) => Err(StoreError::Unavailable(error.to_string())),
+                        },
+                    );
+                }
+                outcomes
+            }
             Err(error) => {
                 let reason = error.to_string();
                 group

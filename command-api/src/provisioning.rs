@@ -287,7 +287,8 @@ impl ProvisioningProcess {
 
     async fn note_failure(&self, tenant: &TenantId, what: &str, result: Result<(), ProviderError>) {
         if let Err(error) = result {
-            tracing::error!(%tenant, what, %error, "provider call failed after retries");
+            // The provider's own words only in escaped (Debug) form: no line breaks in our logs.
+            tracing::error!(%tenant, what, reason = %error.recorded_reason(), detail = ?error, "provider call failed after retries");
             self.metrics.command(&format!("provider_{what}"), "failed");
             if let Err(error) = self
                 .read_models
@@ -339,7 +340,7 @@ impl ProvisioningProcess {
             match provider.find_created(&reference).await {
                 Ok(meeting) => found = meeting,
                 Err(error) => {
-                    tracing::warn!(%error, "could not look for an earlier meeting; creating")
+                    tracing::warn!(error = ?error, "could not look for an earlier meeting; creating")
                 }
             }
         }

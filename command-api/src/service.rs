@@ -387,8 +387,9 @@ impl Writer {
     /// `Unavailable`. A failure while the store **is** reachable (it answers a read) means it
     /// refused this group's events — one poisoned command must not fail the others: the group
     /// is split in halves, each tried on its own, down to the one command, which is answered
-    /// `Unavailable` alone after a second try. Every failure either spends backoff or splits
-    /// a group (at most `2n − 1` groups), so the loop ends.
+    /// `Unavailable` alone after a second try (which spends no backoff). Every failure either
+    /// spends backoff, splits a group (at most `2n − 1` groups) or is a single command's one
+    /// retry, so the loop ends.
     async fn process(&mut self, jobs: Vec<Job>) {
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(2))
@@ -431,6 +432,11 @@ impl Writer {
                     }
                     continue;
                 }
+                // One more try of its own, at once: it spends none of the batch's backoff, so
+                // however many commands a batch holds that the store refuses, the others are
+                // never failed for want of retries.
+                pending.push_front((group, 1));
+                continue;
             } else if matches!(error, StoreError::Conflict { .. }) {
                 tracing::debug!(tenant = %self.tenant, %error, "conflict; re-deciding the batch");
             } else {
@@ -448,7 +454,7 @@ impl Writer {
                 return;
             };
             tokio::time::sleep(delay).await;
-            pending.push_front((group, refusals + u32::from(refused)));
+            pending.push_front((group, refusals));
         }
     }
 

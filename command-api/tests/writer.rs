@@ -556,3 +556,64 @@ async fn an_outage_is_waited_out_and_a_lasting_one_answers_every_command() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_refused_commands_in_one_batch_never_fail_the_others() {
+    let inner = store().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(1));
+    let gated: Arc<dyn EventStore> = Arc::new(GatedStore {
+        inner: inner.clone(),
+        gate: gate.clone(),
+        refused: Some("poison"),
+        down: Arc::default(),
+    });
+    // Few retries: refused commands must not spend them.
+    let node = CommandService::new(
+        gated,
+        None,
+        Arc::new(Metrics::default()),
+        ServiceConfig {
+            snapshot_every: 1_000_000,
+            max_retries: 3,
+        },
+    );
+    add_lines(&node, 1).await;
+    let submit = |command: Command| {
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.execute(Submission::new(
+                tenant(),
+                Actor::user("alice"),
+                command,
+                t0(),
+            ))
+            .await
+        })
+    };
+    let first = submit(schedule(0));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let queued: Vec<_> = (1..=40)
+        .map(|hour| {
+            submit(if hour % 2 == 1 {
+                subject_schedule(hour, "poison")
+            } else {
+                schedule(hour)
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    gate.add_permits(1_000_000);
+    first.await.unwrap().expect("stored");
+    let (mut stored, mut refused) = (0, 0);
+    for (index, task) in queued.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(CommandError::Unavailable(_)) => {
+                assert_eq!(index % 2, 0, "only poisoned commands fail");
+                refused += 1;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((stored, refused), (20, 20));
+}

@@ -970,3 +970,52 @@ fn a_provisioning_failure_cancels_the_conference_and_frees_its_line() {
         )
         .then_expect_no_events();
 }
+
+fn with_numbers(command: Command, numbers: Vec<ConferenceNumber>) -> Command {
+    let Command::ScheduleConference(mut schedule) = command else {
+        unreachable!()
+    };
+    schedule.numbers = NumberDraw::new(numbers).unwrap();
+    Command::ScheduleConference(schedule)
+}
+
+#[test]
+fn a_candidate_number_another_conference_holds_is_passed_over_and_all_taken_is_refused() {
+    let given = given_lines(2).and(&alice(), schedule(1, 1, 2));
+    let taken = given.pool.conference(&id(1)).unwrap().number.clone();
+    let free = ConferenceNumber::parse("555000111").unwrap();
+    let pool = given
+        .when(
+            &alice(),
+            with_numbers(schedule(2, 1, 2), vec![taken.clone(), free.clone()]),
+        )
+        .then_expect_events(|events| {
+            assert!(
+                matches!(&events[0], Event::ConferenceScheduled { number, .. } if *number == free)
+            );
+        });
+    Given { pool, now: t(0) }
+        .when(&alice(), with_numbers(schedule(3, 5, 6), vec![taken, free]))
+        .then_expect_error(DomainError::NumbersExhausted);
+}
+
+#[test]
+fn a_provider_answer_with_an_unsafe_join_url_is_not_recorded() {
+    for join_url in [
+        "javascript:alert(1)",
+        "http://zoom.us/j/1",
+        "https://zoom.us/j/1\r\nURL:https://evil.example",
+    ] {
+        let command = Command::RecordProvisioning {
+            conference: id(1),
+            line: line(1),
+            meeting_id: "1".into(),
+            join_url: join_url.into(),
+            password: None,
+        };
+        given_lines(1)
+            .and(&alice(), schedule(1, 1, 2))
+            .when(&admin(), command)
+            .then_expect_error(DomainError::invalid_input("join_url"));
+    }
+}

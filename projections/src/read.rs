@@ -456,7 +456,8 @@ impl ReadModels {
         meeting_id: &str,
     ) -> Result<Vec<(TenantId, LineId)>, StoreError> {
         let rows = sqlx::query(self.db.sql(
-            "SELECT tenant, line_id FROM rm_provider_meetings_by_line WHERE meeting_id = ? LIMIT 16",
+            "SELECT tenant, line_id FROM rm_provider_meetings_by_line WHERE meeting_id = ? \
+             ORDER BY tenant, line_id LIMIT 256",
         ))
         .bind(meeting_id)
         .fetch_all(&self.db.reader)
