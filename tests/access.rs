@@ -560,7 +560,15 @@ async fn every_endpoint_answers_every_kind_of_caller_as_it_should() {
     );
     assert!(!events.contains(&host_link), "an event carries a host link");
     assert!(events.contains(&shared_number));
-    // …or in the server's log (at debug level), which also never shows a bearer token.
+    // …or in the server's log (at debug level), which also never shows a bearer token — not
+    // even one sent in a sign-in link's query.
+    let creator_token = m.tokens[&Creator].clone();
+    m.app
+        .client
+        .get(m.app.url(&format!("/signin?token={creator_token}")))
+        .send()
+        .await
+        .unwrap();
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(!log.is_empty());
     assert!(

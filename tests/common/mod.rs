@@ -129,10 +129,7 @@ pub async fn spawn_app_logged(extra: &[&str]) -> (TestApp, PathBuf) {
         .env("MEETLINE_JWT_SECRET", SECRET)
         .env("MEETLINE_SETTINGS_KEY", SETTINGS_KEY)
         .env("MEETLINE_JITSI_SECRET", JITSI_SECRET)
-        .env(
-            "MEETLINE_LOG",
-            "debug,sqlx=warn,hyper=info,h2=info,tower=info",
-        );
+        .env("MEETLINE_LOG", "debug,sqlx=warn,hyper=info,h2=info");
     match &database {
         Some(database) => command.env("DATABASE_URL", &database.url),
         None => command.env_remove("DATABASE_URL"),
