@@ -564,14 +564,7 @@ async fn on_postgresql_the_server_refuses_to_start_without_its_secrets() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let base = loop {
-        let line = lines.next().expect("it starts").unwrap();
-        if let Some(address) = line.strip_prefix("meetline listening on ") {
-            break address.trim().to_owned();
-        }
-    };
+    let base = listening_address(&mut child);
     let app = TestApp::attach(base, data.clone());
     // A token signed with the file's secret is accepted.
     app.get("/api/v1/conferences/recent", &token(T, "alice", false))

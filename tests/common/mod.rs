@@ -105,7 +105,14 @@ pub fn start_with_secret(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the meetline binary starts");
-    let stdout = child.stdout.take().unwrap();
+    let base = listening_address(&mut child);
+    (child, base)
+}
+
+/// The address a started `meetline serve` (stdout piped) prints it listens on; its stdout is
+/// then drained on a thread so the child never blocks on a full pipe.
+pub fn listening_address(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
         let line = lines.next().expect("meetline printed its address").unwrap();
@@ -113,9 +120,8 @@ pub fn start_with_secret(
             break address.trim().to_owned();
         }
     };
-    // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, base)
+    base
 }
 
 /// As [`spawn_app_with`], with the server's log at debug level written to the returned file
@@ -142,15 +148,7 @@ pub async fn spawn_app_logged(extra: &[&str]) -> (TestApp, PathBuf) {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("the meetline binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("meetline printed its address").unwrap();
-        if let Some(address) = line.strip_prefix("meetline listening on ") {
-            break address.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let base = listening_address(&mut child);
     let app = TestApp {
         base,
         data,
