@@ -475,6 +475,13 @@ async fn cancelling_frees_the_line_for_a_new_booking() {
     assert_eq!(body["status"], "cancelled");
     assert_eq!(body["status_label"], "已取消");
     assert!(body["cancelled_at"].is_string());
+    // Like every command response: the position of its last event, past the create's.
+    let created_at: u64 = created.header("x-position").unwrap().parse().unwrap();
+    let cancelled_at: u64 = cancelled.header("x-position").unwrap().parse().unwrap();
+    assert!(
+        cancelled_at > created_at,
+        "{cancelled_at} after {created_at}"
+    );
     // Without a body too, and a second cancel is an invalid state.
     let again = app
         .send(app.request(

@@ -190,8 +190,11 @@ proptest! {
                 }
                 // Every conference that still needs its line holds a booking on it.
                 if matches!(conference.status_at(now), Status::NotStarted | Status::InProgress) {
+                    // …from its start to its end.
                     let booked = pool.line(&conference.line).is_some_and(|line| {
-                        line.bookings.get(&conference.slot.start).is_some_and(|b| b.conference == conference.id)
+                        line.bookings.get(&conference.slot.start).is_some_and(|b| {
+                            b.conference == conference.id && b.end == conference.slot.end
+                        })
                     });
                     prop_assert!(booked, "{:?} lost its booking", conference.id);
                 }
