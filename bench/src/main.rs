@@ -929,8 +929,69 @@ async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<boo
         Ok(summary) => println!("   verify: PASS ({summary})"),
         Err(reason) => println!("   verify: FAIL ({reason})"),
     }
+    let expected = compare_with_expected(store.events.as_ref(), &store.db).await?;
+    match &expected {
+        Ok(summary) => println!("   verify (expected read model): PASS ({summary})"),
+        Err(reason) => println!("   verify (expected read model): FAIL ({reason})"),
+    }
     let independent = independent_check(store.events.as_ref(), &refusals).await?;
-    Ok(verdict.is_ok() && independent)
+    Ok(verdict.is_ok() && expected.is_ok() && independent)
+}
+
+/// Every conference row of the read models against the expected read model that
+/// `meetline-verify` folds from the raw log apart from the projector, field by field; and no row
+/// beyond them.
+async fn compare_with_expected(
+    store: &dyn EventStore,
+    db: &Database,
+) -> anyhow::Result<Result<String, String>> {
+    let log = whole_log(store).await?;
+    let expected = meetline_verify::expected::expected_conferences(&log);
+    let read_models = ReadModels::new(db.clone());
+    for ((stream, id), want) in &expected {
+        let tenant = meetline_projections::view::tenant_of_stream(stream)
+            .with_context(|| format!("a pool stream: {stream}"))?;
+        let Some(row) = read_models.conference(&tenant, *id).await? else {
+            return Ok(Err(format!("{stream}: no read-model row for {id}")));
+        };
+        let people = |users: &[UserId]| -> std::collections::BTreeSet<String> {
+            users.iter().map(ToString::to_string).collect()
+        };
+        let got = meetline_verify::expected::ExpectedConference {
+            number: row.number.to_string(),
+            subject: row.subject.as_str().to_owned(),
+            start: row.slot.start,
+            end: row.slot.end,
+            line: row.line.id.to_string(),
+            host: row.host.to_string(),
+            creator: row.creator.to_string(),
+            attendees: people(&row.attendees),
+            joined: people(&row.joined),
+            status: row.status.as_str(),
+            version: row.version,
+            ended_at: row.ended_at,
+            cancelled_at: row.cancelled_at,
+            stranded: row.stranded,
+        };
+        if got != *want {
+            return Ok(Err(format!(
+                "{stream}: the row of {id} is {got:?}, the events say {want:?}"
+            )));
+        }
+    }
+    let rows: i64 = sqlx::query_scalar(db.sql("SELECT COUNT(*) FROM rm_conferences"))
+        .fetch_one(&db.reader)
+        .await?;
+    if usize::try_from(rows).unwrap_or(usize::MAX) != expected.len() {
+        return Ok(Err(format!(
+            "{rows} read-model rows, {} conferences in the log",
+            expected.len()
+        )));
+    }
+    Ok(Ok(format!(
+        "{} read-model rows = the expected rows, field by field",
+        expected.len()
+    )))
 }
 
 /// The slot a W2 command asks for, if it asks for one (a schedule or a move), and the

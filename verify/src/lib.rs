@@ -21,10 +21,13 @@
 //!
 //! # Layout
 //! - [`check`]: the whole log (and refusals) → a [`Report`].
+//! - [`expected`]: the expected read model, folded apart from the projector.
 //! - `Tenant` / `Booking`: the checker's own state, nothing more than the rules need.
 
 use std::collections::HashMap;
 use std::fmt;
+
+pub mod expected;
 
 use chrono::{DateTime, Duration, Utc};
 use meetline_domain::event::Event;

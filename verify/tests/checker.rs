@@ -311,3 +311,53 @@ fn gaps_in_versions_or_positions_and_reused_live_numbers_are_found() {
     ]);
     assert_eq!(rules(&check(&events, &[])), vec!["unique numbers"]);
 }
+
+#[test]
+fn the_expected_read_model_follows_a_conference_through_its_life() {
+    let events = log(vec![
+        (add_line(1), -10),
+        (add_line(2), -10),
+        (scheduled(1, 1, 1, 2, -5), -5),
+        (
+            Event::AttendeesInvited {
+                conference: id(1),
+                attendees: vec![UserId::parse("carol").unwrap()],
+            },
+            -4,
+        ),
+        (
+            Event::ParticipantJoined {
+                conference: id(1),
+                user: UserId::parse("dave").unwrap(),
+            },
+            -4,
+        ),
+        (Event::LineMaintenanceStarted { line: line(1) }, -3),
+        (
+            Event::ConferenceMovedToLine {
+                conference: id(1),
+                from: line(1),
+                to: line(2),
+                room: RoomName::derive(&RoomNonce::fixed(5), 0),
+            },
+            -3,
+        ),
+        (
+            Event::ConferenceCancelled {
+                conference: id(1),
+                reason: None,
+                at: t(-2),
+            },
+            -2,
+        ),
+    ]);
+    let rows = meetline_verify::expected::expected_conferences(&events);
+    let row = &rows[&(STREAM.to_owned(), id(1))];
+    assert_eq!(row.line, "line-2");
+    assert_eq!(row.status, "cancelled");
+    assert_eq!(row.cancelled_at, Some(t(-2)));
+    assert_eq!(row.version, 5);
+    assert!(row.attendees.contains("carol"));
+    assert!(row.joined.contains("dave"));
+    assert_eq!((row.start, row.end), (t(1), t(2)));
+}
