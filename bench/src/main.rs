@@ -40,9 +40,7 @@ use meetline_api_common::Metrics;
 use meetline_command_api::service::{CommandError, SNAPSHOT_SCHEMA, load_pool};
 use meetline_command_api::{CommandService, ServiceConfig, Submission};
 use meetline_domain::command::{ConferenceChanges, EndSpec};
-use meetline_domain::ports::{
-    EventMetadata, EventStore, NewEvent, RecordedEvent, Snapshot, pool_stream,
-};
+use meetline_domain::ports::{EventMetadata, EventStore, NewEvent, Snapshot, pool_stream};
 use meetline_domain::*;
 use meetline_projections::view::{ConferenceView, LineRef};
 use meetline_projections::{Projector, ReadModels};
@@ -199,19 +197,6 @@ impl BenchStore {
     }
 }
 
-/// Every stored event, in log order.
-async fn whole_log(store: &dyn EventStore) -> anyhow::Result<Vec<RecordedEvent>> {
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.read_all(after, 5000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        all.extend(page);
-    }
-    Ok(all)
-}
-
 /// A client's refusals for want of a line, each with the log window it was decided in: after
 /// the client's previous answered command, before its next one (`u64::MAX`: none came).
 #[derive(Debug, Default)]
@@ -246,7 +231,7 @@ impl RefusalLog {
 /// The independent checker's verdict on the whole log and the refusals, printed in the harness's
 /// stable form; `true` for PASS.
 async fn independent_check(store: &dyn EventStore, refusals: &[Refusal]) -> anyhow::Result<bool> {
-    let log = whole_log(store).await?;
+    let log = meetline_verify::whole_log(store).await?;
     let report = meetline_verify::check(&log, refusals);
     println!("   {}", report.summary());
     Ok(report.passed())
@@ -945,7 +930,7 @@ async fn compare_with_expected(
     store: &dyn EventStore,
     db: &Database,
 ) -> anyhow::Result<Result<String, String>> {
-    let log = whole_log(store).await?;
+    let log = meetline_verify::whole_log(store).await?;
     let expected = meetline_verify::expected::expected_conferences(&log);
     let read_models = ReadModels::new(db.clone());
     for ((stream, id), want) in &expected {

@@ -402,14 +402,7 @@ pub async fn assert_independent_check(
     store: &dyn EventStore,
     refusals: &[meetline_verify::Refusal],
 ) {
-    let mut log = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.read_all(after, 5000).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        log.extend(page);
-    }
+    let log = meetline_verify::whole_log(store).await.unwrap();
     let report = meetline_verify::check(&log, refusals);
     assert!(report.passed(), "{}", report.summary());
 }

@@ -610,6 +610,24 @@ impl Checker {
     }
 }
 
+/// Every event `store` holds, in log order (what [`check`] and the expected read model read).
+///
+/// # Errors
+/// When the store cannot be read.
+pub async fn whole_log(
+    store: &dyn meetline_domain::ports::EventStore,
+) -> Result<Vec<RecordedEvent>, meetline_domain::ports::StoreError> {
+    let mut log = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 5000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        log.extend(page);
+    }
+    Ok(log)
+}
+
 /// Checks a whole log, given in position order (every stream of the store, or those of the
 /// tenants to check), and the refusals a caller observed.
 pub fn check(events: &[RecordedEvent], refusals: &[Refusal]) -> Report {
