@@ -79,6 +79,8 @@ pub struct Settings {
     /// Whether missing secrets may be generated and kept in a PostgreSQL database (otherwise a
     /// deployment on PostgreSQL must be given them).
     pub generate_secrets: bool,
+    /// Commands one tenant's pool may have waiting before requests are refused (429).
+    pub command_queue_depth: usize,
 }
 
 /// A running application: its router and the handles tests and the CLI need.
@@ -310,7 +312,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         store.clone(),
         Some(read_models.clone()),
         metrics.clone(),
-        ServiceConfig::default(),
+        ServiceConfig {
+            queue_depth: settings.command_queue_depth,
+            ..ServiceConfig::default()
+        },
     );
 
     let mut router = Router::new();

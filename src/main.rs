@@ -209,6 +209,15 @@ enum Commands {
         /// Freeze the clock at this RFC 3339 instant (benchmarks and tests only).
         #[arg(long, env = "MEETLINE_FIXED_NOW", hide = true)]
         fixed_now: Option<DateTime<Utc>>,
+        /// Commands one tenant's pool may have waiting before requests are refused with 429.
+        #[arg(
+            long,
+            env = "MEETLINE_COMMAND_QUEUE_DEPTH",
+            default_value_t = meetline_command_api::service::QUEUE_DEPTH,
+            value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000),
+            hide = true
+        )]
+        command_queue_depth: usize,
         #[command(flatten)]
         security: SecurityArgs,
     },
@@ -286,6 +295,7 @@ async fn main() -> anyhow::Result<()> {
             rate_limit,
             rate_burst,
             fixed_now,
+            command_queue_depth,
             security,
         } => {
             let identity_provider = match &security.oidc_jwks {
@@ -333,6 +343,7 @@ async fn main() -> anyhow::Result<()> {
                     .policy(&security.tenants, !security.reject_hs256)?,
                 identity_provider,
                 generate_secrets: security.generate_secrets,
+                command_queue_depth,
             };
             serve(addr, settings).await
         }

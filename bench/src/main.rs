@@ -12,7 +12,8 @@
 //! row against the fold of its conference's events. `w5` fills one pool's stream with 500,000
 //! events and times the first command of a freshly started command service on it, without and
 //! with a snapshot, then checks through a fresh store handle that the pool from the snapshot and
-//! its tail equals a full replay.
+//! its tail equals a full replay. `w6` sends creates alternately to two nodes (two command
+//! services, each with its own warm pool) on a fresh tenant and after a long history.
 //!
 //! Every workload ends with `meetline-verify`, the independent checker, on the whole stored log
 //! and the refusals the clients saw: `verify (independent checker): PASS`.
@@ -22,6 +23,7 @@
 //! cargo run --release -p meetline-bench -- w1 --store postgres      # MEETLINE_TEST_PG or 127.0.0.1
 //! cargo run --release -p meetline-bench -- w2
 //! cargo run --release -p meetline-bench -- w5
+//! cargo run --release -p meetline-bench -- w6                       # PostgreSQL by default
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
@@ -48,6 +50,8 @@ use meetline_verify::Refusal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
+
+mod w6;
 
 /// 2026-01-01T00:00:00Z: the workloads' clock.
 const T0: i64 = 1_767_225_600;
@@ -109,6 +113,20 @@ enum Workload {
         #[arg(long, default_value_t = 500)]
         lines: usize,
     },
+    /// W6: version conflicts across two nodes, on a fresh tenant and after a long history.
+    W6 {
+        #[arg(long, value_enum, default_value = "postgres")]
+        store: StoreKind,
+        /// Creates in each alternating phase (the workload's is 300).
+        #[arg(long, default_value_t = 300)]
+        alternating: usize,
+        /// Creates written through one node between the phases (the workload's is 50,000).
+        #[arg(long, default_value_t = 50_000)]
+        history: usize,
+        /// Concurrent clients writing the history.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -162,6 +180,18 @@ async fn main() -> anyhow::Result<()> {
             lines,
         } => {
             if w5(store, events, lines).await? {
+                Ok(())
+            } else {
+                bail!("the verification failed")
+            }
+        }
+        Workload::W6 {
+            store,
+            alternating,
+            history,
+            clients,
+        } => {
+            if w6::w6(store, alternating, history, clients).await? {
                 Ok(())
             } else {
                 bail!("the verification failed")

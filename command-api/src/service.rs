@@ -150,6 +150,8 @@ pub struct ServiceConfig {
     pub snapshot_every: u64,
     /// How many times a batch is re-decided after version conflicts or store failures.
     pub max_retries: usize,
+    /// Commands one pool may have waiting (see [`QUEUE_DEPTH`]).
+    pub queue_depth: usize,
 }
 
 impl Default for ServiceConfig {
@@ -157,6 +159,7 @@ impl Default for ServiceConfig {
         Self {
             snapshot_every: 2000,
             max_retries: 12,
+            queue_depth: QUEUE_DEPTH,
         }
     }
 }
@@ -206,8 +209,8 @@ impl CommandService {
         self.run(submission, true).await
     }
 
-    /// As [`Self::execute`], but refuses with `Busy` at once when the pool already has
-    /// [`QUEUE_DEPTH`] commands waiting (for requests: shed load instead of queueing without end).
+    /// As [`Self::execute`], but refuses with `Busy` at once when the pool already has its
+    /// queue's depth ([`QUEUE_DEPTH`] unless configured) of commands waiting (for requests: shed load instead of queueing without end).
     ///
     /// # Errors
     /// As [`Self::execute`], and `Busy`.
@@ -275,7 +278,7 @@ impl CommandService {
         writers
             .entry(tenant.clone())
             .or_insert_with(|| {
-                let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+                let (sender, receiver) = mpsc::channel(self.shared.config.queue_depth.max(1));
                 let writer = Writer::new(self.shared.clone(), tenant.clone());
                 tokio::spawn(writer.run(receiver));
                 sender

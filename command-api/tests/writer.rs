@@ -32,6 +32,7 @@ fn service(store: Arc<dyn EventStore>, snapshot_every: u64) -> CommandService {
         ServiceConfig {
             snapshot_every,
             max_retries: 50,
+            ..ServiceConfig::default()
         },
     )
 }
@@ -516,6 +517,7 @@ async fn an_outage_is_waited_out_and_a_lasting_one_answers_every_command() {
             ServiceConfig {
                 snapshot_every: 1_000_000,
                 max_retries: retries,
+                ..ServiceConfig::default()
             },
         )
     };
@@ -575,6 +577,7 @@ async fn many_refused_commands_in_one_batch_never_fail_the_others() {
         ServiceConfig {
             snapshot_every: 1_000_000,
             max_retries: 3,
+            ..ServiceConfig::default()
         },
     );
     add_lines(&node, 1).await;

@@ -308,8 +308,8 @@ pub enum Leadership {
     Session(sqlx::AnyConnection),
 }
 
-/// The advisory lock key of the read-model projection.
-const PROJECTION_LOCK: i64 = 0x6d6c_7072_6f6a_0001;
+/// The advisory lock key of the read-model projection (PostgreSQL).
+pub const PROJECTION_LOCK: i64 = 0x6d6c_7072_6f6a_0001;
 
 impl Leadership {
     /// Takes the lock `key` if nobody holds it.

@@ -178,6 +178,20 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     }
 }
 
+/// The binary on `database` (whatever `MEETLINE_BLACKBOX_STORE` says), with a fresh data folder.
+pub fn spawn_on(database: TestDatabase, extra: &[&str]) -> TestApp {
+    let data = fresh_data_dir();
+    let (child, base) = start(&data, Some(&database), extra);
+    TestApp {
+        base,
+        data,
+        database: Some(database),
+        client: Client::new(),
+        last_position: AtomicU64::new(0),
+        child: Some(child),
+    }
+}
+
 pub fn token(tenant: &str, user: &str, admin: bool) -> String {
     let claims = json!({
         "sub": user,
