@@ -94,7 +94,12 @@ pub fn expected_conferences(
                 row.start = slot.start;
                 row.end = slot.end;
                 row.attendees = attendees.iter().map(|user| text(user)).collect();
-                row.line = text(line);
+                // An edit that puts it on another line gives it a line again.
+                let line = text(line);
+                if line != row.line {
+                    row.stranded = false;
+                }
+                row.line = line;
             }
             Event::AttendeesInvited { attendees, .. } => {
                 row.attendees
@@ -125,4 +130,69 @@ pub fn expected_conferences(
         }
     }
     rows
+}
+
+impl ExpectedConference {
+    /// The fields in which `actual` (a row as some read model shows it) differs from this
+    /// expected row: `(field, actual, expected)`, in declaration order; empty when they agree.
+    /// (Destructured in full, so a field added to the struct cannot go uncompared.)
+    pub fn differences(&self, actual: &ExpectedConference) -> Vec<(&'static str, String, String)> {
+        let ExpectedConference {
+            number,
+            subject,
+            start,
+            end,
+            line,
+            host,
+            creator,
+            attendees,
+            joined,
+            status,
+            version,
+            ended_at,
+            cancelled_at,
+            stranded,
+        } = self;
+        let mut found = Vec::new();
+        let mut field = |name: &'static str, got: String, want: String| {
+            if got != want {
+                found.push((name, got, want));
+            }
+        };
+        field("number", actual.number.clone(), number.clone());
+        field("subject", actual.subject.clone(), subject.clone());
+        field("start", actual.start.to_rfc3339(), start.to_rfc3339());
+        field("end", actual.end.to_rfc3339(), end.to_rfc3339());
+        field("line", actual.line.clone(), line.clone());
+        field("host", actual.host.clone(), host.clone());
+        field("creator", actual.creator.clone(), creator.clone());
+        field(
+            "attendees",
+            format!("{:?}", actual.attendees),
+            format!("{attendees:?}"),
+        );
+        field(
+            "joined",
+            format!("{:?}", actual.joined),
+            format!("{joined:?}"),
+        );
+        field("status", actual.status.to_owned(), (*status).to_owned());
+        field("version", actual.version.to_string(), version.to_string());
+        field(
+            "ended_at",
+            format!("{:?}", actual.ended_at),
+            format!("{ended_at:?}"),
+        );
+        field(
+            "cancelled_at",
+            format!("{:?}", actual.cancelled_at),
+            format!("{cancelled_at:?}"),
+        );
+        field(
+            "stranded",
+            actual.stranded.to_string(),
+            stranded.to_string(),
+        );
+        found
+    }
 }

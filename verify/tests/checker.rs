@@ -361,3 +361,53 @@ fn the_expected_read_model_follows_a_conference_through_its_life() {
     assert!(row.joined.contains("dave"));
     assert_eq!((row.start, row.end), (t(1), t(2)));
 }
+
+#[test]
+fn in_the_expected_read_model_an_edit_onto_another_line_ends_a_stranding() {
+    let edited = |on: u32, n: u128| Event::ConferenceEdited {
+        conference: id(1),
+        subject: Subject::parse("s").unwrap(),
+        slot: TimeSlot {
+            start: t(3),
+            end: t(4),
+        },
+        timezone: TimeZoneName::default(),
+        attendees: vec![],
+        related_link: None,
+        line: line(on),
+        room: RoomName::derive(&RoomNonce::fixed(n), 0),
+        line_changed: on != 1,
+    };
+    let stranded = log(vec![
+        (add_line(1), -10),
+        (add_line(2), -10),
+        (scheduled(1, 1, 1, 2, -5), -5),
+        (Event::LineMaintenanceStarted { line: line(1) }, -4),
+        (
+            Event::ConferenceStranded {
+                conference: id(1),
+                line: line(1),
+            },
+            -4,
+        ),
+    ]);
+    let rows = meetline_verify::expected::expected_conferences(&stranded);
+    assert!(rows[&(STREAM.to_owned(), id(1))].stranded);
+
+    // Back in service, an edit that keeps its line leaves it stranded (as the pool does)…
+    let mut kept = stranded.clone();
+    kept.extend(log(vec![
+        (Event::LineReturnedToService { line: line(1) }, -3),
+        (edited(1, 7), -3),
+    ]));
+    let rows = meetline_verify::expected::expected_conferences(&kept);
+    assert!(rows[&(STREAM.to_owned(), id(1))].stranded);
+
+    // …and one that puts it on another line gives it a line again.
+    let mut moved = stranded;
+    moved.extend(log(vec![(edited(2, 8), -3)]));
+    let rows = meetline_verify::expected::expected_conferences(&moved);
+    let row = &rows[&(STREAM.to_owned(), id(1))];
+    assert!(!row.stranded);
+    assert_eq!((row.line.as_str(), row.start), ("line-2", t(3)));
+}
