@@ -307,13 +307,26 @@ pub async fn load_pool(store: &dyn EventStore, stream: &str) -> Result<LinePool,
         }
         _ => LinePool::default(),
     };
+    catch_up(store, stream, &mut pool).await?;
+    Ok(pool)
+}
+
+/// Applies the events `store` holds after `pool`'s version, page by page.
+///
+/// # Errors
+/// When the store fails; `pool` then holds a prefix of the stream, as stored.
+async fn catch_up(
+    store: &dyn EventStore,
+    stream: &str,
+    pool: &mut LinePool,
+) -> Result<(), StoreError> {
     loop {
         let page = store.read_stream(stream, pool.version, STREAM_PAGE).await?;
         for recorded in &page {
             pool.apply(&recorded.event);
         }
         if page.len() < STREAM_PAGE {
-            return Ok(pool);
+            return Ok(());
         }
     }
 }
@@ -342,6 +355,9 @@ struct Writer {
     tenant: TenantId,
     stream: String,
     pool: Option<LinePool>,
+    /// Whether the store holds events of the stream the warm pool has not seen (a version
+    /// conflict said so): the next batch reads them first.
+    behind: bool,
     last_snapshot: u64,
     /// Keyed rejections: command id → (error, when).
     rejections: HashMap<Uuid, (DomainError, DateTime<Utc>)>,
@@ -355,6 +371,7 @@ impl Writer {
             tenant,
             stream,
             pool: None,
+            behind: false,
             last_snapshot: 0,
             rejections: HashMap::new(),
         }
@@ -374,11 +391,22 @@ impl Writer {
         }
     }
 
+    /// The warm pool, loaded on first use (snapshot and tail) and, after a version conflict,
+    /// caught up with the events other writers stored since: the cost of a conflict is the size
+    /// of the gap, not of the history.
     async fn pool(&mut self) -> Result<&mut LinePool, StoreError> {
-        if self.pool.is_none() {
-            let loaded = load_pool(self.shared.store.as_ref(), &self.stream).await?;
-            self.last_snapshot = loaded.version;
-            self.pool = Some(loaded);
+        match &mut self.pool {
+            None => {
+                let loaded = load_pool(self.shared.store.as_ref(), &self.stream).await?;
+                self.last_snapshot = loaded.version;
+                self.pool = Some(loaded);
+                self.behind = false;
+            }
+            Some(pool) if self.behind => {
+                catch_up(self.shared.store.as_ref(), &self.stream, pool).await?;
+                self.behind = false;
+            }
+            Some(_) => {}
         }
         Ok(self.pool.as_mut().expect("loaded"))
     }
@@ -413,8 +441,13 @@ impl Writer {
                 }
                 Err(error) => error,
             };
-            // The warm pool may hold events that were never stored: reload it.
-            self.pool = None;
+            // The warm pool holds the batch's events, which were never stored: take them back.
+            if let Some(pool) = &mut self.pool {
+                pool.rollback();
+            }
+            if matches!(error, StoreError::Conflict { .. }) {
+                self.behind = true;
+            }
             let refused = !matches!(error, StoreError::Conflict { .. })
                 && self.shared.store.head_position().await.is_ok();
             if refused {
@@ -461,7 +494,8 @@ impl Writer {
         }
     }
 
-    /// Decides and appends one batch. On `Err` nothing was stored and the pool must be reloaded.
+    /// Decides and appends one batch. On `Err` nothing was stored and the pool still holds the
+    /// batch's events, journaled: the caller takes them back (`rollback`).
     async fn attempt(
         &mut self,
         jobs: &[Job],
@@ -509,6 +543,7 @@ impl Writer {
         }
 
         let pool = self.pool().await?;
+        pool.begin();
         let base_version = pool.version;
         let mut events: Vec<NewEvent> = Vec::new();
         for (index, job) in jobs.iter().enumerate() {
@@ -555,6 +590,8 @@ impl Writer {
                 .observe(started.elapsed().as_secs_f64());
             appended.positions
         };
+        // Stored (or nothing to store): the batch's events stay in the warm pool.
+        self.pool.as_mut().expect("loaded").commit();
         // A command that appended nothing reports the head: waiting for it reads its effects.
         let head = match positions.last() {
             Some(last) => *last,

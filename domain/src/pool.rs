@@ -150,7 +150,7 @@ impl Conference {
 }
 
 /// The tenant's line pool. `handle` decides, `apply` folds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LinePool {
     /// Events applied so far: the stream version.
     pub version: u64,
@@ -165,6 +165,64 @@ pub struct LinePool {
     /// conference kept, the one refused). Empty for every log the aggregate decided.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clashes: Vec<(LineId, ConferenceId, ConferenceId)>,
+    /// How to undo what [`Self::apply`] did since [`Self::begin`] (a batch being decided).
+    #[serde(skip)]
+    journal: Option<Journal>,
+}
+
+/// What [`LinePool::rollback`] needs: the counters as they were, and each change's prior value,
+/// in the order the changes were made.
+/// Two pools are equal when they hold the same state: an open journal is not state.
+impl PartialEq for LinePool {
+    fn eq(&self, other: &Self) -> bool {
+        let Self {
+            version,
+            lines,
+            lines_added,
+            conferences,
+            numbers,
+            conferences_issued,
+            meeting_conferences,
+            clashes,
+            journal: _,
+        } = self;
+        *version == other.version
+            && *lines == other.lines
+            && *lines_added == other.lines_added
+            && *conferences == other.conferences
+            && *numbers == other.numbers
+            && *conferences_issued == other.conferences_issued
+            && *meeting_conferences == other.meeting_conferences
+            && *clashes == other.clashes
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Journal {
+    version: u64,
+    lines_added: u64,
+    conferences_issued: u64,
+    clashes: usize,
+    undo: Vec<Undo>,
+}
+
+#[derive(Debug, Clone)]
+enum Undo {
+    Conference(ConferenceId, Option<Box<Conference>>),
+    LinePushed,
+    LineState {
+        id: LineId,
+        name: LineName,
+        status: LineStatus,
+    },
+    LineRemoved(usize, Line),
+    Booking {
+        line: LineId,
+        start: DateTime<Utc>,
+        prior: Option<Booking>,
+    },
+    Number(ConferenceNumber, Option<ConferenceId>),
+    Meeting(MeetingId, Option<ConferenceId>),
 }
 
 impl LinePool {
@@ -174,6 +232,105 @@ impl LinePool {
             pool.apply(event);
         }
         pool
+    }
+
+    /// Starts recording how to undo what [`Self::apply`] does next, so that a batch decided on
+    /// this pool can be taken back when its append fails, at the cost of what it touched (not
+    /// of a reload). A second `begin` keeps the first's starting point.
+    pub fn begin(&mut self) {
+        if self.journal.is_none() {
+            self.journal = Some(Journal {
+                version: self.version,
+                lines_added: self.lines_added,
+                conferences_issued: self.conferences_issued,
+                clashes: self.clashes.len(),
+                undo: Vec::new(),
+            });
+        }
+    }
+
+    /// Keeps everything applied since [`Self::begin`] (its events are stored).
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Takes back everything applied since [`Self::begin`]: the pool is again exactly what it
+    /// was then. Without a `begin`, nothing happens.
+    pub fn rollback(&mut self) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for undo in journal.undo.into_iter().rev() {
+            match undo {
+                Undo::Conference(id, Some(prior)) => {
+                    self.conferences.insert(id, *prior);
+                }
+                Undo::Conference(id, None) => {
+                    self.conferences.remove(&id);
+                }
+                Undo::LinePushed => {
+                    self.lines.pop();
+                }
+                Undo::LineState { id, name, status } => {
+                    if let Some(line) = self.line_mut(&id) {
+                        line.name = name;
+                        line.status = status;
+                    }
+                }
+                Undo::LineRemoved(index, line) => self.lines.insert(index, line),
+                Undo::Booking { line, start, prior } => {
+                    if let Some(line) = self.line_mut(&line) {
+                        match prior {
+                            Some(booking) => line.bookings.insert(start, booking),
+                            None => line.bookings.remove(&start),
+                        };
+                    }
+                }
+                Undo::Number(number, Some(prior)) => {
+                    self.numbers.insert(number, prior);
+                }
+                Undo::Number(number, None) => {
+                    self.numbers.remove(&number);
+                }
+                Undo::Meeting(meeting, Some(prior)) => {
+                    self.meeting_conferences.insert(meeting, prior);
+                }
+                Undo::Meeting(meeting, None) => {
+                    self.meeting_conferences.remove(&meeting);
+                }
+            }
+        }
+        self.version = journal.version;
+        self.lines_added = journal.lines_added;
+        self.conferences_issued = journal.conferences_issued;
+        self.clashes.truncate(journal.clashes);
+    }
+
+    /// Notes how to undo a change about to be made (when a batch is being decided).
+    fn record(&mut self, undo: impl FnOnce(&Self) -> Undo) {
+        if self.journal.is_some() {
+            let undo = undo(self);
+            if let Some(journal) = &mut self.journal {
+                journal.undo.push(undo);
+            }
+        }
+    }
+
+    fn record_line_state(&mut self, id: &LineId) {
+        if self.journal.is_none() {
+            return;
+        }
+        let Some(line) = self.line(id) else {
+            return;
+        };
+        let undo = Undo::LineState {
+            id: id.clone(),
+            name: line.name.clone(),
+            status: line.status,
+        };
+        if let Some(journal) = &mut self.journal {
+            journal.undo.push(undo);
+        }
     }
 
     pub fn line(&self, id: &LineId) -> Option<&Line> {
@@ -828,10 +985,13 @@ impl LinePool {
     /// Folds an accepted event. No validation; cannot fail.
     pub fn apply(&mut self, event: &Event) {
         self.version += 1;
-        if let Some(id) = event.conference()
-            && let Some(conference) = self.conferences.get_mut(&id)
-        {
-            conference.version += 1;
+        if let Some(id) = event.conference() {
+            self.record(|pool| {
+                Undo::Conference(id, pool.conferences.get(&id).cloned().map(Box::new))
+            });
+            if let Some(conference) = self.conferences.get_mut(&id) {
+                conference.version += 1;
+            }
         }
         match event {
             Event::LineAdded {
@@ -839,6 +999,7 @@ impl LinePool {
                 name,
                 provider,
             } => {
+                self.record(|_| Undo::LinePushed);
                 self.lines_added += 1;
                 self.lines.push(Line {
                     id: line.clone(),
@@ -849,21 +1010,31 @@ impl LinePool {
                 });
             }
             Event::LineRenamed { line, name } => {
+                self.record_line_state(line);
                 if let Some(line) = self.line_mut(line) {
                     line.name = name.clone();
                 }
             }
             Event::LineMaintenanceStarted { line } => {
+                self.record_line_state(line);
                 if let Some(line) = self.line_mut(line) {
                     line.status = LineStatus::Maintenance;
                 }
             }
             Event::LineReturnedToService { line } => {
+                self.record_line_state(line);
                 if let Some(line) = self.line_mut(line) {
                     line.status = LineStatus::Active;
                 }
             }
-            Event::LineRemoved { line } => self.lines.retain(|kept| kept.id != *line),
+            Event::LineRemoved { line } => {
+                if let Some(index) = self.lines.iter().position(|kept| kept.id == *line) {
+                    let removed = self.lines.remove(index);
+                    if let Some(journal) = &mut self.journal {
+                        journal.undo.push(Undo::LineRemoved(index, removed));
+                    }
+                }
+            }
             Event::ConferenceScheduled {
                 conference,
                 number,
@@ -881,8 +1052,12 @@ impl LinePool {
                 at,
             } => {
                 self.conferences_issued += 1;
+                self.record(|pool| Undo::Number(number.clone(), pool.numbers.get(number).copied()));
                 self.numbers.insert(number.clone(), *conference);
                 if let Source::Meeting { id } = source {
+                    self.record(|pool| {
+                        Undo::Meeting(id.clone(), pool.meeting_conferences.get(id).copied())
+                    });
                     self.meeting_conferences.insert(id.clone(), *conference);
                 }
                 let status = if *mode == Mode::Quick {
@@ -1062,6 +1237,7 @@ impl LinePool {
     /// corrupt: the first booking is kept and the clash recorded (see
     /// [`Self::overlapping_bookings`]) — never silently overwritten.
     fn book_on(&mut self, line: &LineId, slot: TimeSlot, conference: ConferenceId) {
+        self.record_booking(line, slot.start);
         let Some(line) = self.lines.iter_mut().find(|known| known.id == *line) else {
             return;
         };
@@ -1085,7 +1261,18 @@ impl LinePool {
         }
     }
 
+    fn record_booking(&mut self, line: &LineId, start: DateTime<Utc>) {
+        self.record(|pool| Undo::Booking {
+            line: line.clone(),
+            start,
+            prior: pool
+                .line(line)
+                .and_then(|known| known.bookings.get(&start).cloned()),
+        });
+    }
+
     fn unbook(&mut self, line: &LineId, start: DateTime<Utc>, conference: ConferenceId) {
+        self.record_booking(line, start);
         if let Some(line) = self.line_mut(line)
             && line
                 .bookings

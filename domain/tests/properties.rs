@@ -1,6 +1,7 @@
 //! Random command sequences against a few lines. After every step: no overlap on any line,
 //! every slot at most 24 h, only legal status changes, and the pool rebuilt from its events
-//! equals the live one.
+//! equals the live one. Steps are grouped into batches as the writer decides them (`begin`, then
+//! `commit` or `rollback`): a rolled-back batch leaves the pool exactly as it was before.
 
 use std::collections::HashMap;
 
@@ -118,7 +119,13 @@ proptest! {
             for event in &events { pool.apply(event); }
             log.extend(events);
         }
+        // The open batch: the pool and the log's length before it.
+        let mut batch: Option<(LinePool, usize)> = None;
         for (index, step) in steps.into_iter().enumerate() {
+            if batch.is_none() {
+                batch = Some((pool.clone(), log.len()));
+                pool.begin();
+            }
             let rooms = RoomNonce::fixed(index as u128 + 1);
             let target = |i: usize| created.get(i % created.len().max(1)).copied()
                 .unwrap_or(ConferenceId(Uuid::from_u128(u128::MAX)));
@@ -179,6 +186,24 @@ proptest! {
                 pool.apply(event);
             }
             log.extend(events);
+            // Close the batch now and then: keep it, or take it back and check that nothing of it
+            // is left, then apply its events again (as the writer re-decides them).
+            match index % 5 {
+                0 | 1 => {
+                    pool.commit();
+                    batch = None;
+                }
+                2 => {
+                    let (saved, from) = batch.take().expect("a batch is open");
+                    pool.rollback();
+                    prop_assert_eq!(&pool, &saved, "a rolled-back batch left something");
+                    prop_assert_eq!(pool.version, saved.version);
+                    for event in &log[from..] {
+                        pool.apply(event);
+                    }
+                }
+                _ => {}
+            }
 
             prop_assert!(pool.overlapping_bookings().is_empty(), "overlap after {command:?}");
             for conference in pool.conferences.values() {
