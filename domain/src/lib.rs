@@ -14,6 +14,7 @@
 pub mod command;
 pub mod error;
 pub mod event;
+mod free_lines;
 pub mod pool;
 pub mod ports;
 pub mod types;

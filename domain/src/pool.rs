@@ -17,6 +17,7 @@ use crate::command::{
 };
 use crate::error::DomainError;
 use crate::event::Event;
+use crate::free_lines::FreeLineIndex;
 use crate::types::{
     Actor, ConferenceId, ConferenceNumber, LineId, LineName, LineStatus, MeetingId, Mode,
     NumberDraw, ProviderKind, RelatedLink, RoomName, RoomNonce, Source, Status, Subject, TimeSlot,
@@ -151,6 +152,7 @@ impl Conference {
 
 /// The tenant's line pool. `handle` decides, `apply` folds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "StoredPool")]
 pub struct LinePool {
     /// Events applied so far: the stream version.
     pub version: u64,
@@ -168,6 +170,50 @@ pub struct LinePool {
     /// How to undo what [`Self::apply`] did since [`Self::begin`] (a batch being decided).
     #[serde(skip)]
     journal: Option<Journal>,
+    /// Which lines are busy when (derived from the bookings; rebuilt when a pool is loaded).
+    #[serde(skip)]
+    index: FreeLineIndex,
+}
+
+/// A pool as snapshots store it: the state without what is derived from it.
+#[derive(Deserialize)]
+struct StoredPool {
+    version: u64,
+    lines: Vec<Line>,
+    lines_added: u64,
+    conferences: HashMap<ConferenceId, Conference>,
+    numbers: HashMap<ConferenceNumber, ConferenceId>,
+    conferences_issued: u64,
+    meeting_conferences: HashMap<MeetingId, ConferenceId>,
+    #[serde(default)]
+    clashes: Vec<(LineId, ConferenceId, ConferenceId)>,
+}
+
+impl From<StoredPool> for LinePool {
+    fn from(stored: StoredPool) -> Self {
+        let StoredPool {
+            version,
+            lines,
+            lines_added,
+            conferences,
+            numbers,
+            conferences_issued,
+            meeting_conferences,
+            clashes,
+        } = stored;
+        Self {
+            index: FreeLineIndex::of(&lines),
+            version,
+            lines,
+            lines_added,
+            conferences,
+            numbers,
+            conferences_issued,
+            meeting_conferences,
+            clashes,
+            journal: None,
+        }
+    }
 }
 
 /// What [`LinePool::rollback`] needs: the counters as they were, and each change's prior value,
@@ -185,6 +231,7 @@ impl PartialEq for LinePool {
             meeting_conferences,
             clashes,
             journal: _,
+            index: _,
         } = self;
         *version == other.version
             && *lines == other.lines
@@ -270,6 +317,7 @@ impl LinePool {
                 }
                 Undo::LinePushed => {
                     self.lines.pop();
+                    self.index = FreeLineIndex::of(&self.lines);
                 }
                 Undo::LineState { id, name, status } => {
                     if let Some(line) = self.line_mut(&id) {
@@ -277,14 +325,13 @@ impl LinePool {
                         line.status = status;
                     }
                 }
-                Undo::LineRemoved(index, line) => self.lines.insert(index, line),
+                Undo::LineRemoved(index, line) => {
+                    self.lines.insert(index, line);
+                    self.index = FreeLineIndex::of(&self.lines);
+                }
                 Undo::Booking { line, start, prior } => {
-                    if let Some(line) = self.line_mut(&line) {
-                        match prior {
-                            Some(booking) => line.bookings.insert(start, booking),
-                            None => line.bookings.remove(&start),
-                        };
-                    }
+                    let end = prior.as_ref().map(|booking| booking.end);
+                    self.set_booking(&line, start, prior, end);
                 }
                 Undo::Number(number, Some(prior)) => {
                     self.numbers.insert(number, prior);
@@ -357,9 +404,18 @@ impl LinePool {
         slot: &TimeSlot,
         ignoring: Option<ConferenceId>,
     ) -> Option<&Line> {
-        self.lines
-            .iter()
-            .find(|line| line.status == LineStatus::Active && line.is_free(slot, ignoring))
+        let ignoring = ignoring.and_then(|id| {
+            let holder = &self.conferences.get(&id)?.line;
+            Some((self.lines.iter().position(|line| line.id == *holder)?, id))
+        });
+        self.index
+            .first_free(
+                &self.lines,
+                slot,
+                |line| line.status == LineStatus::Active,
+                ignoring,
+            )
+            .map(|position| &self.lines[position])
     }
 
     /// Decides a command: every business rule lives here. Never mutates `self`.
@@ -1030,6 +1086,7 @@ impl LinePool {
             Event::LineRemoved { line } => {
                 if let Some(index) = self.lines.iter().position(|kept| kept.id == *line) {
                     let removed = self.lines.remove(index);
+                    self.index = FreeLineIndex::of(&self.lines);
                     if let Some(journal) = &mut self.journal {
                         journal.undo.push(Undo::LineRemoved(index, removed));
                     }
@@ -1237,28 +1294,22 @@ impl LinePool {
     /// corrupt: the first booking is kept and the clash recorded (see
     /// [`Self::overlapping_bookings`]) — never silently overwritten.
     fn book_on(&mut self, line: &LineId, slot: TimeSlot, conference: ConferenceId) {
-        self.record_booking(line, slot.start);
-        let Some(line) = self.lines.iter_mut().find(|known| known.id == *line) else {
+        let Some(taken) = self.line(line).map(|known| known.bookings.get(&slot.start)) else {
             return;
         };
+        if let Some(taken) = taken
+            && taken.conference != conference
+        {
+            self.clashes
+                .push((line.clone(), taken.conference, conference));
+            return;
+        }
+        self.record_booking(line, slot.start);
         let booking = Booking {
             end: slot.end,
             conference,
         };
-        match line.bookings.entry(slot.start) {
-            std::collections::btree_map::Entry::Occupied(taken)
-                if taken.get().conference != conference =>
-            {
-                self.clashes
-                    .push((line.id.clone(), taken.get().conference, conference));
-            }
-            std::collections::btree_map::Entry::Occupied(mut same) => {
-                same.insert(booking);
-            }
-            std::collections::btree_map::Entry::Vacant(free) => {
-                free.insert(booking);
-            }
-        }
+        self.set_booking(line, slot.start, Some(booking), Some(slot.end));
     }
 
     fn record_booking(&mut self, line: &LineId, start: DateTime<Utc>) {
@@ -1272,14 +1323,40 @@ impl LinePool {
     }
 
     fn unbook(&mut self, line: &LineId, start: DateTime<Utc>, conference: ConferenceId) {
-        self.record_booking(line, start);
-        if let Some(line) = self.line_mut(line)
-            && line
-                .bookings
-                .get(&start)
-                .is_some_and(|booking| booking.conference == conference)
+        if self
+            .line(line)
+            .and_then(|known| known.bookings.get(&start))
+            .is_some_and(|booking| booking.conference == conference)
         {
-            line.bookings.remove(&start);
+            self.record_booking(line, start);
+            self.set_booking(line, start, None, None);
+        }
+    }
+
+    /// Puts `booking` (or nothing) at `start` on `line`, and brings the index up to date over
+    /// what the old and the new booking reach (`end`: the new booking's end).
+    fn set_booking(
+        &mut self,
+        line: &LineId,
+        start: DateTime<Utc>,
+        booking: Option<Booking>,
+        end: Option<DateTime<Utc>>,
+    ) {
+        let Some(position) = self.lines.iter().position(|known| known.id == *line) else {
+            return;
+        };
+        let bookings = &mut self.lines[position].bookings;
+        let old = match booking {
+            Some(booking) => bookings.insert(start, booking),
+            None => bookings.remove(&start),
+        };
+        let reach = old.map(|old| old.end).max(end);
+        if let Some(reach) = reach.filter(|reach| *reach > start) {
+            self.index.refresh(
+                position,
+                &self.lines[position].bookings,
+                &TimeSlot { start, end: reach },
+            );
         }
     }
 

@@ -15,6 +15,8 @@ use uuid::Uuid;
 enum Step {
     Schedule {
         start_quarter: i64,
+        /// Minutes off the 15-minute grid (mostly none).
+        off_grid: i64,
         quarters: i64,
         who: usize,
     },
@@ -63,7 +65,8 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0..200i64, 1..110i64, 0..3usize).prop_map(|(s, q, w)| Step::Schedule { start_quarter: s, quarters: q, who: w }),
+        6 => (0..200i64, prop_oneof![3 => Just(0i64), 1 => 1..15i64], 1..110i64, 0..3usize)
+            .prop_map(|(s, o, q, w)| Step::Schedule { start_quarter: s, off_grid: o, quarters: q, who: w }),
         1 => (0..3usize).prop_map(|w| Step::Quick { who: w }),
         3 => (0..40usize, 0..200i64, 1..110i64, 0..3usize).prop_map(|(t, s, q, w)| Step::Edit { target: t, start_quarter: s, quarters: q, who: w }),
         1 => (0..40usize, 0..4usize).prop_map(|(t, w)| Step::Invite { target: t, who: w }),
@@ -87,6 +90,47 @@ fn t0() -> DateTime<Utc> {
 
 fn quarter(n: i64) -> DateTime<Utc> {
     t0() + Duration::minutes(15 * n)
+}
+
+/// The first free line found by walking every line: what the pool's index must agree with.
+fn first_free_by_walking(
+    pool: &LinePool,
+    slot: &TimeSlot,
+    ignoring: Option<ConferenceId>,
+) -> Option<LineId> {
+    pool.lines
+        .iter()
+        .find(|line| line.status == LineStatus::Active && line.is_free(slot, ignoring))
+        .map(|line| line.id.clone())
+}
+
+/// Asks `pool` for the first free line of many slots (on and off the grid, short and long, and
+/// ignoring a conference's own booking) and compares with walking every line.
+fn index_agrees(pool: &LinePool, seed: usize) -> Result<(), TestCaseError> {
+    let conferences: Vec<ConferenceId> = pool.conferences.keys().copied().collect();
+    for probe in 0..12usize {
+        let n = seed * 31 + probe * 7;
+        let start = quarter((n % 220) as i64) + Duration::minutes([0, 0, 5, 14][n % 4]);
+        let minutes = [15, 30, 60, 100, 240, 1440][(n / 4) % 6];
+        let slot = TimeSlot {
+            start,
+            end: start + Duration::minutes(minutes),
+        };
+        let ignoring = (probe % 3 == 0)
+            .then(|| conferences.get(n % conferences.len().max(1)).copied())
+            .flatten();
+        let found = pool
+            .first_free_line(&slot, ignoring)
+            .map(|line| line.id.clone());
+        prop_assert_eq!(
+            found,
+            first_free_by_walking(pool, &slot, ignoring),
+            "slot {:?} ignoring {:?}",
+            slot,
+            ignoring
+        );
+    }
+    Ok(())
 }
 
 fn legal(from: Status, to: Status) -> bool {
@@ -130,9 +174,9 @@ proptest! {
             let target = |i: usize| created.get(i % created.len().max(1)).copied()
                 .unwrap_or(ConferenceId(Uuid::from_u128(u128::MAX)));
             let (actor, command) = match step {
-                Step::Schedule { start_quarter, quarters, who } => {
+                Step::Schedule { start_quarter, off_grid, quarters, who } => {
                     let id = ConferenceId(Uuid::from_u128(index as u128 + 1));
-                    let start = quarter(start_quarter);
+                    let start = quarter(start_quarter) + Duration::minutes(off_grid);
                     (Actor::user(USERS[who]), Command::ScheduleConference(ScheduleConference {
                         conference: id, mode: Mode::Scheduled, subject: Subject::parse("s").unwrap(),
                         start: Some(start), end: EndSpec::At(start + Duration::minutes(15 * quarters)),
@@ -226,6 +270,14 @@ proptest! {
             }
             let rebuilt = LinePool::from_events(&log);
             prop_assert_eq!(&rebuilt, &pool);
+            // The index of free lines agrees with walking the lines: live, rebuilt, and loaded
+            // from a snapshot (where it is rebuilt from the bookings).
+            index_agrees(&pool, index)?;
+            if index % 8 == 7 {
+                index_agrees(&rebuilt, index + 1)?;
+                let loaded: LinePool = serde_json::from_str(&serde_json::to_string(&pool).unwrap()).unwrap();
+                index_agrees(&loaded, index + 2)?;
+            }
         }
     }
 }

@@ -1,0 +1,179 @@
+//! An index of which lines are busy when, so that finding the first free line does not walk
+//! every line's bookings.
+//!
+//! Time is cut into 15-minute buckets (the grid most conferences are booked on). For each bucket
+//! that any booking reaches, two bitsets over the lines (bit `i` = the pool's `i`-th line, in
+//! the order lines were added): **touched** — some booking of the line overlaps the bucket — and
+//! **covered** — one booking of the line spans the whole bucket. For a slot `[s, e)`:
+//!
+//! - a line covered in a bucket that lies wholly inside the slot is busy;
+//! - a line touched in no bucket the slot reaches is free;
+//! - any other line (a booking or the slot off the grid) is checked exactly, on its own bookings.
+//!
+//! So the first free line is found with a few word-wide ORs over the buckets the slot reaches and,
+//! for slots and bookings on the grid, no look at any line's bookings at all. The index is derived
+//! from the bookings alone: it is never stored, and a pool rebuilds it when loaded.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use crate::pool::{Booking, Line};
+use crate::types::TimeSlot;
+
+/// Seconds per bucket.
+const BUCKET: i64 = 900;
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FreeLineIndex {
+    buckets: HashMap<i64, Bucket>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    touched: Vec<u64>,
+    covered: Vec<u64>,
+}
+
+fn bucket_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(BUCKET)
+}
+
+fn bucket_start(bucket: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(bucket * BUCKET, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The buckets `[s, e)` reaches.
+fn buckets(slot: &TimeSlot) -> std::ops::RangeInclusive<i64> {
+    let last = bucket_of(slot.end - chrono::Duration::seconds(1)).max(bucket_of(slot.start));
+    bucket_of(slot.start)..=last
+}
+
+fn set(bits: &mut Vec<u64>, index: usize, on: bool) {
+    let (word, bit) = (index / 64, 1u64 << (index % 64));
+    if bits.len() <= word {
+        if !on {
+            return;
+        }
+        bits.resize(word + 1, 0);
+    }
+    if on {
+        bits[word] |= bit;
+    } else {
+        bits[word] &= !bit;
+    }
+}
+
+fn is_set(bits: &[u64], index: usize) -> bool {
+    bits.get(index / 64)
+        .is_some_and(|word| word & (1u64 << (index % 64)) != 0)
+}
+
+fn or_into(into: &mut Vec<u64>, bits: &[u64]) {
+    if into.len() < bits.len() {
+        into.resize(bits.len(), 0);
+    }
+    for (word, more) in into.iter_mut().zip(bits) {
+        *word |= more;
+    }
+}
+
+impl FreeLineIndex {
+    /// The index of `lines`' bookings.
+    pub(crate) fn of(lines: &[Line]) -> Self {
+        let mut index = Self::default();
+        for (position, line) in lines.iter().enumerate() {
+            for (start, booking) in &line.bookings {
+                index.refresh(
+                    position,
+                    &line.bookings,
+                    &TimeSlot {
+                        start: *start,
+                        end: booking.end,
+                    },
+                );
+            }
+        }
+        index
+    }
+
+    /// Recomputes the bits of the line at `position` in every bucket `slot` reaches, from the
+    /// line's bookings as they are now (after a booking was added or removed there).
+    pub(crate) fn refresh(
+        &mut self,
+        position: usize,
+        bookings: &BTreeMap<DateTime<Utc>, Booking>,
+        slot: &TimeSlot,
+    ) {
+        for bucket in buckets(slot) {
+            let (from, to) = (bucket_start(bucket), bucket_start(bucket + 1));
+            // Bookings on a line are disjoint: the last one starting before the bucket's end is
+            // the only one that can reach into it, and the last one starting at or before its
+            // start the only one that can span it.
+            let touched = bookings
+                .range(..to)
+                .next_back()
+                .is_some_and(|(_, booking)| booking.end > from);
+            let covered = touched
+                && bookings
+                    .range(..=from)
+                    .next_back()
+                    .is_some_and(|(_, booking)| booking.end >= to);
+            if touched {
+                let entry = self.buckets.entry(bucket).or_default();
+                set(&mut entry.touched, position, true);
+                set(&mut entry.covered, position, covered);
+            } else if let Some(entry) = self.buckets.get_mut(&bucket) {
+                set(&mut entry.touched, position, false);
+                set(&mut entry.covered, position, false);
+                if entry.touched.iter().all(|word| *word == 0) {
+                    self.buckets.remove(&bucket);
+                }
+            }
+        }
+    }
+
+    /// The position of the first line (in `lines`' order) that `is_candidate` accepts and on
+    /// which `slot` is free, not counting the booking of `ignoring` — a conference and the
+    /// position of the line that holds it (its bits may be its own booking's).
+    pub(crate) fn first_free(
+        &self,
+        lines: &[Line],
+        slot: &TimeSlot,
+        is_candidate: impl Fn(&Line) -> bool,
+        ignoring: Option<(usize, crate::types::ConferenceId)>,
+    ) -> Option<usize> {
+        let mut touched = Vec::new();
+        let mut busy = Vec::new();
+        for bucket in buckets(slot) {
+            let Some(entry) = self.buckets.get(&bucket) else {
+                continue;
+            };
+            or_into(&mut touched, &entry.touched);
+            let inside = bucket_start(bucket) >= slot.start && bucket_start(bucket + 1) <= slot.end;
+            if inside {
+                or_into(&mut busy, &entry.covered);
+            }
+        }
+        if let Some((position, _)) = ignoring {
+            set(&mut busy, position, false);
+        }
+        let words = lines.len().div_ceil(64);
+        for word in 0..words {
+            let mut open = !busy.get(word).copied().unwrap_or(0);
+            while open != 0 {
+                let position = word * 64 + open.trailing_zeros() as usize;
+                open &= open - 1;
+                // Past the last line: none is free.
+                let line = lines.get(position)?;
+                let own = ignoring
+                    .filter(|(holder, _)| *holder == position)
+                    .map(|(_, conference)| conference);
+                if is_candidate(line) && (!is_set(&touched, position) || line.is_free(slot, own)) {
+                    return Some(position);
+                }
+            }
+        }
+        None
+    }
+}
