@@ -374,11 +374,15 @@ impl EventStore for PgEventStore {
         stream: &str,
         command_id: Uuid,
     ) -> Result<Option<CommandRecord>, StoreError> {
+        // The newest use of the id (a key may be used again once its 24 hours are over): the
+        // events of one use share their `recorded_at`.
         let row = sqlx::query(
             "SELECT MAX(position) AS last, MIN(recorded_at) AS at, \
              (ARRAY_AGG(conference_id) FILTER (WHERE conference_id IS NOT NULL))[1] AS conference, \
              MAX(data->>'line') FILTER (WHERE event_type = 'LineAdded') AS line \
-             FROM events WHERE stream = $1 AND command_id = $2",
+             FROM events WHERE stream = $1 AND command_id = $2 AND recorded_at = \
+             (SELECT recorded_at FROM events WHERE stream = $1 AND command_id = $2 \
+              ORDER BY position DESC LIMIT 1)",
         )
         .bind(stream)
         .bind(command_id)

@@ -289,9 +289,13 @@ impl EventStore for SqliteEventStore {
         command_id: Uuid,
     ) -> Result<Option<CommandRecord>, StoreError> {
         let row = sqlx::query(
+            // The newest use of the id (a key may be used again once its 24 hours are over):
+            // the events of one use share their `recorded_at`.
             "SELECT MAX(position) AS last, MIN(recorded_at) AS at, MAX(conference_id) AS conference, \
              MAX(CASE WHEN event_type = 'LineAdded' THEN json_extract(data, '$.line') END) AS line \
-             FROM events WHERE stream = ? AND command_id = ?",
+             FROM events WHERE stream = ?1 AND command_id = ?2 AND recorded_at = \
+             (SELECT recorded_at FROM events WHERE stream = ?1 AND command_id = ?2 \
+              ORDER BY position DESC LIMIT 1)",
         )
         .bind(stream)
         .bind(command_id.to_string())

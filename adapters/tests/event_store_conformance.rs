@@ -305,6 +305,20 @@ async fn a_command_is_found_by_its_id(store: Arc<dyn EventStore>) {
     let record = store.find_command("pool-a", adding).await.unwrap().unwrap();
     assert_eq!(record.line, Some(LineId::parse("line-9").unwrap()));
     assert_eq!(record.conference, None);
+    // The same id used again a day later (an idempotency key whose 24 hours are over), on
+    // another conference: the record is the newest use's — its conference, position and time.
+    let later = ConferenceId(Uuid::from_u128(3));
+    let mut again = joined(later, command);
+    again.metadata.recorded_at += chrono::Duration::hours(25);
+    let reused = store.append("pool-a", 3, &[again.clone()]).await.unwrap();
+    let record = store
+        .find_command("pool-a", command)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Some(record.last_position), reused.last_position());
+    assert_eq!(record.conference, Some(later));
+    assert_eq!(record.recorded_at, again.metadata.recorded_at);
 }
 
 macro_rules! conformance {
