@@ -339,6 +339,8 @@ enum Decision {
         to: usize,
     },
     Rejected(DomainError),
+    /// A repeated key whose first outcome was this rejection: answered the same, counted once.
+    RejectedBefore(DomainError),
     /// A repeated key whose first outcome is in the store.
     Replayed {
         conference: Option<ConferenceId>,
@@ -525,7 +527,7 @@ impl Writer {
             }
             batch_keys.insert(submission.command_id, index);
             if let Some((error, _)) = self.rejections.get(&submission.command_id) {
-                replays.insert(index, Decision::Rejected(error.clone()));
+                replays.insert(index, Decision::RejectedBefore(error.clone()));
                 continue;
             }
             if let Some(record) = store.find_command(&stream, submission.command_id).await?
@@ -610,6 +612,7 @@ impl Writer {
                     let position = if to > from { positions[*to - 1] } else { head };
                     Ok(self.outcome(pool, &submission.command, own, position, false))
                 }
+                Decision::RejectedBefore(error) => Err(CommandError::Domain(error.clone())),
                 Decision::Rejected(error) => {
                     if submission.idempotent {
                         self.rejections
