@@ -2,12 +2,13 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const T: &str = "acme";
 
@@ -818,4 +819,206 @@ async fn provider_endpoints_are_not_tenant_settings_and_a_hostile_join_url_is_no
         .await
         .unwrap();
     assert!(!ics.contains("javascript"), "{ics}");
+}
+
+/// Zoom creating meetings as it does: each with an id of its own (94000000001, …2, …), its
+/// join and start URLs naming it, and the request's agenda (the conference marker).
+struct NumberedMeetings {
+    next: AtomicU64,
+}
+
+impl NumberedMeetings {
+    fn new() -> Self {
+        Self {
+            next: AtomicU64::new(94_000_000_001),
+        }
+    }
+}
+
+impl Respond for NumberedMeetings {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let id = self.next.fetch_add(1, Ordering::SeqCst);
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        ResponseTemplate::new(201).set_body_json(json!({
+            "id": id, "topic": body["topic"], "agenda": body["agenda"],
+            "join_url": format!("https://acme.zoom.us/j/{id}?pwd=xyz"),
+            "start_url": format!("https://acme.zoom.us/s/{id}?zak=secret"), "password": "p1"}))
+    }
+}
+
+/// A Zoom line whose meetings are hosted by `user_id` (so the mock sees which line a create is for).
+async fn zoom_line_hosted_by(app: &TestApp, name: &str, user_id: &str) -> String {
+    let added = app
+        .post(
+            "/api/v1/lines",
+            &token(T, "admin", true),
+            json!({"name": name, "provider": "zoom", "settings": {
+                "account_id": "acct", "client_id": "cid", "client_secret": "cs", "user_id": user_id}}),
+        )
+        .await;
+    added.ok(201)["id"].as_str().unwrap().to_owned()
+}
+
+/// What the mock received, in order: (method, path, agenda of a create).
+async fn zoom_calls(server: &MockServer) -> Vec<(String, String, Value)> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|request| request.url.path().starts_with("/v2/"))
+        .map(|request| {
+            let agenda = serde_json::from_slice::<Value>(&request.body)
+                .map(|body| body["agenda"].clone())
+                .unwrap_or(Value::Null);
+            (
+                request.method.to_string(),
+                request.url.path().to_owned(),
+                agenda,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_edit_that_moves_lines_creates_the_new_meeting_before_deleting_the_old_one() {
+    let server = zoom().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/v2/users/[^/]+/meetings$"))
+        .respond_with(NumberedMeetings::new())
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path_regex("^/v2/meetings/\\d+$"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let app = spawn_with_zoom(&server, &[]).await;
+    app.seed(T, 0).await;
+    let line_1 = zoom_line_hosted_by(&app, "Zoom 1", "one@acme.example").await;
+    let line_2 = zoom_line_hosted_by(&app, "Zoom 2", "two@acme.example").await;
+    let alice = token(T, "alice", false);
+    // One base for every time (not `later`, which may read two different hours).
+    let base = this_hour();
+    let at = |hours: i64| rfc3339(base + chrono::Duration::hours(hours));
+    let book = async |user: &str, from: i64, to: i64| {
+        app.post(
+            "/api/v1/conferences",
+            &token(T, user, false),
+            json!({"subject": "周会", "start": at(from), "end": at(to)}),
+        )
+        .await
+    };
+
+    // The conference gets meeting …01 on line 1; another takes line 1 at 8–9 (meeting …02).
+    let moving = book("alice", 5, 6).await;
+    let body = moving.ok(201);
+    assert_eq!(body["provisioning"], "done", "{}", moving.text);
+    assert_eq!(body["line"]["id"], line_1.as_str());
+    assert_eq!(
+        body["links"]["attendee"],
+        "https://acme.zoom.us/j/94000000001?pwd=xyz"
+    );
+    let id = body["id"].as_str().unwrap().to_owned();
+    let blocker = book("bob", 8, 9).await;
+    assert_eq!(blocker.ok(201)["line"]["id"], line_1.as_str());
+    assert_eq!(
+        blocker.body["links"]["attendee"],
+        "https://acme.zoom.us/j/94000000002?pwd=xyz"
+    );
+
+    // Moved to 8–9: its own line is taken there, so it moves to line 2 and gets meeting …03.
+    let edited = app
+        .patch(
+            &format!("/api/v1/conferences/{id}"),
+            &alice,
+            json!({"start": at(8), "end": at(9)}),
+        )
+        .await;
+    let body = edited.ok(200);
+    assert_eq!(body["line"]["id"], line_2.as_str(), "{}", edited.text);
+    assert_eq!(body["links_changed"], true);
+    assert_eq!(body["provisioning"], "done", "{}", edited.text);
+    assert_eq!(
+        body["links"]["attendee"],
+        "https://acme.zoom.us/j/94000000003?pwd=xyz"
+    );
+    let view = app.get(&format!("/api/v1/conferences/{id}"), &alice).await;
+    assert_eq!(view.ok(200)["line"]["id"], line_2.as_str());
+    assert_eq!(
+        view.body["links"]["attendee"],
+        "https://acme.zoom.us/j/94000000003?pwd=xyz"
+    );
+    assert_eq!(
+        view.body["links"]["host"],
+        "https://acme.zoom.us/s/94000000003"
+    );
+
+    // Cancelling it afterwards deletes the meeting it now has; once that call is in, every
+    // call for the move has been made (the process handles the log in order).
+    app.post(
+        &format!("/api/v1/conferences/{id}/cancel"),
+        &alice,
+        json!({}),
+    )
+    .await
+    .ok(200);
+    let deleted_new = ("DELETE".to_owned(), "/v2/meetings/94000000003".to_owned());
+    let calls = eventually(
+        Duration::from_secs(30),
+        "the cancel reaches Zoom",
+        async || {
+            let calls = zoom_calls(&server).await;
+            calls
+                .iter()
+                .any(|(verb, path, _)| (verb.clone(), path.clone()) == deleted_new)
+                .then_some(calls)
+        },
+    )
+    .await;
+    let marker = json!(format!("meetline:{id}"));
+    let position = |wanted: &dyn Fn(&(String, String, Value)) -> bool| {
+        let found: Vec<usize> = calls
+            .iter()
+            .enumerate()
+            .filter(|(_, call)| wanted(call))
+            .map(|(index, _)| index)
+            .collect();
+        found
+    };
+    let creates_on_line_2 = position(&|(verb, path, agenda)| {
+        verb == "POST" && path == "/v2/users/two%40acme.example/meetings" && *agenda == marker
+    });
+    let deletes_of_old =
+        position(&|(verb, path, _)| verb == "DELETE" && path == "/v2/meetings/94000000001");
+    assert_eq!(
+        creates_on_line_2.len(),
+        1,
+        "one create on line 2: {calls:?}"
+    );
+    assert_eq!(
+        deletes_of_old.len(),
+        1,
+        "the old meeting deleted once: {calls:?}"
+    );
+    assert!(
+        creates_on_line_2[0] < deletes_of_old[0],
+        "the new meeting is created before the old one is deleted: {calls:?}"
+    );
+    // Nothing else was deleted: not the blocker's meeting, and the new one only by the cancel.
+    let deletes: Vec<&str> = calls
+        .iter()
+        .filter(|(verb, _, _)| verb == "DELETE")
+        .map(|(_, path, _)| path.as_str())
+        .collect();
+    assert_eq!(
+        deletes,
+        ["/v2/meetings/94000000001", "/v2/meetings/94000000003"],
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|(verb, _, _)| verb == "POST").count(),
+        3,
+        "three meetings created: {calls:?}"
+    );
 }

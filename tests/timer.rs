@@ -1,85 +1,166 @@
-//! Time-driven status: a conference starting in 2 s and ending in 4 s shows `in_progress`, then
-//! `ended`, and its history records `ConferenceStarted` and `ConferenceEnded` once each.
+//! Time-driven status on a fixed clock (`--fixed-now`), never on wall time: the server is
+//! restarted on the same data with the clock moved on, and the timer (one tick a second) records
+//! what fell due — `ConferenceStarted` and `ConferenceEnded` exactly once each, catching up on a
+//! conference whose whole slot passed while it was down.
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
-#[tokio::test]
-async fn a_conference_two_seconds_away_starts_and_ends_and_both_are_recorded_once() {
-    let app = spawn_app().await;
-    app.seed("acme", 1).await;
-    let alice = token("acme", "alice", false);
-    let at = |seconds: i64| {
-        (Utc::now() + chrono::Duration::seconds(seconds)).to_rfc3339_opts(SecondsFormat::Secs, true)
-    };
+const T: &str = "acme";
+/// Waits for what the timer records: generous, for a slow machine.
+const DEADLINE: Duration = Duration::from_secs(30);
+/// Comfortably more than two of the timer's one-second ticks.
+const TWO_TICKS: Duration = Duration::from_millis(2500);
+
+struct Booked {
+    id: String,
+    start: String,
+    end: String,
+}
+
+async fn book(app: &TestApp, subject: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Booked {
     let created = app
         .post(
             "/api/v1/conferences",
-            &alice,
-            json!({"subject": "short", "start": at(2), "end": at(4)}),
+            &token(T, "alice", false),
+            json!({"subject": subject, "start": rfc3339(start), "end": rfc3339(end)}),
         )
         .await;
-    assert_eq!(created.ok(201)["status"], "not_started");
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    let path = format!("/api/v1/conferences/{id}");
-
-    let started = Instant::now();
-    let mut seen = Vec::new();
-    loop {
-        let status = app.get(&path, &alice).await.ok(200)["status"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        if seen.last() != Some(&status) {
-            seen.push(status.clone());
-        }
-        let history = app.get(&format!("{path}/history"), &alice).await;
-        let kinds: Vec<String> = history.ok(200)["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["type"].as_str().unwrap().to_owned())
-            .collect();
-        if status == "ended" && kinds.iter().any(|kind| kind == "ConferenceEnded") {
-            assert_eq!(
-                kinds
-                    .iter()
-                    .filter(|kind| *kind == "ConferenceStarted")
-                    .count(),
-                1,
-                "{kinds:?}"
-            );
-            assert_eq!(
-                kinds
-                    .iter()
-                    .filter(|kind| *kind == "ConferenceEnded")
-                    .count(),
-                1,
-                "{kinds:?}"
-            );
-            let events = history.body["events"].as_array().unwrap().clone();
-            let started_event = events
-                .iter()
-                .find(|e| e["type"] == "ConferenceStarted")
-                .unwrap();
-            assert_eq!(started_event["actor"], "system.timer");
-            assert_eq!(started_event["data"]["at"], created.body["start"]);
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "not ended and recorded in time: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let body = created.ok(201);
+    assert_eq!(body["status"], "not_started", "{}", created.text);
+    assert_eq!(body["start"], rfc3339(start));
+    assert_eq!(body["end"], rfc3339(end));
+    Booked {
+        id: body["id"].as_str().unwrap().to_owned(),
+        start: rfc3339(start),
+        end: rfc3339(end),
     }
-    assert_eq!(seen, vec!["not_started", "in_progress", "ended"]);
-    // Another second of ticks records nothing more.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let history = app.get(&format!("{path}/history"), &alice).await;
-    assert_eq!(history.ok(200)["events"].as_array().unwrap().len(), 3);
+}
+
+async fn status(app: &TestApp, conference: &Booked) -> String {
+    let view = app
+        .get(
+            &format!("/api/v1/conferences/{}", conference.id),
+            &token(T, "alice", false),
+        )
+        .await;
+    view.ok(200)["status"].as_str().unwrap().to_owned()
+}
+
+/// The one event of `kind` in `events`, asserting there is exactly one.
+fn only<'a>(events: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = events.iter().filter(|e| e["type"] == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind}: {:?}", kinds(events));
+    found[0]
+}
+
+/// A timer event: recorded by the timer at the clock's instant, for the slot's own time.
+fn assert_timer_event(event: &Value, slot_time: &str, clock: DateTime<Utc>) {
+    assert_eq!(event["actor"], "system.timer", "{event}");
+    assert_eq!(event["data"]["at"], slot_time, "{event}");
+    let recorded = DateTime::parse_from_rfc3339(event["at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        recorded, clock,
+        "recorded on the server's (fixed) clock: {event}"
+    );
+}
+
+#[tokio::test]
+async fn on_a_fixed_clock_the_timer_records_each_start_and_end_once_and_catches_up_after_a_restart()
+{
+    let t0 = this_hour();
+    let minutes = |n: i64| t0 + chrono::Duration::minutes(n);
+    let mut app = spawn_app_with(&flags(&fixed_now(t0))).await;
+    app.seed(T, 2).await;
+    let a = book(&app, "A", minutes(60), minutes(120)).await;
+    let b = book(&app, "B", minutes(70), minutes(80)).await;
+    let c = book(&app, "C", minutes(100), minutes(110)).await;
+
+    // T + 1h15m: A and B have started, C has not.
+    let first = minutes(75);
+    app.restart(&flags(&fixed_now(first)));
+    for (conference, shown) in [
+        (&a, "in_progress"),
+        (&b, "in_progress"),
+        (&c, "not_started"),
+    ] {
+        assert_eq!(status(&app, conference).await, shown, "at T+1h15m");
+    }
+    for conference in [&a, &b] {
+        eventually(DEADLINE, "the timer records the start", async || {
+            let events = app.history(T, "alice", &conference.id).await;
+            kinds(&events).contains(&"ConferenceStarted").then_some(())
+        })
+        .await;
+    }
+    let head = app.event_store().await.head_position().await.unwrap();
+    tokio::time::sleep(TWO_TICKS).await;
+    assert_eq!(
+        app.event_store().await.head_position().await.unwrap(),
+        head,
+        "later ticks at the same instant record nothing more"
+    );
+    for conference in [&a, &b] {
+        let events = app.history(T, "alice", &conference.id).await;
+        assert_eq!(kinds(&events), ["ConferenceScheduled", "ConferenceStarted"]);
+        assert_timer_event(only(&events, "ConferenceStarted"), &conference.start, first);
+    }
+    assert_eq!(
+        kinds(&app.history(T, "alice", &c.id).await),
+        ["ConferenceScheduled"],
+        "C starts at T+1h40m"
+    );
+
+    // T + 3h, after a time down: A and B end; C started and ended meanwhile, both caught up.
+    let second = minutes(180);
+    app.restart(&flags(&fixed_now(second)));
+    for conference in [&a, &b, &c] {
+        assert_eq!(status(&app, conference).await, "ended", "at T+3h");
+    }
+    for conference in [&a, &b, &c] {
+        eventually(DEADLINE, "the timer records the end", async || {
+            let events = app.history(T, "alice", &conference.id).await;
+            kinds(&events).contains(&"ConferenceEnded").then_some(())
+        })
+        .await;
+    }
+    let head = app.event_store().await.head_position().await.unwrap();
+    tokio::time::sleep(TWO_TICKS).await;
+    assert_eq!(
+        app.event_store().await.head_position().await.unwrap(),
+        head,
+        "later ticks record nothing more"
+    );
+    for conference in [&a, &b] {
+        let events = app.history(T, "alice", &conference.id).await;
+        assert_eq!(
+            kinds(&events),
+            [
+                "ConferenceScheduled",
+                "ConferenceStarted",
+                "ConferenceEnded"
+            ]
+        );
+        assert_timer_event(only(&events, "ConferenceStarted"), &conference.start, first);
+        assert_timer_event(only(&events, "ConferenceEnded"), &conference.end, second);
+    }
+    let events = app.history(T, "alice", &c.id).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "ConferenceScheduled",
+            "ConferenceStarted",
+            "ConferenceEnded"
+        ]
+    );
+    assert_timer_event(only(&events, "ConferenceStarted"), &c.start, second);
+    assert_timer_event(only(&events, "ConferenceEnded"), &c.end, second);
+    for conference in [&a, &b, &c] {
+        assert_eq!(status(&app, conference).await, "ended");
+    }
 }

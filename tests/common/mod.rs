@@ -438,3 +438,83 @@ pub fn refusal_anytime(stream: &str, start: &str, end: &str) -> meetline_verify:
         ignoring: None,
     }
 }
+
+/// The start of the current hour (UTC): the origin of a test's fixed clock.
+pub fn this_hour() -> DateTime<Utc> {
+    let now = Utc::now().timestamp();
+    DateTime::from_timestamp(now - now % 3600, 0).unwrap()
+}
+
+/// An instant as the server writes it: RFC 3339, whole seconds, `Z`.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The hidden `--fixed-now` flag: the server's clock frozen at `at` (tests and benchmarks only).
+pub fn fixed_now(at: DateTime<Utc>) -> [String; 2] {
+    ["--fixed-now".to_owned(), rfc3339(at)]
+}
+
+/// `flags` as the `&[&str]` that `spawn_app_with`, `start` and `TestApp::restart` take.
+pub fn flags(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
+}
+
+/// Polls `check` (every 100 ms) until it returns `Some`, for at most `deadline`; panics naming
+/// `what` otherwise. For a slow machine: generous deadlines, no fixed sleeps.
+pub async fn eventually<T, F: AsyncFnMut() -> Option<T>>(
+    deadline: Duration,
+    what: &str,
+    mut check: F,
+) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "{what}: not reached in {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl TestApp {
+    /// Stops the server this app started (kill, then wait), keeping its data folder and
+    /// database for a restart, a rebuild or a look at what is stored.
+    pub fn stop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server and starts the binary again on the same data folder (and database) with
+    /// `extra` flags, e.g. another `--fixed-now`.
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.stop();
+        let (child, base) = start(&self.data, self.database.as_ref(), extra);
+        self.child = Some(child);
+        self.base = base;
+    }
+
+    /// The events of a conference's history (`GET …/history` as `user` of `tenant`).
+    pub async fn history(&self, tenant: &str, user: &str, id: &str) -> Vec<Value> {
+        let reply = self
+            .get(
+                &format!("/api/v1/conferences/{id}/history"),
+                &token(tenant, user, false),
+            )
+            .await;
+        reply.ok(200)["events"].as_array().unwrap().clone()
+    }
+}
+
+/// The `type` of each history event, in order.
+pub fn kinds(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|event| event["type"].as_str().unwrap())
+        .collect()
+}
