@@ -40,12 +40,23 @@ fn bucket_of(at: DateTime<Utc>) -> i64 {
 }
 
 fn bucket_start(bucket: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(bucket * BUCKET, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    let fallback = if bucket < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    };
+    bucket
+        .checked_mul(BUCKET)
+        .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
+        .unwrap_or(fallback)
 }
 
-/// The buckets `[s, e)` reaches.
+/// The buckets `[s, e)` reaches: up to the one holding the last instant before `e` (an end
+/// with a fraction of a second reaches into the bucket its whole seconds start).
 fn buckets(slot: &TimeSlot) -> std::ops::RangeInclusive<i64> {
-    let last = bucket_of(slot.end - chrono::Duration::seconds(1)).max(bucket_of(slot.start));
+    let whole = slot.end.timestamp();
+    let last_second = whole - i64::from(slot.end.timestamp_subsec_nanos() == 0);
+    let last = last_second.div_euclid(BUCKET).max(bucket_of(slot.start));
     bucket_of(slot.start)..=last
 }
 

@@ -316,8 +316,15 @@ impl LinePool {
                     self.conferences.remove(&id);
                 }
                 Undo::LinePushed => {
-                    self.lines.pop();
-                    self.index = FreeLineIndex::of(&self.lines);
+                    // Its bookings' undos came first and cleared its bits: nothing else to do
+                    // unless some were left.
+                    if self
+                        .lines
+                        .pop()
+                        .is_some_and(|line| !line.bookings.is_empty())
+                    {
+                        self.index = FreeLineIndex::of(&self.lines);
+                    }
                 }
                 Undo::LineState { id, name, status } => {
                     if let Some(line) = self.line_mut(&id) {
