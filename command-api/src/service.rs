@@ -360,6 +360,10 @@ struct Writer {
     /// Whether the store holds events of the stream the warm pool has not seen (a version
     /// conflict said so): the next batch reads them first.
     behind: bool,
+    /// Whether an append of the batch being processed failed in a way that may have stored it
+    /// after all (not a conflict): its commands are then looked up by their ids before they are
+    /// decided again. A new batch starts certain (its commands were never appended).
+    uncertain: bool,
     last_snapshot: u64,
     /// Keyed rejections: command id → (error, when).
     rejections: HashMap<Uuid, (DomainError, DateTime<Utc>)>,
@@ -374,6 +378,7 @@ impl Writer {
             stream,
             pool: None,
             behind: false,
+            uncertain: false,
             last_snapshot: 0,
             rejections: HashMap::new(),
         }
@@ -424,6 +429,7 @@ impl Writer {
     /// spends backoff, splits a group (at most `2n − 1` groups) or is a single command's one
     /// retry, so the loop ends.
     async fn process(&mut self, jobs: Vec<Job>) {
+        self.uncertain = false;
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(2))
             .with_max_delay(Duration::from_millis(500))
@@ -447,8 +453,12 @@ impl Writer {
             if let Some(pool) = &mut self.pool {
                 pool.rollback();
             }
-            if matches!(error, StoreError::Conflict { .. }) {
-                self.behind = true;
+            // Read what the store holds before deciding again: after a conflict, what another
+            // writer stored; after any other failure, perhaps this very batch (a commit whose
+            // answer was lost) — then each command is looked up by its id, not decided twice.
+            self.behind = true;
+            if !matches!(error, StoreError::Conflict { .. }) {
+                self.uncertain = true;
             }
             let refused = !matches!(error, StoreError::Conflict { .. })
                 && self.shared.store.head_position().await.is_ok();
@@ -518,16 +528,17 @@ impl Writer {
         let mut replays: HashMap<usize, Decision> = HashMap::new();
         for (index, job) in jobs.iter().enumerate() {
             let submission = &job.submission;
-            if !submission.idempotent {
-                continue;
-            }
-            if let Some(&first) = batch_keys.get(&submission.command_id) {
-                replays.insert(index, Decision::SameAs(first));
-                continue;
-            }
-            batch_keys.insert(submission.command_id, index);
-            if let Some((error, _)) = self.rejections.get(&submission.command_id) {
-                replays.insert(index, Decision::RejectedBefore(error.clone()));
+            if submission.idempotent {
+                if let Some(&first) = batch_keys.get(&submission.command_id) {
+                    replays.insert(index, Decision::SameAs(first));
+                    continue;
+                }
+                batch_keys.insert(submission.command_id, index);
+                if let Some((error, _)) = self.rejections.get(&submission.command_id) {
+                    replays.insert(index, Decision::RejectedBefore(error.clone()));
+                    continue;
+                }
+            } else if !self.uncertain {
                 continue;
             }
             if let Some(record) = store.find_command(&stream, submission.command_id).await?

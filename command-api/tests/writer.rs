@@ -727,11 +727,164 @@ async fn after_a_conflict_a_writer_reads_only_the_events_it_missed() {
     }
     let read = counting.events_read.load(SeqCst);
     assert!(read <= 20, "ten conflicts read {read} events");
+    // What it caught up on decides: node B takes one hour on both lines, and node A — whose warm
+    // pool has not seen it — refuses that hour.
+    create(&node_b, 700).await;
+    create(&node_b, 700).await;
+    let refused = node_a
+        .execute(Submission::new(
+            tenant(),
+            Actor::user("alice"),
+            schedule(700),
+            t0(),
+        ))
+        .await;
+    assert!(
+        matches!(refused, Err(CommandError::Domain(DomainError::NoFreeLine))),
+        "{refused:?}"
+    );
     assert_eq!(
         counting.snapshots_loaded.load(SeqCst),
         1,
         "loaded once, at the start"
     );
+    let log = shared.read_all(0, 100_000).await.unwrap();
+    let report = meetline_verify::check(&log, &[]);
+    assert!(report.passed(), "{}", report.summary());
+}
+
+/// A store that, once armed, stores an append and then answers it with an error — a commit whose
+/// answer was lost on the way back.
+struct LostAnswerStore {
+    inner: Arc<dyn EventStore>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl EventStore for LostAnswerStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, StoreError> {
+        let appended = self.inner.append(stream, expected_version, events).await?;
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "connection reset by peer".to_owned(),
+            ));
+        }
+        Ok(appended)
+    }
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, after_version, limit).await
+    }
+    async fn read_tagged(
+        &self,
+        stream: &str,
+        conference: ConferenceId,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_tagged(stream, conference).await
+    }
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        self.inner.head_position().await
+    }
+    async fn wait_for_events(&self, after: Position) {
+        self.inner.wait_for_events(after).await;
+    }
+    async fn find_command(
+        &self,
+        stream: &str,
+        command_id: Uuid,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        self.inner.find_command(stream, command_id).await
+    }
+    async fn save_snapshot(&self, stream: &str, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.inner.save_snapshot(stream, snapshot).await
+    }
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_snapshot(stream).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_append_whose_answer_was_lost_is_not_decided_twice() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let shared = store().await;
+    let lossy = Arc::new(LostAnswerStore {
+        inner: shared.clone(),
+        armed: false.into(),
+    });
+    let node = service(lossy.clone(), 1_000_000);
+    add_lines(&node, 1).await;
+    // A line added without a key: stored, the answer lost, the command tried again.
+    lossy.armed.store(true, SeqCst);
+    let added = node
+        .execute(Submission::new(
+            tenant(),
+            Actor::admin("root"),
+            Command::AddLine {
+                name: LineName::parse("second").unwrap(),
+                provider: ProviderKind::Builtin,
+            },
+            t0(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        added.line.map(|line| line.id.to_string()).as_deref(),
+        Some("line-2")
+    );
+    // A conference the same way: booked once, and the pool knows it (the hour is still free on
+    // the other line, and a third booking of the hour is refused).
+    lossy.armed.store(true, SeqCst);
+    let first = node
+        .execute(Submission::new(
+            tenant(),
+            Actor::user("alice"),
+            schedule(5),
+            t0(),
+        ))
+        .await
+        .unwrap();
+    assert!(first.conference.is_some());
+    node.execute(Submission::new(
+        tenant(),
+        Actor::user("alice"),
+        schedule(5),
+        t0(),
+    ))
+    .await
+    .unwrap();
+    let third = node
+        .execute(Submission::new(
+            tenant(),
+            Actor::user("alice"),
+            schedule(5),
+            t0(),
+        ))
+        .await;
+    assert!(
+        matches!(third, Err(CommandError::Domain(DomainError::NoFreeLine))),
+        "{third:?}"
+    );
+    let pool = load_pool(shared.as_ref(), &pool_stream(&tenant()))
+        .await
+        .unwrap();
+    assert_eq!(pool.lines.len(), 2, "the line was added once");
+    assert_eq!(pool.conferences.len(), 2, "the conference was booked once");
     let log = shared.read_all(0, 100_000).await.unwrap();
     let report = meetline_verify::check(&log, &[]);
     assert!(report.passed(), "{}", report.summary());
