@@ -460,7 +460,8 @@ impl EventStore for EsdbEventStore {
                 });
                 record.recorded_at = record.recorded_at.min(at);
                 record.last_position = record.last_position.max(event.position);
-                record.conference = record.conference.or(event.event.conference());
+                // Read backwards: the earliest event that names a conference names the answer.
+                record.conference = event.event.conference().or(record.conference);
                 if let Event::LineAdded { line, .. } = &event.event {
                     record.line = Some(line.clone());
                 }

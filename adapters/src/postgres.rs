@@ -378,7 +378,7 @@ impl EventStore for PgEventStore {
         // events of one use share their `recorded_at`.
         let row = sqlx::query(
             "SELECT MAX(position) AS last, MIN(recorded_at) AS at, \
-             (ARRAY_AGG(conference_id) FILTER (WHERE conference_id IS NOT NULL))[1] AS conference, \
+             (ARRAY_AGG(conference_id ORDER BY position) FILTER (WHERE conference_id IS NOT NULL))[1] AS conference, \
              MAX(data->>'line') FILTER (WHERE event_type = 'LineAdded') AS line \
              FROM events WHERE stream = $1 AND command_id = $2 AND recorded_at = \
              (SELECT recorded_at FROM events WHERE stream = $1 AND command_id = $2 \

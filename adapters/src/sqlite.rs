@@ -291,11 +291,16 @@ impl EventStore for SqliteEventStore {
         let row = sqlx::query(
             // The newest use of the id (a key may be used again once its 24 hours are over):
             // the events of one use share their `recorded_at`.
-            "SELECT MAX(position) AS last, MIN(recorded_at) AS at, MAX(conference_id) AS conference, \
-             MAX(CASE WHEN event_type = 'LineAdded' THEN json_extract(data, '$.line') END) AS line \
+            // Its conference: the first event's that names one (the answer it was given).
+            "WITH newest AS (SELECT position, recorded_at, conference_id, event_type, data \
              FROM events WHERE stream = ?1 AND command_id = ?2 AND recorded_at = \
              (SELECT recorded_at FROM events WHERE stream = ?1 AND command_id = ?2 \
-              ORDER BY position DESC LIMIT 1)",
+              ORDER BY position DESC LIMIT 1)) \
+             SELECT MAX(position) AS last, MIN(recorded_at) AS at, \
+             (SELECT conference_id FROM newest WHERE conference_id IS NOT NULL \
+              ORDER BY position LIMIT 1) AS conference, \
+             MAX(CASE WHEN event_type = 'LineAdded' THEN json_extract(data, '$.line') END) AS line \
+             FROM newest",
         )
         .bind(stream)
         .bind(command_id.to_string())

@@ -319,6 +319,16 @@ async fn a_command_is_found_by_its_id(store: Arc<dyn EventStore>) {
     assert_eq!(Some(record.last_position), reused.last_position());
     assert_eq!(record.conference, Some(later));
     assert_eq!(record.recorded_at, again.metadata.recorded_at);
+    // A command whose events name several conferences (a maintenance moving them): the record
+    // names the first, whatever the ids' order.
+    let moving = Uuid::new_v4();
+    let mut first = joined(ConferenceId(Uuid::from_u128(900)), moving);
+    first.metadata = meta(moving);
+    let mut second = joined(ConferenceId(Uuid::from_u128(5)), moving);
+    second.metadata = meta(moving);
+    store.append("pool-a", 4, &[first, second]).await.unwrap();
+    let record = store.find_command("pool-a", moving).await.unwrap().unwrap();
+    assert_eq!(record.conference, Some(ConferenceId(Uuid::from_u128(900))));
 }
 
 macro_rules! conformance {
