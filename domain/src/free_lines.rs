@@ -6,7 +6,8 @@
 //! the order lines were added): **touched** — some booking of the line overlaps the bucket — and
 //! **covered** — one booking of the line spans the whole bucket. For a slot `[s, e)`:
 //!
-//! - a line covered in a bucket that lies wholly inside the slot is busy;
+//! - a line covered in a bucket the slot reaches is busy (its booking spans all of the bucket,
+//!   so it overlaps whatever part of the bucket the slot holds);
 //! - a line touched in no bucket the slot reaches is free;
 //! - any other line (a booking or the slot off the grid) is checked exactly, on its own bookings.
 //!
@@ -161,10 +162,8 @@ impl FreeLineIndex {
                 continue;
             };
             or_into(&mut touched, &entry.touched);
-            let inside = bucket_start(bucket) >= slot.start && bucket_start(bucket + 1) <= slot.end;
-            if inside {
-                or_into(&mut busy, &entry.covered);
-            }
+            // A booking that spans a whole bucket the slot reaches overlaps the slot.
+            or_into(&mut busy, &entry.covered);
         }
         if let Some((position, _)) = ignoring {
             set(&mut busy, position, false);

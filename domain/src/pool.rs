@@ -161,7 +161,6 @@ pub struct LinePool {
     pub lines_added: u64,
     pub conferences: HashMap<ConferenceId, Conference>,
     pub numbers: HashMap<ConferenceNumber, ConferenceId>,
-    pub conferences_issued: u64,
     pub meeting_conferences: HashMap<MeetingId, ConferenceId>,
     /// Bookings the log placed on a start another conference held (a corrupt log): (line, the
     /// conference kept, the one refused). Empty for every log the aggregate decided.
@@ -183,7 +182,6 @@ struct StoredPool {
     lines_added: u64,
     conferences: HashMap<ConferenceId, Conference>,
     numbers: HashMap<ConferenceNumber, ConferenceId>,
-    conferences_issued: u64,
     meeting_conferences: HashMap<MeetingId, ConferenceId>,
     #[serde(default)]
     clashes: Vec<(LineId, ConferenceId, ConferenceId)>,
@@ -197,7 +195,6 @@ impl From<StoredPool> for LinePool {
             lines_added,
             conferences,
             numbers,
-            conferences_issued,
             meeting_conferences,
             clashes,
         } = stored;
@@ -208,7 +205,6 @@ impl From<StoredPool> for LinePool {
             lines_added,
             conferences,
             numbers,
-            conferences_issued,
             meeting_conferences,
             clashes,
             journal: None,
@@ -227,7 +223,6 @@ impl PartialEq for LinePool {
             lines_added,
             conferences,
             numbers,
-            conferences_issued,
             meeting_conferences,
             clashes,
             journal: _,
@@ -238,7 +233,6 @@ impl PartialEq for LinePool {
             && *lines_added == other.lines_added
             && *conferences == other.conferences
             && *numbers == other.numbers
-            && *conferences_issued == other.conferences_issued
             && *meeting_conferences == other.meeting_conferences
             && *clashes == other.clashes
     }
@@ -248,7 +242,6 @@ impl PartialEq for LinePool {
 struct Journal {
     version: u64,
     lines_added: u64,
-    conferences_issued: u64,
     clashes: usize,
     undo: Vec<Undo>,
 }
@@ -289,7 +282,6 @@ impl LinePool {
             self.journal = Some(Journal {
                 version: self.version,
                 lines_added: self.lines_added,
-                conferences_issued: self.conferences_issued,
                 clashes: self.clashes.len(),
                 undo: Vec::new(),
             });
@@ -356,7 +348,6 @@ impl LinePool {
         }
         self.version = journal.version;
         self.lines_added = journal.lines_added;
-        self.conferences_issued = journal.conferences_issued;
         self.clashes.truncate(journal.clashes);
     }
 
@@ -1115,7 +1106,6 @@ impl LinePool {
                 room,
                 at,
             } => {
-                self.conferences_issued += 1;
                 self.record(|pool| Undo::Number(number.clone(), pool.numbers.get(number).copied()));
                 self.numbers.insert(number.clone(), *conference);
                 if let Source::Meeting { id } = source {

@@ -1019,3 +1019,139 @@ fn a_provider_answer_with_an_unsafe_join_url_is_not_recorded() {
             .then_expect_error(DomainError::invalid_input("join_url"));
     }
 }
+
+// Found by mutation testing (docs/testing.md): rules whose boundary no test pinned.
+
+#[test]
+fn a_start_exactly_five_minutes_ago_is_allowed_and_a_second_more_is_not() {
+    let now = t(5);
+    let at = |seconds: i64| {
+        Command::ScheduleConference(ScheduleConference {
+            conference: id(1),
+            mode: Mode::Scheduled,
+            subject: Subject::parse("s").unwrap(),
+            start: Some(now - Duration::seconds(seconds)),
+            end: EndSpec::After(Duration::minutes(30)),
+            timezone: TimeZoneName::default(),
+            host: None,
+            attendees: vec![],
+            related_link: None,
+            rooms: RoomNonce::fixed(1),
+            numbers: NumberDraw::fixed(1),
+        })
+    };
+    given_lines(1)
+        .at(now)
+        .when(&alice(), at(300))
+        .then_expect_events(|events| assert_eq!(events.len(), 1));
+    given_lines(1)
+        .at(now)
+        .when(&alice(), at(301))
+        .then_expect_error(DomainError::invalid_input("start"));
+}
+
+#[test]
+fn each_event_of_a_conference_counts_in_its_version() {
+    let pool = given_lines(1)
+        .and(&alice(), schedule(1, 2, 3))
+        .when(&alice(), edit(1, move_to(4, 5)))
+        .then_expect_events(|_| {});
+    assert_eq!(pool.conference(&id(1)).unwrap().version, 2);
+    let pool = Given { pool, now: t(0) }
+        .when(
+            &alice(),
+            Command::InviteAttendees {
+                conference: id(1),
+                attendees: vec![user("carol")],
+            },
+        )
+        .then_expect_events(|_| {});
+    assert_eq!(pool.conference(&id(1)).unwrap().version, 3);
+}
+
+#[test]
+fn pools_that_differ_in_any_state_are_not_equal() {
+    let base = given_lines(2).and(&alice(), schedule(1, 2, 3)).pool;
+    assert_eq!(base, base.clone());
+    let changed = [
+        given_lines(2).and(&alice(), schedule(1, 2, 4)).pool, // a booking's end, a conference
+        given_lines(3).and(&alice(), schedule(1, 2, 3)).pool, // the lines, the version
+        given_lines(2).and(&alice(), schedule(2, 2, 3)).pool, // the conference's id and number
+        LinePool::from_events(&lines(2)),                     // no conference at all
+    ];
+    for other in &changed {
+        assert_ne!(&base, other);
+    }
+    let mut counted = base.clone();
+    counted.lines_added += 1;
+    assert_ne!(base, counted);
+    let mut numbered = base.clone();
+    numbered.numbers.clear();
+    assert_ne!(base, numbered);
+    let mut clashed = base.clone();
+    clashed.clashes.push((line(1), id(1), id(2)));
+    assert_ne!(base, clashed);
+    let mut launched = base.clone();
+    launched
+        .meeting_conferences
+        .insert(MeetingId::parse("m").unwrap(), id(1));
+    assert_ne!(base, launched);
+}
+
+#[test]
+fn an_edit_that_moves_in_time_keeps_its_line_when_free_even_if_a_lower_line_is_free() {
+    // Conference 1 on line 1, conference 2 on line 2 at the same hour; conference 1 ends, then 2
+    // moves to an hour where both lines are free: it stays on line 2 (its links stay valid).
+    let pool = given_lines(2)
+        .and(&alice(), schedule(1, 2, 3))
+        .and(&alice(), schedule(2, 2, 3))
+        .when(&alice(), edit(2, move_to(6, 7)))
+        .then_expect_events(|events| match &events[0] {
+            Event::ConferenceEdited { line: moved_to, .. } => assert_eq!(*moved_to, line(2)),
+            other => panic!("{other:?}"),
+        });
+    assert_eq!(pool.conference(&id(2)).unwrap().line, line(2));
+}
+
+#[test]
+fn a_provider_end_is_an_early_end_only_while_running_and_before_the_slot_ends() {
+    let running = || given_lines(1).and(&alice(), schedule(1, 2, 4)).at(t(3));
+    let ended_at = |at: DateTime<Utc>| Command::RecordProviderMeeting {
+        conference: id(1),
+        started: false,
+        at,
+    };
+    // Within the slot, while running: ended early.
+    running()
+        .when(&admin(), ended_at(t(3)))
+        .then_expect_events(|events| {
+            assert!(matches!(
+                events.last(),
+                Some(Event::ConferenceEndedEarly { .. })
+            ))
+        });
+    // Exactly at the slot's end: a normal end, nothing early.
+    given_lines(1)
+        .and(&alice(), schedule(1, 2, 4))
+        .at(t(5))
+        .when(&admin(), ended_at(t(4)))
+        .then_expect_events(|events| {
+            assert!(
+                !events
+                    .iter()
+                    .any(|event| matches!(event, Event::ConferenceEndedEarly { .. }))
+            )
+        });
+    // Already ended early: a second report within the slot ends nothing again.
+    running()
+        .and(&admin(), ended_at(t(3)))
+        .at(t(3) + Duration::minutes(30))
+        .when(&admin(), ended_at(t(3) + Duration::minutes(20)))
+        .then_expect_events(|events| {
+            assert!(
+                !events
+                    .iter()
+                    .any(|event| matches!(event, Event::ConferenceEndedEarly { .. }))
+            )
+        });
+}
