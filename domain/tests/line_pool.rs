@@ -1155,3 +1155,153 @@ fn a_provider_end_is_an_early_end_only_while_running_and_before_the_slot_ends() 
             )
         });
 }
+
+#[test]
+fn a_host_who_is_not_the_creator_and_the_creator_both_see_and_manage_the_conference() {
+    let command = Command::ScheduleConference(ScheduleConference {
+        conference: id(1),
+        mode: Mode::Scheduled,
+        subject: Subject::parse("s").unwrap(),
+        start: Some(t(2)),
+        end: EndSpec::At(t(3)),
+        timezone: TimeZoneName::default(),
+        host: Some(user("carol")),
+        attendees: vec![user("bob")],
+        related_link: None,
+        rooms: RoomNonce::fixed(1),
+        numbers: NumberDraw::fixed(1),
+    });
+    let pool = given_lines(1).and(&alice(), command).pool;
+    let conference = pool.conference(&id(1)).unwrap();
+    for (who, participant, manager) in [
+        ("alice", true, true),
+        ("carol", true, true),
+        ("bob", true, false),
+        ("mallory", false, false),
+    ] {
+        assert_eq!(conference.is_participant(&user(who)), participant, "{who}");
+        assert_eq!(conference.may_manage(&Actor::user(who)), manager, "{who}");
+    }
+}
+
+#[test]
+fn renaming_a_line_to_its_own_name_records_nothing() {
+    let rename = |name: &str| Command::RenameLine {
+        line: line(1),
+        name: LineName::parse(name).unwrap(),
+    };
+    given_lines(1)
+        .when(&admin(), rename("Line 1"))
+        .then_expect_no_events();
+    given_lines(1)
+        .when(&admin(), rename("Board room"))
+        .then_expect_events(|events| {
+            assert!(matches!(&events[0], Event::LineRenamed { name, .. } if name.as_str() == "Board room"))
+        });
+}
+
+#[test]
+fn a_blank_cancel_reason_is_no_reason() {
+    let cancel = |reason: &str| Command::CancelConference {
+        conference: id(1),
+        reason: Some(reason.to_owned()),
+    };
+    given_lines(1)
+        .and(&alice(), schedule(1, 2, 3))
+        .when(&alice(), cancel("  "))
+        .then_expect_events(|events| {
+            assert!(matches!(
+                &events[0],
+                Event::ConferenceCancelled { reason: None, .. }
+            ))
+        });
+    given_lines(1)
+        .and(&alice(), schedule(1, 2, 3))
+        .when(&alice(), cancel("改期"))
+        .then_expect_events(|events| {
+            assert!(matches!(&events[0], Event::ConferenceCancelled { reason: Some(text), .. } if text == "改期"))
+        });
+}
+
+#[test]
+fn an_edit_in_place_keeps_the_meeting_and_a_move_waits_for_a_new_one() {
+    let zoom_lines = vec![
+        Event::LineAdded {
+            line: line(1),
+            name: LineName::parse("Zoom 1").unwrap(),
+            provider: ProviderKind::Zoom,
+        },
+        Event::LineAdded {
+            line: line(2),
+            name: LineName::parse("Zoom 2").unwrap(),
+            provider: ProviderKind::Zoom,
+        },
+    ];
+    let done = |pool: &LinePool| {
+        matches!(
+            pool.conference(&id(1)).unwrap().provisioning,
+            Provisioning::Done { .. }
+        )
+    };
+    let pool = given(zoom_lines.clone())
+        .and(&alice(), schedule(1, 2, 3))
+        .and(&admin(), provisioned(1, "111"))
+        .when(
+            &alice(),
+            edit(
+                1,
+                ConferenceChanges {
+                    subject: Some(Subject::parse("renamed").unwrap()),
+                    ..ConferenceChanges::default()
+                },
+            ),
+        )
+        .then_expect_events(|_| {});
+    assert!(done(&pool), "an edit on its own line keeps its meeting");
+    // Another conference takes line 1 at 5–6; moving conference 1 there puts it on line 2.
+    let pool = given(zoom_lines)
+        .and(&alice(), schedule(1, 2, 3))
+        .and(&admin(), provisioned(1, "111"))
+        .and(&alice(), schedule(2, 5, 6))
+        .when(&alice(), edit(1, move_to(5, 6)))
+        .then_expect_events(|_| {});
+    assert_eq!(pool.conference(&id(1)).unwrap().line, line(2));
+    assert_eq!(
+        pool.conference(&id(1)).unwrap().provisioning,
+        Provisioning::Pending,
+        "a move to another line waits for its new meeting"
+    );
+}
+
+#[test]
+fn a_provisioning_failure_counts_only_for_the_line_and_the_time_it_was_for() {
+    let failure = |on: u64| Command::RecordProvisioningFailure {
+        conference: id(1),
+        line: line(on),
+        reason: "Zoom 500".into(),
+    };
+    let two_zoom_lines = || {
+        let mut events = zoom_line();
+        events.push(Event::LineAdded {
+            line: line(2),
+            name: LineName::parse("Zoom 2").unwrap(),
+            provider: ProviderKind::Zoom,
+        });
+        given(events).and(&alice(), schedule(1, 2, 3))
+    };
+    // Reported for a line the conference is not on (it was moved): nothing.
+    two_zoom_lines()
+        .when(&admin(), failure(2))
+        .then_expect_no_events();
+    // Reported after the conference is over: nothing.
+    two_zoom_lines()
+        .at(t(4))
+        .when(&admin(), failure(1))
+        .then_expect_no_events();
+    // For its line, while it is live: recorded.
+    two_zoom_lines()
+        .when(&admin(), failure(1))
+        .then_expect_events(|events| {
+            assert!(matches!(events[0], Event::ProvisioningFailed { .. }))
+        });
+}
