@@ -210,7 +210,8 @@ impl CommandService {
     }
 
     /// As [`Self::execute`], but refuses with `Busy` at once when the pool already has its
-    /// queue's depth ([`QUEUE_DEPTH`] unless configured) of commands waiting (for requests: shed load instead of queueing without end).
+    /// queue's depth of commands waiting ([`QUEUE_DEPTH`] unless configured): requests shed
+    /// load instead of queueing without end.
     ///
     /// # Errors
     /// As [`Self::execute`], and `Busy`.
@@ -357,8 +358,8 @@ struct Writer {
     tenant: TenantId,
     stream: String,
     pool: Option<LinePool>,
-    /// Whether the store holds events of the stream the warm pool has not seen (a version
-    /// conflict said so): the next batch reads them first.
+    /// Whether the store may hold events of the stream the warm pool has not seen (an append
+    /// failed: a conflict, or a failure that may have stored it): the next batch reads them first.
     behind: bool,
     /// Whether an append of the batch being processed failed in a way that may have stored it
     /// after all (not a conflict): its commands are then looked up by their ids before they are
@@ -398,8 +399,8 @@ impl Writer {
         }
     }
 
-    /// The warm pool, loaded on first use (snapshot and tail) and, after a version conflict,
-    /// caught up with the events other writers stored since: the cost of a conflict is the size
+    /// The warm pool, loaded on first use (snapshot and tail) and, after a failed append,
+    /// caught up with the events stored since its version: the cost of a conflict is the size
     /// of the gap, not of the history.
     async fn pool(&mut self) -> Result<&mut LinePool, StoreError> {
         match &mut self.pool {
