@@ -1,6 +1,6 @@
 //! An **independent checker** of a meetline event log. It reads the raw recorded events and
-//! re-derives every invariant the engine promises with its own deliberately plain code — a list
-//! of intervals per line, a handful of fields per conference — sharing nothing with the
+//! re-derives every invariant the engine promises with its own deliberately plain code — the
+//! intervals of each line, by start, a handful of fields per conference — sharing nothing with the
 //! aggregate (`LinePool`) but the stored event shapes. Tests, the benchmark harness and
 //! `meetline verify` use it, so a bug in the aggregate cannot hide itself by being asked whether
 //! it is right.
@@ -24,7 +24,7 @@
 //! - [`expected`]: the expected read model, folded apart from the projector.
 //! - `Tenant` / `Booking`: the checker's own state, nothing more than the rules need.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 pub mod expected;
@@ -141,8 +141,10 @@ struct Line {
     removed: bool,
 }
 
-/// One booking on a line: `[start, end)` held by a conference.
-type Interval = (DateTime<Utc>, DateTime<Utc>, ConferenceId);
+/// A line's bookings: `(start, conference) → end`, in order of start — so that a check looks
+/// only at those starting within 24 h before a slot (a longer booking is a violation of its own,
+/// reported as such), not at the line's whole history.
+type Intervals = BTreeMap<(DateTime<Utc>, ConferenceId), DateTime<Utc>>;
 
 /// One pool's state, as plain as the rules allow.
 #[derive(Debug, Default)]
@@ -151,8 +153,10 @@ struct Tenant {
     /// In the order they were added.
     lines: Vec<Line>,
     conferences: HashMap<ConferenceId, Conference>,
-    /// Per line, the intervals its conferences hold: a plain list, scanned.
-    intervals: HashMap<String, Vec<Interval>>,
+    /// Per line, the intervals its conferences hold.
+    intervals: HashMap<String, Intervals>,
+    /// Number → every conference that was given it.
+    numbers: HashMap<String, Vec<ConferenceId>>,
 }
 
 impl Tenant {
@@ -164,11 +168,26 @@ impl Tenant {
         end: DateTime<Utc>,
         ignoring: Option<ConferenceId>,
     ) -> bool {
-        self.intervals.get(line).is_none_or(|held| {
-            !held
-                .iter()
-                .any(|(from, to, id)| Some(*id) != ignoring && *from < end && start < *to)
-        })
+        !self
+            .reaching(line, start, end)
+            .any(|id| Some(id) != ignoring)
+    }
+
+    /// The conferences whose interval on `line` shares an instant with `[start, end)`.
+    fn reaching(
+        &self,
+        line: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> impl Iterator<Item = ConferenceId> + '_ {
+        let earliest = start - Duration::hours(MAX_LENGTH_HOURS);
+        let nil = ConferenceId(uuid::Uuid::nil());
+        self.intervals
+            .get(line)
+            .into_iter()
+            .flat_map(move |held| held.range((earliest, nil)..(end, nil)))
+            .filter(move |((from, _), to)| *from < end && start < **to)
+            .map(|((_, id), _)| *id)
     }
 
     /// Changes a conference, keeping its line's intervals in step.
@@ -176,15 +195,17 @@ impl Tenant {
         let Some(current) = self.conferences.get_mut(&conference) else {
             return;
         };
-        if let Some(held) = self.intervals.get_mut(&current.line) {
-            held.retain(|(_, _, id)| *id != conference);
+        if let Some((start, _)) = current.booking()
+            && let Some(held) = self.intervals.get_mut(&current.line)
+        {
+            held.remove(&(start, conference));
         }
         change(current);
         if let Some((start, end)) = current.booking() {
             self.intervals
                 .entry(current.line.clone())
                 .or_default()
-                .push((start, end, conference));
+                .insert((start, conference), end);
         }
     }
 
@@ -193,8 +214,12 @@ impl Tenant {
             self.intervals
                 .entry(conference.line.clone())
                 .or_default()
-                .push((start, end, id));
+                .insert((start, id), end);
         }
+        self.numbers
+            .entry(conference.number.clone())
+            .or_default()
+            .push(id);
         self.conferences.insert(id, conference);
     }
 
@@ -226,12 +251,8 @@ impl Tenant {
         let Some((start, end)) = subject.booking() else {
             return Vec::new();
         };
-        self.intervals
-            .get(&subject.line)
-            .into_iter()
-            .flatten()
-            .filter(|(from, to, id)| *id != conference && *from < end && start < *to)
-            .map(|(_, _, id)| *id)
+        self.reaching(&subject.line, start, end)
+            .filter(|id| *id != conference)
             .collect()
     }
 }
@@ -376,14 +397,17 @@ impl Checker {
                 }
                 let expected = tenant.first_free(start, end, None).map(str::to_owned);
                 let clash = tenant
-                    .conferences
-                    .iter()
-                    .find(|(_, other)| {
-                        other.number == number.as_str()
-                            && other.phase == Phase::Open
-                            && other.end > at
-                    })
-                    .map(|(id, _)| *id);
+                    .numbers
+                    .get(number.as_str())
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .find(|id| {
+                        tenant
+                            .conferences
+                            .get(id)
+                            .is_some_and(|other| other.phase == Phase::Open && other.end > at)
+                    });
                 if expected.as_deref() != Some(line.as_str()) {
                     self.fail(
                         "lowest free line",
