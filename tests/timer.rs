@@ -53,6 +53,25 @@ async fn status(app: &TestApp, conference: &Booked) -> String {
 }
 
 /// The one event of `kind` in `events`, asserting there is exactly one.
+/// Waits until each of `conferences` has a `kind` event, then checks that two more ticks at the
+/// same instant record nothing more.
+async fn recorded_then_still(app: &TestApp, conferences: &[&Booked], kind: &str) {
+    for conference in conferences {
+        eventually(DEADLINE, &format!("the timer records {kind}"), async || {
+            let events = app.history(T, "alice", &conference.id).await;
+            kinds(&events).contains(&kind).then_some(())
+        })
+        .await;
+    }
+    let head = app.event_store().await.head_position().await.unwrap();
+    tokio::time::sleep(TWO_TICKS).await;
+    assert_eq!(
+        app.event_store().await.head_position().await.unwrap(),
+        head,
+        "later ticks at the same instant record nothing more"
+    );
+}
+
 fn only<'a>(events: &'a [Value], kind: &str) -> &'a Value {
     let found: Vec<&Value> = events.iter().filter(|e| e["type"] == kind).collect();
     assert_eq!(found.len(), 1, "one {kind}: {:?}", kinds(events));
@@ -91,20 +110,7 @@ async fn on_a_fixed_clock_the_timer_records_each_start_and_end_once_and_catches_
     ] {
         assert_eq!(status(&app, conference).await, shown, "at T+1h15m");
     }
-    for conference in [&a, &b] {
-        eventually(DEADLINE, "the timer records the start", async || {
-            let events = app.history(T, "alice", &conference.id).await;
-            kinds(&events).contains(&"ConferenceStarted").then_some(())
-        })
-        .await;
-    }
-    let head = app.event_store().await.head_position().await.unwrap();
-    tokio::time::sleep(TWO_TICKS).await;
-    assert_eq!(
-        app.event_store().await.head_position().await.unwrap(),
-        head,
-        "later ticks at the same instant record nothing more"
-    );
+    recorded_then_still(&app, &[&a, &b], "ConferenceStarted").await;
     for conference in [&a, &b] {
         let events = app.history(T, "alice", &conference.id).await;
         assert_eq!(kinds(&events), ["ConferenceScheduled", "ConferenceStarted"]);
@@ -122,20 +128,7 @@ async fn on_a_fixed_clock_the_timer_records_each_start_and_end_once_and_catches_
     for conference in [&a, &b, &c] {
         assert_eq!(status(&app, conference).await, "ended", "at T+3h");
     }
-    for conference in [&a, &b, &c] {
-        eventually(DEADLINE, "the timer records the end", async || {
-            let events = app.history(T, "alice", &conference.id).await;
-            kinds(&events).contains(&"ConferenceEnded").then_some(())
-        })
-        .await;
-    }
-    let head = app.event_store().await.head_position().await.unwrap();
-    tokio::time::sleep(TWO_TICKS).await;
-    assert_eq!(
-        app.event_store().await.head_position().await.unwrap(),
-        head,
-        "later ticks record nothing more"
-    );
+    recorded_then_still(&app, &[&a, &b, &c], "ConferenceEnded").await;
     for conference in [&a, &b] {
         let events = app.history(T, "alice", &conference.id).await;
         assert_eq!(

@@ -621,22 +621,45 @@ async fn many_refused_commands_in_one_batch_never_fail_the_others() {
     assert_eq!((stored, refused), (20, 20));
 }
 
-/// A store that counts what its reader reads: stream events and snapshot loads.
-struct CountingStore {
+/// A store that watches its reader: it counts the stream events it reads and the snapshots it
+/// loads, and, once armed, stores an append and then answers it with an error — a commit whose
+/// answer was lost on the way back.
+struct ProbeStore {
     inner: Arc<dyn EventStore>,
     events_read: std::sync::atomic::AtomicUsize,
     snapshots_loaded: std::sync::atomic::AtomicUsize,
+    lose_next_answer: std::sync::atomic::AtomicBool,
+}
+
+impl ProbeStore {
+    fn over(inner: Arc<dyn EventStore>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            events_read: 0.into(),
+            snapshots_loaded: 0.into(),
+            lose_next_answer: false.into(),
+        })
+    }
 }
 
 #[async_trait::async_trait]
-impl EventStore for CountingStore {
+impl EventStore for ProbeStore {
     async fn append(
         &self,
         stream: &str,
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<Appended, StoreError> {
-        self.inner.append(stream, expected_version, events).await
+        let appended = self.inner.append(stream, expected_version, events).await?;
+        if self
+            .lose_next_answer
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Unavailable(
+                "connection reset by peer".to_owned(),
+            ));
+        }
+        Ok(appended)
     }
     async fn read_stream(
         &self,
@@ -690,11 +713,7 @@ impl EventStore for CountingStore {
 async fn after_a_conflict_a_writer_reads_only_the_events_it_missed() {
     use std::sync::atomic::Ordering::SeqCst;
     let shared = store().await;
-    let counting = Arc::new(CountingStore {
-        inner: shared.clone(),
-        events_read: 0.into(),
-        snapshots_loaded: 0.into(),
-    });
+    let counting = ProbeStore::over(shared.clone());
     let node_a = service(counting.clone(), 1_000_000);
     let node_b = service(shared.clone(), 1_000_000);
     add_lines(&node_a, 2).await;
@@ -753,84 +772,15 @@ async fn after_a_conflict_a_writer_reads_only_the_events_it_missed() {
     assert!(report.passed(), "{}", report.summary());
 }
 
-/// A store that, once armed, stores an append and then answers it with an error — a commit whose
-/// answer was lost on the way back.
-struct LostAnswerStore {
-    inner: Arc<dyn EventStore>,
-    armed: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl EventStore for LostAnswerStore {
-    async fn append(
-        &self,
-        stream: &str,
-        expected_version: u64,
-        events: &[NewEvent],
-    ) -> Result<Appended, StoreError> {
-        let appended = self.inner.append(stream, expected_version, events).await?;
-        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(
-                "connection reset by peer".to_owned(),
-            ));
-        }
-        Ok(appended)
-    }
-    async fn read_stream(
-        &self,
-        stream: &str,
-        after_version: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream, after_version, limit).await
-    }
-    async fn read_tagged(
-        &self,
-        stream: &str,
-        conference: ConferenceId,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_tagged(stream, conference).await
-    }
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, limit).await
-    }
-    async fn head_position(&self) -> Result<Position, StoreError> {
-        self.inner.head_position().await
-    }
-    async fn wait_for_events(&self, after: Position) {
-        self.inner.wait_for_events(after).await;
-    }
-    async fn find_command(
-        &self,
-        stream: &str,
-        command_id: Uuid,
-    ) -> Result<Option<CommandRecord>, StoreError> {
-        self.inner.find_command(stream, command_id).await
-    }
-    async fn save_snapshot(&self, stream: &str, snapshot: &Snapshot) -> Result<(), StoreError> {
-        self.inner.save_snapshot(stream, snapshot).await
-    }
-    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
-        self.inner.load_snapshot(stream).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_append_whose_answer_was_lost_is_not_decided_twice() {
     use std::sync::atomic::Ordering::SeqCst;
     let shared = store().await;
-    let lossy = Arc::new(LostAnswerStore {
-        inner: shared.clone(),
-        armed: false.into(),
-    });
+    let lossy = ProbeStore::over(shared.clone());
     let node = service(lossy.clone(), 1_000_000);
     add_lines(&node, 1).await;
     // A line added without a key: stored, the answer lost, the command tried again.
-    lossy.armed.store(true, SeqCst);
+    lossy.lose_next_answer.store(true, SeqCst);
     let added = node
         .execute(Submission::new(
             tenant(),
@@ -849,7 +799,7 @@ async fn a_stored_append_whose_answer_was_lost_is_not_decided_twice() {
     );
     // A conference the same way: booked once, and the pool knows it (the hour is still free on
     // the other line, and a third booking of the hour is refused).
-    lossy.armed.store(true, SeqCst);
+    lossy.lose_next_answer.store(true, SeqCst);
     let first = node
         .execute(Submission::new(
             tenant(),
