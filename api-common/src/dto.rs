@@ -160,7 +160,7 @@ impl LinkRenderer {
         lang: Lang,
     ) -> ConferenceDto {
         let jitsi = if view.line.provider == "builtin" {
-            self.jitsi_for(&view.tenant, &view.line.id).await
+            self.jitsi_for(&viewer.tenant, &view.line.id).await
         } else {
             None
         };

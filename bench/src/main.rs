@@ -1065,7 +1065,7 @@ async fn verify_w2(
         for id in pool.conferences.keys() {
             let row = read_models.conference(tenant, *id).await?;
             let tagged = store.read_tagged(&stream, *id).await?;
-            let folded = ConferenceView::fold(tenant, tagged.iter().map(|e| &e.event), |line| {
+            let folded = ConferenceView::fold(tagged.iter().map(|e| &e.event), |line| {
                 lines.iter().find(|l| l.id == line.as_str()).map_or_else(
                     || LineRef::unknown(line),
                     |l| LineRef {

@@ -231,7 +231,7 @@ impl ProvisioningProcess {
                 };
                 let history = self.history(&mut cache, &tenant, id).await?;
                 let (Some(meeting), (Some(then), _)) =
-                    (meeting_on(history, line, at), views(&tenant, history, at))
+                    (meeting_on(history, line, at), views(history, at))
                 else {
                     return Ok(false);
                 };
@@ -246,7 +246,7 @@ impl ProvisioningProcess {
                 if ended_early && reported_by_provider(history, at) {
                     return Ok(false);
                 }
-                let (Some(then), _) = views(&tenant, history, at) else {
+                let (Some(then), _) = views(history, at) else {
                     return Ok(false);
                 };
                 let Some(provider) = self.provider(&tenant, &then.line.id).await? else {
@@ -315,7 +315,7 @@ impl ProvisioningProcess {
             return Ok(false);
         };
         let history = self.history(cache, tenant, id).await?;
-        let (then, now) = views(tenant, history, recorded.position);
+        let (then, now) = views(history, recorded.position);
         let (Some(then), Some(now)) = (then, now) else {
             return Ok(false);
         };
@@ -397,7 +397,6 @@ fn checked_answer(meeting: ProvisionedMeeting) -> Result<ProvisionedMeeting, Pro
 
 /// The conference as of position `at` (inclusive) and as it is now.
 fn views(
-    tenant: &TenantId,
     history: &[RecordedEvent],
     at: Position,
 ) -> (Option<ConferenceView>, Option<ConferenceView>) {
@@ -407,14 +406,13 @@ fn views(
         provider: "unknown".to_owned(),
     };
     let then = ConferenceView::fold(
-        tenant,
         history
             .iter()
             .filter(|e| e.position <= at)
             .map(|e| &e.event),
         line,
     );
-    let now = ConferenceView::fold(tenant, history.iter().map(|e| &e.event), line);
+    let now = ConferenceView::fold(history.iter().map(|e| &e.event), line);
     (then, now)
 }
 

@@ -629,11 +629,9 @@ async fn await_provisioning(
                 meetline_projections::LineRef::unknown(id)
             }
         };
-        if let Some(now) = meetline_projections::ConferenceView::fold(
-            &principal.tenant,
-            events.iter().map(|e| &e.event),
-            lookup,
-        ) && now.provisioning != meetline_domain::Provisioning::Pending
+        if let Some(now) =
+            meetline_projections::ConferenceView::fold(events.iter().map(|e| &e.event), lookup)
+            && now.provisioning != meetline_domain::Provisioning::Pending
         {
             outcome.position = events
                 .last()

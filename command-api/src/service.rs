@@ -20,7 +20,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use meetline_api_common::Metrics;
 use meetline_domain::event::{EVENT_SCHEMA_VERSION, Event};
-use meetline_domain::pool::LinePool;
+use meetline_domain::pool::{Conference, LinePool};
 use meetline_domain::ports::{
     EventMetadata, EventStore, NewEvent, Position, Snapshot, StoreError, pool_stream,
 };
@@ -334,10 +334,12 @@ async fn catch_up(
 
 /// What the batch decided for one job.
 enum Decision {
-    /// Accepted: its events are `events[range]` of the batch.
+    /// Accepted: its events are `events[range]` of the batch; `conference` is the one it
+    /// concerned as its events left it (folded on the spot: the pool lets closed ones go).
     Accepted {
         from: usize,
         to: usize,
+        conference: Option<Box<Conference>>,
     },
     Rejected(DomainError),
     /// A repeated key whose first outcome was this rejection: answered the same, counted once.
@@ -556,20 +558,51 @@ impl Writer {
             }
         }
 
-        let pool = self.pool().await?;
+        let recalled = self.recall(jobs).await?;
+        let pool = self.pool.as_mut().expect("loaded by recall");
         pool.begin();
         let base_version = pool.version;
-        let mut events: Vec<NewEvent> = Vec::new();
+        let mut events: Vec<NewEvent> = Vec::with_capacity(jobs.len());
         for (index, job) in jobs.iter().enumerate() {
             if let Some(replay) = replays.remove(&index) {
                 decisions.push(replay);
                 continue;
             }
             let submission = &job.submission;
-            match pool.handle(&submission.actor, &submission.command, submission.now) {
+            let target = match &submission.command {
+                // Joining a conference one already takes part in appends nothing: find it.
+                Command::JoinConference { number } => pool
+                    .conference_by_number(number)
+                    .map(|conference| conference.id),
+                command => command.existing_conference(),
+            };
+            let closed = target.and_then(|id| recalled.get(&id));
+            match pool.decide(
+                &submission.actor,
+                &submission.command,
+                submission.now,
+                closed,
+            ) {
                 Ok(decided) => {
+                    let mut conference = target
+                        .and_then(|id| pool.conference(&id).or(closed))
+                        .cloned();
                     let from = events.len();
                     for event in decided {
+                        match &mut conference {
+                            Some(conference) => {
+                                conference.apply(&event, |line| pool.line_tag(line));
+                            }
+                            None => {
+                                conference = event.conference().and_then(|_| {
+                                    let line = match &event {
+                                        Event::ConferenceScheduled { line, .. } => line,
+                                        _ => return None,
+                                    };
+                                    Conference::scheduled(&event, pool.line_tag(line))
+                                });
+                            }
+                        }
                         pool.apply(&event);
                         events.push(NewEvent {
                             metadata: EventMetadata {
@@ -587,6 +620,7 @@ impl Writer {
                     decisions.push(Decision::Accepted {
                         from,
                         to: events.len(),
+                        conference: conference.map(Box::new),
                     });
                 }
                 Err(error) => decisions.push(Decision::Rejected(error)),
@@ -616,13 +650,18 @@ impl Writer {
         for (index, decision) in decisions.iter().enumerate() {
             let submission = &jobs[index].submission;
             let result = match decision {
-                Decision::Accepted { from, to } => {
+                Decision::Accepted {
+                    from,
+                    to,
+                    conference,
+                } => {
                     let own: Vec<Event> = events[*from..*to]
                         .iter()
                         .map(|new| new.event.clone())
                         .collect();
                     let position = if to > from { positions[*to - 1] } else { head };
-                    Ok(self.outcome(pool, &submission.command, own, position, false))
+                    let conference = conference.as_deref().cloned();
+                    Ok(self.outcome(pool, &submission.command, conference, own, position, false))
                 }
                 Decision::RejectedBefore(error) => Err(CommandError::Domain(error.clone())),
                 Decision::Rejected(error) => {
@@ -648,13 +687,25 @@ impl Writer {
                     line,
                     position,
                 } => {
+                    // The conference as it is now: held, or (closed since) folded from the store.
+                    // The batch may be stored already: a failed read fails this answer alone.
+                    let now = match conference.map(|id| (id, pool.conference(&id))) {
+                        Some((_, Some(held))) => Some(held.clone()),
+                        Some((id, None)) => match store.read_tagged(&stream, id).await {
+                            Ok(stored) => {
+                                Conference::fold(stored.iter().map(|e| &e.event), |line| {
+                                    pool.line_tag(line)
+                                })
+                            }
+                            Err(error) => {
+                                results.push(Err(error.into()));
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
                     let mut outcome =
-                        self.outcome(pool, &submission.command, Vec::new(), *position, true);
-                    if outcome.conference.is_none()
-                        && let Some(id) = conference
-                    {
-                        outcome.conference = self.conference_view(pool, *id);
-                    }
+                        self.outcome(pool, &submission.command, now, Vec::new(), *position, true);
                     if outcome.line.is_none()
                         && let Some(id) = line
                     {
@@ -679,33 +730,59 @@ impl Writer {
         Ok(results)
     }
 
-    fn conference_view(&self, pool: &LinePool, id: ConferenceId) -> Option<ConferenceView> {
-        let conference = pool.conference(&id)?;
-        let line = pool
-            .line(&conference.line)
-            .map_or_else(|| LineRef::unknown(&conference.line), LineRef::of);
-        Some(ConferenceView::from_pool(&self.tenant, conference, line))
+    /// The conferences `jobs` name that the warm pool does not hold, folded from their stored
+    /// events: closed ones (the pool let them go), so each is answered as before. A conference
+    /// the store has live is one this pool has not seen yet: the pool catches up instead. Loads
+    /// the pool (or catches it up) first.
+    async fn recall(
+        &mut self,
+        jobs: &[Job],
+    ) -> Result<HashMap<ConferenceId, Conference>, StoreError> {
+        let store = self.shared.store.clone();
+        let mut recalled = HashMap::new();
+        let missing: Vec<ConferenceId> = {
+            let pool = self.pool().await?;
+            let mut missing: Vec<ConferenceId> = jobs
+                .iter()
+                .filter_map(|job| job.submission.command.existing_conference())
+                .filter(|id| pool.conference(id).is_none())
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+            missing
+        };
+        for id in missing {
+            let stored = store.read_tagged(&self.stream, id).await?;
+            let pool = self.pool.as_ref().expect("loaded above");
+            match Conference::fold(stored.iter().map(|e| &e.event), |line| pool.line_tag(line)) {
+                Some(conference) if conference.is_closed() => {
+                    recalled.insert(id, conference);
+                }
+                Some(_) => self.behind = true,
+                None => {}
+            }
+        }
+        if self.behind {
+            self.pool().await?;
+        }
+        Ok(recalled)
     }
 
     fn outcome(
         &self,
         pool: &LinePool,
         command: &Command,
+        conference: Option<Conference>,
         events: Vec<Event>,
         position: Position,
         replayed: bool,
     ) -> Outcome {
-        let conference_id = command
-            .conference()
-            .or_else(|| events.iter().find_map(Event::conference))
-            .or_else(|| match command {
-                // Joining a conference one already takes part in appends nothing.
-                Command::JoinConference { number } => pool
-                    .conference_by_number(number)
-                    .map(|conference| conference.id),
-                _ => None,
-            });
-        let mut conference = conference_id.and_then(|id| self.conference_view(pool, id));
+        let mut conference = conference.map(|conference| {
+            conference.with_line(|tag| {
+                pool.line(&tag.id)
+                    .map_or_else(|| LineRef::unknown(&tag.id), LineRef::of)
+            })
+        });
         if let Some(view) = &mut conference {
             view.links_changed = events.iter().any(|event| {
                 matches!(

@@ -839,3 +839,120 @@ async fn a_stored_append_whose_answer_was_lost_is_not_decided_twice() {
     let report = meetline_verify::check(&log, &[]);
     assert!(report.passed(), "{}", report.summary());
 }
+
+/// Closing the books: a conference that ended or was cancelled leaves the warm pool, and the
+/// commands that name it later are answered from its stored events, as before — by this writer
+/// and by a fresh one (another node, or after a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_on_a_closed_conference_are_answered_from_the_store() {
+    let store = store().await;
+    let service = service(store.clone(), u64::MAX);
+    add_lines(&service, 1).await;
+    let submit = |actor: Actor, command: Command, now: DateTime<Utc>| {
+        let service = service.clone();
+        async move {
+            service
+                .execute(Submission::new(tenant(), actor, command, now))
+                .await
+        }
+    };
+    let created = submit(Actor::user("alice"), schedule(1), t0())
+        .await
+        .unwrap();
+    let id = created.conference.unwrap().id;
+    let ended = submit(
+        Actor::user("alice"),
+        Command::EndConferenceEarly { conference: id },
+        t0() + Duration::minutes(70),
+    )
+    .await
+    .unwrap();
+    // The answer shows the conference as its events left it, although the pool let it go.
+    let view = ended.conference.expect("the ended conference");
+    assert_eq!(view.status, Status::ManuallyEnded);
+    assert_eq!(view.version, 2);
+    let pool = load_pool(store.as_ref(), &pool_stream(&tenant()))
+        .await
+        .unwrap();
+    assert!(pool.conference(&id).is_none(), "closed: not held");
+
+    let cancel = Command::CancelConference {
+        conference: id,
+        reason: None,
+    };
+    let later = t0() + Duration::minutes(80);
+    for service in [service.clone(), self::service(store.clone(), u64::MAX)] {
+        let answer = service
+            .execute(Submission::new(
+                tenant(),
+                Actor::user("alice"),
+                cancel.clone(),
+                later,
+            ))
+            .await;
+        assert!(
+            matches!(&answer, Err(CommandError::Domain(DomainError::InvalidState { status })) if status == "manually_ended"),
+            "{answer:?}"
+        );
+        // A stranger learns nothing; the timer has nothing to record.
+        let answer = service
+            .execute(Submission::new(
+                tenant(),
+                Actor::user("mallory"),
+                cancel.clone(),
+                later,
+            ))
+            .await;
+        assert!(matches!(
+            answer,
+            Err(CommandError::Domain(DomainError::NotFound))
+        ));
+        let elapsed = service
+            .execute(Submission::new(
+                tenant(),
+                Actor::admin("system"),
+                Command::RecordElapsedTime { conference: id },
+                t0() + Duration::hours(5),
+            ))
+            .await
+            .unwrap();
+        assert!(elapsed.events.is_empty());
+        assert_eq!(
+            elapsed.conference.map(|view| view.status),
+            Some(Status::ManuallyEnded)
+        );
+    }
+    // A keyed retry of a cancel, after the conference closed, answers with the conference.
+    let second_id = ConferenceId(Uuid::from_u128(77));
+    let keyed = || {
+        Submission::new(
+            tenant(),
+            Actor::user("alice"),
+            Command::CancelConference {
+                conference: second_id,
+                reason: None,
+            },
+            t0(),
+        )
+        .with_idempotency_key("cancel-once")
+    };
+    let mut second = schedule(3);
+    if let Command::ScheduleConference(schedule) = &mut second {
+        schedule.conference = second_id;
+    }
+    submit(Actor::user("alice"), second, t0()).await.unwrap();
+    let first = service.execute(keyed()).await.unwrap();
+    let again = self::service(store.clone(), u64::MAX)
+        .execute(keyed())
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(
+        again.conference.map(|view| (view.id, view.status)),
+        Some((second_id, Status::Cancelled))
+    );
+    assert_eq!(
+        first.conference.map(|view| view.status),
+        Some(Status::Cancelled)
+    );
+}

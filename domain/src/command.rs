@@ -197,6 +197,16 @@ impl Command {
     }
 
     /// The conference this command names up front, if any (join names a number instead).
+    /// The existing conference the command acts on (not one it creates).
+    pub fn existing_conference(&self) -> Option<ConferenceId> {
+        match self {
+            Self::ScheduleConference(_)
+            | Self::LaunchFromMeeting { .. }
+            | Self::LaunchFromChat { .. } => None,
+            _ => self.conference(),
+        }
+    }
+
     pub fn conference(&self) -> Option<ConferenceId> {
         match self {
             Self::ScheduleConference(cmd) => Some(cmd.conference),

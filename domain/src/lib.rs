@@ -7,11 +7,13 @@
 //! # Layout
 //! - [`types`]: identifiers and validated value types (`TimeSlot`, `Subject`, `Status`, …).
 //! - [`command`] / [`event`]: what is asked and what happened (events are a persisted contract).
+//! - [`conference`]: a conference and the one fold of its events (pool, projections, replays).
 //! - [`pool`]: the `LinePool` aggregate — `handle` decides, `apply` folds.
 //! - [`error`]: `DomainError`, mapped to HTTP once, at the API edge.
 //! - [`ports`]: the `EventStore` trait and the envelopes it stores.
 
 pub mod command;
+pub mod conference;
 pub mod error;
 pub mod event;
 mod free_lines;

@@ -15,6 +15,8 @@ use crate::command::{
     ChatFacts, Command, ConferenceChanges, DEFAULT_MINUTES, EndSpec, MeetingFacts,
     ScheduleConference,
 };
+use crate::conference::LineTag;
+pub use crate::conference::Provisioning;
 use crate::error::DomainError;
 use crate::event::Event;
 use crate::free_lines::FreeLineIndex;
@@ -57,98 +59,15 @@ impl Line {
     }
 }
 
-/// A conference as the pool keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Conference {
-    pub id: ConferenceId,
-    pub number: ConferenceNumber,
-    pub mode: Mode,
-    pub subject: Subject,
-    pub slot: TimeSlot,
-    pub timezone: TimeZoneName,
-    pub host: UserId,
-    pub creator: UserId,
-    pub attendees: Vec<UserId>,
-    pub joined: Vec<UserId>,
-    pub related_link: Option<RelatedLink>,
-    pub source: Source,
-    pub line: LineId,
-    pub room: RoomName,
-    /// The status as recorded by events; [`Conference::status_at`] adds the clock.
-    pub status: Status,
-    /// How many events this conference has: its `ETag`.
-    pub version: u64,
-    pub created_at: DateTime<Utc>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub cancelled_at: Option<DateTime<Utc>>,
-    pub stranded: bool,
-    /// Whether the line's provider hosts the meeting yet (external providers only).
-    #[serde(default)]
-    pub provisioning: Provisioning,
-}
+/// A conference as the pool keeps it: the one fold of [`crate::conference`], its line named by
+/// id and provider. The pool holds only conferences that can still change (see
+/// [`LinePool::apply`]).
+pub type Conference = crate::conference::Conference<LineTag>;
 
-/// A conference's meeting at its line's provider.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Provisioning {
-    /// The builtin provider needs no round trip: links are signed locally.
-    #[default]
-    NotNeeded,
-    /// An external provider has not confirmed the meeting yet.
-    Pending,
-    Done {
-        line: LineId,
-        meeting_id: String,
-        join_url: String,
-        password: Option<String>,
-    },
-    Failed {
-        reason: String,
-    },
-}
-
-impl Provisioning {
-    fn for_line(line: Option<&Line>) -> Self {
-        match line.map(|line| line.provider) {
-            Some(ProviderKind::Builtin) | None => Self::NotNeeded,
-            Some(_) => Self::Pending,
-        }
-    }
-}
-
-impl Conference {
-    pub fn status_at(&self, now: DateTime<Utc>) -> Status {
-        self.status.at(&self.slot, now)
-    }
-
-    /// Host, creator, attendees and those who joined: who may see the conference.
-    pub fn is_participant(&self, user: &UserId) -> bool {
-        self.host == *user
-            || self.creator == *user
-            || self.attendees.contains(user)
-            || self.joined.contains(user)
-    }
-
-    /// Host, creator or admin: who may edit, invite, cancel or end early.
-    pub fn may_manage(&self, actor: &Actor) -> bool {
-        actor.admin || self.host == actor.user || self.creator == actor.user
-    }
-
-    fn booking_slot(&self) -> Option<TimeSlot> {
-        match self.status {
-            Status::Cancelled => None,
-            Status::ManuallyEnded => {
-                self.ended_at
-                    .filter(|at| *at > self.slot.start)
-                    .map(|at| TimeSlot {
-                        start: self.slot.start,
-                        end: at,
-                    })
-            }
-            _ => Some(self.slot),
-        }
-    }
-}
+/// How long a closed conference's booking stays on its line after the log's clock passed its end:
+/// a decision may start a slot a few minutes in the past ([`START_GRACE_SECONDS`]) and nodes'
+/// clocks differ a little, so a booking is dropped only once no decision can reach it.
+pub const BOOKING_RETENTION_HOURS: i64 = 24;
 
 /// The tenant's line pool. `handle` decides, `apply` folds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -166,6 +85,10 @@ pub struct LinePool {
     /// conference kept, the one refused). Empty for every log the aggregate decided.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clashes: Vec<(LineId, ConferenceId, ConferenceId)>,
+    /// The latest decision time the log shows (the `at` of the events the pool decided at its
+    /// clock): what tells the fold that a closed conference's booking can be dropped.
+    #[serde(default)]
+    pub latest: Option<DateTime<Utc>>,
     /// How to undo what [`Self::apply`] did since [`Self::begin`] (a batch being decided).
     #[serde(skip)]
     journal: Option<Journal>,
@@ -185,6 +108,8 @@ struct StoredPool {
     meeting_conferences: HashMap<MeetingId, ConferenceId>,
     #[serde(default)]
     clashes: Vec<(LineId, ConferenceId, ConferenceId)>,
+    #[serde(default)]
+    latest: Option<DateTime<Utc>>,
 }
 
 impl From<StoredPool> for LinePool {
@@ -197,6 +122,7 @@ impl From<StoredPool> for LinePool {
             numbers,
             meeting_conferences,
             clashes,
+            latest,
         } = stored;
         Self {
             index: FreeLineIndex::of(&lines),
@@ -207,6 +133,7 @@ impl From<StoredPool> for LinePool {
             numbers,
             meeting_conferences,
             clashes,
+            latest,
             journal: None,
         }
     }
@@ -225,6 +152,7 @@ impl PartialEq for LinePool {
             numbers,
             meeting_conferences,
             clashes,
+            latest,
             journal: _,
             index: _,
         } = self;
@@ -235,12 +163,14 @@ impl PartialEq for LinePool {
             && *numbers == other.numbers
             && *meeting_conferences == other.meeting_conferences
             && *clashes == other.clashes
+            && *latest == other.latest
     }
 }
 
 #[derive(Debug, Clone)]
 struct Journal {
     version: u64,
+    latest: Option<DateTime<Utc>>,
     lines_added: u64,
     clashes: usize,
     undo: Vec<Undo>,
@@ -281,6 +211,7 @@ impl LinePool {
         if self.journal.is_none() {
             self.journal = Some(Journal {
                 version: self.version,
+                latest: self.latest,
                 lines_added: self.lines_added,
                 clashes: self.clashes.len(),
                 undo: Vec::new(),
@@ -347,6 +278,7 @@ impl LinePool {
             }
         }
         self.version = journal.version;
+        self.latest = journal.latest;
         self.lines_added = journal.lines_added;
         self.clashes.truncate(journal.clashes);
     }
@@ -382,6 +314,11 @@ impl LinePool {
         self.lines.iter().find(|line| line.id == *id)
     }
 
+    /// The line `id` as a conference names it (a line no longer held counts as builtin).
+    pub fn line_tag(&self, id: &LineId) -> LineTag {
+        tag_of(&self.lines, id)
+    }
+
     fn line_mut(&mut self, id: &LineId) -> Option<&mut Line> {
         self.lines.iter_mut().find(|line| line.id == *id)
     }
@@ -403,7 +340,7 @@ impl LinePool {
         ignoring: Option<ConferenceId>,
     ) -> Option<&Line> {
         let ignoring = ignoring.and_then(|id| {
-            let holder = &self.conferences.get(&id)?.line;
+            let holder = &self.conferences.get(&id)?.line.id;
             Some((self.lines.iter().position(|line| line.id == *holder)?, id))
         });
         self.index
@@ -426,6 +363,29 @@ impl LinePool {
         command: &Command,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, DomainError> {
+        self.decide(actor, command, now, None)
+    }
+
+    /// As [`Self::handle`], for a command that may name a conference the pool no longer holds:
+    /// `recalled` is that conference as folded from its stored events (closed, so no rule lets
+    /// it change; each answers as it would have while the pool held it — `invalid_state`,
+    /// `not_found` for those who may not see it, or nothing to do).
+    ///
+    /// # Errors
+    /// As [`Self::handle`].
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        command: &Command,
+        now: DateTime<Utc>,
+        recalled: Option<&Conference>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let held = |id: &ConferenceId| -> Result<&Conference, DomainError> {
+            self.conferences
+                .get(id)
+                .or(recalled.filter(|closed| closed.id == *id))
+                .ok_or(DomainError::NotFound)
+        };
         match command {
             Command::AddLine { name, provider } => {
                 require_admin(actor)?;
@@ -462,7 +422,7 @@ impl LinePool {
                 require_admin(actor)?;
                 self.line(line).ok_or(DomainError::NotFound)?;
                 let holds_future = self.conferences.values().any(|conference| {
-                    conference.line == *line
+                    conference.line.id == *line
                         && matches!(
                             conference.status_at(now),
                             Status::NotStarted | Status::InProgress
@@ -517,12 +477,19 @@ impl LinePool {
                 changes,
                 expected_version,
                 rooms,
-            } => self.edit(actor, *conference, changes, *expected_version, rooms, now),
+            } => self.edit(
+                actor,
+                held(conference)?,
+                changes,
+                *expected_version,
+                rooms,
+                now,
+            ),
             Command::InviteAttendees {
                 conference,
                 attendees,
             } => {
-                let current = self.managed_conference(actor, conference)?;
+                let current = managed(actor, held(conference)?)?;
                 let status = current.status_at(now);
                 if !matches!(status, Status::NotStarted | Status::InProgress) {
                     return Err(DomainError::invalid_state(status));
@@ -562,7 +529,7 @@ impl LinePool {
                 }])
             }
             Command::CancelConference { conference, reason } => {
-                let current = self.managed_conference(actor, conference)?;
+                let current = managed(actor, held(conference)?)?;
                 let status = current.status_at(now);
                 if status != Status::NotStarted {
                     return Err(DomainError::invalid_state(status));
@@ -579,7 +546,7 @@ impl LinePool {
                 }])
             }
             Command::EndConferenceEarly { conference } => {
-                let current = self.managed_conference(actor, conference)?;
+                let current = managed(actor, held(conference)?)?;
                 let status = current.status_at(now);
                 if status != Status::InProgress {
                     return Err(DomainError::invalid_state(status));
@@ -603,14 +570,12 @@ impl LinePool {
                 if let Some(password) = password {
                     free_text(password, "password", 200)?;
                 }
-                let current = self
-                    .conferences
-                    .get(conference)
-                    .ok_or(DomainError::NotFound)?;
+                let current = held(conference)?;
                 let already = matches!(&current.provisioning,
                     Provisioning::Done { meeting_id: known, line: on, .. } if known == meeting_id && on == line);
-                // A report for a line the conference has left is stale: its move is provisioned too.
-                if already || current.line != *line {
+                // A report for a line the conference has left is stale: its move is provisioned
+                // too. A closed conference's report changes nothing.
+                if already || current.line.id != *line || current.is_closed() {
                     return Ok(vec![]);
                 }
                 Ok(vec![Event::ConferenceProvisioned {
@@ -627,15 +592,15 @@ impl LinePool {
                 reason,
             } => {
                 require_admin(actor)?;
-                let current = self
-                    .conferences
-                    .get(conference)
-                    .ok_or(DomainError::NotFound)?;
+                let current = held(conference)?;
                 let live = matches!(
                     current.status_at(now),
                     Status::NotStarted | Status::InProgress
                 );
-                if current.provisioning != Provisioning::Pending || current.line != *line || !live {
+                if current.provisioning != Provisioning::Pending
+                    || current.line.id != *line
+                    || !live
+                {
                     return Ok(vec![]);
                 }
                 Ok(vec![Event::ProvisioningFailed {
@@ -655,10 +620,7 @@ impl LinePool {
                 at,
             } => {
                 require_admin(actor)?;
-                let current = self
-                    .conferences
-                    .get(conference)
-                    .ok_or(DomainError::NotFound)?;
+                let current = held(conference)?;
                 if *started {
                     return Ok(vec![Event::ProviderMeetingStarted {
                         conference: *conference,
@@ -681,10 +643,7 @@ impl LinePool {
                 Ok(events)
             }
             Command::RecordElapsedTime { conference } => {
-                let current = self
-                    .conferences
-                    .get(conference)
-                    .ok_or(DomainError::NotFound)?;
+                let current = held(conference)?;
                 let mut events = Vec::new();
                 if current.status == Status::NotStarted && now >= current.slot.start {
                     events.push(Event::ConferenceStarted {
@@ -703,31 +662,6 @@ impl LinePool {
                 Ok(events)
             }
         }
-    }
-
-    /// A conference the actor may see (participant or admin) and manage (host, creator, admin).
-    fn managed_conference(
-        &self,
-        actor: &Actor,
-        id: &ConferenceId,
-    ) -> Result<&Conference, DomainError> {
-        let conference = self.visible_conference(actor, id)?;
-        if !conference.may_manage(actor) {
-            return Err(DomainError::Forbidden);
-        }
-        Ok(conference)
-    }
-
-    fn visible_conference(
-        &self,
-        actor: &Actor,
-        id: &ConferenceId,
-    ) -> Result<&Conference, DomainError> {
-        let conference = self.conferences.get(id).ok_or(DomainError::NotFound)?;
-        if !actor.admin && !conference.is_participant(&actor.user) {
-            return Err(DomainError::NotFound);
-        }
-        Ok(conference)
     }
 
     fn schedule(
@@ -915,13 +849,14 @@ impl LinePool {
     fn edit(
         &self,
         actor: &Actor,
-        id: ConferenceId,
+        current: &Conference,
         changes: &ConferenceChanges,
         expected_version: Option<u64>,
         rooms: &RoomNonce,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, DomainError> {
-        let current = self.managed_conference(actor, &id)?;
+        let current = managed(actor, current)?;
+        let id = current.id;
         if let Some(expected) = expected_version
             && expected != current.version
         {
@@ -944,12 +879,12 @@ impl LinePool {
         if moved && is_too_early(slot.start, now) {
             return Err(DomainError::invalid_input("start"));
         }
-        let own_line = self.line(&current.line);
+        let own_line = self.line(&current.line.id);
         let keeps_line = own_line.is_some_and(|line| {
             line.status == LineStatus::Active && (!moved || line.is_free(&slot, Some(id)))
         });
         let (line, room) = if keeps_line {
-            (current.line.clone(), current.room.clone())
+            (current.line.id.clone(), current.room.clone())
         } else {
             let line = self
                 .first_free_line(&slot, Some(id))
@@ -973,7 +908,7 @@ impl LinePool {
             None => current.related_link.clone(),
         };
         let unchanged = !moved
-            && line == current.line
+            && line == current.line.id
             && subject == current.subject
             && timezone == current.timezone
             && attendees == current.attendees
@@ -988,7 +923,7 @@ impl LinePool {
             timezone,
             attendees,
             related_link,
-            line_changed: line != current.line,
+            line_changed: line != current.line.id,
             line,
             room,
         }])
@@ -1037,15 +972,20 @@ impl LinePool {
     }
 
     /// Folds an accepted event. No validation; cannot fail.
+    ///
+    /// **Closing the books:** a conference whose events close it (ended, ended early, cancelled,
+    /// provisioning failed) leaves the pool at once — with its number and its source meeting,
+    /// which live conferences may then take — and its booking leaves its line once the log's
+    /// clock is [`BOOKING_RETENTION_HOURS`] past its end. Later events of a closed conference
+    /// (a provider's report) change nothing here. So what the pool holds grows with live and
+    /// future work, not with history; a command naming a closed conference is decided on it as
+    /// recalled from the store ([`Self::decide`]).
     pub fn apply(&mut self, event: &Event) {
         self.version += 1;
-        if let Some(id) = event.conference() {
-            self.record(|pool| {
-                Undo::Conference(id, pool.conferences.get(&id).cloned().map(Box::new))
-            });
-            if let Some(conference) = self.conferences.get_mut(&id) {
-                conference.version += 1;
-            }
+        if let Some(at) = decided_at(event)
+            && self.latest.is_none_or(|latest| at > latest)
+        {
+            self.latest = Some(at);
         }
         match event {
             Event::LineAdded {
@@ -1093,19 +1033,20 @@ impl LinePool {
             Event::ConferenceScheduled {
                 conference,
                 number,
-                mode,
-                subject,
-                slot,
-                timezone,
-                host,
-                creator,
-                attendees,
-                related_link,
                 source,
                 line,
-                room,
-                at,
+                slot,
+                ..
             } => {
+                let Some(new) = Conference::scheduled(event, tag_of(&self.lines, line)) else {
+                    return;
+                };
+                self.record(|pool| {
+                    Undo::Conference(
+                        *conference,
+                        pool.conferences.get(conference).cloned().map(Box::new),
+                    )
+                });
                 self.record(|pool| Undo::Number(number.clone(), pool.numbers.get(number).copied()));
                 self.numbers.insert(number.clone(), *conference);
                 if let Source::Meeting { id } = source {
@@ -1114,176 +1055,90 @@ impl LinePool {
                     });
                     self.meeting_conferences.insert(id.clone(), *conference);
                 }
-                let status = if *mode == Mode::Quick {
-                    Status::InProgress
-                } else {
-                    Status::NotStarted
-                };
-                let provisioning = Provisioning::for_line(self.line(line));
-                self.conferences.insert(
-                    *conference,
-                    Conference {
-                        id: *conference,
-                        number: number.clone(),
-                        mode: *mode,
-                        subject: subject.clone(),
-                        slot: *slot,
-                        timezone: timezone.clone(),
-                        host: host.clone(),
-                        creator: creator.clone(),
-                        attendees: attendees.clone(),
-                        joined: Vec::new(),
-                        related_link: related_link.clone(),
-                        source: source.clone(),
-                        line: line.clone(),
-                        room: room.clone(),
-                        status,
-                        version: 1,
-                        created_at: *at,
-                        ended_at: None,
-                        cancelled_at: None,
-                        stranded: false,
-                        provisioning,
-                    },
-                );
+                self.conferences.insert(*conference, new);
                 self.book_on(line, *slot, *conference);
+                self.prune(line);
             }
-            Event::ConferenceEdited {
-                conference,
-                subject,
-                slot,
-                timezone,
-                attendees,
-                related_link,
-                line,
-                room,
-                ..
-            } => {
-                let new_provisioning = Provisioning::for_line(self.line(line));
-                let Some(current) = self.conferences.get_mut(conference) else {
-                    return;
-                };
-                let (old_line, old_slot) = (current.line.clone(), current.slot);
-                current.subject = subject.clone();
-                current.slot = *slot;
-                current.timezone = timezone.clone();
-                current.attendees = attendees.clone();
-                current.related_link = related_link.clone();
-                current.line = line.clone();
-                current.room = room.clone();
-                if old_line != *line {
-                    current.stranded = false;
-                    current.provisioning = new_provisioning;
-                }
-                self.unbook(&old_line, old_slot.start, *conference);
-                self.book_on(line, *slot, *conference);
-            }
-            Event::AttendeesInvited {
-                conference,
-                attendees,
-            } => {
-                if let Some(current) = self.conferences.get_mut(conference) {
-                    current.attendees.extend(attendees.iter().cloned());
+            _ => {
+                if let Some(id) = event.conference() {
+                    self.apply_to_conference(id, event);
                 }
             }
-            Event::ParticipantJoined { conference, user } => {
-                if let Some(current) = self.conferences.get_mut(conference) {
-                    current.joined.push(user.clone());
-                }
+        }
+    }
+
+    /// Folds a later event of a conference the pool holds, and moves its booking to match.
+    fn apply_to_conference(&mut self, id: ConferenceId, event: &Event) {
+        let Some(current) = self.conferences.get(&id) else {
+            return;
+        };
+        let before = (
+            current.line.id.clone(),
+            current.slot.start,
+            current.booking_slot(),
+        );
+        self.record(|pool| Undo::Conference(id, pool.conferences.get(&id).cloned().map(Box::new)));
+        let lines = &self.lines;
+        let Some(current) = self.conferences.get_mut(&id) else {
+            return;
+        };
+        current.apply(event, |line| tag_of(lines, line));
+        let (line, booking, closed) = (
+            current.line.id.clone(),
+            current.booking_slot(),
+            current.is_closed(),
+        );
+        if (&before.0, before.2) != (&line, booking) {
+            self.unbook(&before.0, before.1, id);
+            if let Some(slot) = booking {
+                self.book_on(&line, slot, id);
             }
-            Event::ConferenceCancelled { conference, at, .. } => {
-                let Some(current) = self.conferences.get_mut(conference) else {
-                    return;
-                };
-                current.status = Status::Cancelled;
-                current.cancelled_at = Some(*at);
-                let (line, start) = (current.line.clone(), current.slot.start);
-                self.unbook(&line, start, *conference);
+        }
+        if closed {
+            self.close(id);
+            self.prune(&line);
+        }
+    }
+
+    /// Lets a closed conference go: it, and the number and source meeting it held.
+    fn close(&mut self, id: ConferenceId) {
+        let Some(closed) = self.conferences.remove(&id) else {
+            return;
+        };
+        if self.numbers.get(&closed.number) == Some(&id) {
+            self.record(|_| Undo::Number(closed.number.clone(), Some(id)));
+            self.numbers.remove(&closed.number);
+        }
+        if let Source::Meeting { id: meeting } = &closed.source
+            && self.meeting_conferences.get(meeting) == Some(&id)
+        {
+            self.record(|_| Undo::Meeting(meeting.clone(), Some(id)));
+            self.meeting_conferences.remove(meeting);
+        }
+    }
+
+    /// Drops `line`'s earliest bookings while they belong to closed conferences and ended
+    /// [`BOOKING_RETENTION_HOURS`] before the log's clock (amortised: each booking goes once).
+    fn prune(&mut self, line: &LineId) {
+        let Some(cutoff) = self
+            .latest
+            .map(|latest| latest - Duration::hours(BOOKING_RETENTION_HOURS))
+        else {
+            return;
+        };
+        loop {
+            let Some((start, booking)) = self
+                .line(line)
+                .and_then(|known| known.bookings.first_key_value())
+            else {
+                return;
+            };
+            if booking.end >= cutoff || self.conferences.contains_key(&booking.conference) {
+                return;
             }
-            Event::ConferenceEndedEarly { conference, at } => {
-                let Some(current) = self.conferences.get_mut(conference) else {
-                    return;
-                };
-                current.status = Status::ManuallyEnded;
-                current.ended_at = Some(*at);
-                let (line, start, booking) = (
-                    current.line.clone(),
-                    current.slot.start,
-                    current.booking_slot(),
-                );
-                self.unbook(&line, start, *conference);
-                if let Some(slot) = booking {
-                    self.book_on(&line, slot, *conference);
-                }
-            }
-            Event::ConferenceStarted { conference, .. } => {
-                if let Some(current) = self.conferences.get_mut(conference) {
-                    current.status = Status::InProgress;
-                }
-            }
-            Event::ConferenceEnded { conference, at } => {
-                if let Some(current) = self.conferences.get_mut(conference) {
-                    current.status = Status::Ended;
-                    current.ended_at = Some(*at);
-                }
-            }
-            Event::ConferenceMovedToLine {
-                conference,
-                from,
-                to,
-                room,
-            } => {
-                let provisioning = Provisioning::for_line(self.line(to));
-                let Some(current) = self.conferences.get_mut(conference) else {
-                    return;
-                };
-                current.line = to.clone();
-                current.room = room.clone();
-                current.stranded = false;
-                current.provisioning = provisioning;
-                let slot = current.slot;
-                self.unbook(from, slot.start, *conference);
-                self.book_on(to, slot, *conference);
-            }
-            Event::ConferenceStranded { conference, .. } => {
-                if let Some(current) = self.conferences.get_mut(conference) {
-                    current.stranded = true;
-                }
-            }
-            Event::ConferenceProvisioned {
-                conference,
-                line,
-                meeting_id,
-                join_url,
-                password,
-            } => {
-                if let Some(current) = self.conferences.get_mut(conference) {
-                    current.provisioning = Provisioning::Done {
-                        line: line.clone(),
-                        meeting_id: meeting_id.clone(),
-                        join_url: join_url.clone(),
-                        password: password.clone(),
-                    };
-                }
-            }
-            Event::ProviderMeetingStarted { .. } | Event::ProviderMeetingEnded { .. } => {}
-            Event::ProvisioningFailed {
-                conference,
-                reason,
-                at,
-                ..
-            } => {
-                let Some(current) = self.conferences.get_mut(conference) else {
-                    return;
-                };
-                current.provisioning = Provisioning::Failed {
-                    reason: reason.clone(),
-                };
-                current.status = Status::Cancelled;
-                current.cancelled_at = Some(*at);
-                let (line, start) = (current.line.clone(), current.slot.start);
-                self.unbook(&line, start, *conference);
-            }
+            let start = *start;
+            self.record_booking(line, start);
+            self.set_booking(line, start, None, None);
         }
     }
 
@@ -1390,6 +1245,42 @@ struct NewConference<'a> {
     rooms: &'a RoomNonce,
     numbers: &'a NumberDraw,
     now: DateTime<Utc>,
+}
+
+/// The line `id` as a conference names it (an unknown line counts as builtin).
+fn tag_of(lines: &[Line], id: &LineId) -> LineTag {
+    LineTag {
+        id: id.clone(),
+        provider: lines
+            .iter()
+            .find(|line| line.id == *id)
+            .map_or(ProviderKind::Builtin, |line| line.provider),
+    }
+}
+
+/// When the pool decided an event, by the deciding node's clock (provider reports carry the
+/// provider's clock and do not count).
+fn decided_at(event: &Event) -> Option<DateTime<Utc>> {
+    match event {
+        Event::ConferenceScheduled { at, .. }
+        | Event::ConferenceCancelled { at, .. }
+        | Event::ConferenceEndedEarly { at, .. }
+        | Event::ConferenceEnded { at, .. }
+        | Event::ProvisioningFailed { at, .. } => Some(*at),
+        _ => None,
+    }
+}
+
+/// `conference` if the actor may see it (participant or admin) and manage it (host, creator,
+/// admin): `not_found` for those who may not see it, `forbidden` for those who only may.
+fn managed<'a>(actor: &Actor, conference: &'a Conference) -> Result<&'a Conference, DomainError> {
+    if !actor.admin && !conference.is_participant(&actor.user) {
+        return Err(DomainError::NotFound);
+    }
+    if !conference.may_manage(actor) {
+        return Err(DomainError::Forbidden);
+    }
+    Ok(conference)
 }
 
 fn require_admin(actor: &Actor) -> Result<(), DomainError> {

@@ -6,9 +6,10 @@
 
 use std::collections::HashSet;
 
+use meetline_domain::conference::{Conference, LineTag};
 use meetline_domain::event::{EVENT_SCHEMA_VERSION, Event};
 use meetline_domain::pool::LinePool;
-use meetline_domain::types::{ConferenceId, LineStatus, Status};
+use meetline_domain::types::{ConferenceId, LineStatus, ProviderKind, Status};
 
 const SCHEMA_1: &str = include_str!("fixtures/events-schema-1.jsonl");
 
@@ -56,16 +57,31 @@ fn the_schema_1_fixture_replays_to_the_state_it_describes() {
             0x0190c2b5_0000_7000_8000_000000000000 + n,
         ))
     };
-    let status = |n: u128| pool.conference(&id(n)).unwrap().status;
-    assert_eq!(status(1), Status::Ended);
-    assert_eq!(status(2), Status::Cancelled);
-    assert_eq!(status(3), Status::ManuallyEnded);
-    assert_eq!(status(7), Status::Cancelled);
-    let first = pool.conference(&id(1)).unwrap();
+    // Closed conferences left the pool; the one fold of their own events tells their state.
+    let folded = |n: u128| {
+        let own = events
+            .iter()
+            .filter(|event| event.conference() == Some(id(n)));
+        Conference::fold(own, |line| LineTag {
+            id: line.clone(),
+            provider: ProviderKind::Builtin,
+        })
+        .unwrap()
+    };
+    for (n, closed) in [
+        (1, Status::Ended),
+        (2, Status::Cancelled),
+        (3, Status::ManuallyEnded),
+        (7, Status::Cancelled),
+    ] {
+        assert!(pool.conference(&id(n)).is_none(), "{n} is closed");
+        assert_eq!(folded(n).status, closed);
+    }
+    let first = folded(1);
     assert_eq!(first.subject.as_str(), "周会（改）");
     assert!(first.attendees.iter().any(|user| user.as_str() == "erin"));
     assert!(first.joined.iter().any(|user| user.as_str() == "dave"));
-    assert_eq!(pool.conference(&id(4)).unwrap().line.as_str(), "line-2");
+    assert_eq!(pool.conference(&id(4)).unwrap().line.id.as_str(), "line-2");
     assert!(pool.conference(&id(5)).unwrap().stranded);
     let line = |name: &str| pool.lines.iter().find(|line| line.id.as_str() == name);
     assert_eq!(line("line-1").unwrap().name.as_str(), "线路一");

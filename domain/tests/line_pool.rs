@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use meetline_domain::command::{ChatFacts, ConferenceChanges, EndSpec, MeetingFacts};
+use meetline_domain::conference::LineTag;
 use meetline_domain::pool::Provisioning;
 use meetline_domain::pool::minutes;
 use meetline_domain::*;
@@ -23,14 +24,71 @@ fn line(n: u64) -> LineId {
     LineId::parse(&format!("line-{n}")).unwrap()
 }
 
-struct Given {
+/// A pool and the log it was folded from: what the writer has (the pool warm, the events in the
+/// store). Derefs to the pool.
+#[derive(Debug, Clone, PartialEq)]
+struct Logged {
     pool: LinePool,
+    log: Vec<Event>,
+}
+
+impl std::ops::Deref for Logged {
+    type Target = LinePool;
+
+    fn deref(&self) -> &LinePool {
+        &self.pool
+    }
+}
+
+impl Logged {
+    fn apply(&mut self, event: &Event) {
+        self.pool.apply(event);
+        self.log.push(event.clone());
+    }
+
+    /// A conference folded from its logged events: how the writer recalls one the pool let go.
+    fn folded(&self, id: ConferenceId) -> Option<Conference> {
+        Conference::fold(
+            self.log
+                .iter()
+                .filter(|event| event.conference() == Some(id)),
+            |line| LineTag {
+                id: line.clone(),
+                provider: self
+                    .pool
+                    .line(line)
+                    .map_or(ProviderKind::Builtin, |known| known.provider),
+            },
+        )
+    }
+
+    /// Decides as the writer does: a command naming a conference the pool does not hold is
+    /// decided on that conference as recalled from the log.
+    fn decide(
+        &self,
+        actor: &Actor,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let recalled = command
+            .conference()
+            .filter(|id| self.pool.conference(id).is_none())
+            .and_then(|id| self.folded(id));
+        self.pool.decide(actor, command, now, recalled.as_ref())
+    }
+}
+
+struct Given {
+    pool: Logged,
     now: DateTime<Utc>,
 }
 
 fn given(events: Vec<Event>) -> Given {
     Given {
-        pool: LinePool::from_events(&events),
+        pool: Logged {
+            pool: LinePool::from_events(&events),
+            log: events,
+        },
         now: t(0),
     }
 }
@@ -59,7 +117,7 @@ impl Given {
     fn and(mut self, actor: &Actor, command: Command) -> Self {
         let events = self
             .pool
-            .handle(actor, &command, self.now)
+            .decide(actor, &command, self.now)
             .expect("precondition accepted");
         for event in &events {
             self.pool.apply(event);
@@ -68,7 +126,7 @@ impl Given {
     }
 
     fn when(self, actor: &Actor, command: Command) -> Then {
-        let result = self.pool.handle(actor, &command, self.now);
+        let result = self.pool.decide(actor, &command, self.now);
         Then {
             pool: self.pool,
             result,
@@ -77,24 +135,24 @@ impl Given {
 }
 
 struct Then {
-    pool: LinePool,
+    pool: Logged,
     result: Result<Vec<Event>, DomainError>,
 }
 
 impl Then {
-    fn then_expect_error(self, expected: DomainError) -> LinePool {
+    fn then_expect_error(self, expected: DomainError) -> Logged {
         assert_eq!(self.result, Err(expected));
         self.pool
     }
 
     /// As [`Then::then_expect_error`], and the error reads exactly `text` (the seed's wording).
-    fn then_expect_error_saying(self, expected: DomainError, text: &str) -> LinePool {
+    fn then_expect_error_saying(self, expected: DomainError, text: &str) -> Logged {
         let error = self.result.as_ref().expect_err("command rejected").clone();
         assert_eq!(error.to_string(), text);
         self.then_expect_error(expected)
     }
 
-    fn then_expect_events(self, check: impl FnOnce(&[Event])) -> LinePool {
+    fn then_expect_events(self, check: impl FnOnce(&[Event])) -> Logged {
         let events = self.result.expect("command accepted");
         check(&events);
         let mut pool = self.pool;
@@ -426,8 +484,12 @@ fn cancelling_frees_the_whole_slot() {
         .then_expect_events(|events| {
             assert!(matches!(events[0], Event::ConferenceCancelled { .. }))
         });
+    assert!(
+        pool.conference(&id(1)).is_none(),
+        "a cancelled conference leaves the pool"
+    );
     assert_eq!(
-        pool.conference(&id(1)).unwrap().status_at(t(0)),
+        pool.folded(id(1)).unwrap().status_at(t(0)),
         Status::Cancelled
     );
     Given { pool, now: t(0) }
@@ -459,7 +521,8 @@ fn ending_early_frees_the_rest_of_the_slot_and_shows_manually_ended() {
         .then_expect_events(|events| {
             assert!(matches!(events[0], Event::ConferenceEndedEarly { .. }))
         });
-    let conference = pool.conference(&id(1)).unwrap();
+    assert!(pool.conference(&id(1)).is_none(), "closed");
+    let conference = pool.folded(id(1)).unwrap();
     assert_eq!(conference.status_at(t(2)), Status::ManuallyEnded);
     assert_eq!(conference.status_at(t(9)), Status::ManuallyEnded);
     let given = Given { pool, now: t(2) };
@@ -814,7 +877,7 @@ fn maintenance_moves_future_conferences_to_free_lines_and_strands_the_rest() {
                 if *conference == id(3) && *to == line(2)));
         });
     assert!(pool.conference(&id(1)).unwrap().stranded);
-    assert_eq!(pool.conference(&id(3)).unwrap().line, line(2));
+    assert_eq!(pool.conference(&id(3)).unwrap().line.id, line(2));
     // A line in maintenance gets no new conferences.
     Given { pool, now: t(0) }
         .when(&alice(), schedule(4, 5, 6))
@@ -873,9 +936,9 @@ fn the_snapshot_round_trips_through_json() {
         .and(&alice(), launch(2))
         .and(&admin(), maintenance(1))
         .pool;
-    let json = serde_json::to_string(&pool).unwrap();
+    let json = serde_json::to_string(&pool.pool).unwrap();
     let back: LinePool = serde_json::from_str(&json).unwrap();
-    assert_eq!(back, pool);
+    assert_eq!(back, pool.pool);
 }
 
 fn zoom_line() -> Vec<Event> {
@@ -944,7 +1007,8 @@ fn a_provisioning_failure_cancels_the_conference_and_frees_its_line() {
         .then_expect_events(|events| {
             assert!(matches!(events[0], Event::ProvisioningFailed { .. }))
         });
-    let conference = pool.conference(&id(1)).unwrap();
+    assert!(pool.conference(&id(1)).is_none(), "closed");
+    let conference = pool.folded(id(1)).unwrap();
     assert_eq!(conference.status_at(t(0)), Status::Cancelled);
     assert_eq!(
         conference.provisioning,
@@ -1071,13 +1135,13 @@ fn each_event_of_a_conference_counts_in_its_version() {
 
 #[test]
 fn pools_that_differ_in_any_state_are_not_equal() {
-    let base = given_lines(2).and(&alice(), schedule(1, 2, 3)).pool;
+    let base = given_lines(2).and(&alice(), schedule(1, 2, 3)).pool.pool;
     assert_eq!(base, base.clone());
     let changed = [
-        given_lines(2).and(&alice(), schedule(1, 2, 4)).pool, // a booking's end, a conference
-        given_lines(3).and(&alice(), schedule(1, 2, 3)).pool, // the lines, the version
-        given_lines(2).and(&alice(), schedule(2, 2, 3)).pool, // the conference's id and number
-        LinePool::from_events(&lines(2)),                     // no conference at all
+        given_lines(2).and(&alice(), schedule(1, 2, 4)).pool.pool, // a booking's end, a conference
+        given_lines(3).and(&alice(), schedule(1, 2, 3)).pool.pool, // the lines, the version
+        given_lines(2).and(&alice(), schedule(2, 2, 3)).pool.pool, // the conference's id, number
+        LinePool::from_events(&lines(2)),                          // no conference at all
     ];
     for other in &changed {
         assert_ne!(&base, other);
@@ -1091,6 +1155,9 @@ fn pools_that_differ_in_any_state_are_not_equal() {
     let mut clashed = base.clone();
     clashed.clashes.push((line(1), id(1), id(2)));
     assert_ne!(base, clashed);
+    let mut later = base.clone();
+    later.latest = later.latest.map(|at| at + Duration::seconds(1));
+    assert_ne!(base, later);
     let mut launched = base.clone();
     launched
         .meeting_conferences
@@ -1110,7 +1177,7 @@ fn an_edit_that_moves_in_time_keeps_its_line_when_free_even_if_a_lower_line_is_f
             Event::ConferenceEdited { line: moved_to, .. } => assert_eq!(*moved_to, line(2)),
             other => panic!("{other:?}"),
         });
-    assert_eq!(pool.conference(&id(2)).unwrap().line, line(2));
+    assert_eq!(pool.conference(&id(2)).unwrap().line.id, line(2));
 }
 
 #[test]
@@ -1265,7 +1332,7 @@ fn an_edit_in_place_keeps_the_meeting_and_a_move_waits_for_a_new_one() {
         .and(&alice(), schedule(2, 5, 6))
         .when(&alice(), edit(1, move_to(5, 6)))
         .then_expect_events(|_| {});
-    assert_eq!(pool.conference(&id(1)).unwrap().line, line(2));
+    assert_eq!(pool.conference(&id(1)).unwrap().line.id, line(2));
     assert_eq!(
         pool.conference(&id(1)).unwrap().provisioning,
         Provisioning::Pending,
@@ -1304,4 +1371,175 @@ fn a_provisioning_failure_counts_only_for_the_line_and_the_time_it_was_for() {
         .then_expect_events(|events| {
             assert!(matches!(events[0], Event::ProvisioningFailed { .. }))
         });
+}
+
+// Closing the books
+
+fn elapse(n: u128) -> Command {
+    Command::RecordElapsedTime { conference: id(n) }
+}
+
+fn bookings_on(pool: &LinePool, n: u64) -> Vec<ConferenceId> {
+    pool.line(&line(n))
+        .unwrap()
+        .bookings
+        .values()
+        .map(|booking| booking.conference)
+        .collect()
+}
+
+#[test]
+fn an_ended_conference_leaves_the_pool_and_its_booking_leaves_a_day_after_its_end() {
+    let pool = given_lines(1)
+        .and(&alice(), schedule(1, 1, 2))
+        .at(t(3))
+        .when(&admin(), elapse(1))
+        .then_expect_events(|events| {
+            assert!(matches!(events.last(), Some(Event::ConferenceEnded { .. })))
+        });
+    assert!(pool.conference(&id(1)).is_none(), "closed: not held");
+    assert!(pool.numbers.is_empty());
+    // Its booking stays while a decision could still reach it (a start a few minutes back, a
+    // node whose clock is behind)…
+    assert_eq!(bookings_on(&pool, 1), vec![id(1)]);
+    let pool = Given { pool, now: t(25) }
+        .when(&alice(), schedule(2, 26, 27))
+        .then_expect_events(|_| {});
+    assert_eq!(bookings_on(&pool, 1), vec![id(1), id(2)]);
+    // …and goes once the log's clock is a day past its end.
+    let pool = Given { pool, now: t(27) }
+        .when(&alice(), schedule(3, 28, 29))
+        .then_expect_events(|_| {});
+    assert_eq!(bookings_on(&pool, 1), vec![id(2), id(3)]);
+    assert_eq!(pool.latest, Some(t(27)));
+    // The pool is what replaying the log gives.
+    assert_eq!(LinePool::from_events(&pool.log), pool.pool);
+}
+
+#[test]
+fn a_live_conference_keeps_its_booking_however_old_the_log() {
+    // Past its end but not yet recorded as ended (the timer was away): not closed, kept.
+    let pool = given_lines(1)
+        .and(&alice(), schedule(1, 1, 2))
+        .at(t(40))
+        .when(&alice(), schedule(2, 41, 42))
+        .then_expect_events(|_| {});
+    assert!(pool.conference(&id(1)).is_some());
+    assert_eq!(bookings_on(&pool, 1), vec![id(1), id(2)]);
+}
+
+#[test]
+fn a_closed_conference_number_and_meeting_are_free_for_live_ones() {
+    let given = given_lines(2).and(&alice(), schedule(1, 1, 2));
+    let number = given.pool.conference(&id(1)).unwrap().number.clone();
+    let pool = given
+        .when(
+            &alice(),
+            Command::CancelConference {
+                conference: id(1),
+                reason: None,
+            },
+        )
+        .then_expect_events(|_| {});
+    // Live numbers are unique; a closed conference's number may be drawn again.
+    let pool = Given { pool, now: t(0) }
+        .when(
+            &alice(),
+            with_numbers(schedule(2, 3, 4), vec![number.clone()]),
+        )
+        .then_expect_events(|events| {
+            assert!(
+                matches!(&events[0], Event::ConferenceScheduled { number: drawn, .. } if *drawn == number)
+            );
+        });
+    // Joining by the number reaches the live conference that holds it now.
+    Given { pool, now: t(0) }
+        .when(&Actor::user("dave"), Command::JoinConference { number })
+        .then_expect_events(|events| {
+            assert!(
+                matches!(&events[0], Event::ParticipantJoined { conference, .. } if *conference == id(2))
+            );
+        });
+}
+
+#[test]
+fn commands_on_a_closed_conference_are_answered_as_before_from_what_is_stored() {
+    let pool = given_lines(1)
+        .and(&alice(), schedule(1, 1, 2))
+        .at(t(3))
+        .and(&admin(), elapse(1))
+        .pool;
+    assert!(pool.conference(&id(1)).is_none());
+    let at = |now| Given {
+        pool: pool.clone(),
+        now,
+    };
+    let cancel = || Command::CancelConference {
+        conference: id(1),
+        reason: None,
+    };
+    at(t(3))
+        .when(&alice(), cancel())
+        .then_expect_error(DomainError::invalid_state(Status::Ended));
+    // Those who may not see it cannot tell it from an unknown one; an attendee may not manage it.
+    at(t(3))
+        .when(&Actor::user("mallory"), cancel())
+        .then_expect_error(DomainError::NotFound);
+    at(t(3))
+        .when(&Actor::user("bob"), cancel())
+        .then_expect_error(DomainError::Forbidden);
+    at(t(3))
+        .when(
+            &alice(),
+            Command::EditConference {
+                conference: id(1),
+                changes: ConferenceChanges::default(),
+                expected_version: None,
+                rooms: RoomNonce::fixed(9),
+            },
+        )
+        .then_expect_error(DomainError::invalid_state(Status::Ended));
+    at(t(3)).when(&admin(), elapse(1)).then_expect_no_events();
+    // A late provider report is recorded (for the audit) but changes nothing.
+    at(t(3))
+        .when(&admin(), provisioned(1, "123"))
+        .then_expect_no_events();
+    // Without the recalled conference the pool alone knows nothing of it.
+    assert_eq!(
+        pool.handle(&alice(), &cancel(), t(3)),
+        Err(DomainError::NotFound)
+    );
+}
+
+#[test]
+fn a_batch_that_closed_conferences_rolls_back_to_the_pool_it_started_from() {
+    let mut pool = given_lines(2)
+        .and(&alice(), schedule(1, 1, 2))
+        .and(&alice(), schedule(2, 1, 2))
+        .pool
+        .pool;
+    let before = pool.clone();
+    pool.begin();
+    for command in [
+        Command::CancelConference {
+            conference: id(1),
+            reason: None,
+        },
+        schedule(3, 30, 31),
+    ] {
+        for event in pool.handle(&alice(), &command, t(0)).unwrap() {
+            pool.apply(&event);
+        }
+    }
+    for event in pool.handle(&admin(), &elapse(2), t(29)).unwrap() {
+        pool.apply(&event);
+    }
+    for event in pool.handle(&alice(), &schedule(4, 30, 31), t(29)).unwrap() {
+        pool.apply(&event);
+    }
+    assert!(pool.conference(&id(2)).is_none());
+    assert_eq!(bookings_on(&pool, 2), vec![id(4)], "2's booking pruned");
+    pool.rollback();
+    assert_eq!(pool, before);
+    assert_eq!(bookings_on(&pool, 2), vec![id(2)]);
 }

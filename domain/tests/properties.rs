@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use meetline_domain::command::{ConferenceChanges, EndSpec};
+use meetline_domain::conference::LineTag;
 use meetline_domain::*;
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -82,6 +83,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::AddLine),
         1 => (0..40usize).prop_map(|t| Step::Elapse { target: t }),
         2 => (1..12i64).prop_map(|q| Step::Wait { quarters: q }),
+        // Long enough for closed conferences' bookings to leave their lines.
+        1 => (24..100i64).prop_map(|q| Step::Wait { quarters: q }),
     ]
 }
 
@@ -228,7 +231,15 @@ proptest! {
             };
             let before: HashMap<ConferenceId, Status> =
                 pool.conferences.values().map(|c| (c.id, c.status_at(now))).collect();
-            let Ok(events) = pool.handle(&actor, &command, now) else { continue };
+            // As the writer: a conference the pool let go is decided on as recalled from the log.
+            let recalled = command.conference().filter(|id| pool.conference(id).is_none()).and_then(|id| {
+                Conference::fold(log.iter().filter(|event| event.conference() == Some(id)), |line| LineTag {
+                    id: line.clone(), provider: ProviderKind::Builtin,
+                })
+            });
+            prop_assert!(recalled.as_ref().is_none_or(Conference::is_closed), "the pool let a live conference go");
+            let Ok(events) = pool.decide(&actor, &command, now, recalled.as_ref()) else { continue };
+            prop_assert!(recalled.is_none() || events.is_empty(), "a closed conference changed: {events:?}");
             for event in &events {
                 if let Event::ConferenceScheduled { conference, .. } = event { created.push(*conference); }
                 pool.apply(event);
@@ -266,7 +277,7 @@ proptest! {
                 // Every conference that still needs its line holds a booking on it.
                 if matches!(conference.status_at(now), Status::NotStarted | Status::InProgress) {
                     // …from its start to its end.
-                    let booked = pool.line(&conference.line).is_some_and(|line| {
+                    let booked = pool.line(&conference.line.id).is_some_and(|line| {
                         line.bookings.get(&conference.slot.start).is_some_and(|b| {
                             b.conference == conference.id && b.end == conference.slot.end
                         })
@@ -274,8 +285,24 @@ proptest! {
                     prop_assert!(booked, "{:?} lost its booking", conference.id);
                 }
             }
+            // Closing the books: the pool holds no closed conference, and the numbers it knows
+            // are its live conferences' (so no two live conferences share one).
+            prop_assert!(pool.conferences.values().all(|held| !held.is_closed()));
+            prop_assert_eq!(pool.numbers.len(), pool.conferences.len());
+            prop_assert!(pool.numbers.iter().all(|(number, id)| pool.conference(id).is_some_and(|held| held.number == *number)));
             let rebuilt = LinePool::from_events(&log);
             prop_assert_eq!(&rebuilt, &pool);
+            // A snapshot taken part-way, and the tail after it, give the same pool.
+            if index % 6 == 5 {
+                let cut = log.len() / 2;
+                let snapshot = serde_json::to_string(&LinePool::from_events(&log[..cut])).unwrap();
+                let mut resumed: LinePool = serde_json::from_str(&snapshot).unwrap();
+                for event in &log[cut..] {
+                    resumed.apply(event);
+                }
+                prop_assert_eq!(&resumed, &pool);
+                index_agrees(&resumed, index + 4)?;
+            }
             // The index of free lines agrees with walking the lines: live, rebuilt, and loaded
             // from a snapshot (where it is rebuilt from the bookings).
             index_agrees(&pool, index)?;

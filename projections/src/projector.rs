@@ -401,8 +401,8 @@ async fn apply_batch(
             .await
             .map_err(unavailable)?;
     }
-    for (view, position) in state.views.values() {
-        write_view(db, &mut transaction, view, *position)
+    for ((tenant, _), (view, position)) in &state.views {
+        write_view(db, &mut transaction, tenant, view, *position)
             .await
             .map_err(unavailable)?;
     }
@@ -500,7 +500,7 @@ async fn apply_event(
             conference, line, ..
         } => {
             let line = line_ref(db, transaction, state, tenant, line).await?;
-            if let Some(view) = ConferenceView::scheduled(tenant, event, line) {
+            if let Some(view) = ConferenceView::scheduled(event, line) {
                 state
                     .views
                     .insert((tenant.clone(), *conference), (view, recorded.position));
@@ -584,6 +584,7 @@ async fn load_view(
 async fn write_view(
     db: &Database,
     transaction: &mut Transaction<'_, Any>,
+    tenant: &TenantId,
     view: &ConferenceView,
     position: Position,
 ) -> Result<(), sqlx::Error> {
@@ -597,7 +598,7 @@ async fn write_view(
            position = excluded.position, data = excluded.data"#),
     )
     .bind(&id)
-    .bind(view.tenant.as_str())
+    .bind(tenant.as_str())
     .bind(view.number.as_str())
     .bind(view.subject.as_str())
     .bind(&start)
@@ -609,7 +610,7 @@ async fn write_view(
     .execute(&mut **transaction)
     .await?;
     sqlx::query(db.sql("DELETE FROM rm_participants WHERE tenant = ? AND conference_id = ?"))
-        .bind(view.tenant.as_str())
+        .bind(tenant.as_str())
         .bind(&id)
         .execute(&mut **transaction)
         .await?;
@@ -618,7 +619,7 @@ async fn write_view(
             db.sql(r#"INSERT INTO rm_participants (tenant, user_id, conference_id, start, "end", status, subject)
                VALUES (?, ?, ?, ?, ?, ?, ?)"#),
         )
-        .bind(view.tenant.as_str())
+        .bind(tenant.as_str())
         .bind(user.as_str())
         .bind(&id)
         .bind(&start)

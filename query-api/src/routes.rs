@@ -450,7 +450,6 @@ pub async fn get_conference(
         .await?;
     let lines = line_lookup(&state, &principal).await?;
     let past = ConferenceView::fold(
-        &principal.tenant,
         events
             .iter()
             .filter(|recorded| recorded.metadata.recorded_at <= as_of)
