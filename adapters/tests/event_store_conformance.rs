@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use meetline_adapters::sqlite::{Database, SqliteEventStore};
-use meetline_domain::ports::{EventMetadata, EventStore, NewEvent, Snapshot, StoreError};
+use meetline_domain::ports::{
+    EventMetadata, EventStore, NewEvent, RecordedEvent, Snapshot, StoreError,
+};
 use meetline_domain::*;
 use uuid::Uuid;
 
@@ -91,6 +93,27 @@ async fn a_large_append_keeps_its_events_in_order(store: Arc<dyn EventStore>) {
             other => panic!("unexpected {other:?}"),
         }
     }
+    // The events alone, as a replay reads them: the same, page by page.
+    let events_of =
+        |page: &[RecordedEvent]| page.iter().map(|r| r.event.clone()).collect::<Vec<_>>();
+    let alone = store.read_stream_events("pool-a", 0, 1000).await.unwrap();
+    assert_eq!(alone, events_of(&stored));
+    let page = store.read_stream_events("pool-a", 100, 20).await.unwrap();
+    assert_eq!(page, events_of(&stored[100..120]));
+    assert!(
+        store
+            .read_stream_events("pool-a", 150, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .read_stream_events("pool-none", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let all = store.read_all(0, 1000).await.unwrap();
     assert_eq!(
         all.iter()
@@ -407,6 +430,14 @@ impl EventStore for WithDatabase {
         limit: usize,
     ) -> Result<Vec<meetline_domain::ports::RecordedEvent>, StoreError> {
         self.store.read_stream(stream, after, limit).await
+    }
+    async fn read_stream_events(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.store.read_stream_events(stream, after, limit).await
     }
     async fn read_tagged(
         &self,

@@ -39,10 +39,10 @@ use meetline_adapters::postgres::PgEventStore;
 use meetline_adapters::sqlite::SqliteEventStore;
 use meetline_adapters::testing::TestDatabase;
 use meetline_api_common::Metrics;
-use meetline_command_api::service::{CommandError, SNAPSHOT_SCHEMA, load_pool};
+use meetline_command_api::service::CommandError;
 use meetline_command_api::{CommandService, ServiceConfig, Submission};
 use meetline_domain::command::{ConferenceChanges, EndSpec};
-use meetline_domain::ports::{EventMetadata, EventStore, NewEvent, Snapshot, pool_stream};
+use meetline_domain::ports::{EventStore, pool_stream};
 use meetline_domain::*;
 use meetline_projections::view::{ConferenceView, LineRef};
 use meetline_projections::{Projector, ReadModels};
@@ -51,6 +51,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
+mod w5;
 mod w6;
 
 /// 2026-01-01T00:00:00Z: the workloads' clock.
@@ -106,12 +107,31 @@ enum Workload {
     W5 {
         #[arg(long, value_enum, default_value = "sqlite")]
         store: StoreKind,
+        /// `history`: two years of a company's pool (the clock moves on, conferences end);
+        /// `future`: every event books the future (everything live, the worst case).
+        #[arg(long, value_enum, default_value = "history")]
+        shape: w5::Shape,
         /// Events in the pool's stream (the workload's is 500,000).
         #[arg(long, default_value_t = 500_000)]
         events: usize,
         /// Lines of the pool.
         #[arg(long, default_value_t = 500)]
         lines: usize,
+    },
+    /// W5's restarted process (run by `w5`): times the first command on the pool at `at`.
+    #[command(hide = true)]
+    W5Restart {
+        #[arg(long, value_enum)]
+        store: StoreKind,
+        /// The SQLite file, or the PostgreSQL URL.
+        #[arg(long)]
+        at: String,
+        /// The clock of the first command.
+        #[arg(long)]
+        now: DateTime<Utc>,
+        /// What the run is, for its report line.
+        #[arg(long)]
+        what: String,
     },
     /// W6: version conflicts across two nodes, on a fresh tenant and after a long history.
     W6 {
@@ -176,15 +196,22 @@ async fn main() -> anyhow::Result<()> {
         }
         Workload::W5 {
             store,
+            shape,
             events,
             lines,
         } => {
-            if w5(store, events, lines).await? {
+            if w5::w5(store, events, lines, shape).await? {
                 Ok(())
             } else {
                 bail!("the verification failed")
             }
         }
+        Workload::W5Restart {
+            store,
+            at,
+            now,
+            what,
+        } => w5::restarted(store, &at, now, &what).await,
         Workload::W6 {
             store,
             alternating,
@@ -269,7 +296,9 @@ async fn independent_check(store: &dyn EventStore, refusals: &[Refusal]) -> anyh
 
 impl Drop for TempFolder {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::env::var_os("MEETLINE_BENCH_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -1090,7 +1119,7 @@ async fn verify_w2(
 }
 
 // ---------------------------------------------------------------------------------------------
-// W5
+// W5 (in w5.rs)
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
 fn peak_rss_mib() -> f64 {
@@ -1110,181 +1139,6 @@ fn peak_rss_mib() -> f64 {
                 })
         })
         .map_or(0.0, |kib| kib / 1024.0)
-}
-
-/// Fills a pool's stream with `total` events (lines, then bookings over a year), decided by the
-/// aggregate and appended in batches, as the writer would have.
-async fn fill(
-    store: &dyn EventStore,
-    stream: &str,
-    total: usize,
-    lines: usize,
-) -> anyhow::Result<()> {
-    let t0 = t0();
-    let mut pool = LinePool::default();
-    let mut pending: Vec<NewEvent> = Vec::new();
-    let mut rng = StdRng::seed_from_u64(5);
-    let mut n: u128 = 0;
-    let admin = Actor::admin("admin");
-    let users: Vec<Actor> = (0..100)
-        .map(|u| Actor::user(&format!("user-{u}")))
-        .collect();
-    while (pool.version as usize) < total {
-        n += 1;
-        let (actor, command) = if n as usize <= lines {
-            let add = Command::AddLine {
-                name: LineName::parse(&format!("Line {n}"))?,
-                provider: ProviderKind::Builtin,
-            };
-            (&admin, add)
-        } else {
-            let slot = i64::from(rng.random_range(0..35_040u32));
-            let minutes = [30i64, 60, 90, 120][rng.random_range(0..4usize)];
-            let start = T0 + slot * 900;
-            let planned = Planned {
-                client: 0,
-                index: n as usize,
-                start,
-                end: start + minutes * 60,
-            };
-            (&users[n as usize % users.len()], command(&planned))
-        };
-        let Ok(events) = pool.handle(actor, &command, t0) else {
-            continue;
-        };
-        for event in events {
-            pool.apply(&event);
-            pending.push(NewEvent {
-                metadata: EventMetadata {
-                    event_id: Uuid::now_v7(),
-                    command_id: Uuid::now_v7(),
-                    correlation_id: Uuid::now_v7(),
-                    causation_id: None,
-                    actor: actor.user.to_string(),
-                    recorded_at: t0,
-                    schema_version: EVENT_SCHEMA_VERSION,
-                },
-                event,
-            });
-        }
-        if pending.len() >= 1000 {
-            let base = pool.version - pending.len() as u64;
-            store.append(stream, base, &pending).await?;
-            pending.clear();
-        }
-    }
-    if !pending.is_empty() {
-        let base = pool.version - pending.len() as u64;
-        store.append(stream, base, &pending).await?;
-    }
-    Ok(())
-}
-
-/// Starts a command service on `store` and times its first command (a schedule) on the pool.
-async fn first_command(
-    store: Arc<dyn EventStore>,
-    tenant: &TenantId,
-    index: usize,
-) -> anyhow::Result<Duration> {
-    let service = CommandService::new(
-        store,
-        None,
-        Arc::new(Metrics::default()),
-        ServiceConfig {
-            snapshot_every: u64::MAX,
-            ..ServiceConfig::default()
-        },
-    );
-    let start = T0 + 400 * 86_400;
-    let planned = Planned {
-        client: 1,
-        index,
-        start,
-        end: start + 3600,
-    };
-    let t0 = t0();
-    let started = Instant::now();
-    service
-        .execute(Submission::new(
-            tenant.clone(),
-            Actor::user("user-0"),
-            command(&planned),
-            t0,
-        ))
-        .await
-        .context("the first command")?;
-    Ok(started.elapsed())
-}
-
-async fn w5(kind: StoreKind, total: usize, lines: usize) -> anyhow::Result<bool> {
-    ensure!(total > lines, "--events must exceed --lines");
-    let store = open_store(kind, 1).await?;
-    let tenant = TenantId::parse("w5")?;
-    let stream = pool_stream(&tenant);
-    let filling = Instant::now();
-    fill(store.events.as_ref(), &stream, total, lines).await?;
-    println!(
-        "W5 {kind:?}: {total} events on {lines} lines written in {:.1} s",
-        filling.elapsed().as_secs_f64()
-    );
-
-    let without = first_command(store.events.clone(), &tenant, 0).await?;
-    println!(
-        "   first command after a restart, no snapshot: {:.0} ms (replays every event); peak RSS {:.0} MiB",
-        without.as_secs_f64() * 1000.0,
-        peak_rss_mib()
-    );
-
-    // The snapshot the writer would have saved at the head (as `maybe_snapshot` does).
-    let pool = load_pool(store.events.as_ref(), &stream).await?;
-    let data = serde_json::to_string(&pool)?;
-    let snapshot_bytes = data.len();
-    store
-        .events
-        .save_snapshot(
-            &stream,
-            &Snapshot {
-                version: pool.version,
-                schema: SNAPSHOT_SCHEMA,
-                data,
-            },
-        )
-        .await?;
-    drop(pool);
-    let with = first_command(store.events.clone(), &tenant, 1).await?;
-    println!(
-        "   first command after a restart, from a snapshot ({:.1} MiB): {:.0} ms; peak RSS {:.0} MiB",
-        snapshot_bytes as f64 / 1_048_576.0,
-        with.as_secs_f64() * 1000.0,
-        peak_rss_mib()
-    );
-
-    // As a restarted process sees it, through a fresh handle: the pool from the snapshot and
-    // the tail after it equals the pool from a full replay, and the log passes the checker.
-    let reopened = store.reopen().await?;
-    let from_snapshot = load_pool(reopened.as_ref(), &stream).await?;
-    let mut events = Vec::new();
-    let mut version = 0;
-    loop {
-        let page = reopened.read_stream(&stream, version, 5000).await?;
-        let Some(last) = page.last() else { break };
-        version = last.version;
-        events.extend(page.into_iter().map(|recorded| recorded.event));
-    }
-    let replayed = LinePool::from_events(&events);
-    let same = from_snapshot == replayed;
-    if same {
-        println!(
-            "   verify: PASS (the pool from the snapshot and its tail equals the full replay of {} events)",
-            events.len()
-        );
-    } else {
-        println!(
-            "   verify: FAIL (the pool from the snapshot and its tail differs from the full replay)"
-        );
-    }
-    let independent = independent_check(reopened.as_ref(), &[]).await?;
-    Ok(same && independent)
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ pub const MAX_BATCH: usize = 64;
 /// How long an idempotency key is honoured.
 pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// The snapshot schema; a stored snapshot of another schema is ignored and the stream replayed.
-pub const SNAPSHOT_SCHEMA: u32 = 1;
+/// 2: conferences name their line as a `LineTag`, closed ones are not held, `latest` is kept.
+pub const SNAPSHOT_SCHEMA: u32 = 2;
 const STREAM_PAGE: usize = 5000;
 /// Commands one pool may have waiting; requests beyond it are refused (429), not queued.
 pub const QUEUE_DEPTH: usize = 4096;
@@ -312,7 +313,9 @@ pub async fn load_pool(store: &dyn EventStore, stream: &str) -> Result<LinePool,
     Ok(pool)
 }
 
-/// Applies the events `store` holds after `pool`'s version, page by page.
+/// Applies the events `store` holds after `pool`'s version, page by page. The next page is
+/// asked for before the current one is applied, so the store (the database server, SQLite's
+/// worker thread) reads it while this task folds.
 ///
 /// # Errors
 /// When the store fails; `pool` then holds a prefix of the stream, as stored.
@@ -321,15 +324,41 @@ async fn catch_up(
     stream: &str,
     pool: &mut LinePool,
 ) -> Result<(), StoreError> {
+    let mut page = store
+        .read_stream_events(stream, pool.version, STREAM_PAGE)
+        .await?;
     loop {
-        let page = store.read_stream(stream, pool.version, STREAM_PAGE).await?;
-        for recorded in &page {
-            pool.apply(&recorded.event);
-        }
         if page.len() < STREAM_PAGE {
+            for event in &page {
+                pool.apply(event);
+            }
             return Ok(());
         }
+        // Versions are dense: the next page starts right after this one.
+        let next = pool.version + page.len() as u64;
+        let mut reading = std::pin::pin!(store.read_stream_events(stream, next, STREAM_PAGE));
+        // Start the read (one poll sends it), fold this page meanwhile, then take the next.
+        let started = poll_once(reading.as_mut()).await;
+        for event in &page {
+            pool.apply(event);
+        }
+        page = match started {
+            Some(done) => done?,
+            None => reading.await?,
+        };
     }
+}
+
+/// Polls `future` once: its output if it was ready at once, `None` if it is under way.
+async fn poll_once<F: std::future::Future + Unpin>(future: F) -> Option<F::Output> {
+    let mut future = future;
+    std::future::poll_fn(|context| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(context) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 /// What the batch decided for one job.
@@ -558,7 +587,10 @@ impl Writer {
             }
         }
 
-        let recalled = self.recall(jobs).await?;
+        let settled: Vec<bool> = (0..jobs.len())
+            .map(|index| replays.contains_key(&index))
+            .collect();
+        let mut recalled = self.recall(jobs, &settled).await?;
         let pool = self.pool.as_mut().expect("loaded by recall");
         pool.begin();
         let base_version = pool.version;
@@ -616,6 +648,11 @@ impl Writer {
                             },
                             event,
                         });
+                    }
+                    // Closed by this command: later ones of the batch find it here, as they
+                    // would have found it recalled from the store.
+                    if let Some(closed) = conference.as_ref().filter(|c| c.is_closed()) {
+                        recalled.insert(closed.id, closed.clone());
                     }
                     decisions.push(Decision::Accepted {
                         from,
@@ -737,14 +774,18 @@ impl Writer {
     async fn recall(
         &mut self,
         jobs: &[Job],
+        settled: &[bool],
     ) -> Result<HashMap<ConferenceId, Conference>, StoreError> {
         let store = self.shared.store.clone();
         let mut recalled = HashMap::new();
         let missing: Vec<ConferenceId> = {
             let pool = self.pool().await?;
+            // Replayed commands decide nothing: their conferences need no recall.
             let mut missing: Vec<ConferenceId> = jobs
                 .iter()
-                .filter_map(|job| job.submission.command.existing_conference())
+                .zip(settled)
+                .filter(|(_, settled)| !**settled)
+                .filter_map(|(job, _)| job.submission.command.existing_conference())
                 .filter(|id| pool.conference(id).is_none())
                 .collect();
             missing.sort_unstable();

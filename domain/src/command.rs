@@ -196,7 +196,6 @@ impl Command {
         }
     }
 
-    /// The conference this command names up front, if any (join names a number instead).
     /// The existing conference the command acts on (not one it creates).
     pub fn existing_conference(&self) -> Option<ConferenceId> {
         match self {
@@ -207,6 +206,7 @@ impl Command {
         }
     }
 
+    /// The conference this command names up front, if any (join names a number instead).
     pub fn conference(&self) -> Option<ConferenceId> {
         match self {
             Self::ScheduleConference(cmd) => Some(cmd.conference),

@@ -574,8 +574,9 @@ impl LinePool {
                 let already = matches!(&current.provisioning,
                     Provisioning::Done { meeting_id: known, line: on, .. } if known == meeting_id && on == line);
                 // A report for a line the conference has left is stale: its move is provisioned
-                // too. A closed conference's report changes nothing.
-                if already || current.line.id != *line || current.is_closed() {
+                // too. A closed conference's report is still recorded: the provisioning process
+                // then deletes (or ends) the meeting it made in the race with the close.
+                if already || current.line.id != *line {
                     return Ok(vec![]);
                 }
                 Ok(vec![Event::ConferenceProvisioned {

@@ -119,6 +119,23 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// As [`Self::read_stream`], the events alone, without their envelopes: what replaying a
+    /// pool needs. A store may serve it cheaper (SQLite: one row per page instead of one per
+    /// event).
+    async fn read_stream_events(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        Ok(self
+            .read_stream(stream, after_version, limit)
+            .await?
+            .into_iter()
+            .map(|recorded| recorded.event)
+            .collect())
+    }
+
     /// One conference's events in order (an indexed read by tag).
     async fn read_tagged(
         &self,

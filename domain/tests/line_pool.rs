@@ -1500,10 +1500,12 @@ fn commands_on_a_closed_conference_are_answered_as_before_from_what_is_stored() 
         )
         .then_expect_error(DomainError::invalid_state(Status::Ended));
     at(t(3)).when(&admin(), elapse(1)).then_expect_no_events();
-    // A late provider report is recorded (for the audit) but changes nothing.
+    // A late provider report is recorded, so the meeting it made is cleaned up, not orphaned.
     at(t(3))
         .when(&admin(), provisioned(1, "123"))
-        .then_expect_no_events();
+        .then_expect_events(|events| {
+            assert!(matches!(events[0], Event::ConferenceProvisioned { .. }))
+        });
     // Without the recalled conference the pool alone knows nothing of it.
     assert_eq!(
         pool.handle(&alice(), &cancel(), t(3)),

@@ -581,6 +581,15 @@ async fn load_view(
     .transpose()
 }
 
+/// A view as `rm_conferences.data` stores it: with its tenant, as rows always had it (a query
+/// node of an earlier version reads rows this one writes; this one ignores the field).
+#[derive(serde::Serialize)]
+struct StoredView<'a> {
+    tenant: &'a TenantId,
+    #[serde(flatten)]
+    view: &'a ConferenceView,
+}
+
 async fn write_view(
     db: &Database,
     transaction: &mut Transaction<'_, Any>,
@@ -606,7 +615,9 @@ async fn write_view(
     .bind(view.status.as_str())
     .bind(view.line.id.as_str())
     .bind(position as i64)
-    .bind(serde_json::to_string(view).expect("views serialize"))
+    .bind(
+        serde_json::to_string(&StoredView { tenant, view }).expect("views serialize"),
+    )
     .execute(&mut **transaction)
     .await?;
     sqlx::query(db.sql("DELETE FROM rm_participants WHERE tenant = ? AND conference_id = ?"))
