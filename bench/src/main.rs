@@ -1091,7 +1091,15 @@ async fn verify_w2(
             return Ok(Err(format!("{tenant}: overlap {overlap:?}")));
         }
         let lines = read_models.lines(tenant).await?;
-        for id in pool.conferences.keys() {
+        // Every conference the log ever had (the pool holds only the live ones).
+        let ids: Vec<ConferenceId> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::ConferenceScheduled { conference, .. } => Some(*conference),
+                _ => None,
+            })
+            .collect();
+        for id in &ids {
             let row = read_models.conference(tenant, *id).await?;
             let tagged = store.read_tagged(&stream, *id).await?;
             let folded = ConferenceView::fold(tagged.iter().map(|e| &e.event), |line| {
