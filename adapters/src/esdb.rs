@@ -73,10 +73,9 @@ impl StoredMetadata {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct StoredSnapshot {
+struct SnapshotHeader {
     version: u64,
     schema: u32,
-    data: String,
 }
 
 /// The EventStoreDB expected revision for meetline's expected version.
@@ -486,12 +485,13 @@ impl EventStore for EsdbEventStore {
         {
             return Ok(());
         }
-        let payload = StoredSnapshot {
+        // The state as the event's binary data; its version and format in the metadata.
+        let header = SnapshotHeader {
             version: snapshot.version,
             schema: snapshot.schema,
-            data: snapshot.data.clone(),
         };
-        let event = EventData::json(SNAPSHOT_TYPE, &payload)
+        let event = EventData::binary(SNAPSHOT_TYPE, snapshot.data.clone().into())
+            .metadata_as_json(&header)
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         self.client
             .append_to_stream(
@@ -515,12 +515,16 @@ impl EventStore for EsdbEventStore {
         let Some(resolved) = page.first() else {
             return Ok(None);
         };
-        let stored: StoredSnapshot = serde_json::from_slice(&resolved.get_original_event().data)
-            .map_err(|error| StoreError::Corrupt(format!("snapshot of {stream}: {error}")))?;
+        let recorded = resolved.get_original_event();
+        // A snapshot written before they were binary has no header: as good as none (replay).
+        let Ok(header) = serde_json::from_slice::<SnapshotHeader>(&recorded.custom_metadata) else {
+            tracing::warn!(stream, "ignoring a snapshot without a header");
+            return Ok(None);
+        };
         Ok(Some(Snapshot {
-            version: stored.version,
-            schema: stored.schema,
-            data: stored.data,
+            version: header.version,
+            schema: header.schema,
+            data: recorded.data.to_vec(),
         }))
     }
 }

@@ -39,13 +39,24 @@ const POSITION_LOCK: i64 = 0x6d65_6574_6c69_6e65;
 
 /// The event store's schema migrations (sqlx's migrator and its `_sqlx_migrations` table).
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("events"),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../migrations/postgres/0001_events.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("events"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/postgres/0001_events.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("binary snapshots"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!(
+                "../migrations/postgres/0002_binary_snapshots.sql"
+            )),
+            false,
+        ),
+    ])
 }
 
 /// Connects a pool to `url`.

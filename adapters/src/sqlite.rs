@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     stream   TEXT PRIMARY KEY,
     version  INTEGER NOT NULL,
     schema   INTEGER NOT NULL,
-    data     TEXT    NOT NULL
+    data     BLOB    NOT NULL
 );
 "#;
 
@@ -368,11 +368,14 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
-        let row = sqlx::query("SELECT version, schema, data FROM snapshots WHERE stream = ?")
-            .bind(stream)
-            .fetch_optional(&self.db.reader)
-            .await
-            .map_err(unavailable)?;
+        // Files from before snapshots were binary declared the column TEXT: read it as bytes.
+        let row = sqlx::query(
+            "SELECT version, schema, CAST(data AS BLOB) AS data FROM snapshots WHERE stream = ?",
+        )
+        .bind(stream)
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
         Ok(row.map(|row| Snapshot {
             version: row.get::<i64, _>("version") as u64,
             schema: row.get::<i64, _>("schema") as u32,

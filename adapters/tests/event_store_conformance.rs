@@ -270,10 +270,14 @@ async fn a_conferences_events_are_read_by_tag(store: Arc<dyn EventStore>) {
 
 async fn snapshots_keep_the_newest_version(store: Arc<dyn EventStore>) {
     assert_eq!(store.load_snapshot("pool-a").await.unwrap(), None);
-    let snapshot = |version| Snapshot {
+    // Binary: NUL, bytes that are not UTF-8, every byte value — kept exactly.
+    let snapshot = |version: u64| Snapshot {
         version,
-        schema: 1,
-        data: format!("{{\"v\":{version}}}"),
+        schema: 3,
+        data: [0u8, 0xff, 0x80, version as u8]
+            .into_iter()
+            .chain(0..=255)
+            .collect(),
     };
     store.save_snapshot("pool-a", &snapshot(10)).await.unwrap();
     store.save_snapshot("pool-a", &snapshot(20)).await.unwrap();

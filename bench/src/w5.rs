@@ -170,7 +170,7 @@ async fn fill(
                     };
                     filler.run(&admin, &elapsed, now).await?;
                 }
-                if id % 20 == 0
+                if id.is_multiple_of(20)
                     && let Some((&cancelled, &end)) = live.iter().next_back()
                 {
                     ends.remove(&(end, cancelled));
@@ -316,7 +316,7 @@ pub async fn w5(kind: StoreKind, total: usize, lines: usize, shape: Shape) -> an
             .map(|line| line.bookings.len())
             .sum::<usize>()
     );
-    let data = serde_json::to_string(&pool)?;
+    let data = pool.to_snapshot()?;
     let snapshot_bytes = data.len();
     store
         .events

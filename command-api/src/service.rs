@@ -36,8 +36,9 @@ pub const MAX_BATCH: usize = 64;
 /// How long an idempotency key is honoured.
 pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// The snapshot schema; a stored snapshot of another schema is ignored and the stream replayed.
-/// 2: conferences name their line as a `LineTag`, closed ones are not held, `latest` is kept.
-pub const SNAPSHOT_SCHEMA: u32 = 2;
+/// 3: postcard (binary) of the pool (`LinePool::to_snapshot`); 2 was JSON of the same state, 1
+/// JSON of the pool before it closed its books.
+pub const SNAPSHOT_SCHEMA: u32 = 3;
 const STREAM_PAGE: usize = 5000;
 /// Commands one pool may have waiting; requests beyond it are refused (429), not queued.
 pub const QUEUE_DEPTH: usize = 4096;
@@ -296,7 +297,7 @@ impl CommandService {
 pub async fn load_pool(store: &dyn EventStore, stream: &str) -> Result<LinePool, StoreError> {
     let mut pool = match store.load_snapshot(stream).await? {
         Some(snapshot) if snapshot.schema == SNAPSHOT_SCHEMA => {
-            match serde_json::from_str::<LinePool>(&snapshot.data) {
+            match LinePool::from_snapshot(&snapshot.data) {
                 Ok(pool) if pool.version == snapshot.version => pool,
                 _ => {
                     tracing::warn!(
@@ -870,10 +871,13 @@ impl Writer {
         let (store, stream, pool) = (self.shared.store.clone(), self.stream.clone(), pool.clone());
         tokio::spawn(async move {
             let version = pool.version;
-            let data = match tokio::task::spawn_blocking(move || serde_json::to_string(&pool)).await
-            {
+            let data = match tokio::task::spawn_blocking(move || pool.to_snapshot()).await {
                 Ok(Ok(data)) => data,
-                _ => return,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, stream, "could not encode a snapshot");
+                    return;
+                }
+                Err(_) => return,
             };
             let snapshot = Snapshot {
                 version,

@@ -36,24 +36,25 @@ impl LineLabel for LineTag {
     }
 }
 
-/// A conference's meeting at its line's provider.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Provisioning {
-    /// The builtin provider needs no round trip: links are signed locally.
-    #[default]
-    NotNeeded,
-    /// An external provider has not confirmed the meeting yet.
-    Pending,
-    Done {
-        line: LineId,
-        meeting_id: String,
-        join_url: String,
-        password: Option<String>,
-    },
-    Failed {
-        reason: String,
-    },
+tagged_in_text! {
+    /// A conference's meeting at its line's provider.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub enum Provisioning (tag = "state") {
+        /// The builtin provider needs no round trip: links are signed locally.
+        #[default]
+        NotNeeded,
+        /// An external provider has not confirmed the meeting yet.
+        Pending,
+        Done {
+            line: LineId,
+            meeting_id: String,
+            join_url: String,
+            password: Option<String>,
+        },
+        Failed {
+            reason: String,
+        },
+    }
 }
 
 impl Provisioning {

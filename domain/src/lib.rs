@@ -12,6 +12,96 @@
 //! - [`error`]: `DomainError`, mapped to HTTP once, at the API edge.
 //! - [`ports`]: the `EventStore` trait and the envelopes it stores.
 
+/// Declares an enum whose variants hold named fields (or none) and gives it two encodings: in
+/// human-readable formats (JSON: events, read models, the API) an internally tagged map, as
+/// `#[serde(tag = …)]` writes it; in binary formats (snapshots: postcard, which has no field names
+/// to look a tag up by) the variant's index and its fields in order. serde's derive can do only
+/// one of the two; `Serializer::is_human_readable` tells them apart, as `uuid` and `chrono` do.
+macro_rules! tagged_in_text {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident (tag = $tag:literal) {
+            $(
+                $(#[$variant_meta:meta])*
+                $variant:ident $({ $($field:ident : $type:ty),* $(,)? })?
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $(
+                $(#[$variant_meta])*
+                $variant $({ $($field: $type),* })?
+            ),*
+        }
+
+        const _: () = {
+            #[derive(serde::Serialize, serde::Deserialize)]
+            #[serde(tag = $tag, rename_all = "snake_case")]
+            enum Tagged {
+                $($variant $({ $($field: $type),* })?),*
+            }
+
+            #[derive(serde::Serialize, serde::Deserialize)]
+            enum Indexed {
+                $($variant $({ $($field: $type),* })?),*
+            }
+
+            impl From<$name> for Tagged {
+                fn from(value: $name) -> Self {
+                    match value {
+                        $($name::$variant $({ $($field),* })? => Self::$variant $({ $($field),* })?),*
+                    }
+                }
+            }
+
+            impl From<$name> for Indexed {
+                fn from(value: $name) -> Self {
+                    match value {
+                        $($name::$variant $({ $($field),* })? => Self::$variant $({ $($field),* })?),*
+                    }
+                }
+            }
+
+            impl From<Tagged> for $name {
+                fn from(value: Tagged) -> Self {
+                    match value {
+                        $(Tagged::$variant $({ $($field),* })? => Self::$variant $({ $($field),* })?),*
+                    }
+                }
+            }
+
+            impl From<Indexed> for $name {
+                fn from(value: Indexed) -> Self {
+                    match value {
+                        $(Indexed::$variant $({ $($field),* })? => Self::$variant $({ $($field),* })?),*
+                    }
+                }
+            }
+
+            impl serde::Serialize for $name {
+                fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                    if serializer.is_human_readable() {
+                        Tagged::from(self.clone()).serialize(serializer)
+                    } else {
+                        Indexed::from(self.clone()).serialize(serializer)
+                    }
+                }
+            }
+
+            impl<'de> serde::Deserialize<'de> for $name {
+                fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                    if deserializer.is_human_readable() {
+                        Tagged::deserialize(deserializer).map(Self::from)
+                    } else {
+                        Indexed::deserialize(deserializer).map(Self::from)
+                    }
+                }
+            }
+        };
+    };
+}
+
 pub mod command;
 pub mod conference;
 pub mod error;

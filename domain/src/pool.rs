@@ -83,7 +83,7 @@ pub struct LinePool {
     pub meeting_conferences: HashMap<MeetingId, ConferenceId>,
     /// Bookings the log placed on a start another conference held (a corrupt log): (line, the
     /// conference kept, the one refused). Empty for every log the aggregate decided.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub clashes: Vec<(LineId, ConferenceId, ConferenceId)>,
     /// The latest decision time the log shows (the `at` of the events the pool decided at its
     /// clock): what tells the fold that a closed conference's booking can be dropped.
@@ -196,6 +196,23 @@ enum Undo {
 }
 
 impl LinePool {
+    /// The pool as a snapshot stores it: postcard (binary, fields in order, no names). What
+    /// is derived (the free-line index) is not in it; [`Self::from_snapshot`] rebuilds it.
+    ///
+    /// # Errors
+    /// Never for a pool the fold built; the `Result` is postcard's.
+    pub fn to_snapshot(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_stdvec(self)
+    }
+
+    /// A pool from [`Self::to_snapshot`]'s bytes.
+    ///
+    /// # Errors
+    /// When the bytes are not a pool of this snapshot format.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
         let mut pool = Self::default();
         for event in events {

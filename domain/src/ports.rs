@@ -73,11 +73,13 @@ pub struct CommandRecord {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// A pool's state at `version`, in the format numbered `schema` (the command service's
+/// `SNAPSHOT_SCHEMA`; a snapshot of another schema is ignored and the stream replayed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub version: u64,
     pub schema: u32,
-    pub data: String,
+    pub data: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]

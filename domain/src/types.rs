@@ -459,13 +459,14 @@ pub enum Mode {
     Scheduled,
 }
 
-/// Where a conference came from (the three entry points of the seed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Source {
-    App,
-    Meeting { id: MeetingId },
-    Chat { id: ChatId },
+tagged_in_text! {
+    /// Where a conference came from (the three entry points of the seed).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Source (tag = "type") {
+        App,
+        Meeting { id: MeetingId },
+        Chat { id: ChatId },
+    }
 }
 
 /// The life-cycle statuses of SPEC.md.

@@ -930,15 +930,28 @@ fn the_timer_records_start_and_end_once() {
 }
 
 #[test]
-fn the_snapshot_round_trips_through_json() {
+fn the_snapshot_round_trips_in_binary_and_in_json() {
     let pool = given_lines(2)
         .and(&alice(), schedule(1, 1, 2))
         .and(&alice(), launch(2))
         .and(&admin(), maintenance(1))
+        .and(&alice(), schedule(3, 5, 6))
+        .and(&alice(), schedule(4, 7, 8))
         .pool;
+    let bytes = pool.to_snapshot().unwrap();
+    assert_eq!(LinePool::from_snapshot(&bytes).unwrap(), pool.pool);
+    // Sources and provisioning states are tagged maps in JSON (events, read models) and
+    // variant indexes in the snapshot; each reads back what it wrote.
     let json = serde_json::to_string(&pool.pool).unwrap();
+    assert!(
+        json.contains(r#""source":{"type":"meeting","id":"m1"}"#),
+        "{json}"
+    );
     let back: LinePool = serde_json::from_str(&json).unwrap();
     assert_eq!(back, pool.pool);
+    // Truncated or foreign bytes are an error, not a pool.
+    assert!(LinePool::from_snapshot(&bytes[..bytes.len() / 2]).is_err());
+    assert!(LinePool::from_snapshot(json.as_bytes()).is_err());
 }
 
 fn zoom_line() -> Vec<Event> {
