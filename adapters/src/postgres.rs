@@ -25,12 +25,12 @@ use meetline_domain::ports::{
 use meetline_domain::types::{ConferenceId, LineId};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{QueryBuilder, Row, SqlStr};
+use sqlx::{Row, SqlStr};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::unavailable;
-use crate::group_commit::{AppendRequest, Appends, CommitGroup, GroupVersions, advance};
+use crate::group_commit::{AppendRequest, Appends, CommitGroup, advance};
 
 /// The channel appends notify.
 pub const CHANNEL: &str = "meetline_events";
@@ -53,6 +53,15 @@ pub fn migrator() -> Migrator {
             MigrationType::Simple,
             SqlStr::from_static(include_str!(
                 "../migrations/postgres/0002_binary_snapshots.sql"
+            )),
+            false,
+        ),
+        Migration::new(
+            3,
+            Cow::Borrowed("append function"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!(
+                "../migrations/postgres/0003_append_function.sql"
             )),
             false,
         ),
@@ -86,8 +95,6 @@ pub struct PgEventStore {
 
 type CommitDelay = std::sync::Arc<std::sync::Mutex<Option<Duration>>>;
 
-/// Rows per INSERT statement: 13 parameters each, below PostgreSQL's 65,535.
-const INSERT_CHUNK: usize = 1000;
 
 impl PgEventStore {
     /// Runs the migrations, reads the head and starts listening for other nodes' appends.
@@ -168,105 +175,119 @@ impl PgEventStore {
     }
 }
 
-/// Writes a group of appends in one transaction under the position lock.
+/// Writes a group of appends in one statement under the position lock.
 struct PgCommitter {
     pool: PgPool,
     commit_delay: CommitDelay,
 }
 
 impl CommitGroup for PgCommitter {
-    /// One transaction for a group of appends: the position lock, each append's own version
-    /// check (a conflict refuses only it), the rows, one `NOTIFY`, one commit. `Err` when the
-    /// transaction failed and nothing of the group was written.
+    /// One statement for a group of appends — one round trip, one transaction (autocommit): the
+    /// `meetline_append` function (migration 0003) takes the position lock, checks each append's
+    /// version (a conflict refuses only it), inserts the rows and notifies. `Err` when the
+    /// statement failed and nothing of the group was written.
     async fn commit(
         &self,
         group: &[AppendRequest],
     ) -> Result<Vec<Result<Appended, StoreError>>, sqlx::Error> {
         let delay = *self.commit_delay.lock().expect("commit delay lock");
-        let mut transaction = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(POSITION_LOCK)
-            .execute(&mut *transaction)
-            .await?;
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&mut *transaction)
-            .await?;
-        let mut next = head as Position;
-        let mut versions = GroupVersions::default();
-        // (position, stream, version, event) of every row to insert.
-        let mut rows: Vec<(Position, &str, u64, &NewEvent)> = Vec::new();
-        let mut outcomes = Vec::with_capacity(group.len());
-        for request in group {
-            let stream = request.stream.as_str();
-            let actual = match versions.get(stream) {
-                Some(version) => version,
-                None => {
-                    let version: i64 = sqlx::query_scalar(
-                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = $1",
-                    )
-                    .bind(stream)
-                    .fetch_one(&mut *transaction)
-                    .await?;
-                    version as u64
-                }
-            };
-            let base = match versions.check(request, actual) {
-                Ok(base) => base,
-                Err(conflict) => {
-                    outcomes.push(Err(conflict));
-                    continue;
-                }
-            };
-            let mut positions = Vec::with_capacity(request.events.len());
-            for (offset, new) in request.events.iter().enumerate() {
-                next += 1;
-                positions.push(next);
-                rows.push((next, stream, base + 1 + offset as u64, new));
+        let sleep = delay.map_or(0.0, |max| {
+            Duration::from_micros(rand::random_range(0..=max.as_micros() as u64)).as_secs_f64()
+        });
+        let events = group.iter().flat_map(|request| request.events.iter());
+        let column = |field: fn(&NewEvent) -> _| events.clone().map(field).collect::<Vec<_>>();
+        let rows: Vec<(i32, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT append_index, actual, first_position FROM meetline_append(\
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(POSITION_LOCK)
+        .bind(CHANNEL)
+        .bind(sleep)
+        .bind(group.iter().map(|r| r.stream.clone()).collect::<Vec<_>>())
+        .bind(
+            group
+                .iter()
+                .map(|r| r.expected_version as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            group
+                .iter()
+                .map(|r| r.events.len() as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|new| new.metadata.event_id))
+        .bind(
+            events
+                .clone()
+                .map(|new| new.event.type_name().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .clone()
+                .map(|new| new.metadata.schema_version as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .clone()
+                .map(|new| new.event.conference().map(|id| id.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|new| new.metadata.command_id))
+        .bind(column(|new| new.metadata.correlation_id))
+        .bind(
+            events
+                .clone()
+                .map(|new| new.metadata.causation_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .clone()
+                .map(|new| new.metadata.actor.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .clone()
+                .map(|new| new.metadata.recorded_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.map(|new| new.event.to_json()).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut answers: Vec<Option<(i64, Option<i64>)>> = vec![None; group.len()];
+        for (index, actual, first) in rows {
+            if let Some(slot) = usize::try_from(index - 1)
+                .ok()
+                .and_then(|index| answers.get_mut(index))
+            {
+                *slot = Some((actual, first));
             }
-            let version = base + request.events.len() as u64;
-            outcomes.push(Ok(Appended { positions, version }));
         }
-        if rows.is_empty() {
-            // Only conflicts and empty appends: nothing to write.
-            transaction.rollback().await?;
-            return Ok(outcomes);
-        }
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            let mut insert = QueryBuilder::new(
-                "INSERT INTO events (position, stream, version, event_id, event_type, \
-                 schema_version, conference_id, command_id, correlation_id, causation_id, actor, \
-                 recorded_at, data) ",
-            );
-            insert.push_values(chunk, |mut row, (position, stream, version, new)| {
-                let meta = &new.metadata;
-                row.push_bind(*position as i64)
-                    .push_bind(*stream)
-                    .push_bind(*version as i64)
-                    .push_bind(meta.event_id)
-                    .push_bind(new.event.type_name())
-                    .push_bind(meta.schema_version as i32)
-                    .push_bind(new.event.conference().map(|id| id.0))
-                    .push_bind(meta.command_id)
-                    .push_bind(meta.correlation_id)
-                    .push_bind(meta.causation_id)
-                    .push_bind(meta.actor.clone())
-                    .push_bind(meta.recorded_at)
-                    .push_bind(new.event.to_json())
-                    .push_unseparated("::jsonb");
-            });
-            insert.build().execute(&mut *transaction).await?;
-        }
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(next.to_string())
-            .execute(&mut *transaction)
-            .await?;
-        if let Some(max) = delay {
-            let micros = rand::random_range(0..=max.as_micros() as u64);
-            tokio::time::sleep(Duration::from_micros(micros)).await;
-        }
-        transaction.commit().await?;
-        Ok(outcomes)
+        Ok(group
+            .iter()
+            .zip(answers)
+            .map(|(request, answer)| match answer {
+                Some((actual, Some(first))) => {
+                    let count = request.events.len() as u64;
+                    Ok(Appended {
+                        positions: (0..count).map(|offset| first as u64 + offset).collect(),
+                        version: actual as u64 + count,
+                    })
+                }
+                Some((actual, None)) => Err(StoreError::Conflict {
+                    stream: request.stream.clone(),
+                    expected: request.expected_version,
+                    actual: actual as u64,
+                }),
+                None => Err(StoreError::Corrupt(
+                    "the append function did not answer for an append".to_owned(),
+                )),
+            })
+            .collect())
     }
 }
 
