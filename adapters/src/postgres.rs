@@ -95,7 +95,6 @@ pub struct PgEventStore {
 
 type CommitDelay = std::sync::Arc<std::sync::Mutex<Option<Duration>>>;
 
-
 impl PgEventStore {
     /// Runs the migrations, reads the head and starts listening for other nodes' appends.
     ///

@@ -61,6 +61,11 @@ async fn appends_with_expected_version_and_reads_back_in_order(store: Arc<dyn Ev
         events.iter().map(|e| e.version).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
+    // The positions an append answers are those its events are stored at.
+    assert_eq!(
+        events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [first.positions.clone(), second.positions.clone()].concat()
+    );
     assert_eq!(store.read_stream("pool-a", 2, 1000).await.unwrap().len(), 1);
     let page = store.read_stream("pool-a", 0, 2).await.unwrap();
     assert_eq!(
