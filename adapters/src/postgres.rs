@@ -39,31 +39,30 @@ const POSITION_LOCK: i64 = 0x6d65_6574_6c69_6e65;
 
 /// The event store's schema migrations (sqlx's migrator and its `_sqlx_migrations` table).
 pub fn migrator() -> Migrator {
+    let migration = |version, name, sql| {
+        Migration::new(
+            version,
+            Cow::Borrowed(name),
+            MigrationType::Simple,
+            SqlStr::from_static(sql),
+            false,
+        )
+    };
     Migrator::with_migrations(vec![
-        Migration::new(
+        migration(
             1,
-            Cow::Borrowed("events"),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/postgres/0001_events.sql")),
-            false,
+            "events",
+            include_str!("../migrations/postgres/0001_events.sql"),
         ),
-        Migration::new(
+        migration(
             2,
-            Cow::Borrowed("binary snapshots"),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!(
-                "../migrations/postgres/0002_binary_snapshots.sql"
-            )),
-            false,
+            "binary snapshots",
+            include_str!("../migrations/postgres/0002_binary_snapshots.sql"),
         ),
-        Migration::new(
+        migration(
             3,
-            Cow::Borrowed("append function"),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!(
-                "../migrations/postgres/0003_append_function.sql"
-            )),
-            false,
+            "append function",
+            include_str!("../migrations/postgres/0003_append_function.sql"),
         ),
     ])
 }

@@ -132,7 +132,8 @@ impl SqliteCommitter {
             "INSERT INTO events (stream, version, event_id, event_type, schema_version, \
              conference_id, command_id, correlation_id, causation_id, actor, recorded_at, data) \
              SELECT * FROM (VALUES {values}) \
-             WHERE (SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?) = ?"
+             WHERE (SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?) = ? \
+             ORDER BY column2"
         );
         let query = sqlx::query(AssertSqlSafe(statement));
         let query = bind_rows(query, &request.stream, request.expected_version + 1, events)
@@ -155,9 +156,9 @@ impl SqliteCommitter {
                 actual: actual as u64,
             }));
         }
-        // One writer, one multi-row INSERT: its rows take the next positions in the order of
-        // its VALUES (AUTOINCREMENT: each new row one past the largest ever), so the last
-        // position names them all. The conformance suite reads them back to check.
+        // One writer, one multi-row INSERT: its rows, ordered by version (`column2`), take the
+        // next positions in that order (AUTOINCREMENT: each new row one past the largest
+        // ever), so the last position names them all. The conformance suite reads them back.
         let last: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
             .fetch_one(&mut *connection)
             .await?;

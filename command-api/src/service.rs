@@ -295,6 +295,15 @@ impl CommandService {
 /// # Errors
 /// When the store fails.
 pub async fn load_pool(store: &dyn EventStore, stream: &str) -> Result<LinePool, StoreError> {
+    Ok(load_pool_and_snapshot(store, stream).await?.0)
+}
+
+/// As [`load_pool`], and the version of the snapshot it started from (0: none was usable — one
+/// of another schema, say, after an upgrade; the writer then saves one at its next append).
+async fn load_pool_and_snapshot(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<(LinePool, u64), StoreError> {
     let mut pool = match store.load_snapshot(stream).await? {
         Some(snapshot) if snapshot.schema == SNAPSHOT_SCHEMA => {
             match LinePool::from_snapshot(&snapshot.data) {
@@ -310,8 +319,9 @@ pub async fn load_pool(store: &dyn EventStore, stream: &str) -> Result<LinePool,
         }
         _ => LinePool::default(),
     };
+    let from = pool.version;
     catch_up(store, stream, &mut pool).await?;
-    Ok(pool)
+    Ok((pool, from))
 }
 
 /// Applies the events `store` holds after `pool`'s version, page by page. The next page is
@@ -437,8 +447,9 @@ impl Writer {
     async fn pool(&mut self) -> Result<&mut LinePool, StoreError> {
         match &mut self.pool {
             None => {
-                let loaded = load_pool(self.shared.store.as_ref(), &self.stream).await?;
-                self.last_snapshot = loaded.version;
+                let (loaded, snapshot) =
+                    load_pool_and_snapshot(self.shared.store.as_ref(), &self.stream).await?;
+                self.last_snapshot = snapshot;
                 self.pool = Some(loaded);
                 self.behind = false;
             }

@@ -255,6 +255,63 @@ async fn snapshots_are_saved_and_a_pool_loads_from_them() {
     assert_eq!(from_snapshot, LinePool::from_events(&events));
 }
 
+/// A snapshot the writer cannot use (another schema: an upgrade) does not stop it from saving one
+/// it can: the first append after loading saves it, not the 2,000th event after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_loaded_without_a_usable_snapshot_saves_one_at_its_next_append() {
+    let store = store().await;
+    let stream = pool_stream(&tenant());
+    let writer = service(store.clone(), 1_000_000);
+    add_lines(&writer, 2).await;
+    for hour in 0..30 {
+        writer
+            .execute(Submission::new(
+                tenant(),
+                Actor::user("alice"),
+                schedule(hour),
+                t0(),
+            ))
+            .await
+            .unwrap();
+    }
+    let old = Snapshot {
+        version: 32,
+        schema: 1,
+        data: b"{\"version\":32}".to_vec(),
+    };
+    store.save_snapshot(&stream, &old).await.unwrap();
+    // A fresh node, snapshotting every 20 events: its pool (32 events, none from a snapshot)
+    // is due at once.
+    let restarted = service(store.clone(), 20);
+    restarted
+        .execute(Submission::new(
+            tenant(),
+            Actor::user("alice"),
+            schedule(40),
+            t0(),
+        ))
+        .await
+        .unwrap();
+    let mut saved = None;
+    for _ in 0..100 {
+        saved = store
+            .load_snapshot(&stream)
+            .await
+            .unwrap()
+            .filter(|snapshot| snapshot.version > 32);
+        if saved.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let saved = saved.expect("a snapshot in today's schema");
+    assert_eq!(saved.schema, meetline_command_api::service::SNAPSHOT_SCHEMA);
+    assert_eq!(
+        LinePool::from_snapshot(&saved.data).unwrap(),
+        load_pool(store.as_ref(), &stream).await.unwrap()
+    );
+}
+
 /// A store whose appends wait for a permit (holding the writer inside an append), and which
 /// refuses any append carrying a conference with the `refused` subject — as PostgreSQL refuses
 /// a value its `jsonb` cannot hold — while taking every other.

@@ -205,12 +205,17 @@ impl LinePool {
         postcard::to_stdvec(self)
     }
 
-    /// A pool from [`Self::to_snapshot`]'s bytes.
+    /// A pool from [`Self::to_snapshot`]'s bytes. postcard reads fields by position, so a
+    /// change of the pool's fields or variants, in kind or order, is a new snapshot schema;
+    /// `domain/tests/golden_events.rs` reads a stored snapshot to catch one made without it.
     ///
     /// # Errors
-    /// When the bytes are not a pool of this snapshot format.
+    /// When the bytes are not a pool of this snapshot format (bytes left over included).
     pub fn from_snapshot(bytes: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(bytes)
+        match postcard::take_from_bytes(bytes)? {
+            (pool, []) => Ok(pool),
+            _ => Err(postcard::Error::DeserializeBadEncoding),
+        }
     }
 
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {

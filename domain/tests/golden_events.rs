@@ -118,3 +118,28 @@ fn replaying_a_booking_onto_a_taken_start_reports_it_instead_of_overwriting() {
     assert_eq!(line.bookings.len(), 1);
     assert_eq!(line.bookings.values().next().unwrap().conference, kept);
 }
+
+/// The snapshot format is stored too, and postcard reads fields by position: a pool's fields or
+/// variants changed in kind or order without a new snapshot schema would read old snapshots
+/// wrongly, not fail. `fixtures/pool-snapshot-3.postcard` is the fixture's pool as schema 3 wrote
+/// it; it must read back to that pool. (A new schema adds its own fixture:
+/// `MEETLINE_BLESS=1 cargo test -p meetline-domain --test golden_events` writes it.)
+#[test]
+fn a_schema_3_snapshot_reads_back_to_the_pool_it_was() {
+    let events: Vec<Event> = schema_1().into_iter().map(|(_, event)| event).collect();
+    let pool = LinePool::from_events(&events);
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pool-snapshot-3.postcard"
+    );
+    if std::env::var_os("MEETLINE_BLESS").is_some() {
+        std::fs::write(path, pool.to_snapshot().unwrap()).unwrap();
+    }
+    let stored = std::fs::read(path).expect("the stored snapshot fixture");
+    assert_eq!(LinePool::from_snapshot(&stored).unwrap(), pool);
+    assert!(!pool.conferences.is_empty() && pool.latest.is_some());
+    // Bytes left over are not a pool.
+    let mut longer = stored.clone();
+    longer.push(0);
+    assert!(LinePool::from_snapshot(&longer).is_err());
+}
