@@ -29,6 +29,8 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Commands whose events the store refused while it took others (answered alone).
     pub poisoned_commands: Counter,
+    /// Batches decided while the append of the batch before them was in flight (pipelining).
+    pub pipelined_batches: Counter,
     pub projection_lag: Gauge,
     pub projection_leader: Gauge,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -61,6 +63,12 @@ impl Default for Metrics {
             "Commands whose events the store refused while it took others",
             poisoned_commands.clone(),
         );
+        let pipelined_batches = Counter::default();
+        registry.register(
+            "pipelined_batches",
+            "Batches decided while the append of the batch before them was in flight",
+            pipelined_batches.clone(),
+        );
         let projection_lag = Gauge::default();
         registry.register(
             "projection_lag_events",
@@ -85,6 +93,7 @@ impl Default for Metrics {
             append_seconds,
             batch_size,
             poisoned_commands,
+            pipelined_batches,
             projection_lag,
             projection_leader,
             http_requests,

@@ -3,9 +3,13 @@
 //! all of a batch's events in **one** append with the expected version — group commit: one fsync
 //! serves many commands.
 //!
+//! While a batch's append is in flight, the commands that arrive are decided on the state it
+//! leaves (pipelining, decision 0017); their append follows as soon as it is durable.
+//!
 //! Another process may have appended to the same stream: the append then fails with a version
-//! conflict, the writer reloads the pool from the store and re-decides the whole batch, backing
-//! off exponentially (`backon`). Correctness never depends on which node gets a command.
+//! conflict, the writer takes the batch back (its journal), reads the events it missed and
+//! re-decides, backing off exponentially (`backon`) — decision 0014. Correctness never depends
+//! on which node gets a command.
 //!
 //! Idempotency: a command with an `Idempotency-Key` gets a command id derived from the tenant,
 //! user and key. The id is stored with its events, so a retry — even after a crash or on another
@@ -40,7 +44,9 @@ pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// JSON of the pool before it closed its books.
 pub const SNAPSHOT_SCHEMA: u32 = 3;
 const STREAM_PAGE: usize = 5000;
-/// Commands one pool may have waiting; requests beyond it are refused (429), not queued.
+/// Commands one pool may have waiting; requests beyond it are refused (429), not queued. (The
+/// writer also holds the batch it is deciding while an append is in flight: at most
+/// [`MAX_BATCH`] more.)
 pub const QUEUE_DEPTH: usize = 4096;
 
 /// One command to decide, with who asks and when.
@@ -372,6 +378,125 @@ async fn poll_once<F: std::future::Future + Unpin>(future: F) -> Option<F::Outpu
     .await
 }
 
+/// Takes the jobs already queued (none is waited for), up to a batch.
+fn take_waiting(receiver: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Sends each job its answer.
+fn answer(jobs: Vec<Job>, results: Vec<Result<Outcome, CommandError>>) {
+    for (job, result) in jobs.into_iter().zip(results) {
+        let _ = job.reply.send(result);
+    }
+}
+
+/// A batch decided on the warm pool (its events applied there, journaled), not yet stored.
+struct Decided {
+    decisions: Vec<Decision>,
+    events: Vec<NewEvent>,
+    /// The stream version the batch was decided on: its append's expected version.
+    base_version: u64,
+}
+
+impl Decided {
+    /// An empty batch, to be decided on `pool` as it is now.
+    fn on(pool: &LinePool) -> Self {
+        Self {
+            decisions: Vec::new(),
+            events: Vec::new(),
+            base_version: pool.version,
+        }
+    }
+}
+
+/// Decides `jobs` one after another on `pool`, applying each accepted command's events so the
+/// next sees them, and adds them to `decided`. `replays` (by index in `jobs`) are the jobs
+/// settled by an earlier outcome; `recalled` the closed conferences they name, as read back from
+/// the store. No I/O.
+fn decide_into(
+    pool: &mut LinePool,
+    decided: &mut Decided,
+    jobs: &[Job],
+    mut replays: HashMap<usize, Decision>,
+    mut recalled: HashMap<ConferenceId, Conference>,
+) {
+    let Decided {
+        decisions, events, ..
+    } = decided;
+    for (index, job) in jobs.iter().enumerate() {
+        if let Some(replay) = replays.remove(&index) {
+            decisions.push(replay);
+            continue;
+        }
+        let submission = &job.submission;
+        let target = match &submission.command {
+            // Joining a conference one already takes part in appends nothing: find it.
+            Command::JoinConference { number } => pool
+                .conference_by_number(number)
+                .map(|conference| conference.id),
+            command => command.existing_conference(),
+        };
+        let closed = target.and_then(|id| recalled.get(&id));
+        match pool.decide(
+            &submission.actor,
+            &submission.command,
+            submission.now,
+            closed,
+        ) {
+            Ok(decided) => {
+                let mut conference = target
+                    .and_then(|id| pool.conference(&id).or(closed))
+                    .cloned();
+                let from = events.len();
+                for event in decided {
+                    match &mut conference {
+                        Some(conference) => {
+                            conference.apply(&event, |line| pool.line_tag(line));
+                        }
+                        None => {
+                            conference = match &event {
+                                Event::ConferenceScheduled { line, .. } => {
+                                    Conference::scheduled(&event, pool.line_tag(line))
+                                }
+                                _ => None,
+                            };
+                        }
+                    }
+                    pool.apply(&event);
+                    events.push(NewEvent {
+                        metadata: EventMetadata {
+                            event_id: Uuid::now_v7(),
+                            command_id: submission.command_id,
+                            correlation_id: submission.correlation_id,
+                            causation_id: None,
+                            actor: submission.actor.user.to_string(),
+                            recorded_at: submission.now,
+                            schema_version: EVENT_SCHEMA_VERSION,
+                        },
+                        event,
+                    });
+                }
+                // Closed by this command: later ones of the batch find it here, as they would
+                // have found it recalled from the store.
+                if let Some(closed) = conference.as_ref().filter(|c| c.is_closed()) {
+                    recalled.insert(closed.id, closed.clone());
+                }
+                decisions.push(Decision::Accepted {
+                    from,
+                    to: events.len(),
+                    conference: conference.map(Box::new),
+                });
+            }
+            Err(error) => decisions.push(Decision::Rejected(error)),
+        }
+    }
+}
+
 /// What the batch decided for one job.
 enum Decision {
     /// Accepted: its events are `events[range]` of the batch; `conference` is the one it
@@ -428,16 +553,156 @@ impl Writer {
     }
 
     async fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
-        while let Some(first) = receiver.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+        let mut carried: Option<Vec<Job>> = None;
+        loop {
+            let jobs = match carried.take() {
+                Some(jobs) => jobs,
+                None => {
+                    let Some(first) = receiver.recv().await else {
+                        return;
+                    };
+                    let mut jobs = vec![first];
+                    take_waiting(&mut receiver, &mut jobs);
+                    jobs
+                }
+            };
+            self.shared.metrics.batch_size.observe(jobs.len() as f64);
+            carried = self.pipeline(jobs, &mut receiver).await;
+        }
+    }
+
+    /// Whether `jobs` can be decided on the warm pool without the store: no key to look up, no
+    /// conference to recall, no doubt about an earlier append — so the writer may decide them
+    /// while an earlier batch's append is in flight.
+    fn decidable_alone(&self, jobs: &[Job]) -> bool {
+        let Some(pool) = &self.pool else {
+            return false;
+        };
+        !self.behind
+            && !self.uncertain
+            && jobs.iter().all(|job| {
+                !job.submission.idempotent
+                    && job
+                        .submission
+                        .command
+                        .existing_conference()
+                        .is_none_or(|id| pool.conference(&id).is_some())
+            })
+    }
+
+    /// Decides and stores `jobs`, **pipelined**: while their append is in flight, the commands
+    /// that arrive are taken from the queue and, as long as each can be decided without the
+    /// store ([`Self::decidable_alone`]), decided at once on the state `jobs` leave — they form
+    /// the next batch, whose append starts as soon as this one is durable, and so on. Nobody is
+    /// answered before their events are durable. Appends go one after another: a later batch is
+    /// never sent before the earlier one is stored (had the earlier failed, the later could land
+    /// on a stream another writer moved by as many events). When an append fails, every batch
+    /// decided on it is taken back and decided again ([`Self::process`]). A cold pool, keys,
+    /// recalls and doubt go through `process` directly. Returns commands taken from the queue and
+    /// not decided.
+    async fn pipeline(
+        &mut self,
+        jobs: Vec<Job>,
+        receiver: &mut mpsc::Receiver<Job>,
+    ) -> Option<Vec<Job>> {
+        if !self.decidable_alone(&jobs) {
+            self.process(jobs, false).await;
+            return None;
+        }
+        let pool = self.pool.as_mut().expect("decidable alone: loaded");
+        pool.begin();
+        let mut decided = Decided::on(pool);
+        decide_into(pool, &mut decided, &jobs, HashMap::new(), HashMap::new());
+        let mut current = (jobs, decided);
+        loop {
+            let (jobs, decided) = current;
+            if decided.events.is_empty() {
+                // Nothing to store: the answers wait for nothing but the head.
+                self.pool.as_mut().expect("loaded").commit();
+                match self.shared.store.head_position().await {
+                    Ok(head) => {
+                        let results = self.finish(&jobs, decided, &[], head).await;
+                        answer(jobs, results);
+                    }
+                    Err(_) => self.process(jobs, false).await,
+                }
+                return None;
+            }
+            let (store, stream) = (self.shared.store.clone(), self.stream.clone());
+            let started = Instant::now();
+            let mark = self.pool.as_ref().and_then(LinePool::mark);
+            // Meanwhile: the commands that arrive, decided in order on the state this batch
+            // leaves, until one cannot be decided without the store.
+            let mut waiting: Vec<Job> = Vec::new();
+            let mut next: Option<Decided> = None;
+            let mut deciding = true;
+            let appended = {
+                let mut append =
+                    std::pin::pin!(store.append(&stream, decided.base_version, &decided.events));
+                loop {
+                    tokio::select! {
+                        biased;
+                        appended = &mut append => break appended,
+                        job = receiver.recv(), if waiting.len() < MAX_BATCH => {
+                            let Some(job) = job else { break append.await };
+                            deciding = deciding && self.decidable_alone(std::slice::from_ref(&job));
+                            if deciding {
+                                let pool = self.pool.as_mut().expect("loaded");
+                                let next = next.get_or_insert_with(|| Decided::on(pool));
+                                decide_into(pool, next, std::slice::from_ref(&job), HashMap::new(), HashMap::new());
+                            }
+                            waiting.push(job);
+                        }
+                    }
+                }
+            };
+            match appended {
+                Ok(appended) => {
+                    self.shared
+                        .metrics
+                        .append_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    let pool = self.pool.as_mut().expect("loaded");
+                    match (mark, &next) {
+                        (Some(mark), Some(_)) => pool.commit_through(mark),
+                        _ => pool.commit(),
+                    }
+                    // Some arrived that could not be decided alone: take back those decided
+                    // ahead of them, and decide them all in order, the careful way.
+                    if next.is_some() && !deciding {
+                        pool.rollback();
+                        next = None;
+                    }
+                    let head = appended.positions.last().copied().unwrap_or_default();
+                    let results = self.finish(&jobs, decided, &appended.positions, head).await;
+                    answer(jobs, results);
+                    match next {
+                        Some(next) => {
+                            self.shared.metrics.pipelined_batches.inc();
+                            self.shared.metrics.batch_size.observe(waiting.len() as f64);
+                            current = (waiting, next);
+                        }
+                        None => {
+                            self.maybe_snapshot();
+                            return (!waiting.is_empty()).then_some(waiting);
+                        }
+                    }
+                }
+                Err(error) => {
+                    // Every batch decided on events that may not be stored: take them back,
+                    // and decide them again the careful way.
+                    if let Some(pool) = &mut self.pool {
+                        pool.rollback();
+                    }
+                    self.behind = true;
+                    let uncertain = !matches!(error, StoreError::Conflict { .. });
+                    tracing::debug!(tenant = %self.tenant, %error, "a pipelined append failed; deciding again");
+                    let mut all = jobs;
+                    all.extend(waiting);
+                    self.process(all, uncertain).await;
+                    return None;
                 }
             }
-            self.shared.metrics.batch_size.observe(jobs.len() as f64);
-            self.process(jobs).await;
         }
     }
 
@@ -472,8 +737,8 @@ impl Writer {
     /// `Unavailable` alone after a second try (which spends no backoff). Every failure either
     /// spends backoff, splits a group (at most `2n − 1` groups) or is a single command's one
     /// retry, so the loop ends.
-    async fn process(&mut self, jobs: Vec<Job>) {
-        self.uncertain = false;
+    async fn process(&mut self, jobs: Vec<Job>, uncertain: bool) {
+        self.uncertain = uncertain;
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(2))
             .with_max_delay(Duration::from_millis(500))
@@ -486,9 +751,7 @@ impl Writer {
         while let Some((group, refusals)) = pending.pop_front() {
             let error = match self.attempt(&group).await {
                 Ok(results) => {
-                    for (job, result) in group.into_iter().zip(results) {
-                        let _ = job.reply.send(result);
-                    }
+                    answer(group, results);
                     continue;
                 }
                 Err(error) => error,
@@ -566,7 +829,6 @@ impl Writer {
             - IDEMPOTENCY_WINDOW;
         self.rejections.retain(|_, (_, at)| *at >= oldest_rejection);
 
-        let mut decisions = Vec::with_capacity(jobs.len());
         let mut batch_keys: HashMap<Uuid, usize> = HashMap::new();
         // Look up repeated keys before touching the pool (I/O), then decide without I/O.
         let mut replays: HashMap<usize, Decision> = HashMap::new();
@@ -602,85 +864,18 @@ impl Writer {
         let settled: Vec<bool> = (0..jobs.len())
             .map(|index| replays.contains_key(&index))
             .collect();
-        let mut recalled = self.recall(jobs, &settled).await?;
+        let recalled = self.recall(jobs, &settled).await?;
         let pool = self.pool.as_mut().expect("loaded by recall");
         pool.begin();
-        let base_version = pool.version;
-        let mut events: Vec<NewEvent> = Vec::with_capacity(jobs.len());
-        for (index, job) in jobs.iter().enumerate() {
-            if let Some(replay) = replays.remove(&index) {
-                decisions.push(replay);
-                continue;
-            }
-            let submission = &job.submission;
-            let target = match &submission.command {
-                // Joining a conference one already takes part in appends nothing: find it.
-                Command::JoinConference { number } => pool
-                    .conference_by_number(number)
-                    .map(|conference| conference.id),
-                command => command.existing_conference(),
-            };
-            let closed = target.and_then(|id| recalled.get(&id));
-            match pool.decide(
-                &submission.actor,
-                &submission.command,
-                submission.now,
-                closed,
-            ) {
-                Ok(decided) => {
-                    let mut conference = target
-                        .and_then(|id| pool.conference(&id).or(closed))
-                        .cloned();
-                    let from = events.len();
-                    for event in decided {
-                        match &mut conference {
-                            Some(conference) => {
-                                conference.apply(&event, |line| pool.line_tag(line));
-                            }
-                            None => {
-                                conference = event.conference().and_then(|_| {
-                                    let line = match &event {
-                                        Event::ConferenceScheduled { line, .. } => line,
-                                        _ => return None,
-                                    };
-                                    Conference::scheduled(&event, pool.line_tag(line))
-                                });
-                            }
-                        }
-                        pool.apply(&event);
-                        events.push(NewEvent {
-                            metadata: EventMetadata {
-                                event_id: Uuid::now_v7(),
-                                command_id: submission.command_id,
-                                correlation_id: submission.correlation_id,
-                                causation_id: None,
-                                actor: submission.actor.user.to_string(),
-                                recorded_at: submission.now,
-                                schema_version: EVENT_SCHEMA_VERSION,
-                            },
-                            event,
-                        });
-                    }
-                    // Closed by this command: later ones of the batch find it here, as they
-                    // would have found it recalled from the store.
-                    if let Some(closed) = conference.as_ref().filter(|c| c.is_closed()) {
-                        recalled.insert(closed.id, closed.clone());
-                    }
-                    decisions.push(Decision::Accepted {
-                        from,
-                        to: events.len(),
-                        conference: conference.map(Box::new),
-                    });
-                }
-                Err(error) => decisions.push(Decision::Rejected(error)),
-            }
-        }
-
-        let positions = if events.is_empty() {
+        let mut decided = Decided::on(pool);
+        decide_into(pool, &mut decided, jobs, replays, recalled);
+        let positions = if decided.events.is_empty() {
             Vec::new()
         } else {
             let started = Instant::now();
-            let appended = store.append(&stream, base_version, &events).await?;
+            let appended = store
+                .append(&stream, decided.base_version, &decided.events)
+                .await?;
             self.shared
                 .metrics
                 .append_seconds
@@ -694,6 +889,27 @@ impl Writer {
             Some(last) => *last,
             None => store.head_position().await?,
         };
+        let stored = !decided.events.is_empty();
+        let results = self.finish(jobs, decided, &positions, head).await;
+        if stored {
+            self.maybe_snapshot();
+        }
+        Ok(results)
+    }
+
+    /// The answers to a decided batch whose events are durable at `positions` (`head`: the
+    /// position a command that appended nothing reports).
+    async fn finish(
+        &mut self,
+        jobs: &[Job],
+        decided: Decided,
+        positions: &[Position],
+        head: Position,
+    ) -> Vec<Result<Outcome, CommandError>> {
+        let Decided {
+            decisions, events, ..
+        } = decided;
+        let (store, stream) = (self.shared.store.clone(), self.stream.clone());
         let pool = self.pool.as_ref().expect("loaded");
         let mut results: Vec<Result<Outcome, CommandError>> = Vec::with_capacity(jobs.len());
         for (index, decision) in decisions.iter().enumerate() {
@@ -773,10 +989,7 @@ impl Writer {
             };
             results.push(result);
         }
-        if !events.is_empty() {
-            self.maybe_snapshot();
-        }
-        Ok(results)
+        results
     }
 
     /// The conferences `jobs` name that the warm pool does not hold, folded from their stored
@@ -870,7 +1083,10 @@ impl Writer {
 
     /// Saves a snapshot off the writer's path once the stream has grown enough.
     fn maybe_snapshot(&mut self) {
-        let Some(pool) = &self.pool else { return };
+        // Never a pool holding events that may not be stored (a batch still being decided).
+        let Some(pool) = self.pool.as_ref().filter(|pool| !pool.in_batch()) else {
+            return;
+        };
         if pool.version
             < self
                 .last_snapshot

@@ -1013,3 +1013,98 @@ async fn commands_on_a_closed_conference_are_answered_from_the_store() {
         Some(Status::Cancelled)
     );
 }
+
+/// Pipelining: while one batch's append is in flight the writer decides the batch behind it on
+/// the state the first leaves. When the first append fails (here: another node wrote in
+/// between), both batches are taken back and decided again — nothing is lost, stored twice or
+/// double-booked — and no later batch is appended before the earlier one is durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_batch_is_decided_again_when_the_append_before_it_fails() {
+    let inner = store().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let gated: Arc<dyn EventStore> = Arc::new(GatedStore {
+        inner: inner.clone(),
+        gate: gate.clone(),
+        refused: None,
+        down: Arc::default(),
+    });
+    let metrics = Arc::new(Metrics::default());
+    let node = CommandService::new(
+        gated,
+        None,
+        metrics.clone(),
+        ServiceConfig {
+            snapshot_every: 1_000_000,
+            max_retries: 50,
+            ..ServiceConfig::default()
+        },
+    );
+    let other = service(inner.clone(), 1_000_000);
+    add_lines(&other, 3).await;
+    let submit = |hour: i64| {
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.execute(Submission::new(
+                tenant(),
+                Actor::user("alice"),
+                schedule(hour),
+                t0(),
+            ))
+            .await
+        })
+    };
+    // A warm pool (a cold one is loaded the careful way).
+    gate.add_permits(1);
+    submit(200).await.unwrap().expect("stored");
+    // One command holds the writer in its append; a hundred queue behind it and are decided
+    // meanwhile.
+    let first = submit(0);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let queued: Vec<_> = (1..=100).map(submit).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // The first is stored; the next 64 go into an append that waits at the gate, and the 36
+    // behind them are decided in turn.
+    gate.add_permits(1);
+    first.await.unwrap().expect("the first command is stored");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        metrics.pipelined_batches.get() >= 1,
+        "a batch was decided while an append was in flight"
+    );
+    // Another node writes: the waiting append conflicts.
+    other
+        .execute(Submission::new(
+            tenant(),
+            Actor::admin("root"),
+            Command::AddLine {
+                name: LineName::parse("late").unwrap(),
+                provider: ProviderKind::Builtin,
+            },
+            t0(),
+        ))
+        .await
+        .unwrap();
+    gate.add_permits(1_000_000);
+    let mut accepted = 0;
+    for task in queued {
+        match task.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(CommandError::Domain(DomainError::NoFreeLine)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    // Hours 0..=100 with 60-minute slots on 3–4 lines: every one fits.
+    assert_eq!(accepted, 100);
+    let stream = pool_stream(&tenant());
+    let events = inner.read_stream(&stream, 0, 100_000).await.unwrap();
+    let scheduled = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::ConferenceScheduled { .. }))
+        .count();
+    assert_eq!(scheduled, 102, "each command stored once");
+    let log = meetline_verify::whole_log(inner.as_ref()).await.unwrap();
+    let report = meetline_verify::check(&log, &[]);
+    assert!(report.passed(), "{}", report.summary());
+    let pool = load_pool(inner.as_ref(), &stream).await.unwrap();
+    assert!(pool.overlapping_bookings().is_empty());
+}

@@ -167,6 +167,16 @@ impl PartialEq for LinePool {
     }
 }
 
+/// A point in an open journal ([`LinePool::mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    undo: usize,
+    version: u64,
+    latest: Option<DateTime<Utc>>,
+    lines_added: u64,
+    clashes: usize,
+}
+
 #[derive(Debug, Clone)]
 struct Journal {
     version: u64,
@@ -244,6 +254,36 @@ impl LinePool {
     /// Keeps everything applied since [`Self::begin`] (its events are stored).
     pub fn commit(&mut self) {
         self.journal = None;
+    }
+
+    /// Where the open journal stands now (`None` without one): what [`Self::commit_through`]
+    /// keeps when a batch decided earlier is stored while a later one is still open.
+    pub fn mark(&self) -> Option<Mark> {
+        self.journal.as_ref().map(|journal| Mark {
+            undo: journal.undo.len(),
+            version: self.version,
+            latest: self.latest,
+            lines_added: self.lines_added,
+            clashes: self.clashes.len(),
+        })
+    }
+
+    /// Keeps what was applied up to `mark` (its events are stored); what came after stays
+    /// journaled: a [`Self::rollback`] now goes back to `mark`.
+    pub fn commit_through(&mut self, mark: Mark) {
+        if let Some(journal) = &mut self.journal {
+            journal.undo.drain(..mark.undo.min(journal.undo.len()));
+            journal.version = mark.version;
+            journal.latest = mark.latest;
+            journal.lines_added = mark.lines_added;
+            journal.clashes = mark.clashes;
+        }
+    }
+
+    /// Whether a batch is being decided (a journal is open): the pool then holds events that
+    /// may not be stored.
+    pub fn in_batch(&self) -> bool {
+        self.journal.is_some()
     }
 
     /// Takes back everything applied since [`Self::begin`]: the pool is again exactly what it

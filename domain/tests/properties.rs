@@ -263,6 +263,13 @@ proptest! {
                         pool.apply(event);
                     }
                 }
+                // What the batch holds so far is stored (a pipelined writer's earlier batch):
+                // keep it, and a later rollback goes back to here.
+                3 => {
+                    let mark = pool.mark().expect("a batch is open");
+                    pool.commit_through(mark);
+                    batch = Some((pool.clone(), log.len()));
+                }
                 _ => {}
             }
 
