@@ -388,6 +388,24 @@ fn take_waiting(receiver: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
     }
 }
 
+/// Fills in the positions of answers built before their batch was stored ([`Writer::finish`]).
+fn place(
+    results: &mut [Result<Outcome, CommandError>],
+    decided: &Decided,
+    positions: &[Position],
+    head: Position,
+) {
+    for (result, decision) in results.iter_mut().zip(&decided.decisions) {
+        if let (Ok(outcome), Decision::Accepted { from, to, .. }) = (result, decision) {
+            outcome.position = if to > from {
+                positions.get(*to - 1).copied().unwrap_or(head)
+            } else {
+                head
+            };
+        }
+    }
+}
+
 /// Sends each job its answer.
 fn answer(jobs: Vec<Job>, results: Vec<Result<Outcome, CommandError>>) {
     for (job, result) in jobs.into_iter().zip(results) {
@@ -621,13 +639,23 @@ impl Writer {
                 self.pool.as_mut().expect("loaded").commit();
                 match self.shared.store.head_position().await {
                     Ok(head) => {
-                        let results = self.finish(&jobs, decided, &[], head).await;
+                        let results = self.finish(&jobs, &decided, &[], head).await;
+                        self.note_rejections(&jobs, &decided);
                         answer(jobs, results);
+                        self.maybe_snapshot();
                     }
                     Err(_) => self.process(jobs, false).await,
                 }
                 return None;
             }
+            // What the answers show, and a snapshot when one is due, are taken from the pool as
+            // this batch leaves it — before anything is decided on top of it.
+            let mut results = self.finish(&jobs, &decided, &[], 0).await;
+            let version = decided.base_version + decided.events.len() as u64;
+            let snapshot = self
+                .snapshot_due(version)
+                .then(|| self.pool.clone())
+                .flatten();
             let (store, stream) = (self.shared.store.clone(), self.stream.clone());
             let started = Instant::now();
             let mark = self.pool.as_ref().and_then(LinePool::mark);
@@ -674,33 +702,34 @@ impl Writer {
                         next = None;
                     }
                     let head = appended.positions.last().copied().unwrap_or_default();
-                    let results = self.finish(&jobs, decided, &appended.positions, head).await;
+                    place(&mut results, &decided, &appended.positions, head);
+                    self.note_rejections(&jobs, &decided);
                     answer(jobs, results);
+                    if let Some(mut stored) = snapshot {
+                        stored.commit();
+                        self.save_snapshot(stored);
+                    }
                     match next {
                         Some(next) => {
                             self.shared.metrics.pipelined_batches.inc();
                             self.shared.metrics.batch_size.observe(waiting.len() as f64);
                             current = (waiting, next);
                         }
-                        None => {
-                            self.maybe_snapshot();
-                            return (!waiting.is_empty()).then_some(waiting);
-                        }
+                        None => return (!waiting.is_empty()).then_some(waiting),
                     }
                 }
                 Err(error) => {
-                    // Every batch decided on events that may not be stored: take them back,
-                    // and decide them again the careful way.
+                    // Every batch decided on events that may not be stored: take them back.
+                    // This batch is decided again the careful way (after an uncertain failure,
+                    // looked up by id first); those behind it were never sent, and follow.
                     if let Some(pool) = &mut self.pool {
                         pool.rollback();
                     }
                     self.behind = true;
                     let uncertain = !matches!(error, StoreError::Conflict { .. });
                     tracing::debug!(tenant = %self.tenant, %error, "a pipelined append failed; deciding again");
-                    let mut all = jobs;
-                    all.extend(waiting);
-                    self.process(all, uncertain).await;
-                    return None;
+                    self.process(jobs, uncertain).await;
+                    return (!waiting.is_empty()).then_some(waiting);
                 }
             }
         }
@@ -889,9 +918,9 @@ impl Writer {
             Some(last) => *last,
             None => store.head_position().await?,
         };
-        let stored = !decided.events.is_empty();
-        let results = self.finish(jobs, decided, &positions, head).await;
-        if stored {
+        let results = self.finish(jobs, &decided, &positions, head).await;
+        self.note_rejections(jobs, &decided);
+        if !decided.events.is_empty() {
             self.maybe_snapshot();
         }
         Ok(results)
@@ -899,10 +928,15 @@ impl Writer {
 
     /// The answers to a decided batch whose events are durable at `positions` (`head`: the
     /// position a command that appended nothing reports).
+    ///
+    /// The answers are built from the pool as it is when called (line names, a line command's
+    /// line): a pipelined writer calls it before it decides anything on top of the batch.
+    /// Positions not known yet (`positions` empty) are filled in by [`place`]. Keyed rejections
+    /// and refusals for want of a line are noted by [`Self::note_rejections`], once durable.
     async fn finish(
         &mut self,
         jobs: &[Job],
-        decided: Decided,
+        decided: &Decided,
         positions: &[Position],
         head: Position,
     ) -> Vec<Result<Outcome, CommandError>> {
@@ -924,29 +958,16 @@ impl Writer {
                         .iter()
                         .map(|new| new.event.clone())
                         .collect();
-                    let position = if to > from { positions[*to - 1] } else { head };
+                    let position = if to > from {
+                        positions.get(*to - 1).copied().unwrap_or(head)
+                    } else {
+                        head
+                    };
                     let conference = conference.as_deref().cloned();
                     Ok(self.outcome(pool, &submission.command, conference, own, position, false))
                 }
                 Decision::RejectedBefore(error) => Err(CommandError::Domain(error.clone())),
-                Decision::Rejected(error) => {
-                    if submission.idempotent {
-                        self.rejections
-                            .insert(submission.command_id, (error.clone(), submission.now));
-                    }
-                    if *error == DomainError::NoFreeLine
-                        && let Some(read_models) = &self.shared.read_models
-                    {
-                        let (read_models, tenant, at) =
-                            (read_models.clone(), self.tenant.clone(), submission.now);
-                        tokio::spawn(async move {
-                            if let Err(error) = read_models.record_rejection(&tenant, at).await {
-                                tracing::warn!(%error, "could not count a rejection");
-                            }
-                        });
-                    }
-                    Err(CommandError::Domain(error.clone()))
-                }
+                Decision::Rejected(error) => Err(CommandError::Domain(error.clone())),
                 Decision::Replayed {
                     conference,
                     line,
@@ -990,6 +1011,32 @@ impl Writer {
             results.push(result);
         }
         results
+    }
+
+    /// Notes the batch's rejections once it is durable: keyed ones, so a retry gets the same
+    /// answer, and refusals for want of a line, for the operators' counts.
+    fn note_rejections(&mut self, jobs: &[Job], decided: &Decided) {
+        for (job, decision) in jobs.iter().zip(&decided.decisions) {
+            let Decision::Rejected(error) = decision else {
+                continue;
+            };
+            let submission = &job.submission;
+            if submission.idempotent {
+                self.rejections
+                    .insert(submission.command_id, (error.clone(), submission.now));
+            }
+            if *error == DomainError::NoFreeLine
+                && let Some(read_models) = &self.shared.read_models
+            {
+                let (read_models, tenant, at) =
+                    (read_models.clone(), self.tenant.clone(), submission.now);
+                tokio::spawn(async move {
+                    if let Err(error) = read_models.record_rejection(&tenant, at).await {
+                        tracing::warn!(%error, "could not count a rejection");
+                    }
+                });
+            }
+        }
     }
 
     /// The conferences `jobs` name that the warm pool does not hold, folded from their stored
@@ -1087,15 +1134,24 @@ impl Writer {
         let Some(pool) = self.pool.as_ref().filter(|pool| !pool.in_batch()) else {
             return;
         };
-        if pool.version
-            < self
+        if self.snapshot_due(pool.version) {
+            let pool = pool.clone();
+            self.save_snapshot(pool);
+        }
+    }
+
+    /// Whether a pool at `version` is owed a snapshot.
+    fn snapshot_due(&self, version: u64) -> bool {
+        version
+            >= self
                 .last_snapshot
                 .saturating_add(self.shared.config.snapshot_every)
-        {
-            return;
-        }
+    }
+
+    /// Encodes and saves `pool` off the writer's path; it must hold only stored events.
+    fn save_snapshot(&mut self, pool: LinePool) {
         self.last_snapshot = pool.version;
-        let (store, stream, pool) = (self.shared.store.clone(), self.stream.clone(), pool.clone());
+        let (store, stream) = (self.shared.store.clone(), self.stream.clone());
         tokio::spawn(async move {
             let version = pool.version;
             let data = match tokio::task::spawn_blocking(move || pool.to_snapshot()).await {

@@ -1108,3 +1108,64 @@ async fn a_pipelined_batch_is_decided_again_when_the_append_before_it_fails() {
     let pool = load_pool(inner.as_ref(), &stream).await.unwrap();
     assert!(pool.overlapping_bookings().is_empty());
 }
+
+/// A pipelined writer answers each command with the state its own batch left, not with what
+/// the batch decided behind it (not stored yet when the answer is sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_shows_its_own_batch_not_the_one_decided_behind_it() {
+    let inner = store().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(1_000));
+    let gated: Arc<dyn EventStore> = Arc::new(GatedStore {
+        inner: inner.clone(),
+        gate: gate.clone(),
+        refused: None,
+        down: Arc::default(),
+    });
+    let metrics = Arc::new(Metrics::default());
+    let node = CommandService::new(
+        gated,
+        None,
+        metrics.clone(),
+        ServiceConfig {
+            snapshot_every: 1_000_000,
+            ..ServiceConfig::default()
+        },
+    );
+    add_lines(&node, 2).await;
+    // Hold the gate: the rename's append waits while the removal is decided behind it.
+    let _ = gate
+        .acquire_many(gate.available_permits() as u32)
+        .await
+        .unwrap()
+        .forget();
+    let line = LineId::parse("line-2").unwrap();
+    let admin = |command: Command| {
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.execute(Submission::new(
+                tenant(),
+                Actor::admin("root"),
+                command,
+                t0(),
+            ))
+            .await
+        })
+    };
+    let renamed = admin(Command::RenameLine {
+        line: line.clone(),
+        name: LineName::parse("Alpha").unwrap(),
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let removed = admin(Command::RemoveLine { line: line.clone() });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    gate.add_permits(1_000);
+    let renamed = renamed.await.unwrap().expect("renamed");
+    removed.await.unwrap().expect("removed");
+    assert_eq!(
+        metrics.pipelined_batches.get(),
+        1,
+        "the removal was decided behind the rename"
+    );
+    let shown = renamed.line.expect("the rename shows the line it renamed");
+    assert_eq!((shown.id, shown.name.as_str()), (line, "Alpha"));
+}

@@ -171,6 +171,8 @@ proptest! {
         }
         // The open batch: the pool and the log's length before it.
         let mut batch: Option<(LinePool, usize)> = None;
+        // A mark in the open batch, the pool then, and the log's length then.
+        let mut marked: Option<(meetline_domain::pool::Mark, LinePool, usize)> = None;
         for (index, step) in steps.into_iter().enumerate() {
             if batch.is_none() {
                 batch = Some((pool.clone(), log.len()));
@@ -247,12 +249,14 @@ proptest! {
             log.extend(events);
             // Close the batch now and then: keep it, or take it back and check that nothing of it
             // is left, then apply its events again (as the writer re-decides them).
-            match index % 5 {
+            match index % 6 {
                 0 | 1 => {
                     pool.commit();
                     batch = None;
+                    marked = None;
                 }
-                2 => {
+                2 | 5 => {
+                    marked = None;
                     let (saved, from) = batch.take().expect("a batch is open");
                     pool.rollback();
                     prop_assert_eq!(&pool, &saved, "a rolled-back batch left something");
@@ -263,12 +267,15 @@ proptest! {
                         pool.apply(event);
                     }
                 }
-                // What the batch holds so far is stored (a pipelined writer's earlier batch):
-                // keep it, and a later rollback goes back to here.
-                3 => {
-                    let mark = pool.mark().expect("a batch is open");
-                    pool.commit_through(mark);
-                    batch = Some((pool.clone(), log.len()));
+                // A pipelined writer: mark where the batch stands (the earlier batch, decided),
+                // go on deciding, then keep what the mark covers (the earlier batch is stored)
+                // while the rest stays journaled — a later rollback goes back to the mark.
+                3 => marked = Some((pool.mark().expect("a batch is open"), pool.clone(), log.len())),
+                4 => {
+                    if let Some((mark, at_mark, from)) = marked.take() {
+                        pool.commit_through(mark);
+                        batch = Some((at_mark, from));
+                    }
                 }
                 _ => {}
             }
