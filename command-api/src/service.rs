@@ -648,12 +648,14 @@ impl Writer {
                 }
                 return None;
             }
-            // What the answers show, and a snapshot when one is due, are taken from the pool as
-            // this batch leaves it — before anything is decided on top of it.
+            // What the answers show is taken from the pool as this batch leaves it — before
+            // anything is decided on top of it. So is a snapshot, when the writer has been busy
+            // so long that it is overdue (copying the pool is on this path: a snapshot is
+            // otherwise taken when the pipeline drains, as `process` does after each batch).
             let mut results = self.finish(&jobs, &decided, &[], 0).await;
             let version = decided.base_version + decided.events.len() as u64;
             let snapshot = self
-                .snapshot_due(version)
+                .snapshot_overdue(version)
                 .then(|| self.pool.clone())
                 .flatten();
             let (store, stream) = (self.shared.store.clone(), self.stream.clone());
@@ -715,7 +717,10 @@ impl Writer {
                             self.shared.metrics.batch_size.observe(waiting.len() as f64);
                             current = (waiting, next);
                         }
-                        None => return (!waiting.is_empty()).then_some(waiting),
+                        None => {
+                            self.maybe_snapshot();
+                            return (!waiting.is_empty()).then_some(waiting);
+                        }
                     }
                 }
                 Err(error) => {
@@ -1146,6 +1151,15 @@ impl Writer {
             >= self
                 .last_snapshot
                 .saturating_add(self.shared.config.snapshot_every)
+    }
+
+    /// Whether a pool at `version` is owed a snapshot so long (eight intervals) that a busy
+    /// pipeline takes it without waiting to drain.
+    fn snapshot_overdue(&self, version: u64) -> bool {
+        version
+            >= self
+                .last_snapshot
+                .saturating_add(self.shared.config.snapshot_every.saturating_mul(8))
     }
 
     /// Encodes and saves `pool` off the writer's path; it must hold only stored events.
