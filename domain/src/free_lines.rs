@@ -91,19 +91,24 @@ fn or_into(into: &mut Vec<u64>, bits: &[u64]) {
 }
 
 impl FreeLineIndex {
-    /// The index of `lines`' bookings.
+    /// The index of `lines`' bookings, built in one pass: a line's bookings are disjoint, so a
+    /// bucket is touched by the line when one of them reaches into it, and covered when one
+    /// spans it — no look at the neighbours needed (as [`Self::refresh`] does for a change).
     pub(crate) fn of(lines: &[Line]) -> Self {
         let mut index = Self::default();
         for (position, line) in lines.iter().enumerate() {
             for (start, booking) in &line.bookings {
-                index.refresh(
-                    position,
-                    &line.bookings,
-                    &TimeSlot {
-                        start: *start,
-                        end: booking.end,
-                    },
-                );
+                let slot = TimeSlot {
+                    start: *start,
+                    end: booking.end,
+                };
+                for bucket in buckets(&slot) {
+                    let entry = index.buckets.entry(bucket).or_default();
+                    set(&mut entry.touched, position, true);
+                    if slot.start <= bucket_start(bucket) && slot.end >= bucket_start(bucket + 1) {
+                        set(&mut entry.covered, position, true);
+                    }
+                }
             }
         }
         index
