@@ -53,6 +53,9 @@ impl Database {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
+                // A connection to a local file does not go stale: no ping (a hand-over to the
+                // connection's worker thread) before every statement.
+                .test_before_acquire(false)
                 .after_connect(|connection, _| {
                     Box::pin(async move {
                         connection.execute(SQLITE_PRAGMAS).await?;

@@ -75,6 +75,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        // No ping before each use: it is a round trip on every append. A connection the server
+        // dropped fails its statement instead; sqlx closes it, and the caller's retry (the
+        // writer's backoff) gets a fresh one.
+        .test_before_acquire(false)
         .connect(url)
         .await
 }
