@@ -33,3 +33,21 @@ pub mod secrets;
 pub mod sqlite;
 pub mod testing;
 pub mod zoom;
+
+/// Checks that the `index`-th event of a stream page read after `after_version` is the version
+/// that follows (versions are dense: a page out of order or with a gap is never used).
+pub(crate) fn expect_next_version(
+    stream: &str,
+    after_version: u64,
+    index: usize,
+    version: u64,
+) -> Result<(), meetline_domain::ports::StoreError> {
+    let expected = after_version + index as u64 + 1;
+    if version == expected {
+        Ok(())
+    } else {
+        Err(meetline_domain::ports::StoreError::Corrupt(format!(
+            "{stream}: version {version} where {expected} was expected"
+        )))
+    }
+}

@@ -473,12 +473,7 @@ fn events_of_page(
             .map_err(|error| StoreError::Corrupt(format!("a page of {stream}: {error}")))?;
     let mut events = Vec::with_capacity(rows.len());
     for (index, (version, event_type, schema, data)) in rows.into_iter().enumerate() {
-        let expected = after_version + index as u64 + 1;
-        if version != expected {
-            return Err(StoreError::Corrupt(format!(
-                "{stream}: version {version} where {expected} was expected"
-            )));
-        }
+        crate::expect_next_version(stream, after_version, index, version)?;
         events.push(
             meetline_domain::Event::from_stored(&event_type, schema, data.get())
                 .map_err(|error| StoreError::Corrupt(error.to_string()))?,

@@ -323,6 +323,37 @@ struct GatedStore {
     down: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// A gated store over `inner` that takes appends as `gate` lets them through (none refused).
+fn gated(
+    inner: &Arc<dyn EventStore>,
+    permits: usize,
+) -> (Arc<dyn EventStore>, Arc<tokio::sync::Semaphore>) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(permits));
+    let store: Arc<dyn EventStore> = Arc::new(GatedStore {
+        inner: inner.clone(),
+        gate: gate.clone(),
+        refused: None,
+        down: Arc::default(),
+    });
+    (store, gate)
+}
+
+/// A service on `store` whose metrics the test reads.
+fn service_with_metrics(store: Arc<dyn EventStore>) -> (CommandService, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    let service = CommandService::new(
+        store,
+        None,
+        metrics.clone(),
+        ServiceConfig {
+            snapshot_every: 1_000_000,
+            max_retries: 50,
+            ..ServiceConfig::default()
+        },
+    );
+    (service, metrics)
+}
+
 impl GatedStore {
     fn is_down(&self) -> bool {
         self.down.load(std::sync::atomic::Ordering::SeqCst)
@@ -1021,24 +1052,8 @@ async fn commands_on_a_closed_conference_are_answered_from_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipelined_batch_is_decided_again_when_the_append_before_it_fails() {
     let inner = store().await;
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let gated: Arc<dyn EventStore> = Arc::new(GatedStore {
-        inner: inner.clone(),
-        gate: gate.clone(),
-        refused: None,
-        down: Arc::default(),
-    });
-    let metrics = Arc::new(Metrics::default());
-    let node = CommandService::new(
-        gated,
-        None,
-        metrics.clone(),
-        ServiceConfig {
-            snapshot_every: 1_000_000,
-            max_retries: 50,
-            ..ServiceConfig::default()
-        },
-    );
+    let (gated, gate) = gated(&inner, 0);
+    let (node, metrics) = service_with_metrics(gated);
     let other = service(inner.clone(), 1_000_000);
     add_lines(&other, 3).await;
     let submit = |hour: i64| {
@@ -1114,23 +1129,8 @@ async fn a_pipelined_batch_is_decided_again_when_the_append_before_it_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_shows_its_own_batch_not_the_one_decided_behind_it() {
     let inner = store().await;
-    let gate = Arc::new(tokio::sync::Semaphore::new(1_000));
-    let gated: Arc<dyn EventStore> = Arc::new(GatedStore {
-        inner: inner.clone(),
-        gate: gate.clone(),
-        refused: None,
-        down: Arc::default(),
-    });
-    let metrics = Arc::new(Metrics::default());
-    let node = CommandService::new(
-        gated,
-        None,
-        metrics.clone(),
-        ServiceConfig {
-            snapshot_every: 1_000_000,
-            ..ServiceConfig::default()
-        },
-    );
+    let (gated, gate) = gated(&inner, 1_000);
+    let (node, metrics) = service_with_metrics(gated);
     add_lines(&node, 2).await;
     // Hold the gate: the rename's append waits while the removal is decided behind it.
     gate.acquire_many(gate.available_permits() as u32)
