@@ -64,6 +64,11 @@ pub fn migrator() -> Migrator {
             "append function",
             include_str!("../migrations/postgres/0003_append_function.sql"),
         ),
+        migration(
+            4,
+            "append function, generic plan",
+            include_str!("../migrations/postgres/0004_append_generic_plan.sql"),
+        ),
     ])
 }
 
