@@ -238,7 +238,8 @@ enum Commands {
         #[command(flatten)]
         tokens: TokenArgs,
     },
-    /// Drop the read models and rebuild them from the event log.
+    /// Rebuild the read models from the event log beside the live ones, then swap them in (a
+    /// running server keeps serving the old ones until then).
     Rebuild {
         #[command(flatten)]
         data: DataArgs,
@@ -446,7 +447,10 @@ async fn rebuild(data: &DataArgs) -> anyhow::Result<()> {
     );
     let started = std::time::Instant::now();
     let applied = projector
-        .rebuild(|position| bar.set_position(position))
+        .rebuild(|progress| {
+            bar.set_length(progress.head);
+            bar.set_position(progress.position);
+        })
         .await?;
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();

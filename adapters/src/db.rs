@@ -35,6 +35,9 @@ pub struct Database {
     pub backend: Backend,
 }
 
+/// Pragmas for SQLite's one writer connection, besides [`SQLITE_PRAGMAS`].
+const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;";
+
 /// Pragmas for every SQLite connection: WAL, `synchronous=FULL` (an acknowledged write survives
 /// a power cut), a generous busy timeout, foreign keys.
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
@@ -63,7 +66,21 @@ impl Database {
                     })
                 })
         };
-        let writer = options().max_connections(1).connect(&url).await?;
+        // The one writer gets a large page cache (64 MiB): a projection batch or a rebuild
+        // touches pages all over the read models' indexes, and a cache smaller than a batch's
+        // pages spills them to the WAL mid-transaction. Statement journals (an upsert's) stay in
+        // memory.
+        let writer = options()
+            .max_connections(1)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection.execute(SQLITE_PRAGMAS).await?;
+                    connection.execute(SQLITE_WRITER_PRAGMAS).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
         let reader = options().max_connections(8).connect(&url).await?;
         Ok(Self {
             writer,

@@ -51,6 +51,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
+mod live;
+mod w3;
 mod w5;
 mod w6;
 
@@ -102,6 +104,34 @@ enum Workload {
         /// How many commands in all (the workload's is 50,000).
         #[arg(long, default_value_t = 50_000)]
         commands: usize,
+        /// The live variant: the projector runs while the clients write; the largest lag and
+        /// the time to catch up after the last command are reported.
+        #[arg(long)]
+        live: bool,
+    },
+    /// W3: rebuild the read models of a store of a scaled W2 (a million events), in a process
+    /// of its own, and compare them with the ones built live.
+    W3 {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: StoreKind,
+        /// Commands of the scaled W2 (one event each, nearly; the workload's store holds
+        /// 1,000,000 events).
+        #[arg(long, default_value_t = 1_000_000)]
+        commands: usize,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+    },
+    /// W3's rebuilding process (run by `w3`).
+    #[command(hide = true)]
+    W3Rebuild {
+        #[arg(long, value_enum)]
+        store: StoreKind,
+        /// The SQLite file, or the PostgreSQL URL.
+        #[arg(long)]
+        at: String,
+        /// The live read models' checksum, as `w3` printed it.
+        #[arg(long)]
+        expect: String,
     },
     /// W5: cold start of a pool whose stream holds many events, with and without a snapshot.
     W5 {
@@ -183,17 +213,34 @@ async fn main() -> anyhow::Result<()> {
             clients,
             store,
             commands,
+            live,
         } => {
             ensure!(
                 clients > 0 && commands > 0,
                 "--clients and --commands take at least 1"
             );
-            if w2(store, clients, commands).await? {
+            if w2(store, clients, commands, live).await? {
                 Ok(())
             } else {
                 bail!("the verification failed")
             }
         }
+        Workload::W3 {
+            store,
+            commands,
+            clients,
+        } => {
+            ensure!(
+                clients > 0 && commands > 0,
+                "--clients and --commands take at least 1"
+            );
+            if w3::w3(store, commands, clients).await? {
+                Ok(())
+            } else {
+                bail!("the verification failed")
+            }
+        }
+        Workload::W3Rebuild { store, at, expect } => w3::rebuilt(store, &at, &expect).await,
         Workload::W5 {
             store,
             shape,
@@ -752,11 +799,12 @@ struct Mine {
 /// not-started conferences of the tenant; a client without one schedules instead.
 fn w2_command(
     rng: &mut StdRng,
+    tenants: usize,
     client: usize,
     sequence: usize,
     mine: &[Mine],
 ) -> (usize, Command, Option<Mine>) {
-    let tenant = rng.random_range(0..W2_TENANTS);
+    let tenant = rng.random_range(0..tenants);
     let roll = rng.random_range(0..100u32);
     let id = ConferenceId(Uuid::from_u128(
         (client as u128) << 64 | (sequence as u128 + 1),
@@ -858,29 +906,37 @@ fn w2_command(
 }
 
 /// Runs W2; `Ok(false)` when the verification failed.
-async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<bool> {
-    let store = open_store(kind, clients).await?;
-    let t0 = t0();
-    let tenants: Vec<TenantId> = (0..W2_TENANTS)
-        .map(|t| TenantId::parse(&format!("w2-{t}")).expect("a tenant"))
-        .collect();
-    let metrics = Arc::new(Metrics::default());
-    let service = CommandService::new(
-        store.events.clone(),
-        None,
-        metrics.clone(),
-        ServiceConfig::default(),
-    );
-    for tenant in &tenants {
-        add_lines(&service, tenant, W2_LINES).await?;
-    }
+/// What the clients of a W2 run saw.
+struct W2Run {
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    accepted: usize,
+    rejected: usize,
+    refusals: Vec<Refusal>,
+}
 
+/// W2's tenants: `count` of them.
+fn w2_tenants(count: usize) -> Vec<TenantId> {
+    (0..count)
+        .map(|t| TenantId::parse(&format!("w2-{t}")).expect("a tenant"))
+        .collect()
+}
+
+/// Runs W2's clients: `total` commands from `clients` clients over `tenants`.
+async fn w2_clients(
+    service: &CommandService,
+    tenants: &[TenantId],
+    clients: usize,
+    total: usize,
+) -> anyhow::Result<W2Run> {
+    let t0 = t0();
+    let tenants = Arc::new(tenants.to_vec());
     let started = Instant::now();
     let mut runs = tokio::task::JoinSet::new();
     for client in 0..clients {
         let count = total / clients + usize::from(client < total % clients);
         let service = service.clone();
-        let tenants = tenants.clone();
+        let tenants = Arc::clone(&tenants);
         runs.spawn(async move {
             let mut rng = StdRng::seed_from_u64(42 + client as u64);
             let actor = Actor::user(&format!("client-{client}"));
@@ -888,7 +944,8 @@ async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<boo
             let (mut latencies, mut accepted, mut rejected) = (Vec::with_capacity(count), 0, 0);
             let mut refusals = RefusalLog::default();
             for sequence in 0..count {
-                let (tenant, command, made) = w2_command(&mut rng, client, sequence, &mine);
+                let (tenant, command, made) =
+                    w2_command(&mut rng, tenants.len(), client, sequence, &mine);
                 let asked_for = asked_slot(&command, &mine, t0);
                 let forgets = match &command {
                     Command::CancelConference { conference, .. }
@@ -947,7 +1004,42 @@ async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<boo
         rejected += client_rejected;
         refusals.extend(client_refusals);
     }
-    let elapsed = started.elapsed();
+    Ok(W2Run {
+        elapsed: started.elapsed(),
+        latencies,
+        accepted,
+        rejected,
+        refusals,
+    })
+}
+
+async fn w2(kind: StoreKind, clients: usize, total: usize, live: bool) -> anyhow::Result<bool> {
+    let store = open_store(kind, clients).await?;
+    let tenants = w2_tenants(W2_TENANTS);
+    let metrics = Arc::new(Metrics::default());
+    let service = CommandService::new(
+        store.events.clone(),
+        None,
+        metrics.clone(),
+        ServiceConfig::default(),
+    );
+    for tenant in &tenants {
+        add_lines(&service, tenant, W2_LINES).await?;
+    }
+
+    let live = if live {
+        Some(live::LiveProjection::start(store.events.clone(), store.db.clone()).await?)
+    } else {
+        None
+    };
+    let W2Run {
+        elapsed,
+        mut latencies,
+        accepted,
+        rejected,
+        refusals,
+    } = w2_clients(&service, &tenants, clients, total).await?;
+    let live = live.map(|live| (live, Instant::now()));
     latencies.sort_unstable();
     let percentile = |p| percentile_ms(&latencies, p);
     println!(
@@ -960,14 +1052,31 @@ async fn w2(kind: StoreKind, clients: usize, total: usize) -> anyhow::Result<boo
     );
     println!("   appends: {}", batch_stats(&metrics));
 
-    // Project everything, then compare.
-    let projecting = Instant::now();
-    let projector = Projector::new(store.events.clone(), store.db.clone()).await?;
-    let applied = projector.catch_up(|_| {}).await?;
-    println!(
-        "   projected {applied} events in {:.2} s",
-        projecting.elapsed().as_secs_f64()
-    );
+    match live {
+        // The live variant: the projector ran while the clients wrote.
+        Some((live, ended)) => {
+            let (lag, caught_up) = live.finish(ended).await?;
+            let applied = store.events.head_position().await?;
+            println!(
+                "   projected {applied} events in {:.2} s, live (largest lag {} events, {:.2} s; \
+                 caught up {:.2} s after the last command)",
+                (elapsed + caught_up).as_secs_f64(),
+                lag.events,
+                lag.seconds,
+                caught_up.as_secs_f64(),
+            );
+        }
+        // Project everything, then compare.
+        None => {
+            let projecting = Instant::now();
+            let projector = Projector::new(store.events.clone(), store.db.clone()).await?;
+            let applied = projector.catch_up(|_| {}).await?;
+            println!(
+                "   projected {applied} events in {:.2} s",
+                projecting.elapsed().as_secs_f64()
+            );
+        }
+    }
     let verdict = verify_w2(store.events.as_ref(), &store.db, &tenants).await?;
     match &verdict {
         Ok(summary) => println!("   verify: PASS ({summary})"),

@@ -205,7 +205,7 @@ async fn fill(
 }
 
 /// Where the restarted process finds the store.
-fn location(kind: StoreKind, folder: Option<&TempFolder>, url: Option<&str>) -> String {
+pub fn location(kind: StoreKind, folder: Option<&TempFolder>, url: Option<&str>) -> String {
     match kind {
         StoreKind::Sqlite => folder
             .map(|TempFolder(path)| path.join("meetline.db").display().to_string())

@@ -8,8 +8,10 @@
 //! **Architecture Invariant:** read models are disposable: dropping them and replaying from
 //! position 0 (`meetline rebuild`) gives the same rows.
 
+mod apply;
 pub mod projector;
 pub mod read;
+pub mod schema;
 pub mod view;
 
 pub use projector::Projector;

@@ -2,167 +2,49 @@
 //! checkpoint after it are written in **one transaction**, so every event is applied exactly
 //! once, whatever crashes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meetline_adapters::db::{Backend, Database, timestamp, unavailable};
-use meetline_domain::event::Event;
-use meetline_domain::ports::{EventStore, Position, RecordedEvent, StoreError};
-use meetline_domain::types::{ConferenceId, LineId, TenantId};
-use sqlx::{Any, Row, Transaction};
+use meetline_adapters::db::{Backend, Database, unavailable};
+use meetline_domain::ports::{EventStore, Position, StoreError};
+use sqlx::{Any, Transaction};
 use tokio::sync::watch;
 
-use crate::view::{ConferenceView, LineRef, tenant_of_stream};
+use crate::apply::apply_events;
+use crate::schema::{self, Tables};
 
-/// The name of the read-model projection's checkpoint.
-pub const READ_MODELS: &str = "read_models";
-
-const SQLITE_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS rm_checkpoints (
-    name TEXT PRIMARY KEY, position INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rm_lines (
-    tenant TEXT NOT NULL, line_id TEXT NOT NULL, ord INTEGER NOT NULL, name TEXT NOT NULL,
-    provider TEXT NOT NULL, status TEXT NOT NULL, removed INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (tenant, line_id)
-);
-CREATE TABLE IF NOT EXISTS rm_conferences (
-    tenant TEXT NOT NULL, id TEXT NOT NULL, number TEXT NOT NULL, subject TEXT NOT NULL,
-    start TEXT NOT NULL, "end" TEXT NOT NULL, status TEXT NOT NULL, line_id TEXT NOT NULL,
-    position INTEGER NOT NULL, data TEXT NOT NULL,
-    PRIMARY KEY (tenant, id)
-);
-CREATE INDEX IF NOT EXISTS rm_conferences_by_number ON rm_conferences (tenant, number);
-CREATE INDEX IF NOT EXISTS rm_conferences_by_line ON rm_conferences (tenant, line_id, start);
-CREATE INDEX IF NOT EXISTS rm_conferences_live ON rm_conferences (start)
-    WHERE status IN ('not_started', 'in_progress');
-CREATE TABLE IF NOT EXISTS rm_participants (
-    tenant TEXT NOT NULL, user_id TEXT NOT NULL, conference_id TEXT NOT NULL,
-    start TEXT NOT NULL, "end" TEXT NOT NULL, status TEXT NOT NULL, subject TEXT NOT NULL,
-    PRIMARY KEY (tenant, user_id, conference_id)
-);
-CREATE INDEX IF NOT EXISTS rm_participants_all
-    ON rm_participants (tenant, user_id, start DESC, conference_id DESC);
-CREATE INDEX IF NOT EXISTS rm_participants_recent
-    ON rm_participants (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
-CREATE TABLE IF NOT EXISTS rm_provider_meetings_by_line (
-    tenant TEXT NOT NULL, line_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
-    conference_id TEXT NOT NULL,
-    PRIMARY KEY (tenant, line_id, meeting_id)
-);
-CREATE INDEX IF NOT EXISTS rm_provider_meetings_by_id ON rm_provider_meetings_by_line (meeting_id);
--- Before 0.2 a meeting id was mapped to one tenant globally (and could be taken over by
--- another tenant): carry its rows over, keyed by the conference's line, and drop it.
-CREATE TABLE IF NOT EXISTS rm_provider_meetings (
-    meeting_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, conference_id TEXT NOT NULL
-);
-INSERT INTO rm_provider_meetings_by_line (tenant, line_id, meeting_id, conference_id)
-    SELECT p.tenant, c.line_id, p.meeting_id, p.conference_id FROM rm_provider_meetings p
-    JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id WHERE true
-    ON CONFLICT DO NOTHING;
-DROP TABLE rm_provider_meetings;
-CREATE TABLE IF NOT EXISTS ops_provider_failures (
-    tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
-    PRIMARY KEY (tenant, hour)
-);
-CREATE TABLE IF NOT EXISTS provisioning_attempts (
-    tenant TEXT NOT NULL, conference TEXT NOT NULL, position BIGINT NOT NULL,
-    PRIMARY KEY (tenant, conference, position)
-);
-CREATE TABLE IF NOT EXISTS ops_rejections (
-    tenant TEXT NOT NULL, hour TEXT NOT NULL, count INTEGER NOT NULL,
-    PRIMARY KEY (tenant, hour)
-);
-"#;
-
-/// The same tables on PostgreSQL. Timestamps and ids are text in the "C" collation, so they sort
-/// byte-wise as on SQLite.
-const POSTGRES_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS rm_checkpoints (
-    name TEXT PRIMARY KEY, position BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rm_lines (
-    tenant TEXT NOT NULL, line_id TEXT NOT NULL, ord BIGINT NOT NULL, name TEXT NOT NULL,
-    provider TEXT NOT NULL, status TEXT NOT NULL, removed BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (tenant, line_id)
-);
-CREATE TABLE IF NOT EXISTS rm_conferences (
-    tenant TEXT NOT NULL, id TEXT COLLATE "C" NOT NULL, number TEXT NOT NULL, subject TEXT NOT NULL,
-    start TEXT COLLATE "C" NOT NULL, "end" TEXT COLLATE "C" NOT NULL, status TEXT NOT NULL,
-    line_id TEXT NOT NULL, position BIGINT NOT NULL, data TEXT NOT NULL,
-    PRIMARY KEY (tenant, id)
-);
-CREATE INDEX IF NOT EXISTS rm_conferences_by_number ON rm_conferences (tenant, number);
-CREATE INDEX IF NOT EXISTS rm_conferences_by_line ON rm_conferences (tenant, line_id, start);
-CREATE INDEX IF NOT EXISTS rm_conferences_live ON rm_conferences (start)
-    WHERE status IN ('not_started', 'in_progress');
-CREATE TABLE IF NOT EXISTS rm_participants (
-    tenant TEXT NOT NULL, user_id TEXT NOT NULL, conference_id TEXT COLLATE "C" NOT NULL,
-    start TEXT COLLATE "C" NOT NULL, "end" TEXT COLLATE "C" NOT NULL, status TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    PRIMARY KEY (tenant, user_id, conference_id)
-);
-CREATE INDEX IF NOT EXISTS rm_participants_all
-    ON rm_participants (tenant, user_id, start DESC, conference_id DESC);
-CREATE INDEX IF NOT EXISTS rm_participants_recent
-    ON rm_participants (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
-CREATE TABLE IF NOT EXISTS rm_provider_meetings_by_line (
-    tenant TEXT NOT NULL, line_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
-    conference_id TEXT NOT NULL,
-    PRIMARY KEY (tenant, line_id, meeting_id)
-);
-CREATE INDEX IF NOT EXISTS rm_provider_meetings_by_id ON rm_provider_meetings_by_line (meeting_id);
--- Before 0.2 a meeting id was mapped to one tenant globally (and could be taken over by
--- another tenant): carry its rows over, keyed by the conference's line, and drop it.
-CREATE TABLE IF NOT EXISTS rm_provider_meetings (
-    meeting_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, conference_id TEXT NOT NULL
-);
-INSERT INTO rm_provider_meetings_by_line (tenant, line_id, meeting_id, conference_id)
-    SELECT p.tenant, c.line_id, p.meeting_id, p.conference_id FROM rm_provider_meetings p
-    JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id WHERE true
-    ON CONFLICT DO NOTHING;
-DROP TABLE rm_provider_meetings;
-CREATE TABLE IF NOT EXISTS ops_provider_failures (
-    tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
-    PRIMARY KEY (tenant, hour)
-);
-CREATE TABLE IF NOT EXISTS provisioning_attempts (
-    tenant TEXT NOT NULL, conference TEXT NOT NULL, position BIGINT NOT NULL,
-    PRIMARY KEY (tenant, conference, position)
-);
-CREATE TABLE IF NOT EXISTS ops_rejections (
-    tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
-    PRIMARY KEY (tenant, hour)
-);
-"#;
+pub use crate::schema::READ_MODELS;
 
 /// Creates the read-model tables if needed.
 ///
 /// # Errors
 /// When the schema cannot be created.
 pub async fn migrate(db: &Database) -> Result<(), StoreError> {
-    db.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA)
-        .await
-        .map_err(unavailable)?;
-    sqlx::query(db.sql(
-        "INSERT INTO rm_checkpoints (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
-    ))
-    .bind(READ_MODELS)
-    .execute(&db.writer)
-    .await
-    .map_err(unavailable)?;
-    Ok(())
+    schema::migrate(db).await.map(|_| ())
 }
 
-/// How many events one transaction applies.
+/// How many events one transaction applies while following the log.
 pub const BATCH: usize = 1000;
+
+/// The least time between two batches while events keep coming (see [`Projector::run`]).
+const FOLLOW_PAUSE: Duration = Duration::from_millis(100);
+
+/// How many events one transaction applies while a rebuild fills a new generation.
+pub const REBUILD_BATCH: usize = 10_000;
 
 pub struct Projector {
     store: Arc<dyn EventStore>,
     db: Database,
     applied: watch::Sender<Position>,
     leading: watch::Sender<bool>,
+}
+
+/// How far a rebuild has come: the position the new generation has applied, and the head of the
+/// log when the rebuild started (or, at the end, the position it swapped in at).
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildProgress {
+    pub position: Position,
+    pub head: Position,
 }
 
 impl Projector {
@@ -189,23 +71,43 @@ impl Projector {
         self.applied.subscribe()
     }
 
-    /// Applies every event readable now. Returns how many it applied.
+    /// Applies every event readable now to the live read models. Returns how many it applied.
     ///
     /// # Errors
     /// When the store or the read-model database fails; nothing of the failed batch is kept.
+    /// `StoreError::Conflict` when another projector (or a rebuild's swap) moved the checkpoint.
     pub async fn catch_up(&self, mut progress: impl FnMut(Position)) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let position = *self.applied.borrow();
-            let batch = self.store.read_all(position, BATCH).await?;
-            let Some(last) = batch.last().map(|event| event.position) else {
+            let applied = self.apply_next().await?;
+            if applied == 0 {
                 return Ok(total);
-            };
-            apply_batch(&self.db, position, &batch).await?;
-            total += batch.len() as u64;
-            self.applied.send_replace(last);
-            progress(last);
+            }
+            total += applied as u64;
+            progress(*self.applied.borrow());
         }
+    }
+
+    /// Applies the next batch (up to [`BATCH`] events) to the live read models; returns its
+    /// length.
+    async fn apply_next(&self) -> Result<usize, StoreError> {
+        let position = *self.applied.borrow();
+        let batch = self.store.read_all(position, BATCH).await?;
+        let Some(last) = batch.last().map(|event| event.position) else {
+            return Ok(0);
+        };
+        let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
+        move_checkpoint(&self.db, &mut transaction, READ_MODELS, position, last).await?;
+        // Read under the checkpoint's lock: a rebuild swaps generations holding it too.
+        let generation = schema::live_generation(&self.db, &mut *transaction)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("no live read-model generation".to_owned()))?;
+        apply_events(&self.db, &mut transaction, &Tables::of(generation), &batch)
+            .await
+            .map_err(unavailable)?;
+        transaction.commit().await.map_err(unavailable)?;
+        self.applied.send_replace(last);
+        Ok(batch.len())
     }
 
     /// Follows the log until the process ends, retrying after failures. On PostgreSQL only the
@@ -213,7 +115,15 @@ impl Projector {
     /// (so their `X-Min-Position` waits still work) and take over when the leader's session ends.
     pub async fn run(self) {
         let mut leadership: Option<Leadership> = None;
+        // When the last batch was applied: under a steady stream of events the next one waits
+        // until FOLLOW_PAUSE has passed, so that batches grow with the load instead of each
+        // taking the writer (and, on SQLite, a commit) for a handful of events. After a quiet
+        // spell the first event is applied at once.
+        let mut last_applied: Option<tokio::time::Instant> = None;
         loop {
+            if let Some(at) = last_applied.take() {
+                tokio::time::sleep_until(at + FOLLOW_PAUSE).await;
+            }
             if leadership.is_none() {
                 leadership = Leadership::try_acquire(&self.db).await;
                 self.leading.send_replace(leadership.is_some());
@@ -229,10 +139,15 @@ impl Projector {
                     self.leading.send_replace(false);
                     continue;
                 }
-                match self.catch_up(|_| {}).await {
-                    Ok(_) => {}
+                match self.apply_next().await {
+                    // A full batch: more are waiting, go on at once.
+                    Ok(BATCH) => continue,
+                    Ok(0) => {}
+                    Ok(_) => last_applied = Some(tokio::time::Instant::now()),
                     Err(StoreError::Conflict { .. }) => {
-                        tracing::warn!("another projector moved the checkpoint; re-reading it");
+                        tracing::info!(
+                            "the checkpoint moved (another projector, or a rebuild); re-reading it"
+                        );
                         self.reload_checkpoint().await;
                         continue;
                     }
@@ -269,34 +184,182 @@ impl Projector {
         }
     }
 
-    /// Drops the read models and rebuilds them from position 0.
+    /// Rebuilds the read models from position 0 **beside the live ones**, which the query API
+    /// keeps serving until the new ones have caught up with the log; then swaps them in, in one
+    /// transaction, and drops the old ones (decision 0018). An interrupted rebuild leaves the
+    /// live read models as they were; the next rebuild drops what it left. Returns how many
+    /// events the new generation applied.
     ///
     /// # Errors
-    /// As [`Projector::catch_up`].
-    pub async fn rebuild(&self, progress: impl FnMut(Position)) -> Result<u64, StoreError> {
-        let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
-        for table in [
-            "rm_lines",
-            "rm_conferences",
-            "rm_participants",
-            "rm_provider_meetings_by_line",
-        ] {
-            sqlx::query(self.db.sql(&format!("DELETE FROM {table}")))
-                .execute(&mut *transaction)
+    /// When the store or the read-model database fails.
+    pub async fn rebuild(
+        &self,
+        mut progress: impl FnMut(RebuildProgress),
+    ) -> Result<u64, StoreError> {
+        let building = self.start_generation().await?;
+        let checkpoint_name = building.building_checkpoint();
+        let head = self.store.head_position().await?;
+        let mut position: Position = 0;
+        let mut total = 0;
+        // The next chunk is read while this one is applied (a reader beside the writer).
+        let mut batch = self.store.read_all(position, REBUILD_BATCH).await?;
+        while let Some(last) = batch.last().map(|event| event.position) {
+            let apply = async {
+                let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
+                move_checkpoint(&self.db, &mut transaction, &checkpoint_name, position, last)
+                    .await?;
+                apply_events(&self.db, &mut transaction, &building, &batch)
+                    .await
+                    .map_err(unavailable)?;
+                transaction.commit().await.map_err(unavailable)
+            };
+            let (applied, next) = tokio::join!(apply, self.store.read_all(last, REBUILD_BATCH));
+            applied?;
+            total += batch.len() as u64;
+            position = last;
+            progress(RebuildProgress {
+                position,
+                head: head.max(position),
+            });
+            batch = next?;
+        }
+        let mut transaction = schema::begin_schema_change(&self.db).await?;
+        schema::create_indexes(&mut transaction, &building).await?;
+        transaction.commit().await.map_err(unavailable)?;
+        // The swap: holding the schema lock and the live checkpoint's row, apply what arrived
+        // since, then point the query names at the new tables and retire the old ones.
+        let mut transaction = schema::begin_schema_change(&self.db).await?;
+        schema::lock_views(&self.db, &mut transaction).await?;
+        let live: i64 = sqlx::query_scalar(self.db.sql(
+            "UPDATE rm_checkpoints SET position = position WHERE name = ? RETURNING position",
+        ))
+        .bind(READ_MODELS)
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+        let retired = schema::live_generation(&self.db, &mut *transaction).await?;
+        loop {
+            let batch = self.store.read_all(position, REBUILD_BATCH).await?;
+            let Some(last) = batch.last().map(|event| event.position) else {
+                break;
+            };
+            apply_events(&self.db, &mut transaction, &building, &batch)
                 .await
                 .map_err(unavailable)?;
+            total += batch.len() as u64;
+            position = last;
+        }
+        if position < live as Position {
+            return Err(StoreError::Corrupt(format!(
+                "the log ends at {position} but the live read models applied {live}"
+            )));
         }
         sqlx::query(
             self.db
-                .sql("UPDATE rm_checkpoints SET position = 0 WHERE name = ?"),
+                .sql("UPDATE rm_checkpoints SET position = ? WHERE name = ?"),
         )
+        .bind(position as i64)
         .bind(READ_MODELS)
         .execute(&mut *transaction)
         .await
         .map_err(unavailable)?;
+        sqlx::query(self.db.sql("DELETE FROM rm_checkpoints WHERE name = ?"))
+            .bind(checkpoint_name.as_str())
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query(self.db.sql(
+            "UPDATE rm_generations SET state = CASE WHEN generation = ? THEN 'live' \
+             ELSE 'retired' END WHERE state IN ('live', 'building')",
+        ))
+        .bind(building.generation)
+        .execute(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+        schema::point_views_at(&self.db, &mut transaction, &building).await?;
         transaction.commit().await.map_err(unavailable)?;
-        self.applied.send_replace(0);
-        self.catch_up(progress).await
+        self.applied.send_replace(position);
+        progress(RebuildProgress {
+            position,
+            head: position,
+        });
+        if let Some(old) = retired {
+            schema::drop_generation(&self.db, &Tables::of(old)).await?;
+        }
+        Ok(total)
+    }
+
+    /// Drops what earlier rebuilds left (an interrupted one's tables, a retired generation) and
+    /// creates the next generation's tables, empty.
+    async fn start_generation(&self) -> Result<Tables, StoreError> {
+        let leftovers: Vec<i64> = sqlx::query_scalar(
+            self.db
+                .sql("SELECT generation FROM rm_generations WHERE state <> 'live'"),
+        )
+        .fetch_all(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        for generation in leftovers {
+            schema::drop_generation(&self.db, &Tables::of(generation)).await?;
+        }
+        let mut transaction = schema::begin_schema_change(&self.db).await?;
+        let next: i64 = sqlx::query_scalar(
+            self.db
+                .sql("SELECT COALESCE(MAX(generation), 0) + 1 FROM rm_generations"),
+        )
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+        let tables = Tables::of(next);
+        sqlx::query(
+            self.db
+                .sql("INSERT INTO rm_generations (generation, state) VALUES (?, 'building')"),
+        )
+        .bind(next)
+        .execute(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query(
+            self.db
+                .sql("INSERT INTO rm_checkpoints (name, position) VALUES (?, 0)"),
+        )
+        .bind(tables.building_checkpoint())
+        .execute(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+        schema::create_generation(&self.db, &mut transaction, &tables, false).await?;
+        transaction.commit().await.map_err(unavailable)?;
+        Ok(tables)
+    }
+}
+
+/// Moves checkpoint `name` from `from` to `to` by compare-and-set, which also locks its row until
+/// the transaction ends. `StoreError::Conflict` when it was not at `from`: someone else applied
+/// these events first.
+async fn move_checkpoint(
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
+    name: &str,
+    from: Position,
+    to: Position,
+) -> Result<(), StoreError> {
+    let moved = sqlx::query(
+        db.sql("UPDATE rm_checkpoints SET position = ? WHERE name = ? AND position = ?"),
+    )
+    .bind(to as i64)
+    .bind(name)
+    .bind(from as i64)
+    .execute(&mut **transaction)
+    .await
+    .map_err(unavailable)?;
+    if moved.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            stream: name.to_owned(),
+            expected: from,
+            actual: to,
+        })
     }
 }
 
@@ -356,289 +419,4 @@ pub async fn checkpoint(db: &Database) -> Result<Position, StoreError> {
             .await
             .map_err(unavailable)?;
     Ok(position.unwrap_or(0) as Position)
-}
-
-/// The conferences and lines a batch touches, loaded once and written once.
-#[derive(Default)]
-struct BatchState {
-    views: HashMap<(TenantId, ConferenceId), (ConferenceView, Position)>,
-    lines: HashMap<(TenantId, LineId), LineRef>,
-}
-
-/// Applies `batch`, which follows `from`, and moves the checkpoint from `from` to its last
-/// position — all in one transaction. The checkpoint moves by compare-and-set, which also locks
-/// its row until commit: if another projector applied these events first, nothing is written and
-/// `StoreError::Conflict` tells the caller to re-read the checkpoint.
-async fn apply_batch(
-    db: &Database,
-    from: Position,
-    batch: &[RecordedEvent],
-) -> Result<(), StoreError> {
-    let mut transaction = db.writer.begin().await.map_err(unavailable)?;
-    let last = batch.last().map_or(from, |event| event.position);
-    let moved = sqlx::query(
-        db.sql("UPDATE rm_checkpoints SET position = ? WHERE name = ? AND position = ?"),
-    )
-    .bind(last as i64)
-    .bind(READ_MODELS)
-    .bind(from as i64)
-    .execute(&mut *transaction)
-    .await
-    .map_err(unavailable)?;
-    if moved.rows_affected() != 1 {
-        return Err(StoreError::Conflict {
-            stream: READ_MODELS.to_owned(),
-            expected: from,
-            actual: last,
-        });
-    }
-    let mut state = BatchState::default();
-    for recorded in batch {
-        let Some(tenant) = tenant_of_stream(&recorded.stream) else {
-            continue;
-        };
-        apply_event(db, &mut transaction, &mut state, &tenant, recorded)
-            .await
-            .map_err(unavailable)?;
-    }
-    for ((tenant, _), (view, position)) in &state.views {
-        write_view(db, &mut transaction, tenant, view, *position)
-            .await
-            .map_err(unavailable)?;
-    }
-    transaction.commit().await.map_err(unavailable)
-}
-
-async fn line_ref(
-    db: &Database,
-    transaction: &mut Transaction<'_, Any>,
-    state: &mut BatchState,
-    tenant: &TenantId,
-    line: &LineId,
-) -> Result<LineRef, sqlx::Error> {
-    if let Some(found) = state.lines.get(&(tenant.clone(), line.clone())) {
-        return Ok(found.clone());
-    }
-    let row =
-        sqlx::query(db.sql("SELECT name, provider FROM rm_lines WHERE tenant = ? AND line_id = ?"))
-            .bind(tenant.as_str())
-            .bind(line.as_str())
-            .fetch_optional(&mut **transaction)
-            .await?;
-    let found = row.map_or_else(
-        || LineRef::unknown(line),
-        |row| LineRef {
-            id: line.clone(),
-            name: row.get("name"),
-            provider: row.get("provider"),
-        },
-    );
-    state
-        .lines
-        .insert((tenant.clone(), line.clone()), found.clone());
-    Ok(found)
-}
-
-async fn apply_event(
-    db: &Database,
-    transaction: &mut Transaction<'_, Any>,
-    state: &mut BatchState,
-    tenant: &TenantId,
-    recorded: &RecordedEvent,
-) -> Result<(), sqlx::Error> {
-    let event = &recorded.event;
-    match event {
-        Event::LineAdded {
-            line,
-            name,
-            provider,
-        } => {
-            sqlx::query(
-                db.sql("INSERT INTO rm_lines (tenant, line_id, ord, name, provider, status) \
-                 VALUES (?, ?, ?, ?, ?, 'active') ON CONFLICT (tenant, line_id) DO UPDATE SET \
-                 name = excluded.name, provider = excluded.provider, status = 'active', removed = 0"),
-            )
-            .bind(tenant.as_str())
-            .bind(line.as_str())
-            .bind(recorded.position as i64)
-            .bind(name.as_str())
-            .bind(provider.as_str())
-            .execute(&mut **transaction)
-            .await?;
-            state.lines.remove(&(tenant.clone(), line.clone()));
-        }
-        Event::LineRenamed { line, name } => {
-            sqlx::query(db.sql("UPDATE rm_lines SET name = ? WHERE tenant = ? AND line_id = ?"))
-                .bind(name.as_str())
-                .bind(tenant.as_str())
-                .bind(line.as_str())
-                .execute(&mut **transaction)
-                .await?;
-            state.lines.remove(&(tenant.clone(), line.clone()));
-        }
-        Event::LineMaintenanceStarted { line } | Event::LineReturnedToService { line } => {
-            let status = if matches!(event, Event::LineMaintenanceStarted { .. }) {
-                "maintenance"
-            } else {
-                "active"
-            };
-            sqlx::query(db.sql("UPDATE rm_lines SET status = ? WHERE tenant = ? AND line_id = ?"))
-                .bind(status)
-                .bind(tenant.as_str())
-                .bind(line.as_str())
-                .execute(&mut **transaction)
-                .await?;
-        }
-        Event::LineRemoved { line } => {
-            sqlx::query(db.sql("UPDATE rm_lines SET removed = 1 WHERE tenant = ? AND line_id = ?"))
-                .bind(tenant.as_str())
-                .bind(line.as_str())
-                .execute(&mut **transaction)
-                .await?;
-        }
-        Event::ConferenceScheduled {
-            conference, line, ..
-        } => {
-            let line = line_ref(db, transaction, state, tenant, line).await?;
-            if let Some(view) = ConferenceView::scheduled(event, line) {
-                state
-                    .views
-                    .insert((tenant.clone(), *conference), (view, recorded.position));
-            }
-        }
-        _ => {
-            if let Event::ConferenceProvisioned {
-                conference,
-                line,
-                meeting_id,
-                ..
-            } = event
-            {
-                // The provider's meeting id → conference, for its webhooks: per tenant and line
-                // (the account that created it), so no tenant can claim another's meeting.
-                sqlx::query(db.sql(
-                    "INSERT INTO rm_provider_meetings_by_line (tenant, line_id, meeting_id, conference_id) \
-                     VALUES (?, ?, ?, ?) ON CONFLICT (tenant, line_id, meeting_id) \
-                     DO UPDATE SET conference_id = excluded.conference_id",
-                ))
-                .bind(tenant.as_str())
-                .bind(line.as_str())
-                .bind(meeting_id.as_str())
-                .bind(conference.to_string())
-                .execute(&mut **transaction)
-                .await?;
-            }
-            let Some(conference) = event.conference() else {
-                return Ok(());
-            };
-            let key = (tenant.clone(), conference);
-            if let std::collections::hash_map::Entry::Vacant(slot) = state.views.entry(key.clone())
-            {
-                let Some(view) = load_view(db, transaction, tenant, conference).await? else {
-                    tracing::warn!(%conference, position = recorded.position, "event for an unknown conference");
-                    return Ok(());
-                };
-                slot.insert((view, recorded.position));
-            }
-            // Resolve a line the event moves the conference to before borrowing the view.
-            let target = match event {
-                Event::ConferenceEdited { line, .. } => Some(line.clone()),
-                Event::ConferenceMovedToLine { to, .. } => Some(to.clone()),
-                _ => None,
-            };
-            let resolved = match &target {
-                Some(line) => Some(line_ref(db, transaction, state, tenant, line).await?),
-                None => None,
-            };
-            let (view, position) = state.views.get_mut(&key).expect("loaded above");
-            view.apply(event, |id| {
-                resolved
-                    .clone()
-                    .filter(|found| found.id == *id)
-                    .unwrap_or_else(|| LineRef::unknown(id))
-            });
-            *position = recorded.position;
-        }
-    }
-    Ok(())
-}
-
-async fn load_view(
-    db: &Database,
-    transaction: &mut Transaction<'_, Any>,
-    tenant: &TenantId,
-    conference: ConferenceId,
-) -> Result<Option<ConferenceView>, sqlx::Error> {
-    let data: Option<String> =
-        sqlx::query_scalar(db.sql("SELECT data FROM rm_conferences WHERE tenant = ? AND id = ?"))
-            .bind(tenant.as_str())
-            .bind(conference.to_string())
-            .fetch_optional(&mut **transaction)
-            .await?;
-    data.map(|data| {
-        serde_json::from_str(&data).map_err(|error| sqlx::Error::Decode(Box::new(error)))
-    })
-    .transpose()
-}
-
-/// A view as `rm_conferences.data` stores it: with its tenant, as rows always had it (a query
-/// node of an earlier version reads rows this one writes; this one ignores the field).
-#[derive(serde::Serialize)]
-struct StoredView<'a> {
-    tenant: &'a TenantId,
-    #[serde(flatten)]
-    view: &'a ConferenceView,
-}
-
-async fn write_view(
-    db: &Database,
-    transaction: &mut Transaction<'_, Any>,
-    tenant: &TenantId,
-    view: &ConferenceView,
-    position: Position,
-) -> Result<(), sqlx::Error> {
-    let id = view.id.to_string();
-    let (start, end) = (timestamp(view.slot.start), timestamp(view.slot.end));
-    sqlx::query(
-        db.sql(r#"INSERT INTO rm_conferences (id, tenant, number, subject, start, "end", status, line_id, position, data)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (tenant, id) DO UPDATE SET subject = excluded.subject, start = excluded.start,
-           "end" = excluded."end", status = excluded.status, line_id = excluded.line_id,
-           position = excluded.position, data = excluded.data"#),
-    )
-    .bind(&id)
-    .bind(tenant.as_str())
-    .bind(view.number.as_str())
-    .bind(view.subject.as_str())
-    .bind(&start)
-    .bind(&end)
-    .bind(view.status.as_str())
-    .bind(view.line.id.as_str())
-    .bind(position as i64)
-    .bind(
-        serde_json::to_string(&StoredView { tenant, view }).expect("views serialize"),
-    )
-    .execute(&mut **transaction)
-    .await?;
-    sqlx::query(db.sql("DELETE FROM rm_participants WHERE tenant = ? AND conference_id = ?"))
-        .bind(tenant.as_str())
-        .bind(&id)
-        .execute(&mut **transaction)
-        .await?;
-    for user in view.participants() {
-        sqlx::query(
-            db.sql(r#"INSERT INTO rm_participants (tenant, user_id, conference_id, start, "end", status, subject)
-               VALUES (?, ?, ?, ?, ?, ?, ?)"#),
-        )
-        .bind(tenant.as_str())
-        .bind(user.as_str())
-        .bind(&id)
-        .bind(&start)
-        .bind(&end)
-        .bind(view.status.as_str())
-        .bind(view.subject.as_str())
-        .execute(&mut **transaction)
-        .await?;
-    }
-    Ok(())
 }

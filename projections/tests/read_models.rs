@@ -330,3 +330,238 @@ async fn compare_with_expected_read_model(
         "read-model rows vs conferences in the log"
     );
 }
+
+/// Every conference `user` takes part in, as the "all" listing pages through them.
+async fn whole_listing(read_models: &ReadModels, tenant: &TenantId, user: &UserId) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = read_models
+            .list(
+                tenant,
+                user,
+                &ListFilter {
+                    limit: 100,
+                    cursor,
+                    ..Default::default()
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+        ids.extend(
+            page.items
+                .iter()
+                .map(|view| format!("{}:{}", view.id, view.version)),
+        );
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_rebuild_never_takes_the_listings_away() {
+    let db = Database::temporary().await.unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()).await.unwrap());
+    a_rebuild_never_takes_the_listings_away(db, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_rebuild_never_takes_the_listings_away() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let pool = meetline_adapters::postgres::connect(&database.url, 4)
+        .await
+        .unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool).await.unwrap());
+    let db = Database::connect_postgres(&database.url, 8).await.unwrap();
+    a_rebuild_never_takes_the_listings_away(db, store).await;
+}
+
+/// Queries run throughout a rebuild, and through an interrupted one, and every one of them sees
+/// the whole listing; the interrupted rebuild leaves the live rows as they were, and the next
+/// rebuild clears what it left.
+async fn a_rebuild_never_takes_the_listings_away(db: Database, store: Arc<dyn EventStore>) {
+    let tenant = TenantId::parse("acme").unwrap();
+    generate(store.as_ref(), &tenant, 4000).await;
+    let projector = Projector::new(store.clone(), db.clone()).await.unwrap();
+    projector.catch_up(|_| {}).await.unwrap();
+    let live = dump(&db).await;
+    let read_models = ReadModels::new(db.clone());
+    let alice = UserId::parse("alice").unwrap();
+    let listing = whole_listing(&read_models, &tenant, &alice).await;
+    assert!(
+        listing.len() > 250,
+        "{} conferences: too few to page",
+        listing.len()
+    );
+
+    // Readers page through alice's conferences for as long as the rebuild runs.
+    let reading = |until: tokio::sync::watch::Receiver<bool>| {
+        let (read_models, tenant, alice, listing) = (
+            read_models.clone(),
+            tenant.clone(),
+            alice.clone(),
+            listing.clone(),
+        );
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !*until.borrow() {
+                let seen = whole_listing(&read_models, &tenant, &alice).await;
+                assert_eq!(
+                    seen.len(),
+                    listing.len(),
+                    "a partial or empty listing during a rebuild"
+                );
+                assert_eq!(seen, listing);
+                reads += 1;
+            }
+            reads
+        })
+    };
+
+    // An interrupted rebuild: dropped once its first chunk is in.
+    let (done, until) = tokio::sync::watch::channel(false);
+    let readers = [reading(until.clone()), reading(until)];
+    let first_chunk = tokio::sync::Notify::new();
+    tokio::select! {
+        result = projector.rebuild(|_| first_chunk.notify_one()) => panic!("not interrupted: {result:?}"),
+        () = first_chunk.notified() => {}
+    }
+    let generations: Vec<(i64, String)> =
+        sqlx::query(db.sql("SELECT generation, state FROM rm_generations ORDER BY generation"))
+            .fetch_all(&db.reader)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+    assert_eq!(
+        generations,
+        [(1, "live".to_owned()), (2, "building".to_owned())]
+    );
+    assert_eq!(
+        dump(&db).await,
+        live,
+        "an interrupted rebuild changed the live rows"
+    );
+
+    // A whole rebuild, with readers throughout.
+    projector.rebuild(|_| {}).await.unwrap();
+    done.send_replace(true);
+    for reader in readers {
+        let reads = reader.await.unwrap();
+        assert!(reads > 0, "no listing was read while the rebuilds ran");
+    }
+    assert_eq!(dump(&db).await, live);
+    let generations: Vec<(i64, String)> =
+        sqlx::query(db.sql("SELECT generation, state FROM rm_generations ORDER BY generation"))
+            .fetch_all(&db.reader)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+    assert!(
+        matches!(generations.as_slice(), [(generation, state)] if *generation != 1 && state == "live"),
+        "the old and the abandoned generations are dropped: {generations:?}"
+    );
+    // The live projector goes on, in the new generation.
+    generate(store.as_ref(), &TenantId::parse("later").unwrap(), 300).await;
+    projector.catch_up(|_| {}).await.unwrap();
+    compare_with_expected_read_model(store.as_ref(), &db, &read_models).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_read_models_from_before_generations_are_adopted() {
+    let db = Database::temporary().await.unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()).await.unwrap());
+    let legacy = include_str!("fixtures/legacy-read-models.sqlite.sql");
+    read_models_from_before_generations_are_adopted(db, store, legacy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_read_models_from_before_generations_are_adopted() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let pool = meetline_adapters::postgres::connect(&database.url, 4)
+        .await
+        .unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool).await.unwrap());
+    let db = Database::connect_postgres(&database.url, 4).await.unwrap();
+    let legacy = include_str!("fixtures/legacy-read-models.postgres.sql");
+    read_models_from_before_generations_are_adopted(db, store, legacy).await;
+}
+
+/// A database whose read models are plain tables under the query names (before generations)
+/// becomes generation 1 on the first start: its rows stay, the queries find them, its indexes
+/// are the generation's, and a second start changes nothing.
+async fn read_models_from_before_generations_are_adopted(
+    db: Database,
+    store: Arc<dyn EventStore>,
+    legacy: &str,
+) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(legacy.to_owned()))
+        .execute(&db.writer)
+        .await
+        .unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    let id = ConferenceId(Uuid::from_u128(7));
+    for _start in 0..2 {
+        let projector = Projector::new(store.clone(), db.clone()).await.unwrap();
+        assert_eq!(*projector.applied().borrow(), 2);
+        let read_models = ReadModels::new(db.clone());
+        let row = read_models.conference(&tenant, id).await.unwrap().unwrap();
+        assert_eq!(row.subject.as_str(), "Legacy");
+        let alice = UserId::parse("alice").unwrap();
+        assert_eq!(whole_listing(&read_models, &tenant, &alice).await.len(), 1);
+        let line = LineId::parse("line-1").unwrap();
+        assert_eq!(
+            read_models
+                .conference_for_meeting(&tenant, &line, "zoom-42")
+                .await
+                .unwrap(),
+            Some(id),
+            "the pre-0.2 provider meeting row is carried over"
+        );
+        let generations: Vec<(i64, String)> =
+            sqlx::query(db.sql("SELECT generation, state FROM rm_generations ORDER BY generation"))
+                .fetch_all(&db.reader)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect();
+        assert_eq!(generations, [(1, "live".to_owned())]);
+        let indexes = match db.backend {
+            meetline_adapters::db::Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'rm%' \
+                 AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            }
+            meetline_adapters::db::Backend::Postgres => {
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND indexname LIKE 'rm%' AND indexname NOT LIKE '%_pkey' ORDER BY indexname"
+            }
+        };
+        let indexes: Vec<String> = sqlx::query_scalar(db.sql(indexes))
+            .fetch_all(&db.reader)
+            .await
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "rm_g1_conferences_by_line",
+                "rm_g1_conferences_by_number",
+                "rm_g1_conferences_live",
+                "rm_g1_participants_all",
+                "rm_g1_participants_recent",
+                "rm_g1_provider_meetings_by_id",
+            ],
+            "each index once, under the generation's name"
+        );
+    }
+}

@@ -1,0 +1,401 @@
+//! The read models' tables, in **generations**, so that a rebuild never takes them away from the
+//! query API (decision 0018).
+//!
+//! Each generation `g` has its own tables — `rm_lines_g{g}`, `rm_conferences_g{g}`,
+//! `rm_participants_g{g}`, `rm_provider_meetings_g{g}` — with their own indexes. The names the
+//! queries use (`rm_lines`, `rm_conferences`, `rm_participants`, `rm_provider_meetings_by_line`)
+//! are views of the live generation. A rebuild fills the next generation beside the live one and
+//! swaps the views in one transaction; the live one is dropped afterwards. `rm_generations` says
+//! which generation is live and which, if any, is being built.
+//!
+//! Process state (checkpoints, provisioning attempts, ops counters) is not a read model: it is
+//! not in a generation and a rebuild does not touch it.
+
+use meetline_adapters::db::{Backend, Database, unavailable};
+use meetline_domain::ports::StoreError;
+use sqlx::{Any, AssertSqlSafe, Transaction};
+
+/// The read-model projection's checkpoint: the position the live generation has applied.
+pub const READ_MODELS: &str = "read_models";
+
+/// The PostgreSQL advisory lock (transaction-scoped) that serializes schema changes: several
+/// nodes start at once, and a rebuild swaps generations while nodes run.
+const SCHEMA_LOCK: i64 = 0x6d6c_7072_6f6a_0002;
+
+/// The tables of one generation of the read models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub generation: i64,
+    pub lines: String,
+    pub conferences: String,
+    pub participants: String,
+    pub meetings: String,
+}
+
+impl Tables {
+    pub fn of(generation: i64) -> Self {
+        Self {
+            generation,
+            lines: format!("rm_lines_g{generation}"),
+            conferences: format!("rm_conferences_g{generation}"),
+            participants: format!("rm_participants_g{generation}"),
+            meetings: format!("rm_provider_meetings_g{generation}"),
+        }
+    }
+
+    /// The checkpoint of this generation while it is being built (the live one's is
+    /// [`READ_MODELS`]).
+    pub fn building_checkpoint(&self) -> String {
+        format!("{READ_MODELS}@g{}", self.generation)
+    }
+
+    /// Each table with the view that shows it when it is live.
+    fn with_views(&self) -> [(&str, &'static str); 4] {
+        [
+            (&self.lines, "rm_lines"),
+            (&self.conferences, "rm_conferences"),
+            (&self.participants, "rm_participants"),
+            (&self.meetings, "rm_provider_meetings_by_line"),
+        ]
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` of this generation's tables (their primary keys only).
+    fn create_tables(&self, backend: Backend) -> String {
+        // PostgreSQL: ids and timestamps in the "C" collation, so they sort byte-wise as on
+        // SQLite.
+        let (int, c) = match backend {
+            Backend::Sqlite => ("INTEGER", ""),
+            Backend::Postgres => ("BIGINT", r#" COLLATE "C""#),
+        };
+        let Self {
+            lines,
+            conferences,
+            participants,
+            meetings,
+            ..
+        } = self;
+        format!(
+            r#"
+CREATE TABLE IF NOT EXISTS {lines} (
+    tenant TEXT NOT NULL, line_id TEXT NOT NULL, ord {int} NOT NULL, name TEXT NOT NULL,
+    provider TEXT NOT NULL, status TEXT NOT NULL, removed {int} NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, line_id)
+);
+CREATE TABLE IF NOT EXISTS {conferences} (
+    tenant TEXT NOT NULL, id TEXT{c} NOT NULL, number TEXT NOT NULL, subject TEXT NOT NULL,
+    start TEXT{c} NOT NULL, "end" TEXT{c} NOT NULL, status TEXT NOT NULL, line_id TEXT NOT NULL,
+    position {int} NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE IF NOT EXISTS {participants} (
+    tenant TEXT NOT NULL, user_id TEXT NOT NULL, conference_id TEXT{c} NOT NULL,
+    start TEXT{c} NOT NULL, "end" TEXT{c} NOT NULL, status TEXT NOT NULL, subject TEXT NOT NULL,
+    PRIMARY KEY (tenant, user_id, conference_id)
+);
+CREATE TABLE IF NOT EXISTS {meetings} (
+    tenant TEXT NOT NULL, line_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
+    conference_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, line_id, meeting_id)
+);
+"#
+        )
+    }
+
+    /// `CREATE INDEX IF NOT EXISTS` of this generation's secondary indexes (the queries').
+    fn create_indexes(&self) -> String {
+        let g = self.generation;
+        let Self {
+            conferences,
+            participants,
+            meetings,
+            ..
+        } = self;
+        format!(
+            r"
+CREATE INDEX IF NOT EXISTS rm_g{g}_conferences_by_number ON {conferences} (tenant, number);
+CREATE INDEX IF NOT EXISTS rm_g{g}_conferences_by_line ON {conferences} (tenant, line_id, start);
+CREATE INDEX IF NOT EXISTS rm_g{g}_conferences_live ON {conferences} (start)
+    WHERE status IN ('not_started', 'in_progress');
+CREATE INDEX IF NOT EXISTS rm_g{g}_participants_all
+    ON {participants} (tenant, user_id, start DESC, conference_id DESC);
+CREATE INDEX IF NOT EXISTS rm_g{g}_participants_recent
+    ON {participants} (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
+CREATE INDEX IF NOT EXISTS rm_g{g}_provider_meetings_by_id ON {meetings} (meeting_id);
+"
+        )
+    }
+}
+
+/// Tables that are not read models: checkpoints, the generations, and the state of the
+/// background processes (never rebuilt: no event can rebuild them).
+const PROCESS_TABLES: &str = r"
+CREATE TABLE IF NOT EXISTS rm_checkpoints (
+    name TEXT PRIMARY KEY, position BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rm_generations (
+    generation BIGINT PRIMARY KEY, state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ops_provider_failures (
+    tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (tenant, hour)
+);
+CREATE TABLE IF NOT EXISTS provisioning_attempts (
+    tenant TEXT NOT NULL, conference TEXT NOT NULL, position BIGINT NOT NULL,
+    PRIMARY KEY (tenant, conference, position)
+);
+CREATE TABLE IF NOT EXISTS ops_rejections (
+    tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (tenant, hour)
+);
+";
+
+/// A schema change in progress: one transaction holding the write lock (SQLite: the one writer;
+/// PostgreSQL: [`SCHEMA_LOCK`]).
+pub(crate) async fn begin_schema_change(
+    db: &Database,
+) -> Result<Transaction<'static, Any>, StoreError> {
+    let mut transaction = db.writer.begin().await.map_err(unavailable)?;
+    if db.backend == Backend::Postgres {
+        sqlx::query(db.sql("SELECT pg_advisory_xact_lock(?)"))
+            .bind(SCHEMA_LOCK)
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(transaction)
+}
+
+async fn run_script(
+    transaction: &mut Transaction<'_, Any>,
+    script: String,
+) -> Result<(), StoreError> {
+    sqlx::raw_sql(AssertSqlSafe(script))
+        .execute(&mut **transaction)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// What a name in the schema is.
+#[derive(Debug, PartialEq, Eq)]
+enum Relation {
+    Table,
+    View,
+}
+
+async fn relation(
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
+    name: &str,
+) -> Result<Option<Relation>, StoreError> {
+    let sql = match db.backend {
+        Backend::Sqlite => "SELECT type FROM sqlite_master WHERE name = ?",
+        Backend::Postgres => {
+            "SELECT CASE table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END FROM \
+             information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
+        }
+    };
+    let kind: Option<String> = sqlx::query_scalar(db.sql(sql))
+        .bind(name)
+        .fetch_optional(&mut **transaction)
+        .await
+        .map_err(unavailable)?;
+    Ok(match kind.as_deref() {
+        Some("table") => Some(Relation::Table),
+        Some("view") => Some(Relation::View),
+        _ => None,
+    })
+}
+
+/// The live generation, as `rm_generations` says.
+pub(crate) async fn live_generation(
+    db: &Database,
+    executor: impl sqlx::Executor<'_, Database = Any>,
+) -> Result<Option<i64>, StoreError> {
+    sqlx::query_scalar(
+        db.sql(
+            "SELECT generation FROM rm_generations WHERE state = 'live' ORDER BY generation DESC",
+        ),
+    )
+    .fetch_optional(executor)
+    .await
+    .map_err(unavailable)
+}
+
+/// Takes the views for a swap (PostgreSQL; SQLite's write lock covers them): all four at once, in
+/// the order the queries name them — `rm_participants` before `rm_conferences`, as the listings'
+/// join does — so that a query holding one view while waiting for the other cannot deadlock with
+/// the swap. A query naming several views must keep that order.
+pub(crate) async fn lock_views(
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
+) -> Result<(), StoreError> {
+    if db.backend == Backend::Postgres {
+        run_script(
+            transaction,
+            "LOCK TABLE rm_participants, rm_conferences, rm_lines, rm_provider_meetings_by_line \
+             IN ACCESS EXCLUSIVE MODE"
+                .to_owned(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Points the query names at `tables` (inside the caller's transaction).
+pub(crate) async fn point_views_at(
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
+    tables: &Tables,
+) -> Result<(), StoreError> {
+    let mut script = String::new();
+    for (table, view) in tables.with_views() {
+        match db.backend {
+            Backend::Sqlite => script.push_str(&format!(
+                "DROP VIEW IF EXISTS {view}; CREATE VIEW {view} AS SELECT * FROM {table};\n"
+            )),
+            Backend::Postgres => script.push_str(&format!(
+                "CREATE OR REPLACE VIEW {view} AS SELECT * FROM {table};\n"
+            )),
+        }
+    }
+    run_script(transaction, script).await
+}
+
+/// Creates the tables of a generation (inside the caller's transaction), with its secondary
+/// indexes or, for a generation about to be filled by a rebuild, without them: an index built
+/// once over the filled table is cheaper than one kept up row by row.
+pub(crate) async fn create_generation(
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
+    tables: &Tables,
+    indexes: bool,
+) -> Result<(), StoreError> {
+    let mut script = tables.create_tables(db.backend);
+    if indexes {
+        script.push_str(&tables.create_indexes());
+    }
+    run_script(transaction, script).await
+}
+
+/// Creates a generation's secondary indexes (inside the caller's transaction).
+pub(crate) async fn create_indexes(
+    transaction: &mut Transaction<'_, Any>,
+    tables: &Tables,
+) -> Result<(), StoreError> {
+    run_script(transaction, tables.create_indexes()).await
+}
+
+/// Drops the tables of a generation that is no longer live (or an abandoned rebuild's).
+pub(crate) async fn drop_generation(db: &Database, tables: &Tables) -> Result<(), StoreError> {
+    let mut transaction = begin_schema_change(db).await?;
+    let mut script = String::new();
+    for (table, _) in tables.with_views() {
+        script.push_str(&format!("DROP TABLE IF EXISTS {table};\n"));
+    }
+    run_script(&mut transaction, script).await?;
+    sqlx::query(db.sql("DELETE FROM rm_generations WHERE generation = ?"))
+        .bind(tables.generation)
+        .execute(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query(db.sql("DELETE FROM rm_checkpoints WHERE name = ?"))
+        .bind(tables.building_checkpoint())
+        .execute(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+    transaction.commit().await.map_err(unavailable)
+}
+
+/// Creates the read-model schema if needed and returns the live generation's tables.
+///
+/// A database from before generations (real tables under the query names) becomes generation 1:
+/// its tables are renamed, not copied, and keep their rows and indexes.
+///
+/// # Errors
+/// When the schema cannot be created.
+pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
+    let mut transaction = begin_schema_change(db).await?;
+    run_script(&mut transaction, PROCESS_TABLES.to_owned()).await?;
+    sqlx::query(db.sql(
+        "INSERT INTO rm_checkpoints (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
+    ))
+    .bind(READ_MODELS)
+    .execute(&mut *transaction)
+    .await
+    .map_err(unavailable)?;
+    let tables = match live_generation(db, &mut *transaction).await? {
+        Some(generation) => Tables::of(generation),
+        None => {
+            let tables = Tables::of(1);
+            if relation(db, &mut transaction, "rm_conferences").await? == Some(Relation::Table) {
+                adopt_tables(db, &mut transaction, &tables).await?;
+            }
+            sqlx::query(
+                db.sql("INSERT INTO rm_generations (generation, state) VALUES (?, 'live')"),
+            )
+            .bind(tables.generation)
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+            tables
+        }
+    };
+    create_generation(db, &mut transaction, &tables, true).await?;
+    point_views_at(db, &mut transaction, &tables).await?;
+    transaction.commit().await.map_err(unavailable)?;
+    Ok(tables)
+}
+
+/// Makes the tables of a database from before generations generation 1.
+async fn adopt_tables(
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
+    tables: &Tables,
+) -> Result<(), StoreError> {
+    // Before 0.2 a provider meeting id was mapped to one tenant globally: carry such rows over,
+    // keyed by the conference's line.
+    if relation(db, transaction, "rm_provider_meetings").await? == Some(Relation::Table) {
+        if relation(db, transaction, "rm_provider_meetings_by_line")
+            .await?
+            .is_none()
+        {
+            run_script(
+                transaction,
+                "CREATE TABLE rm_provider_meetings_by_line (tenant TEXT NOT NULL, \
+                 line_id TEXT NOT NULL, meeting_id TEXT NOT NULL, conference_id TEXT NOT NULL, \
+                 PRIMARY KEY (tenant, line_id, meeting_id))"
+                    .to_owned(),
+            )
+            .await?;
+        }
+        run_script(
+            transaction,
+            "INSERT INTO rm_provider_meetings_by_line (tenant, line_id, meeting_id, conference_id) \
+             SELECT p.tenant, c.line_id, p.meeting_id, p.conference_id FROM rm_provider_meetings p \
+             JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id WHERE true \
+             ON CONFLICT DO NOTHING; DROP TABLE rm_provider_meetings;"
+                .to_owned(),
+        )
+        .await?;
+    }
+    let mut script = String::new();
+    for (table, view) in tables.with_views() {
+        if relation(db, transaction, view).await? == Some(Relation::Table) {
+            script.push_str(&format!("ALTER TABLE {view} RENAME TO {table};\n"));
+        }
+    }
+    // Their indexes are made again under the generation's names (a rename keeps the old ones,
+    // which would be kept twice over).
+    for index in [
+        "rm_conferences_by_number",
+        "rm_conferences_by_line",
+        "rm_conferences_live",
+        "rm_participants_all",
+        "rm_participants_recent",
+        "rm_provider_meetings_by_id",
+    ] {
+        script.push_str(&format!("DROP INDEX IF EXISTS {index};\n"));
+    }
+    run_script(transaction, script).await
+}
