@@ -446,12 +446,24 @@ async fn rebuild(data: &DataArgs) -> anyhow::Result<()> {
         .progress_chars("=> "),
     );
     let started = std::time::Instant::now();
-    let applied = projector
+    let applied = match projector
         .rebuild(|progress| {
             bar.set_length(progress.head);
             bar.set_position(progress.position);
         })
-        .await?;
+        .await
+    {
+        Ok(applied) => applied,
+        // Another rebuild holds the new generation (or took this one's over).
+        Err(meetline_domain::ports::StoreError::Conflict { stream, .. }) => {
+            bar.abandon();
+            anyhow::bail!("cannot rebuild now: {stream}; the live read models are unchanged")
+        }
+        Err(error) => {
+            bar.abandon();
+            return Err(error.into());
+        }
+    };
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();
     println!(

@@ -53,6 +53,7 @@ use uuid::Uuid;
 
 mod live;
 mod w3;
+mod w4;
 mod w5;
 mod w6;
 
@@ -132,6 +133,23 @@ enum Workload {
         /// The live read models' checksum, as `w3` printed it.
         #[arg(long)]
         expect: String,
+    },
+    /// W4: listing latency over HTTP against `meetline serve --role query` (build it first).
+    W4 {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: StoreKind,
+        /// Conferences in the read models (the workload's is 1,000,000).
+        #[arg(long, default_value_t = 1_000_000)]
+        conferences: usize,
+        /// Users they are spread among (the workload's is 10,000).
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// How long the clients ask.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// W5: cold start of a pool whose stream holds many events, with and without a snapshot.
     W5 {
@@ -241,6 +259,20 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Workload::W3Rebuild { store, at, expect } => w3::rebuilt(store, &at, &expect).await,
+        Workload::W4 {
+            store,
+            conferences,
+            users,
+            clients,
+            seconds,
+        } => {
+            ensure!(clients > 0, "--clients takes at least 1");
+            if w4::w4(store, conferences, users, clients, seconds).await? {
+                Ok(())
+            } else {
+                bail!("the verification failed")
+            }
+        }
         Workload::W5 {
             store,
             shape,

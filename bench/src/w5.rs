@@ -65,16 +65,26 @@ fn booking(id: u128, start: DateTime<Utc>, minutes: i64) -> Command {
 }
 
 /// The pool the fill decides on, and the events still to append.
-struct Filler<'a> {
+pub(crate) struct Filler<'a> {
     store: &'a dyn EventStore,
     stream: &'a str,
     pool: LinePool,
     pending: Vec<NewEvent>,
 }
 
-impl Filler<'_> {
+impl<'a> Filler<'a> {
+    /// A fill of `stream`, which must be empty.
+    pub(crate) fn new(store: &'a dyn EventStore, stream: &'a str) -> Self {
+        Self {
+            store,
+            stream,
+            pool: LinePool::default(),
+            pending: Vec::new(),
+        }
+    }
+
     /// Decides `command` at `now`; its events are applied and queued. Refusals are skipped.
-    async fn run(
+    pub(crate) async fn run(
         &mut self,
         actor: &Actor,
         command: &Command,
@@ -104,7 +114,7 @@ impl Filler<'_> {
         Ok(events)
     }
 
-    async fn flush(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn flush(&mut self) -> anyhow::Result<()> {
         if !self.pending.is_empty() {
             let base = self.pool.version - self.pending.len() as u64;
             self.store.append(self.stream, base, &self.pending).await?;
@@ -122,12 +132,7 @@ async fn fill(
     lines: usize,
     shape: Shape,
 ) -> anyhow::Result<DateTime<Utc>> {
-    let mut filler = Filler {
-        store,
-        stream,
-        pool: LinePool::default(),
-        pending: Vec::new(),
-    };
+    let mut filler = Filler::new(store, stream);
     let admin = Actor::admin("admin");
     let users: Vec<Actor> = (0..100)
         .map(|u| Actor::user(&format!("user-{u}")))

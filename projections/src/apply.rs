@@ -34,7 +34,9 @@ struct Touched {
     listed: Option<Vec<UserId>>,
 }
 
-type LineKey = (TenantId, LineId);
+/// A line by its tenant and id as stored (ids in events are not re-validated: a stored row is
+/// kept whatever its text).
+type LineKey = (String, String);
 type ConferenceKey = (TenantId, ConferenceId);
 
 /// Everything a batch changes, folded in memory.
@@ -89,14 +91,16 @@ async fn load(
         if names_a_line(event) {
             tenants.insert(tenant.as_str());
         }
-        match (event, event.conference()) {
-            (Event::ConferenceScheduled { conference, .. }, _) => {
-                scheduled.insert((tenant, *conference));
-            }
-            (_, Some(conference)) if !scheduled.contains(&(tenant, conference)) => {
-                wanted.insert((tenant.as_str(), conference.to_string()));
-            }
-            _ => {}
+        // Every conference the batch names, unless it was scheduled earlier in the batch —
+        // including one it schedules: a row under that id (never in a sound log) lists
+        // participants the new one may not have.
+        if let Some(conference) = event.conference()
+            && !scheduled.contains(&(tenant, conference))
+        {
+            wanted.insert((tenant.as_str(), conference.to_string()));
+        }
+        if let Event::ConferenceScheduled { conference, .. } = event {
+            scheduled.insert((tenant, *conference));
         }
     }
     if !tenants.is_empty() {
@@ -114,12 +118,7 @@ async fn load(
         .fetch_all(&mut **transaction)
         .await?;
         for row in rows {
-            let (Ok(tenant), Ok(line)) = (
-                TenantId::parse(row.get::<&str, _>("tenant")),
-                LineId::parse(row.get::<&str, _>("line_id")),
-            ) else {
-                continue;
-            };
+            let (tenant, line): (String, String) = (row.get("tenant"), row.get("line_id"));
             let status = if row.get::<&str, _>("status") == "maintenance" {
                 "maintenance"
             } else {
@@ -172,6 +171,10 @@ async fn load(
     Ok(())
 }
 
+fn line_key(tenant: &TenantId, line: &LineId) -> LineKey {
+    (tenant.as_str().to_owned(), line.as_str().to_owned())
+}
+
 /// Whether the projection of `event` needs its tenant's lines.
 fn names_a_line(event: &Event) -> bool {
     matches!(
@@ -190,7 +193,7 @@ fn names_a_line(event: &Event) -> bool {
 impl Fold {
     /// The line as the read side names it now.
     fn line_ref(&self, tenant: &TenantId, line: &LineId) -> LineRef {
-        self.lines.get(&(tenant.clone(), line.clone())).map_or_else(
+        self.lines.get(&line_key(tenant, line)).map_or_else(
             || LineRef::unknown(line),
             |row| LineRef {
                 id: line.clone(),
@@ -202,7 +205,7 @@ impl Fold {
 
     /// Changes an existing line's row (no row: nothing, as an `UPDATE` would).
     fn change_line(&mut self, tenant: &TenantId, line: &LineId, change: impl FnOnce(&mut LineRow)) {
-        let key = (tenant.clone(), line.clone());
+        let key = line_key(tenant, line);
         if let Some(row) = self.lines.get_mut(&key) {
             change(row);
             self.changed_lines.insert(key);
@@ -217,7 +220,7 @@ impl Fold {
                 name,
                 provider,
             } => {
-                let key = (tenant.clone(), line.clone());
+                let key = line_key(tenant, line);
                 let ord = self
                     .lines
                     .get(&key)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use meetline_adapters::db::{Backend, Database, unavailable};
 use meetline_domain::ports::{EventStore, Position, StoreError};
-use sqlx::{Any, Transaction};
+use sqlx::{Any, Row, Transaction};
 use tokio::sync::watch;
 
 use crate::apply::apply_events;
@@ -31,6 +31,9 @@ const FOLLOW_PAUSE: Duration = Duration::from_millis(100);
 
 /// How many events one transaction applies while a rebuild fills a new generation.
 pub const REBUILD_BATCH: usize = 10_000;
+
+/// The same on SQLite, where each chunk holds the one write lock of the file.
+pub const REBUILD_BATCH_SQLITE: usize = 2_000;
 
 pub struct Projector {
     store: Arc<dyn EventStore>,
@@ -186,26 +189,38 @@ impl Projector {
 
     /// Rebuilds the read models from position 0 **beside the live ones**, which the query API
     /// keeps serving until the new ones have caught up with the log; then swaps them in, in one
-    /// transaction, and drops the old ones (decision 0018). An interrupted rebuild leaves the
-    /// live read models as they were; the next rebuild drops what it left. Returns how many
-    /// events the new generation applied.
+    /// transaction, and drops the old ones (decision 0018). One rebuild at a time: a rebuild
+    /// holds a lease on its generation, renewed with every chunk; another one is refused while
+    /// the lease runs. An interrupted rebuild leaves the live read models as they were; the
+    /// next rebuild drops what it left once its lease has run out. Returns how many events the
+    /// new generation applied.
     ///
     /// # Errors
-    /// When the store or the read-model database fails.
+    /// When the store or the read-model database fails; `StoreError::Conflict` when another
+    /// rebuild holds the lease (or took this one's over).
     pub async fn rebuild(
         &self,
         mut progress: impl FnMut(RebuildProgress),
     ) -> Result<u64, StoreError> {
-        let building = self.start_generation().await?;
+        let lease = Lease::new();
+        let building = self.start_generation(&lease).await?;
         let checkpoint_name = building.building_checkpoint();
         let head = self.store.head_position().await?;
+        // On SQLite every write of the file — the commands' appends too — waits for a chunk:
+        // smaller chunks there, and indexes kept up as rows come rather than built at the end
+        // under the write lock. PostgreSQL builds them once, at the end.
+        let (chunk, indexes_at_end) = match self.db.backend {
+            Backend::Sqlite => (REBUILD_BATCH_SQLITE, false),
+            Backend::Postgres => (REBUILD_BATCH, true),
+        };
         let mut position: Position = 0;
         let mut total = 0;
         // The next chunk is read while this one is applied (a reader beside the writer).
-        let mut batch = self.store.read_all(position, REBUILD_BATCH).await?;
+        let mut batch = self.store.read_all(position, chunk).await?;
         while let Some(last) = batch.last().map(|event| event.position) {
             let apply = async {
                 let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
+                lease.renew(&self.db, &mut transaction, &building).await?;
                 move_checkpoint(&self.db, &mut transaction, &checkpoint_name, position, last)
                     .await?;
                 apply_events(&self.db, &mut transaction, &building, &batch)
@@ -213,7 +228,7 @@ impl Projector {
                     .map_err(unavailable)?;
                 transaction.commit().await.map_err(unavailable)
             };
-            let (applied, next) = tokio::join!(apply, self.store.read_all(last, REBUILD_BATCH));
+            let (applied, next) = tokio::join!(apply, self.store.read_all(last, chunk));
             applied?;
             total += batch.len() as u64;
             position = last;
@@ -223,13 +238,17 @@ impl Projector {
             });
             batch = next?;
         }
+        if indexes_at_end {
+            let mut transaction = schema::begin_schema_change(&self.db).await?;
+            lease.renew(&self.db, &mut transaction, &building).await?;
+            schema::create_indexes(&mut transaction, &building).await?;
+            transaction.commit().await.map_err(unavailable)?;
+        }
+        // The swap. Locks in this order — the schema lock, the live checkpoint's row (which the
+        // live projector takes first too), then the views (in the queries' order) — so that it
+        // cannot deadlock with the projector or a query. Then: what arrived since, the
+        // checkpoint, the generations, the views.
         let mut transaction = schema::begin_schema_change(&self.db).await?;
-        schema::create_indexes(&mut transaction, &building).await?;
-        transaction.commit().await.map_err(unavailable)?;
-        // The swap: holding the schema lock and the live checkpoint's row, apply what arrived
-        // since, then point the query names at the new tables and retire the old ones.
-        let mut transaction = schema::begin_schema_change(&self.db).await?;
-        schema::lock_views(&self.db, &mut transaction).await?;
         let live: i64 = sqlx::query_scalar(self.db.sql(
             "UPDATE rm_checkpoints SET position = position WHERE name = ? RETURNING position",
         ))
@@ -237,9 +256,11 @@ impl Projector {
         .fetch_one(&mut *transaction)
         .await
         .map_err(unavailable)?;
+        schema::lock_views(&self.db, &mut transaction).await?;
+        lease.renew(&self.db, &mut transaction, &building).await?;
         let retired = schema::live_generation(&self.db, &mut *transaction).await?;
         loop {
-            let batch = self.store.read_all(position, REBUILD_BATCH).await?;
+            let batch = self.store.read_all(position, chunk).await?;
             let Some(last) = batch.last().map(|event| event.position) else {
                 break;
             };
@@ -270,8 +291,10 @@ impl Projector {
             .map_err(unavailable)?;
         sqlx::query(self.db.sql(
             "UPDATE rm_generations SET state = CASE WHEN generation = ? THEN 'live' \
-             ELSE 'retired' END WHERE state IN ('live', 'building')",
+             ELSE 'retired' END, owner = NULL, lease_until = NULL \
+             WHERE generation = ? OR state = 'live'",
         ))
+        .bind(building.generation)
         .bind(building.generation)
         .execute(&mut *transaction)
         .await
@@ -284,38 +307,59 @@ impl Projector {
             head: position,
         });
         if let Some(old) = retired {
-            schema::drop_generation(&self.db, &Tables::of(old)).await?;
+            let mut transaction = schema::begin_schema_change(&self.db).await?;
+            schema::drop_generation(&self.db, &mut transaction, &Tables::of(old)).await?;
+            transaction.commit().await.map_err(unavailable)?;
         }
         Ok(total)
     }
 
-    /// Drops what earlier rebuilds left (an interrupted one's tables, a retired generation) and
-    /// creates the next generation's tables, empty.
-    async fn start_generation(&self) -> Result<Tables, StoreError> {
-        let leftovers: Vec<i64> = sqlx::query_scalar(
-            self.db
-                .sql("SELECT generation FROM rm_generations WHERE state <> 'live'"),
-        )
-        .fetch_all(&self.db.writer)
-        .await
-        .map_err(unavailable)?;
-        for generation in leftovers {
-            schema::drop_generation(&self.db, &Tables::of(generation)).await?;
-        }
+    /// Drops what an interrupted rebuild left (once its lease has run out) and creates the next
+    /// generation's tables, empty, under `lease`. Refused while another rebuild's lease runs.
+    async fn start_generation(&self, lease: &Lease) -> Result<Tables, StoreError> {
         let mut transaction = schema::begin_schema_change(&self.db).await?;
-        let next: i64 = sqlx::query_scalar(
+        let building: Vec<(i64, Option<i64>)> = sqlx::query(
             self.db
-                .sql("SELECT COALESCE(MAX(generation), 0) + 1 FROM rm_generations"),
+                .sql("SELECT generation, lease_until FROM rm_generations WHERE state = 'building'"),
         )
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+        for (generation, until) in building {
+            if until.is_some_and(|until| until > Lease::now()) {
+                return Err(StoreError::Conflict {
+                    stream: format!(
+                        "read-model generation {generation}: another rebuild holds it for up to \
+                         {} s more",
+                        until.unwrap_or_default() - Lease::now()
+                    ),
+                    expected: 0,
+                    actual: 0,
+                });
+            }
+            schema::drop_generation(&self.db, &mut transaction, &Tables::of(generation)).await?;
+        }
+        for retired in schema::generations_in(&self.db, &mut transaction, "retired").await? {
+            schema::drop_generation(&self.db, &mut transaction, &Tables::of(retired)).await?;
+        }
+        let next: i64 = sqlx::query_scalar(self.db.sql(
+            "UPDATE rm_checkpoints SET position = position + 1 WHERE name = ? RETURNING position",
+        ))
+        .bind(schema::GENERATIONS)
         .fetch_one(&mut *transaction)
         .await
         .map_err(unavailable)?;
         let tables = Tables::of(next);
-        sqlx::query(
-            self.db
-                .sql("INSERT INTO rm_generations (generation, state) VALUES (?, 'building')"),
-        )
+        sqlx::query(self.db.sql(
+            "INSERT INTO rm_generations (generation, state, owner, lease_until) \
+             VALUES (?, 'building', ?, ?)",
+        ))
         .bind(next)
+        .bind(lease.owner.as_str())
+        .bind(Lease::now() + LEASE_SECONDS)
         .execute(&mut *transaction)
         .await
         .map_err(unavailable)?;
@@ -327,9 +371,63 @@ impl Projector {
         .execute(&mut *transaction)
         .await
         .map_err(unavailable)?;
-        schema::create_generation(&self.db, &mut transaction, &tables, false).await?;
+        let indexes_now = self.db.backend == Backend::Sqlite;
+        schema::create_generation(&self.db, &mut transaction, &tables, indexes_now).await?;
         transaction.commit().await.map_err(unavailable)?;
         Ok(tables)
+    }
+}
+
+/// How long a rebuild's hold on its generation lasts without being renewed (each chunk renews
+/// it). A rebuild that died blocks the next one for at most this long.
+const LEASE_SECONDS: i64 = 300;
+
+/// A rebuild's hold on the generation it builds.
+struct Lease {
+    owner: String,
+}
+
+impl Lease {
+    fn new() -> Self {
+        Self {
+            owner: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    /// Extends the lease inside `transaction`; `StoreError::Conflict` when this rebuild no
+    /// longer holds its generation (another rebuild took it over after the lease ran out).
+    async fn renew(
+        &self,
+        db: &Database,
+        transaction: &mut Transaction<'_, Any>,
+        tables: &Tables,
+    ) -> Result<(), StoreError> {
+        let renewed = sqlx::query(db.sql(
+            "UPDATE rm_generations SET lease_until = ? \
+             WHERE generation = ? AND owner = ? AND state = 'building'",
+        ))
+        .bind(Self::now() + LEASE_SECONDS)
+        .bind(tables.generation)
+        .bind(self.owner.as_str())
+        .execute(&mut **transaction)
+        .await
+        .map_err(unavailable)?;
+        if renewed.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                stream: format!(
+                    "read-model generation {}: this rebuild lost it to another",
+                    tables.generation
+                ),
+                expected: 0,
+                actual: 0,
+            })
+        }
     }
 }
 

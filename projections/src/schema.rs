@@ -133,7 +133,7 @@ CREATE TABLE IF NOT EXISTS rm_checkpoints (
     name TEXT PRIMARY KEY, position BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rm_generations (
-    generation BIGINT PRIMARY KEY, state TEXT NOT NULL
+    generation BIGINT PRIMARY KEY, state TEXT NOT NULL, owner TEXT, lease_until BIGINT
 );
 CREATE TABLE IF NOT EXISTS ops_provider_failures (
     tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
@@ -286,26 +286,46 @@ pub(crate) async fn create_indexes(
     run_script(transaction, tables.create_indexes()).await
 }
 
-/// Drops the tables of a generation that is no longer live (or an abandoned rebuild's).
-pub(crate) async fn drop_generation(db: &Database, tables: &Tables) -> Result<(), StoreError> {
-    let mut transaction = begin_schema_change(db).await?;
+/// Drops the tables of a generation that is not live (retired, or an abandoned rebuild's), its
+/// row and its checkpoint (inside the caller's schema transaction).
+pub(crate) async fn drop_generation(
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
+    tables: &Tables,
+) -> Result<(), StoreError> {
     let mut script = String::new();
     for (table, _) in tables.with_views() {
         script.push_str(&format!("DROP TABLE IF EXISTS {table};\n"));
     }
-    run_script(&mut transaction, script).await?;
-    sqlx::query(db.sql("DELETE FROM rm_generations WHERE generation = ?"))
+    run_script(transaction, script).await?;
+    sqlx::query(db.sql("DELETE FROM rm_generations WHERE generation = ? AND state <> 'live'"))
         .bind(tables.generation)
-        .execute(&mut *transaction)
+        .execute(&mut **transaction)
         .await
         .map_err(unavailable)?;
     sqlx::query(db.sql("DELETE FROM rm_checkpoints WHERE name = ?"))
         .bind(tables.building_checkpoint())
-        .execute(&mut *transaction)
+        .execute(&mut **transaction)
         .await
         .map_err(unavailable)?;
-    transaction.commit().await.map_err(unavailable)
+    Ok(())
 }
+
+/// The generations in `state`.
+pub(crate) async fn generations_in(
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
+    state: &str,
+) -> Result<Vec<i64>, StoreError> {
+    sqlx::query_scalar(db.sql("SELECT generation FROM rm_generations WHERE state = ?"))
+        .bind(state)
+        .fetch_all(&mut **transaction)
+        .await
+        .map_err(unavailable)
+}
+
+/// The checkpoint row that counts the generations ever made: a number is never used twice.
+pub(crate) const GENERATIONS: &str = "read_models#generations";
 
 /// Creates the read-model schema if needed and returns the live generation's tables.
 ///
@@ -317,32 +337,44 @@ pub(crate) async fn drop_generation(db: &Database, tables: &Tables) -> Result<()
 pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
     let mut transaction = begin_schema_change(db).await?;
     run_script(&mut transaction, PROCESS_TABLES.to_owned()).await?;
-    sqlx::query(db.sql(
-        "INSERT INTO rm_checkpoints (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
-    ))
-    .bind(READ_MODELS)
-    .execute(&mut *transaction)
-    .await
-    .map_err(unavailable)?;
+    for (name, position) in [(READ_MODELS, 0), (GENERATIONS, 1)] {
+        sqlx::query(db.sql(
+            "INSERT INTO rm_checkpoints (name, position) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        ))
+        .bind(name)
+        .bind(position)
+        .execute(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+    }
     let tables = match live_generation(db, &mut *transaction).await? {
-        Some(generation) => Tables::of(generation),
+        // The usual start: the schema is there. Nothing is re-created (on PostgreSQL that would
+        // lock the views and tables the queries and the projector use).
+        Some(generation) => {
+            // A rebuild that died between its swap and dropping the generation it replaced.
+            for retired in generations_in(db, &mut transaction, "retired").await? {
+                drop_generation(db, &mut transaction, &Tables::of(retired)).await?;
+            }
+            Tables::of(generation)
+        }
         None => {
             let tables = Tables::of(1);
             if relation(db, &mut transaction, "rm_conferences").await? == Some(Relation::Table) {
                 adopt_tables(db, &mut transaction, &tables).await?;
             }
-            sqlx::query(
-                db.sql("INSERT INTO rm_generations (generation, state) VALUES (?, 'live')"),
-            )
+            sqlx::query(db.sql(
+                "INSERT INTO rm_generations (generation, state) VALUES (?, 'live') \
+                 ON CONFLICT (generation) DO UPDATE SET state = 'live', owner = NULL",
+            ))
             .bind(tables.generation)
             .execute(&mut *transaction)
             .await
             .map_err(unavailable)?;
+            create_generation(db, &mut transaction, &tables, true).await?;
+            point_views_at(db, &mut transaction, &tables).await?;
             tables
         }
     };
-    create_generation(db, &mut transaction, &tables, true).await?;
-    point_views_at(db, &mut transaction, &tables).await?;
     transaction.commit().await.map_err(unavailable)?;
     Ok(tables)
 }
