@@ -29,7 +29,7 @@ use meetline_command_api::timer::TimerProcess;
 use meetline_command_api::{CommandService, CommandState, ServiceConfig};
 use meetline_domain::ports::EventStore;
 use meetline_domain::types::TenantId;
-use meetline_projections::{Projector, ReadModels};
+use meetline_projections::{ProcessState, Projector, ProviderMeetings, ReadModels, Timetable};
 use meetline_query_api::QueryState;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -310,7 +310,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     };
     let service = CommandService::new(
         store.clone(),
-        Some(read_models.clone()),
+        Some(ProcessState::new(db.clone())),
         metrics.clone(),
         ServiceConfig {
             queue_depth: settings.command_queue_depth,
@@ -327,6 +327,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             line_settings: line_settings.clone(),
             provision_wait: settings.provision_wait,
             read_models: read_models.clone(),
+            provider_meetings: ProviderMeetings::new(db.clone()),
             join_attempts: Arc::new(FailedAttempts::new(
                 settings.join_failures_per_minute,
                 Duration::from_secs(60),
@@ -343,7 +344,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             db.clone(),
             service.clone(),
             line_settings.clone(),
-            read_models.clone(),
+            ProcessState::new(db.clone()),
             metrics.clone(),
             settings.clock,
             settings.provider_retry,
@@ -352,7 +353,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         tokio::spawn(provisioning.run());
         let timer = TimerProcess::new(
             service.clone(),
-            read_models.clone(),
+            Timetable::new(db.clone()),
             settings.clock,
             Duration::from_secs(1),
         );

@@ -32,7 +32,7 @@ use meetline_domain::ports::{
     StoreError, VideoProvider, pool_stream,
 };
 use meetline_domain::types::{Actor, ConferenceId, LineId, Status, TenantId, UserId};
-use meetline_projections::ReadModels;
+use meetline_projections::ProcessState;
 use meetline_projections::projector::Leadership;
 use meetline_projections::view::{ConferenceView, LineRef, tenant_of_stream};
 
@@ -53,7 +53,7 @@ pub struct ProvisioningProcess {
     db: Database,
     service: CommandService,
     line_settings: LineSettingsStore,
-    read_models: ReadModels,
+    process: ProcessState,
     metrics: Arc<Metrics>,
     clock: Clock,
     retry: RetryPolicy,
@@ -70,7 +70,7 @@ impl ProvisioningProcess {
         db: Database,
         service: CommandService,
         line_settings: LineSettingsStore,
-        read_models: ReadModels,
+        process: ProcessState,
         metrics: Arc<Metrics>,
         clock: Clock,
         retry: RetryPolicy,
@@ -81,7 +81,7 @@ impl ProvisioningProcess {
             db,
             service,
             line_settings,
-            read_models,
+            process,
             metrics,
             clock,
             retry,
@@ -91,13 +91,11 @@ impl ProvisioningProcess {
     }
 
     async fn checkpoint(&self) -> Result<Position, StoreError> {
-        self.read_models.process_checkpoint(CHECKPOINT).await
+        self.process.checkpoint(CHECKPOINT).await
     }
 
     async fn save_checkpoint(&self, position: Position) -> Result<(), StoreError> {
-        self.read_models
-            .save_process_checkpoint(CHECKPOINT, position)
-            .await
+        self.process.save_checkpoint(CHECKPOINT, position).await
     }
 
     /// The provider of an external line, or `None` for a builtin one.
@@ -291,7 +289,7 @@ impl ProvisioningProcess {
             tracing::error!(%tenant, what, reason = %error.recorded_reason(), detail = ?error, "provider call failed after retries");
             self.metrics.command(&format!("provider_{what}"), "failed");
             if let Err(error) = self
-                .read_models
+                .process
                 .record_provider_failure(tenant, self.clock.now())
                 .await
             {
@@ -331,7 +329,7 @@ impl ProvisioningProcess {
             return Ok(false);
         }
         let tried_before = self
-            .read_models
+            .process
             .note_provisioning_attempt(tenant, id, recorded.position)
             .await?;
         let reference = id.to_string();

@@ -46,6 +46,7 @@ pub struct CommandState {
     pub provision_wait: std::time::Duration,
     /// For webhooks: which conference a provider's meeting belongs to.
     pub read_models: meetline_projections::ReadModels,
+    pub provider_meetings: meetline_projections::ProviderMeetings,
     /// Joins by an unknown number, limited per caller so numbers cannot be scanned.
     pub join_attempts: Arc<meetline_api_common::FailedAttempts>,
     /// How far ahead a conference may start (and a directory meeting lie).
@@ -1593,7 +1594,10 @@ pub async fn zoom_webhook(
     let Some(meeting_id) = notification.meeting_id() else {
         return Err(ApiError::Malformed("payload.object.id".to_owned()));
     };
-    let candidates = state.read_models.lines_with_meeting(&meeting_id).await?;
+    let candidates = state
+        .provider_meetings
+        .lines_with_meeting(&meeting_id)
+        .await?;
     if candidates.is_empty() {
         // No line is known to have this meeting: nothing to verify against, and nothing is
         // done with it. If the read models are behind, it may be ours: Zoom delivers it again.
@@ -1658,7 +1662,7 @@ async fn handle_zoom_notification(
         .ok_or_else(|| ApiError::Malformed("payload.object.id".to_owned()))?;
     let found = match &line {
         Some((tenant, line)) => state
-            .read_models
+            .provider_meetings
             .conference_for_meeting(tenant, line, &meeting_id)
             .await?
             .map(|conference| (tenant.clone(), conference)),

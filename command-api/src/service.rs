@@ -30,7 +30,7 @@ use meetline_domain::ports::{
 };
 use meetline_domain::types::{Actor, ConferenceId, LineId, TenantId};
 use meetline_domain::{Command, DomainError};
-use meetline_projections::ReadModels;
+use meetline_projections::ProcessState;
 use meetline_projections::view::{ConferenceView, LineRef};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -174,7 +174,8 @@ impl Default for ServiceConfig {
 
 struct Shared {
     store: Arc<dyn EventStore>,
-    read_models: Option<ReadModels>,
+    /// Where refusals for want of a line are counted (none: not counted).
+    process: Option<ProcessState>,
     metrics: Arc<Metrics>,
     config: ServiceConfig,
 }
@@ -189,14 +190,14 @@ pub struct CommandService {
 impl CommandService {
     pub fn new(
         store: Arc<dyn EventStore>,
-        read_models: Option<ReadModels>,
+        process: Option<ProcessState>,
         metrics: Arc<Metrics>,
         config: ServiceConfig,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 store,
-                read_models,
+                process,
                 metrics,
                 config,
             }),
@@ -1031,12 +1032,11 @@ impl Writer {
                     .insert(submission.command_id, (error.clone(), submission.now));
             }
             if *error == DomainError::NoFreeLine
-                && let Some(read_models) = &self.shared.read_models
+                && let Some(process) = &self.shared.process
             {
-                let (read_models, tenant, at) =
-                    (read_models.clone(), self.tenant.clone(), submission.now);
+                let (process, tenant, at) = (process.clone(), self.tenant.clone(), submission.now);
                 tokio::spawn(async move {
-                    if let Err(error) = read_models.record_rejection(&tenant, at).await {
+                    if let Err(error) = process.record_rejection(&tenant, at).await {
                         tracing::warn!(%error, "could not count a rejection");
                     }
                 });

@@ -13,7 +13,7 @@ use meetline_api_common::Clock;
 use meetline_domain::Command;
 use meetline_domain::ports::StoreError;
 use meetline_domain::types::{Actor, UserId};
-use meetline_projections::ReadModels;
+use meetline_projections::Timetable;
 use tokio::task::JoinSet;
 
 use crate::service::{CommandService, Submission};
@@ -25,7 +25,7 @@ const PER_TICK: u32 = 500;
 
 pub struct TimerProcess {
     service: CommandService,
-    read_models: ReadModels,
+    timetable: Timetable,
     clock: Clock,
     interval: Duration,
 }
@@ -33,13 +33,13 @@ pub struct TimerProcess {
 impl TimerProcess {
     pub fn new(
         service: CommandService,
-        read_models: ReadModels,
+        timetable: Timetable,
         clock: Clock,
         interval: Duration,
     ) -> Self {
         Self {
             service,
-            read_models,
+            timetable,
             clock,
             interval,
         }
@@ -51,7 +51,7 @@ impl TimerProcess {
     /// When the read models cannot be read.
     pub async fn tick(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let due = self.read_models.due_conferences(now, PER_TICK).await?;
+        let due = self.timetable.due_conferences(now, PER_TICK).await?;
         let count = due.len();
         let actor = Actor {
             user: UserId::parse(TIMER_ACTOR).expect("a valid id"),

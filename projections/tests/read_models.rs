@@ -534,7 +534,7 @@ async fn read_models_from_before_generations_are_adopted(
         assert_eq!(whole_listing(&read_models, &tenant, &alice).await.len(), 1);
         let line = LineId::parse("line-1").unwrap();
         assert_eq!(
-            read_models
+            meetline_projections::ProviderMeetings::new(db.clone())
                 .conference_for_meeting(&tenant, &line, "zoom-42")
                 .await
                 .unwrap(),
