@@ -107,6 +107,15 @@ async fn rebuild_through_the_binary_gives_back_every_answer_the_server_gave_befo
         json!({"subject": "C", "start": at(480), "end": at(540)}),
     )
     .await;
+    // Both lines are taken from 300 to 360: refused, and counted on the ops dashboard — which a
+    // rebuild must not lose (it is process state, not a read model).
+    app.post(
+        "/api/v1/conferences",
+        &token(T, "carol", false),
+        json!({"subject": "No room", "start": at(310), "end": at(350)}),
+    )
+    .await
+    .problem(409, "no_free_line");
     let quick = book(
         "dave",
         json!({"mode": "quick", "subject": "Q", "duration_minutes": 30}),
@@ -167,7 +176,17 @@ async fn rebuild_through_the_binary_gives_back_every_answer_the_server_gave_befo
     ids.push(id(&launched));
 
     let head = app.event_store().await.head_position().await.unwrap();
+    // The refusal is counted off the command's path: wait for it.
+    let admin = token(T, "admin", true);
+    for _ in 0..100 {
+        let summary = app.get("/api/v1/ops/summary", &admin).await;
+        if summary.body["no_free_line_rejections"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let before = everything(&app, &ids, head).await;
+    assert_eq!(before.last().unwrap().1["no_free_line_rejections"], 1);
     // Not an empty comparison: the listings hold what was made.
     let listed = |answers: &[(String, Value)], index: usize| {
         answers[index].1["items"].as_array().unwrap().len()

@@ -104,9 +104,10 @@ fn user(users: usize, n: usize) -> (TenantId, UserId) {
 }
 
 /// Writes the conferences, tenant by tenant: each lasts 30–120 minutes on a line with room for
-/// it, spread over two years from T0; a host and two attendees among the tenant's users. Returns
-/// the clock the server runs at: three quarters of the way through, so that a month of them is
-/// still ahead ("recent") and most are history.
+/// it, spread over two years from T0; a host and two attendees among the tenant's users; the
+/// ones over by the server's clock are recorded as ended by the timer. Returns that clock: three
+/// quarters of the way through, so that a month of them is still ahead ("recent") and most are
+/// history.
 async fn fill(
     store: &dyn meetline_domain::ports::EventStore,
     conferences: usize,
@@ -116,6 +117,8 @@ async fn fill(
     let span_minutes: i64 = 2 * 365 * 24 * 60;
     let admin = Actor::admin("admin");
     let mut rng = StdRng::seed_from_u64(4);
+    let now = t0() + chrono::Duration::minutes(span_minutes * 3 / 4);
+    let mut ended: Vec<u128> = Vec::new();
     for t in 0..TENANTS {
         let tenant = TenantId::parse(&format!("w4-{t}"))?;
         let stream = pool_stream(&tenant);
@@ -157,10 +160,20 @@ async fn fill(
                 .run(&Actor::user(host.as_str()), &schedule, t0())
                 .await?;
             ensure!(!events.is_empty(), "conference {i} of {tenant} was refused");
+            if start + chrono::Duration::minutes(minutes) <= now {
+                ended.push(id);
+            }
+        }
+        // The timer has recorded the ones over by now (as it would have, as they ended).
+        for id in ended.drain(..) {
+            let elapsed = Command::RecordElapsedTime {
+                conference: ConferenceId(Uuid::from_u128(id)),
+            };
+            filler.run(&admin, &elapsed, now).await?;
         }
         filler.flush().await?;
     }
-    Ok(t0() + chrono::Duration::minutes(span_minutes * 3 / 4))
+    Ok(now)
 }
 
 /// The real binary serving the query API on the store.
