@@ -180,6 +180,8 @@ async fn fill(
 struct Server {
     child: Child,
     url: String,
+    /// The data folder made for a server on PostgreSQL (removed when it stops).
+    folder: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -195,9 +197,19 @@ impl Server {
             binary.display()
         );
         let mut command = Process::new(&binary);
+        let mut folder = None;
         command
             .args(["serve", "--role", "query", "--addr", "127.0.0.1:0"])
             .env("MEETLINE_JWT_SECRET", SECRET)
+            // On PostgreSQL a server is given its secrets (or told to generate them).
+            .env(
+                "MEETLINE_JITSI_SECRET",
+                "w4-bench-jitsi-secret-not-for-production",
+            )
+            .env(
+                "MEETLINE_SETTINGS_KEY",
+                "w4-bench-settings-key-not-for-production",
+            )
             .env("MEETLINE_RATE_LIMIT", "0")
             .env("MEETLINE_FIXED_NOW", now.to_rfc3339())
             .env("MEETLINE_LOG", "warn")
@@ -212,8 +224,9 @@ impl Server {
                 let data = std::env::temp_dir().join(format!("meetline-w4-{}", Uuid::new_v4()));
                 command
                     .arg("--data")
-                    .arg(data)
+                    .arg(&data)
                     .env("DATABASE_URL", &database.url);
+                folder = Some(data);
             }
         }
         let mut child = command.spawn().context("starting meetline serve")?;
@@ -230,7 +243,7 @@ impl Server {
         };
         // Keep draining its output so that it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Self { child, url })
+        Ok(Self { child, url, folder })
     }
 
     fn peak_rss_mib(&self) -> f64 {
@@ -255,6 +268,9 @@ impl Server {
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(folder) = self.folder.take() {
+            let _ = std::fs::remove_dir_all(folder);
+        }
     }
 }
 
