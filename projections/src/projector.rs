@@ -215,34 +215,30 @@ impl Projector {
         };
         let mut position: Position = 0;
         let mut total = 0;
-        // The next chunk is read while this one is applied (a reader beside the writer).
-        let mut batch = self.store.read_all(position, chunk).await?;
-        while let Some(last) = batch.last().map(|event| event.position) {
-            let apply = async {
-                let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
-                lease.renew(&self.db, &mut transaction, &building).await?;
-                move_checkpoint(&self.db, &mut transaction, &checkpoint_name, position, last)
-                    .await?;
-                apply_events(&self.db, &mut transaction, &building, &batch)
-                    .await
-                    .map_err(unavailable)?;
-                transaction.commit().await.map_err(unavailable)
-            };
-            let (applied, next) = tokio::join!(apply, self.store.read_all(last, chunk));
-            applied?;
-            total += batch.len() as u64;
-            position = last;
-            progress(RebuildProgress {
-                position,
-                head: head.max(position),
-            });
-            batch = next?;
-        }
+        self.fill(
+            &building,
+            &lease,
+            chunk,
+            &mut position,
+            &mut total,
+            |position| {
+                progress(RebuildProgress {
+                    position,
+                    head: head.max(position),
+                });
+            },
+        )
+        .await?;
         if indexes_at_end {
-            let mut transaction = schema::begin_schema_change(&self.db).await?;
-            lease.renew(&self.db, &mut transaction, &building).await?;
+            // Not under the schema lock: nothing else touches a generation being built, and a
+            // node starting meanwhile need not wait for the index.
+            let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
             schema::create_indexes(&mut transaction, &building).await?;
+            lease.renew(&self.db, &mut transaction, &building).await?;
             transaction.commit().await.map_err(unavailable)?;
+            // What arrived while the indexes were built, before anything is locked.
+            self.fill(&building, &lease, chunk, &mut position, &mut total, |_| {})
+                .await?;
         }
         // The swap. Locks in this order — the schema lock, the live checkpoint's row (which the
         // live projector takes first too), then the views (in the queries' order) — so that it
@@ -312,6 +308,41 @@ impl Projector {
             transaction.commit().await.map_err(unavailable)?;
         }
         Ok(total)
+    }
+
+    /// Applies the log after `position` to the generation being built, chunk by chunk, each with
+    /// its checkpoint and the lease's renewal in one transaction, until a read comes back empty.
+    /// The next chunk is read while one is applied (a reader beside the writer).
+    async fn fill(
+        &self,
+        building: &Tables,
+        lease: &Lease,
+        chunk: usize,
+        position: &mut Position,
+        total: &mut u64,
+        mut progress: impl FnMut(Position),
+    ) -> Result<(), StoreError> {
+        let checkpoint_name = building.building_checkpoint();
+        let mut batch = self.store.read_all(*position, chunk).await?;
+        while let Some(last) = batch.last().map(|event| event.position) {
+            let from = *position;
+            let apply = async {
+                let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
+                lease.renew(&self.db, &mut transaction, building).await?;
+                move_checkpoint(&self.db, &mut transaction, &checkpoint_name, from, last).await?;
+                apply_events(&self.db, &mut transaction, building, &batch)
+                    .await
+                    .map_err(unavailable)?;
+                transaction.commit().await.map_err(unavailable)
+            };
+            let (applied, next) = tokio::join!(apply, self.store.read_all(last, chunk));
+            applied?;
+            *total += batch.len() as u64;
+            *position = last;
+            progress(last);
+            batch = next?;
+        }
+        Ok(())
     }
 
     /// Drops what an interrupted rebuild left (once its lease has run out) and creates the next

@@ -154,7 +154,14 @@ CREATE TABLE IF NOT EXISTS ops_rejections (
 pub(crate) async fn begin_schema_change(
     db: &Database,
 ) -> Result<Transaction<'static, Any>, StoreError> {
-    let mut transaction = db.writer.begin().await.map_err(unavailable)?;
+    // SQLite: `BEGIN IMMEDIATE` takes the write lock at once. A deferred transaction that reads
+    // first and writes later fails (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out) when
+    // another process — a `meetline rebuild` beside the server — committed in between.
+    let begin = match db.backend {
+        Backend::Sqlite => db.writer.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => db.writer.begin().await,
+    };
+    let mut transaction = begin.map_err(unavailable)?;
     if db.backend == Backend::Postgres {
         sqlx::query(db.sql("SELECT pg_advisory_xact_lock(?)"))
             .bind(SCHEMA_LOCK)
@@ -337,16 +344,23 @@ pub(crate) const GENERATIONS: &str = "read_models#generations";
 pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
     let mut transaction = begin_schema_change(db).await?;
     run_script(&mut transaction, PROCESS_TABLES.to_owned()).await?;
-    for (name, position) in [(READ_MODELS, 0), (GENERATIONS, 1)] {
-        sqlx::query(db.sql(
-            "INSERT INTO rm_checkpoints (name, position) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        ))
-        .bind(name)
-        .bind(position)
-        .execute(&mut *transaction)
-        .await
-        .map_err(unavailable)?;
-    }
+    sqlx::query(db.sql(
+        "INSERT INTO rm_checkpoints (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
+    ))
+    .bind(READ_MODELS)
+    .execute(&mut *transaction)
+    .await
+    .map_err(unavailable)?;
+    // The generation counter starts at the highest generation there is (1 for a new database).
+    sqlx::query(db.sql(
+        "INSERT INTO rm_checkpoints (name, position) \
+         SELECT ?, COALESCE(MAX(generation), 1) FROM rm_generations WHERE true \
+         ON CONFLICT (name) DO NOTHING",
+    ))
+    .bind(GENERATIONS)
+    .execute(&mut *transaction)
+    .await
+    .map_err(unavailable)?;
     let tables = match live_generation(db, &mut *transaction).await? {
         // The usual start: the schema is there. Nothing is re-created (on PostgreSQL that would
         // lock the views and tables the queries and the projector use).
