@@ -54,7 +54,8 @@ impl Database {
     pub async fn open_sqlite(path: &Path) -> Result<Self, sqlx::Error> {
         install_default_drivers();
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        let options = || {
+        // Every connection gets `SQLITE_PRAGMAS`, then those of its role.
+        let options = |role: &'static str| {
             AnyPoolOptions::new()
                 .min_connections(1)
                 .idle_timeout(None)
@@ -62,9 +63,10 @@ impl Database {
                 // A connection to a local file does not go stale: no ping (a hand-over to the
                 // connection's worker thread) before every statement.
                 .test_before_acquire(false)
-                .after_connect(|connection, _| {
+                .after_connect(move |connection, _| {
                     Box::pin(async move {
                         connection.execute(SQLITE_PRAGMAS).await?;
+                        connection.execute(role).await?;
                         Ok(())
                     })
                 })
@@ -73,30 +75,16 @@ impl Database {
         // touches pages all over the read models' indexes, and a cache smaller than a batch's
         // pages spills them to the WAL mid-transaction. Statement journals (an upsert's) stay in
         // memory.
-        let writer = options()
+        let writer = options(SQLITE_WRITER_PRAGMAS)
             .max_connections(1)
-            .after_connect(|connection, _| {
-                Box::pin(async move {
-                    connection.execute(SQLITE_PRAGMAS).await?;
-                    connection.execute(SQLITE_WRITER_PRAGMAS).await?;
-                    Ok(())
-                })
-            })
             .connect(&url)
             .await?;
-        // Readers keep 16 MiB of pages each (SQLite's default is 2 MiB): listings touch pages
-        // all over the indexes, and each page missed is a read(2) out of the kernel's cache.
-        // (Mapping the file instead is as fast, but each connection's mapping counts again in
-        // the process's resident memory.)
-        let reader = options()
+        // Readers map up to 64 MiB of the file: listings touch pages all over the indexes, and
+        // each page missed in SQLite's own cache is otherwise a read(2) out of the kernel's.
+        // (A larger mapping is faster still, but each connection's mapping counts again in the
+        // process's resident memory; a larger page cache instead gained nothing.)
+        let reader = options(SQLITE_READER_PRAGMAS)
             .max_connections(8)
-            .after_connect(|connection, _| {
-                Box::pin(async move {
-                    connection.execute(SQLITE_PRAGMAS).await?;
-                    connection.execute(SQLITE_READER_PRAGMAS).await?;
-                    Ok(())
-                })
-            })
             .connect(&url)
             .await?;
         Ok(Self {

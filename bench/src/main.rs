@@ -203,6 +203,16 @@ enum StoreKind {
     Postgres,
 }
 
+impl StoreKind {
+    /// The value of `--store` that names this kind (for a harness's child process).
+    fn arg(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().workload {
@@ -321,6 +331,15 @@ struct BenchStore {
 struct TempFolder(PathBuf);
 
 impl BenchStore {
+    /// Where another process finds this store: the SQLite file, or the PostgreSQL URL.
+    fn location(&self) -> String {
+        match (&self._folder, &self._database) {
+            (Some(TempFolder(folder)), _) => folder.join("meetline.db").display().to_string(),
+            (None, Some(database)) => database.url.clone(),
+            (None, None) => String::new(),
+        }
+    }
+
     /// A second, independent handle on the same store, as a restarted process opens it.
     async fn reopen(&self) -> anyhow::Result<Arc<dyn EventStore>> {
         if let Some(TempFolder(folder)) = &self._folder {
@@ -1272,7 +1291,12 @@ async fn verify_w2(
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_mib_of("/proc/self/status")
+}
+
+/// The peak RSS (`VmHWM`) a `/proc/<pid>/status` file reports, in MiB (0 when unreadable).
+fn peak_rss_mib_of(status: &str) -> f64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|status| {
             status

@@ -19,7 +19,7 @@ use sqlx::Row;
 use crate::live::LiveProjection;
 use crate::{
     StoreKind, W2_LINES, W2_TENANTS, W2Run, add_lines, open_store, peak_rss_mib, w2_clients,
-    w2_tenants, w5,
+    w2_tenants,
 };
 
 /// W2's tenants, scaled so that `commands` keep W2's density (20 tenants per 50,000).
@@ -65,22 +65,12 @@ pub async fn w3(kind: StoreKind, commands: usize, clients: usize) -> anyhow::Res
     );
     let built_live = checksum(&store.db).await?;
     println!("   read models built live: {built_live}");
-    let at = w5::location(
-        kind,
-        store._folder.as_ref(),
-        store
-            ._database
-            .as_ref()
-            .map(|database| database.url.as_str()),
-    );
+    let at = store.location();
     let status = Process::new(std::env::current_exe()?)
         .args([
             "w3-rebuild",
             "--store",
-            match kind {
-                StoreKind::Sqlite => "sqlite",
-                StoreKind::Postgres => "postgres",
-            },
+            kind.arg(),
             "--at",
             &at,
             "--expect",

@@ -247,22 +247,7 @@ impl Server {
     }
 
     fn peak_rss_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find_map(|line| line.strip_prefix("VmHWM:"))
-                    .and_then(|value| {
-                        value
-                            .trim()
-                            .trim_end_matches("kB")
-                            .trim()
-                            .parse::<f64>()
-                            .ok()
-                    })
-            })
-            .map_or(f64::NAN, |kib| kib / 1024.0)
+        crate::peak_rss_mib_of(&format!("/proc/{}/status", self.child.id()))
     }
 
     fn stop(&mut self) {

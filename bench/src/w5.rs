@@ -36,7 +36,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-use crate::{StoreKind, TempFolder, independent_check, open_store, peak_rss_mib, t0};
+use crate::{StoreKind, independent_check, open_store, peak_rss_mib, t0};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum Shape {
@@ -209,22 +209,9 @@ async fn fill(
     })
 }
 
-/// Where the restarted process finds the store.
-pub fn location(kind: StoreKind, folder: Option<&TempFolder>, url: Option<&str>) -> String {
-    match kind {
-        StoreKind::Sqlite => folder
-            .map(|TempFolder(path)| path.join("meetline.db").display().to_string())
-            .unwrap_or_default(),
-        StoreKind::Postgres => url.unwrap_or_default().to_owned(),
-    }
-}
-
 /// Runs this harness again as a fresh process that times its first command on the pool.
 fn restart(kind: StoreKind, at: &str, now: DateTime<Utc>, what: &str) -> anyhow::Result<bool> {
-    let store = match kind {
-        StoreKind::Sqlite => "sqlite",
-        StoreKind::Postgres => "postgres",
-    };
+    let store = kind.arg();
     let status = Process::new(std::env::current_exe()?)
         .args([
             "w5-restart",
@@ -301,14 +288,7 @@ pub async fn w5(kind: StoreKind, total: usize, lines: usize, shape: Shape) -> an
         "W5 {kind:?} ({shape:?}): {total} events on {lines} lines written in {:.1} s; the clock at the restart: {now}",
         filling.elapsed().as_secs_f64()
     );
-    let at = location(
-        kind,
-        store._folder.as_ref(),
-        store
-            ._database
-            .as_ref()
-            .map(|database| database.url.as_str()),
-    );
+    let at = store.location();
     let mut restarted_fine = restart(kind, &at, now, "no snapshot (replays every event)")?;
 
     // The snapshot the writer would have saved at the head (as `maybe_snapshot` does).

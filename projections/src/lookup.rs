@@ -7,6 +7,11 @@ use meetline_domain::ports::StoreError;
 use meetline_domain::types::{ConferenceId, LineId, TenantId};
 use sqlx::Row;
 
+/// A row's `tenant` column, which must be a valid tenant id.
+fn tenant_of(row: &sqlx::any::AnyRow) -> Result<TenantId, StoreError> {
+    TenantId::parse(row.get("tenant")).map_err(|_| StoreError::Corrupt("tenant".to_owned()))
+}
+
 /// The conferences whose start or end the timer has still to record.
 #[derive(Debug, Clone)]
 pub struct Timetable {
@@ -43,11 +48,9 @@ impl Timetable {
         .map_err(unavailable)?;
         rows.iter()
             .map(|row| {
-                let tenant = TenantId::parse(row.get("tenant"))
-                    .map_err(|_| StoreError::Corrupt("tenant".to_owned()))?;
                 let id = ConferenceId::parse(row.get("id"))
                     .map_err(|_| StoreError::Corrupt("conference id".to_owned()))?;
-                Ok((tenant, id))
+                Ok((tenant_of(row)?, id))
             })
             .collect()
     }
@@ -109,11 +112,9 @@ impl ProviderMeetings {
         .map_err(unavailable)?;
         rows.iter()
             .map(|row| {
-                let tenant = TenantId::parse(row.get("tenant"))
-                    .map_err(|_| StoreError::Corrupt("tenant".to_owned()))?;
                 let line = LineId::parse(row.get("line_id"))
                     .map_err(|_| StoreError::Corrupt("line id".to_owned()))?;
-                Ok((tenant, line))
+                Ok((tenant_of(row)?, line))
             })
             .collect()
     }

@@ -361,15 +361,11 @@ impl Projector {
         .collect();
         for (generation, until) in building {
             if until.is_some_and(|until| until > Lease::now()) {
-                return Err(StoreError::Conflict {
-                    stream: format!(
-                        "read-model generation {generation}: another rebuild holds it for up to \
-                         {} s more",
-                        until.unwrap_or_default() - Lease::now()
-                    ),
-                    expected: 0,
-                    actual: 0,
-                });
+                return Err(Lease::conflict(format!(
+                    "read-model generation {generation}: another rebuild holds it for up to {} s \
+                     more",
+                    until.unwrap_or_default() - Lease::now()
+                )));
             }
             schema::drop_generation(&self.db, &mut transaction, &Tables::of(generation)).await?;
         }
@@ -429,6 +425,16 @@ impl Lease {
         chrono::Utc::now().timestamp()
     }
 
+    /// A rebuild that cannot go on because another holds the generation: `what` says which and
+    /// why (`meetline rebuild` prints it).
+    fn conflict(what: String) -> StoreError {
+        StoreError::Conflict {
+            stream: what,
+            expected: 0,
+            actual: 0,
+        }
+    }
+
     /// Extends the lease inside `transaction`; `StoreError::Conflict` when this rebuild no
     /// longer holds its generation (another rebuild took it over after the lease ran out).
     async fn renew(
@@ -450,14 +456,10 @@ impl Lease {
         if renewed.rows_affected() == 1 {
             Ok(())
         } else {
-            Err(StoreError::Conflict {
-                stream: format!(
-                    "read-model generation {}: this rebuild lost it to another",
-                    tables.generation
-                ),
-                expected: 0,
-                actual: 0,
-            })
+            Err(Self::conflict(format!(
+                "read-model generation {}: this rebuild lost it to another",
+                tables.generation
+            )))
         }
     }
 }

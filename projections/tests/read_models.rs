@@ -162,6 +162,38 @@ async fn generate(store: &dyn EventStore, tenant: &TenantId, steps: u64) {
     }
 }
 
+/// A fresh SQLite database and its event store.
+async fn sqlite_store() -> (Database, Arc<dyn EventStore>) {
+    let db = Database::temporary().await.unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()).await.unwrap());
+    (db, store)
+}
+
+/// A fresh PostgreSQL database (dropped with the first value), the read models' handle on it
+/// with `connections`, and its event store; `None` without a server.
+async fn postgres_store(connections: u32) -> Option<(TestDatabase, Database, Arc<dyn EventStore>)> {
+    let database = TestDatabase::create().await?;
+    let pool = meetline_adapters::postgres::connect(&database.url, 4)
+        .await
+        .unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool).await.unwrap());
+    let db = Database::connect_postgres(&database.url, connections)
+        .await
+        .unwrap();
+    Some((database, db, store))
+}
+
+/// The read-model generations and their states, by number.
+async fn generations_of(db: &Database) -> Vec<(i64, String)> {
+    sqlx::query(db.sql("SELECT generation, state FROM rm_generations ORDER BY generation"))
+        .fetch_all(&db.reader)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
 async fn dump(db: &Database) -> Vec<String> {
     let mut rows: Vec<String> = Vec::new();
     for (table, order) in [
@@ -190,21 +222,15 @@ async fn dump(db: &Database) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_read_models_equal_the_expected_read_model_and_a_rebuild_is_identical() {
-    let db = Database::temporary().await.unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()).await.unwrap());
+    let (db, store) = sqlite_store().await;
     read_models_equal_the_expected_read_model_and_a_rebuild_is_identical(db, store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_read_models_equal_the_expected_read_model_and_a_rebuild_is_identical() {
-    let Some(database) = TestDatabase::create().await else {
+    let Some((_database, db, store)) = postgres_store(4).await else {
         return;
     };
-    let pool = meetline_adapters::postgres::connect(&database.url, 4)
-        .await
-        .unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool).await.unwrap());
-    let db = Database::connect_postgres(&database.url, 4).await.unwrap();
     read_models_equal_the_expected_read_model_and_a_rebuild_is_identical(db, store).await;
 }
 
@@ -363,21 +389,15 @@ async fn whole_listing(read_models: &ReadModels, tenant: &TenantId, user: &UserI
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_a_rebuild_never_takes_the_listings_away() {
-    let db = Database::temporary().await.unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()).await.unwrap());
+    let (db, store) = sqlite_store().await;
     a_rebuild_never_takes_the_listings_away(db, store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_rebuild_never_takes_the_listings_away() {
-    let Some(database) = TestDatabase::create().await else {
+    let Some((_database, db, store)) = postgres_store(8).await else {
         return;
     };
-    let pool = meetline_adapters::postgres::connect(&database.url, 4)
-        .await
-        .unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool).await.unwrap());
-    let db = Database::connect_postgres(&database.url, 8).await.unwrap();
     a_rebuild_never_takes_the_listings_away(db, store).await;
 }
 
@@ -431,14 +451,7 @@ async fn a_rebuild_never_takes_the_listings_away(db: Database, store: Arc<dyn Ev
         result = projector.rebuild(|_| first_chunk.notify_one()) => panic!("not interrupted: {result:?}"),
         () = first_chunk.notified() => {}
     }
-    let generations: Vec<(i64, String)> =
-        sqlx::query(db.sql("SELECT generation, state FROM rm_generations ORDER BY generation"))
-            .fetch_all(&db.reader)
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
+    let generations = generations_of(&db).await;
     assert_eq!(
         generations,
         [(1, "live".to_owned()), (2, "building".to_owned())]
@@ -469,14 +482,7 @@ async fn a_rebuild_never_takes_the_listings_away(db: Database, store: Arc<dyn Ev
         assert!(reads > 0, "no listing was read while the rebuilds ran");
     }
     assert_eq!(dump(&db).await, live);
-    let generations: Vec<(i64, String)> =
-        sqlx::query(db.sql("SELECT generation, state FROM rm_generations ORDER BY generation"))
-            .fetch_all(&db.reader)
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
+    let generations = generations_of(&db).await;
     assert_eq!(
         generations,
         [(3, "live".to_owned())],
@@ -490,22 +496,16 @@ async fn a_rebuild_never_takes_the_listings_away(db: Database, store: Arc<dyn Ev
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_read_models_from_before_generations_are_adopted() {
-    let db = Database::temporary().await.unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()).await.unwrap());
+    let (db, store) = sqlite_store().await;
     let legacy = include_str!("fixtures/legacy-read-models.sqlite.sql");
     read_models_from_before_generations_are_adopted(db, store, legacy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_read_models_from_before_generations_are_adopted() {
-    let Some(database) = TestDatabase::create().await else {
+    let Some((_database, db, store)) = postgres_store(4).await else {
         return;
     };
-    let pool = meetline_adapters::postgres::connect(&database.url, 4)
-        .await
-        .unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool).await.unwrap());
-    let db = Database::connect_postgres(&database.url, 4).await.unwrap();
     let legacy = include_str!("fixtures/legacy-read-models.postgres.sql");
     read_models_from_before_generations_are_adopted(db, store, legacy).await;
 }
@@ -541,14 +541,7 @@ async fn read_models_from_before_generations_are_adopted(
             Some(id),
             "the pre-0.2 provider meeting row is carried over"
         );
-        let generations: Vec<(i64, String)> =
-            sqlx::query(db.sql("SELECT generation, state FROM rm_generations ORDER BY generation"))
-                .fetch_all(&db.reader)
-                .await
-                .unwrap()
-                .iter()
-                .map(|row| (row.get(0), row.get(1)))
-                .collect();
+        let generations = generations_of(&db).await;
         assert_eq!(generations, [(1, "live".to_owned())]);
         let indexes = match db.backend {
             meetline_adapters::db::Backend::Sqlite => {
