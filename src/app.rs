@@ -310,7 +310,6 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     };
     let service = CommandService::new(
         store.clone(),
-        Some(ProcessState::new(db.clone())),
         metrics.clone(),
         ServiceConfig {
             queue_depth: settings.command_queue_depth,

@@ -107,12 +107,20 @@ async fn rebuild_through_the_binary_gives_back_every_answer_the_server_gave_befo
         json!({"subject": "C", "start": at(480), "end": at(540)}),
     )
     .await;
-    // Both lines are taken from 300 to 360: refused, and counted on the ops dashboard — which a
-    // rebuild must not lose (it is process state, not a read model).
+    // Both lines are taken from 300 to 360: a schedule and an edit into that hour are refused,
+    // and counted on the ops dashboard — from the log, which records each refusal as an event
+    // (`DemandRefused`), so a rebuild counts them again.
     app.post(
         "/api/v1/conferences",
         &token(T, "carol", false),
         json!({"subject": "No room", "start": at(310), "end": at(350)}),
+    )
+    .await
+    .problem(409, "no_free_line");
+    app.patch(
+        &format!("/api/v1/conferences/{}", c.body["id"].as_str().unwrap()),
+        &alice,
+        json!({"start": at(310), "end": at(350)}),
     )
     .await
     .problem(409, "no_free_line");
@@ -175,18 +183,32 @@ async fn rebuild_through_the_binary_gives_back_every_answer_the_server_gave_befo
     launched.ok(201);
     ids.push(id(&launched));
 
-    let head = app.event_store().await.head_position().await.unwrap();
-    // The refusal is counted off the command's path: wait for it.
-    let admin = token(T, "admin", true);
-    for _ in 0..100 {
-        let summary = app.get("/api/v1/ops/summary", &admin).await;
-        if summary.body["no_free_line_rejections"] == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let store = app.event_store().await;
+    let head = store.head_position().await.unwrap();
+    let refused: Vec<_> = store
+        .read_all(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|recorded| match recorded.event {
+            meetline_domain::event::Event::DemandRefused { edited, .. } => {
+                Some((recorded.metadata.actor, edited.map(|id| id.to_string())))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            ("carol".to_owned(), None),
+            ("alice".to_owned(), Some(id(&c)))
+        ]
+    );
     let before = everything(&app, &ids, head).await;
-    assert_eq!(before.last().unwrap().1["no_free_line_rejections"], 1);
+    let summary = &before.last().unwrap().1;
+    assert_eq!(summary["no_free_line_rejections"], 2);
+    let hour = now.format("%Y-%m-%dT%H:00Z").to_string();
+    assert_eq!(summary["rejections_by_hour"], json!([[hour, 2]]));
     // Not an empty comparison: the listings hold what was made.
     let listed = |answers: &[(String, Value)], index: usize| {
         answers[index].1["items"].as_array().unwrap().len()

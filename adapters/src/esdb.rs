@@ -456,13 +456,16 @@ impl EventStore for EsdbEventStore {
                     line: None,
                     last_position: event.position,
                     recorded_at: at,
+                    refused: None,
                 });
                 record.recorded_at = record.recorded_at.min(at);
                 record.last_position = record.last_position.max(event.position);
                 // Read backwards: the earliest event that names a conference names the answer.
                 record.conference = event.event.conference().or(record.conference);
-                if let Event::LineAdded { line, .. } = &event.event {
-                    record.line = Some(line.clone());
+                match &event.event {
+                    Event::LineAdded { line, .. } => record.line = Some(line.clone()),
+                    Event::DemandRefused { slot, .. } => record.refused = Some(*slot),
+                    _ => {}
                 }
             } else if found.is_some() || at < newest_at - COMMAND_WINDOW {
                 break;

@@ -51,3 +51,24 @@ pub(crate) fn expect_next_version(
         )))
     }
 }
+
+/// The slot of a stored `DemandRefused` event's payload (a command's record of its refusal).
+pub(crate) fn refused_slot(
+    data: &str,
+) -> Result<meetline_domain::types::TimeSlot, meetline_domain::ports::StoreError> {
+    use meetline_domain::event::Event;
+    match Event::from_stored(
+        "DemandRefused",
+        meetline_domain::event::EVENT_SCHEMA_VERSION,
+        data,
+    ) {
+        Ok(Event::DemandRefused { slot, .. }) => Ok(slot),
+        Ok(other) => Err(meetline_domain::ports::StoreError::Corrupt(format!(
+            "a DemandRefused row holds a {}",
+            other.type_name()
+        ))),
+        Err(error) => Err(meetline_domain::ports::StoreError::Corrupt(
+            error.to_string(),
+        )),
+    }
+}

@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::db::unavailable;
 use crate::group_commit::{AppendRequest, Appends, CommitGroup, advance};
+use crate::refused_slot;
 
 /// The channel appends notify.
 pub const CHANNEL: &str = "meetline_events";
@@ -455,7 +456,8 @@ impl EventStore for PgEventStore {
         let row = sqlx::query(
             "SELECT MAX(position) AS last, MIN(recorded_at) AS at, \
              (ARRAY_AGG(conference_id ORDER BY position) FILTER (WHERE conference_id IS NOT NULL))[1] AS conference, \
-             MAX(data->>'line') FILTER (WHERE event_type = 'LineAdded') AS line \
+             MAX(data->>'line') FILTER (WHERE event_type = 'LineAdded') AS line, \
+             MAX(data::text) FILTER (WHERE event_type = 'DemandRefused') AS refused \
              FROM events WHERE stream = $1 AND command_id = $2 AND recorded_at = \
              (SELECT recorded_at FROM events WHERE stream = $1 AND command_id = $2 \
               ORDER BY position DESC LIMIT 1)",
@@ -469,7 +471,9 @@ impl EventStore for PgEventStore {
             return Ok(None);
         };
         let line: Option<String> = row.get("line");
+        let refused: Option<String> = row.get("refused");
         Ok(Some(CommandRecord {
+            refused: refused.as_deref().map(refused_slot).transpose()?,
             conference: row.get::<Option<Uuid>, _>("conference").map(ConferenceId),
             line: line
                 .as_deref()

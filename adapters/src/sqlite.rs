@@ -23,6 +23,7 @@ use uuid::Uuid;
 pub use crate::db::Database;
 use crate::db::{parse_timestamp, timestamp, unavailable};
 use crate::group_commit::{AppendRequest, Appends, CommitGroup, GroupVersions};
+use crate::refused_slot;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -397,7 +398,8 @@ impl EventStore for SqliteEventStore {
              SELECT MAX(position) AS last, MIN(recorded_at) AS at, \
              (SELECT conference_id FROM newest WHERE conference_id IS NOT NULL \
               ORDER BY position LIMIT 1) AS conference, \
-             MAX(CASE WHEN event_type = 'LineAdded' THEN json_extract(data, '$.line') END) AS line \
+             MAX(CASE WHEN event_type = 'LineAdded' THEN json_extract(data, '$.line') END) AS line, \
+             MAX(CASE WHEN event_type = 'DemandRefused' THEN data END) AS refused \
              FROM newest",
         )
         .bind(stream)
@@ -410,7 +412,9 @@ impl EventStore for SqliteEventStore {
         };
         let conference: Option<String> = row.get("conference");
         let line: Option<String> = row.get("line");
+        let refused: Option<String> = row.get("refused");
         Ok(Some(CommandRecord {
+            refused: refused.as_deref().map(refused_slot).transpose()?,
             line: line
                 .as_deref()
                 .map(LineId::parse)

@@ -137,7 +137,7 @@ impl ApiError {
                 DomainError::InvalidDuration | DomainError::InvalidInput { .. } => {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
-                DomainError::NoFreeLine
+                DomainError::NoFreeLine { .. }
                 | DomainError::InvalidState { .. }
                 | DomainError::ConferenceExists { .. } => StatusCode::CONFLICT,
                 DomainError::NotFound => StatusCode::NOT_FOUND,
@@ -160,7 +160,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration | DomainError::InvalidInput { .. } => "invalid_input",
-                DomainError::NoFreeLine => "no_free_line",
+                DomainError::NoFreeLine { .. } => "no_free_line",
                 DomainError::InvalidState { .. } => "invalid_state",
                 DomainError::ConferenceExists { .. } => "conference_exists",
                 DomainError::NotFound => "not_found",
@@ -216,7 +216,7 @@ impl ApiError {
                         format!("无效的输入参数： {field}")
                     }
                 }
-                DomainError::NoFreeLine => pick(NO_FREE_LINE_ZH, NO_FREE_LINE_EN),
+                DomainError::NoFreeLine { .. } => pick(NO_FREE_LINE_ZH, NO_FREE_LINE_EN),
                 DomainError::InvalidState { status } => match Status::parse(status) {
                     Ok(status) => {
                         let label = status.label(en);
@@ -468,7 +468,10 @@ mod tests {
             duration.problem(Lang::Zh).field.as_deref(),
             Some("duration")
         );
-        let busy = ApiError::Domain(DomainError::NoFreeLine);
+        let start = chrono::DateTime::UNIX_EPOCH;
+        let slot = meetline_domain::types::TimeSlot::new(start, start + chrono::Duration::hours(1))
+            .unwrap();
+        let busy = ApiError::Domain(DomainError::NoFreeLine { slot });
         assert_eq!(
             busy.problem(Lang::Zh).detail,
             "找不到空闲线路，请检查线路维护是否正常，或者重新选择会议时间"

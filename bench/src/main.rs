@@ -654,7 +654,7 @@ async fn w1(
     let t0 = t0();
     let tenant = TenantId::parse("w1").expect("a tenant");
     let metrics = Arc::new(Metrics::default());
-    let service = CommandService::new(store.events.clone(), None, metrics.clone(), config);
+    let service = CommandService::new(store.events.clone(), metrics.clone(), config);
     add_lines(&service, &tenant, W1_LINES).await?;
 
     let started = Instant::now();
@@ -689,7 +689,7 @@ async fn w1(
                         result.accepted.push(conference_id(planned));
                         result.refusals.answered(outcome.position);
                     }
-                    Err(CommandError::Domain(DomainError::NoFreeLine)) => {
+                    Err(CommandError::Domain(DomainError::NoFreeLine { .. })) => {
                         result.rejected += 1;
                         result
                             .refusals
@@ -735,7 +735,7 @@ async fn w1(
     let appends = batch_stats(&metrics);
     println!("   appends: {appends}");
 
-    let verdict = verify(store.events.as_ref(), &tenant, &acknowledged).await?;
+    let verdict = verify(store.events.as_ref(), &tenant, &acknowledged, rejected).await?;
     let expected_count = clients == 1 && total == 20_000;
     let count_ok = !expected_count || acknowledged.len() == W1_ACCEPTED_AT_ONE_CLIENT;
     match (&verdict, count_ok) {
@@ -769,16 +769,18 @@ fn batch_stats(metrics: &Metrics) -> String {
     )
 }
 
-/// Re-reads the pool's stream: no two bookings overlap on a line, and the stored bookings are
-/// exactly the acknowledged ones.
+/// Re-reads the pool's stream: no two bookings overlap on a line, the stored bookings are
+/// exactly the acknowledged ones, and a refusal is recorded for each command refused.
 async fn verify(
     store: &dyn EventStore,
     tenant: &TenantId,
     acknowledged: &HashSet<ConferenceId>,
+    rejected: usize,
 ) -> anyhow::Result<Result<String, String>> {
     let stream = pool_stream(tenant);
     let mut by_line: BTreeMap<LineId, Vec<(i64, i64)>> = BTreeMap::new();
     let mut stored = HashSet::new();
+    let mut refused = 0;
     let mut version = 0;
     loop {
         let page = store.read_stream(&stream, version, 5000).await?;
@@ -798,6 +800,7 @@ async fn verify(
                         .push((slot.start.timestamp(), slot.end.timestamp()));
                     stored.insert(*conference);
                 }
+                Event::DemandRefused { .. } => refused += 1,
                 Event::LineAdded { .. } => {}
                 other => return Ok(Err(format!("unexpected event {}", other.type_name()))),
             }
@@ -820,8 +823,13 @@ async fn verify(
             stored.difference(acknowledged).count()
         )));
     }
+    if refused != rejected {
+        return Ok(Err(format!(
+            "{refused} refusals stored, {rejected} commands refused"
+        )));
+    }
     Ok(Ok(format!(
-        "no overlap on {} lines; {} stored = {} acknowledged",
+        "no overlap on {} lines; {} stored = {} acknowledged; {refused} refusals stored",
         by_line.len(),
         stored.len(),
         acknowledged.len()
@@ -1033,7 +1041,7 @@ async fn w2_clients(
                     }
                     Err(CommandError::Domain(error)) => {
                         rejected += 1;
-                        if error == DomainError::NoFreeLine
+                        if matches!(error, DomainError::NoFreeLine { .. })
                             && let Some((start, end, ignoring)) = asked_for
                         {
                             refusals.refused(&tenants[tenant], start, end, ignoring);
@@ -1070,7 +1078,6 @@ async fn w2(kind: StoreKind, clients: usize, total: usize, live: bool) -> anyhow
     let metrics = Arc::new(Metrics::default());
     let service = CommandService::new(
         store.events.clone(),
-        None,
         metrics.clone(),
         ServiceConfig::default(),
     );

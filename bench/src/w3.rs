@@ -33,7 +33,6 @@ pub async fn w3(kind: StoreKind, commands: usize, clients: usize) -> anyhow::Res
     let tenants = w2_tenants(tenants_for(commands));
     let service = CommandService::new(
         store.events.clone(),
-        None,
         Arc::new(Metrics::default()),
         ServiceConfig::default(),
     );
@@ -126,9 +125,9 @@ impl std::fmt::Display for Checksum {
     }
 }
 
-/// The read models' checksum: every column of every row of the four tables the queries read.
+/// The read models' checksum: every column of every row of the five tables the queries read.
 pub async fn checksum(db: &Database) -> anyhow::Result<Checksum> {
-    const TABLES: [(&str, &str, &str); 4] = [
+    const TABLES: [(&str, &str, &str); 5] = [
         (
             "rm_lines",
             "tenant, line_id, ord, name, provider, status, removed",
@@ -149,6 +148,7 @@ pub async fn checksum(db: &Database) -> anyhow::Result<Checksum> {
             "tenant, line_id, meeting_id, conference_id",
             "tenant, line_id, meeting_id",
         ),
+        ("rm_refusals", "tenant, hour, count", "tenant, hour"),
     ];
     let mut rows = 0;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

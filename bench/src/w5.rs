@@ -247,7 +247,6 @@ pub async fn restarted(
     };
     let service = CommandService::new(
         store,
-        None,
         Arc::new(Metrics::default()),
         ServiceConfig {
             snapshot_every: u64::MAX,

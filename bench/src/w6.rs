@@ -45,7 +45,6 @@ fn create(n: usize) -> Command {
 fn node(store: Arc<dyn meetline_domain::ports::EventStore>) -> CommandService {
     CommandService::new(
         store,
-        None,
         Arc::new(Metrics::default()),
         ServiceConfig::default(),
     )

@@ -30,7 +30,6 @@ use meetline_domain::ports::{
 };
 use meetline_domain::types::{Actor, ConferenceId, LineId, TenantId};
 use meetline_domain::{Command, DomainError};
-use meetline_projections::ProcessState;
 use meetline_projections::view::{ConferenceView, LineRef};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -65,6 +64,19 @@ pub struct Submission {
 }
 
 impl Submission {
+    /// The metadata of the events this command stores.
+    fn metadata(&self) -> EventMetadata {
+        EventMetadata {
+            event_id: Uuid::now_v7(),
+            command_id: self.command_id,
+            correlation_id: self.correlation_id,
+            causation_id: None,
+            actor: self.actor.user.to_string(),
+            recorded_at: self.now,
+            schema_version: EVENT_SCHEMA_VERSION,
+        }
+    }
+
     pub fn new(tenant: TenantId, actor: Actor, command: Command, now: DateTime<Utc>) -> Self {
         let id = Uuid::now_v7();
         Self {
@@ -174,8 +186,6 @@ impl Default for ServiceConfig {
 
 struct Shared {
     store: Arc<dyn EventStore>,
-    /// Where refusals for want of a line are counted (none: not counted).
-    process: Option<ProcessState>,
     metrics: Arc<Metrics>,
     config: ServiceConfig,
 }
@@ -188,16 +198,10 @@ pub struct CommandService {
 }
 
 impl CommandService {
-    pub fn new(
-        store: Arc<dyn EventStore>,
-        process: Option<ProcessState>,
-        metrics: Arc<Metrics>,
-        config: ServiceConfig,
-    ) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, metrics: Arc<Metrics>, config: ServiceConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
                 store,
-                process,
                 metrics,
                 config,
             }),
@@ -237,7 +241,7 @@ impl CommandService {
         let label = match &result {
             Ok(outcome) if outcome.replayed => "replayed",
             Ok(_) => "accepted",
-            Err(CommandError::Domain(DomainError::NoFreeLine)) => "no_free_line",
+            Err(CommandError::Domain(DomainError::NoFreeLine { .. })) => "no_free_line",
             Err(CommandError::Domain(_)) => "rejected",
             Err(CommandError::Unavailable(_)) => "unavailable",
             Err(CommandError::Busy) => "busy",
@@ -488,15 +492,7 @@ fn decide_into(
                     }
                     pool.apply(&event);
                     events.push(NewEvent {
-                        metadata: EventMetadata {
-                            event_id: Uuid::now_v7(),
-                            command_id: submission.command_id,
-                            correlation_id: submission.correlation_id,
-                            causation_id: None,
-                            actor: submission.actor.user.to_string(),
-                            recorded_at: submission.now,
-                            schema_version: EVENT_SCHEMA_VERSION,
-                        },
+                        metadata: submission.metadata(),
                         event,
                     });
                 }
@@ -511,7 +507,19 @@ fn decide_into(
                     conference: conference.map(Box::new),
                 });
             }
-            Err(error) => decisions.push(Decision::Rejected(error)),
+            Err(error) => {
+                // Demand no line could serve is a business fact: stored with the batch.
+                if let Some(event) =
+                    LinePool::refusal_record(&submission.command, &error, submission.now)
+                {
+                    pool.apply(&event);
+                    events.push(NewEvent {
+                        metadata: submission.metadata(),
+                        event,
+                    });
+                }
+                decisions.push(Decision::Rejected(error));
+            }
         }
     }
 }
@@ -885,6 +893,13 @@ impl Writer {
             if let Some(record) = store.find_command(&stream, submission.command_id).await?
                 && record.recorded_at >= submission.now - IDEMPOTENCY_WINDOW
             {
+                if let Some(slot) = record.refused {
+                    replays.insert(
+                        index,
+                        Decision::RejectedBefore(DomainError::NoFreeLine { slot }),
+                    );
+                    continue;
+                }
                 replays.insert(
                     index,
                     Decision::Replayed {
@@ -1019,8 +1034,9 @@ impl Writer {
         results
     }
 
-    /// Notes the batch's rejections once it is durable: keyed ones, so a retry gets the same
-    /// answer, and refusals for want of a line, for the operators' counts.
+    /// Notes the batch's keyed rejections once it is durable, so a retry gets the same answer
+    /// without a look-up. (A refusal for want of a line is also in the log, where a retry after
+    /// a restart finds it: [`CommandRecord::refused`].)
     fn note_rejections(&mut self, jobs: &[Job], decided: &Decided) {
         for (job, decision) in jobs.iter().zip(&decided.decisions) {
             let Decision::Rejected(error) = decision else {
@@ -1030,16 +1046,6 @@ impl Writer {
             if submission.idempotent {
                 self.rejections
                     .insert(submission.command_id, (error.clone(), submission.now));
-            }
-            if *error == DomainError::NoFreeLine
-                && let Some(process) = &self.shared.process
-            {
-                let (process, tenant, at) = (process.clone(), self.tenant.clone(), submission.now);
-                tokio::spawn(async move {
-                    if let Err(error) = process.record_rejection(&tenant, at).await {
-                        tracing::warn!(%error, "could not count a rejection");
-                    }
-                });
             }
         }
     }

@@ -27,7 +27,6 @@ fn tenant() -> TenantId {
 fn service(store: Arc<dyn EventStore>, snapshot_every: u64) -> CommandService {
     CommandService::new(
         store,
-        None,
         Arc::new(Metrics::default()),
         ServiceConfig {
             snapshot_every,
@@ -106,7 +105,7 @@ async fn two_writers_on_one_store_never_double_book() {
     for task in tasks {
         match task.await.unwrap() {
             Ok(_) => accepted += 1,
-            Err(CommandError::Domain(DomainError::NoFreeLine)) => {}
+            Err(CommandError::Domain(DomainError::NoFreeLine { .. })) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -198,7 +197,7 @@ async fn a_keyed_rejection_is_replayed_without_deciding_again() {
     };
     assert!(matches!(
         node.execute(keyed()).await,
-        Err(CommandError::Domain(DomainError::NoFreeLine))
+        Err(CommandError::Domain(DomainError::NoFreeLine { .. }))
     ));
     // The line frees up, but the same key still answers with its first outcome.
     let pool = load_pool(store.as_ref(), &pool_stream(&tenant()))
@@ -214,8 +213,45 @@ async fn a_keyed_rejection_is_replayed_without_deciding_again() {
         .unwrap();
     assert!(matches!(
         node.execute(keyed()).await,
-        Err(CommandError::Domain(DomainError::NoFreeLine))
+        Err(CommandError::Domain(DomainError::NoFreeLine { .. }))
     ));
+    // The refusal is in the log, once, with the slot asked for and who asked: a node that
+    // starts afresh (no memory of it) answers the retry from there, and still books nothing.
+    let refusals = |log: &[RecordedEvent]| -> Vec<(TimeSlot, String)> {
+        log.iter()
+            .filter_map(|recorded| match &recorded.event {
+                Event::DemandRefused {
+                    slot,
+                    edited: None,
+                    at,
+                } => {
+                    assert_eq!(*at, t0());
+                    Some((*slot, recorded.metadata.actor.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let log = store.read_all(0, 1000).await.unwrap();
+    let asked = TimeSlot::new(t0() + Duration::hours(5), t0() + Duration::hours(6)).unwrap();
+    assert_eq!(refusals(&log), vec![(asked, "alice".to_owned())]);
+    let restarted = service(store.clone(), 1_000_000);
+    match restarted.execute(keyed()).await {
+        Err(CommandError::Domain(DomainError::NoFreeLine { slot })) => assert_eq!(slot, asked),
+        other => panic!("the retry after a restart got {other:?}"),
+    }
+    let after = store.read_all(0, 1000).await.unwrap();
+    assert_eq!(after.len(), log.len(), "the retry stored nothing");
+    // Another key is another command: decided now, on the freed line.
+    restarted
+        .execute(
+            Submission::new(tenant(), Actor::user("alice"), schedule(5), t0())
+                .with_idempotency_key("k-3"),
+        )
+        .await
+        .unwrap();
+    let report = meetline_verify::check(&store.read_all(0, 1000).await.unwrap(), &[]);
+    assert!(report.passed(), "{}", report.summary());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +379,6 @@ fn service_with_metrics(store: Arc<dyn EventStore>) -> (CommandService, Arc<Metr
     let metrics = Arc::new(Metrics::default());
     let service = CommandService::new(
         store,
-        None,
         metrics.clone(),
         ServiceConfig {
             snapshot_every: 1_000_000,
@@ -600,7 +635,6 @@ async fn an_outage_is_waited_out_and_a_lasting_one_answers_every_command() {
     let short = |store: Arc<dyn EventStore>, retries: usize| {
         CommandService::new(
             store,
-            None,
             Arc::new(Metrics::default()),
             ServiceConfig {
                 snapshot_every: 1_000_000,
@@ -660,7 +694,6 @@ async fn many_refused_commands_in_one_batch_never_fail_the_others() {
     // Few retries: refused commands must not spend them.
     let node = CommandService::new(
         gated,
-        None,
         Arc::new(Metrics::default()),
         ServiceConfig {
             snapshot_every: 1_000_000,
@@ -847,7 +880,10 @@ async fn after_a_conflict_a_writer_reads_only_the_events_it_missed() {
         ))
         .await;
     assert!(
-        matches!(refused, Err(CommandError::Domain(DomainError::NoFreeLine))),
+        matches!(
+            refused,
+            Err(CommandError::Domain(DomainError::NoFreeLine { .. }))
+        ),
         "{refused:?}"
     );
     assert_eq!(
@@ -915,7 +951,10 @@ async fn a_stored_append_whose_answer_was_lost_is_not_decided_twice() {
         ))
         .await;
     assert!(
-        matches!(third, Err(CommandError::Domain(DomainError::NoFreeLine))),
+        matches!(
+            third,
+            Err(CommandError::Domain(DomainError::NoFreeLine { .. }))
+        ),
         "{third:?}"
     );
     let pool = load_pool(shared.as_ref(), &pool_stream(&tenant()))
@@ -1104,7 +1143,7 @@ async fn a_pipelined_batch_is_decided_again_when_the_append_before_it_fails() {
     for task in queued {
         match task.await.unwrap() {
             Ok(_) => accepted += 1,
-            Err(CommandError::Domain(DomainError::NoFreeLine)) => {}
+            Err(CommandError::Domain(DomainError::NoFreeLine { .. })) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
     }

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::types::{ConferenceId, Status};
+use crate::types::{ConferenceId, Status, TimeSlot};
 
 /// The seed's exact text for a bad duration (note the full-width colon and the space).
 pub const DURATION_ZH: &str = "无效的输入参数： duration";
@@ -28,9 +28,9 @@ pub enum DomainError {
     /// A field is invalid; `field` names it (`attendees`, `start`, `subject`, …).
     #[error("无效的输入参数： {field}")]
     InvalidInput { field: String },
-    /// No line is free for the requested time.
+    /// No line is free for `slot`, the time asked for.
     #[error("{NO_FREE_LINE_ZH}")]
-    NoFreeLine,
+    NoFreeLine { slot: TimeSlot },
     /// The action is not allowed in the conference's status, or on the line in its state.
     #[error("not allowed while {status}")]
     InvalidState { status: String },

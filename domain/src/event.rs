@@ -124,6 +124,15 @@ pub enum Event {
         conference: ConferenceId,
         at: DateTime<Utc>,
     },
+    /// Demand no line could serve: a schedule (or, `edited`, an edit of that conference) for
+    /// `slot` was refused for want of a free line, at `at`. Changes no state; it is the record
+    /// the operators' counts are built from, and it survives a rebuild. Not tagged with the
+    /// edited conference: a refusal is not part of its history and leaves its version alone.
+    DemandRefused {
+        slot: TimeSlot,
+        edited: Option<ConferenceId>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a stored event could not be read back.
@@ -158,6 +167,7 @@ impl Event {
             Self::ProvisioningFailed { .. } => "ProvisioningFailed",
             Self::ProviderMeetingStarted { .. } => "ProviderMeetingStarted",
             Self::ProviderMeetingEnded { .. } => "ProviderMeetingEnded",
+            Self::DemandRefused { .. } => "DemandRefused",
         }
     }
 

@@ -415,6 +415,28 @@ impl LinePool {
             .map(|position| &self.lines[position])
     }
 
+    /// The event that records `command`'s refusal as a business fact, if it is one: demand for
+    /// a slot no line could serve (`no_free_line`). Other refusals are the caller's mistakes and
+    /// leave no trace in the log.
+    pub fn refusal_record(
+        command: &Command,
+        error: &DomainError,
+        now: DateTime<Utc>,
+    ) -> Option<Event> {
+        let DomainError::NoFreeLine { slot } = error else {
+            return None;
+        };
+        let edited = match command {
+            Command::EditConference { conference, .. } => Some(*conference),
+            _ => None,
+        };
+        Some(Event::DemandRefused {
+            slot: *slot,
+            edited,
+            at: now,
+        })
+    }
+
     /// Decides a command: every business rule lives here. Never mutates `self`.
     ///
     /// # Errors
@@ -884,7 +906,7 @@ impl LinePool {
         }
         let line = self
             .first_free_line(&new.slot, None)
-            .ok_or(DomainError::NoFreeLine)?;
+            .ok_or(DomainError::NoFreeLine { slot: new.slot })?;
         let number = new
             .numbers
             .candidates()
@@ -951,7 +973,7 @@ impl LinePool {
         } else {
             let line = self
                 .first_free_line(&slot, Some(id))
-                .ok_or(DomainError::NoFreeLine)?;
+                .ok_or(DomainError::NoFreeLine { slot })?;
             (line.id.clone(), RoomName::derive(rooms, 0))
         };
         let attendees = match &changes.attendees {
@@ -1329,7 +1351,8 @@ fn decided_at(event: &Event) -> Option<DateTime<Utc>> {
         | Event::ConferenceCancelled { at, .. }
         | Event::ConferenceEndedEarly { at, .. }
         | Event::ConferenceEnded { at, .. }
-        | Event::ProvisioningFailed { at, .. } => Some(*at),
+        | Event::ProvisioningFailed { at, .. }
+        | Event::DemandRefused { at, .. } => Some(*at),
         _ => None,
     }
 }

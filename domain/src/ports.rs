@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::types::{ConferenceId, LineId, TenantId};
+use crate::types::{ConferenceId, LineId, TenantId, TimeSlot};
 
 /// A global position in the log of all streams: 1, 2, 3… with no gaps as read.
 pub type Position = u64;
@@ -71,6 +71,9 @@ pub struct CommandRecord {
     pub line: Option<LineId>,
     pub last_position: Position,
     pub recorded_at: DateTime<Utc>,
+    /// The slot it asked for, when it was refused for want of a line (`DemandRefused`): a retry
+    /// gets the same refusal.
+    pub refused: Option<TimeSlot>,
 }
 
 /// A pool's state at `version`, in the format numbered `schema` (the command service's

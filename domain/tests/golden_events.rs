@@ -31,7 +31,7 @@ fn schema_1() -> Vec<(serde_json::Value, Event)> {
 fn every_event_type_of_schema_1_reads_back_and_writes_the_same_json() {
     let events = schema_1();
     let kinds: HashSet<&str> = events.iter().map(|(_, event)| event.type_name()).collect();
-    assert_eq!(kinds.len(), 19, "the fixture covers every event type");
+    assert_eq!(kinds.len(), 20, "the fixture covers every event type");
     for (stored, event) in &events {
         let written: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
         assert_eq!(
@@ -126,7 +126,13 @@ fn replaying_a_booking_onto_a_taken_start_reports_it_instead_of_overwriting() {
 /// `MEETLINE_BLESS=1 cargo test -p meetline-domain --test golden_events` writes it.)
 #[test]
 fn a_schema_3_snapshot_reads_back_to_the_pool_it_was() {
-    let events: Vec<Event> = schema_1().into_iter().map(|(_, event)| event).collect();
+    // The fixture's events as they were when the snapshot was written (`DemandRefused` came
+    // later: it would move the version on).
+    let events: Vec<Event> = schema_1()
+        .into_iter()
+        .map(|(_, event)| event)
+        .filter(|event| !matches!(event, Event::DemandRefused { .. }))
+        .collect();
     let pool = LinePool::from_events(&events);
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

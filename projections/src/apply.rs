@@ -13,6 +13,7 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, Row, Transaction};
 
+use crate::process::hour_of;
 use crate::schema::Tables;
 use crate::view::{ConferenceView, LineRef, tenant_of_stream};
 
@@ -47,6 +48,8 @@ struct Fold {
     conferences: HashMap<ConferenceKey, Touched>,
     /// Provider meeting (tenant, line, meeting id) → conference, for webhooks.
     meetings: HashMap<(TenantId, LineId, String), ConferenceId>,
+    /// Refusals for want of a line, by (tenant, hour).
+    refusals: HashMap<(TenantId, String), i64>,
 }
 
 /// Applies `batch` to `tables` inside the caller's transaction.
@@ -268,6 +271,12 @@ impl Fold {
                     );
                 }
             }
+            Event::DemandRefused { at, .. } => {
+                *self
+                    .refusals
+                    .entry((tenant.clone(), hour_of(*at)))
+                    .or_default() += 1;
+            }
             _ => {
                 if let Event::ConferenceProvisioned {
                     conference,
@@ -476,6 +485,29 @@ async fn write(
                 .bind(row.end)
                 .bind(row.status)
                 .bind(row.subject)
+        },
+    )
+    .await?;
+
+    let refusals: Vec<_> = fold.refusals.iter().collect();
+    insert_many(
+        db,
+        transaction,
+        &format!(
+            "INSERT INTO {} (tenant, hour, count) VALUES",
+            tables.refusals
+        ),
+        &format!(
+            "ON CONFLICT (tenant, hour) DO UPDATE SET count = {}.count + excluded.count",
+            tables.refusals
+        ),
+        3,
+        &refusals,
+        |query, ((tenant, hour), count)| {
+            query
+                .bind(tenant.as_str())
+                .bind(hour.as_str())
+                .bind(**count)
         },
     )
     .await?;

@@ -92,19 +92,7 @@ impl ProcessState {
             .await
     }
 
-    /// Counts one no-free-line rejection in its hour (UTC).
-    ///
-    /// # Errors
-    /// When the database cannot be written.
-    pub async fn record_rejection(
-        &self,
-        tenant: &TenantId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.count_in_hour("ops_rejections", tenant, at).await
-    }
-
-    /// Adds one to an hourly ops counter (`ops_rejections`, `ops_provider_failures`).
+    /// Adds one to an hourly ops counter (`ops_provider_failures`).
     async fn count_in_hour(
         &self,
         table: &'static str,
@@ -116,10 +104,15 @@ impl ProcessState {
              ON CONFLICT (tenant, hour) DO UPDATE SET count = {table}.count + 1"
         )))
         .bind(tenant.as_str())
-        .bind(at.format("%Y-%m-%dT%H:00Z").to_string())
+        .bind(hour_of(at))
         .execute(&self.db.writer)
         .await
         .map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// The hour an ops counter counts `at` in (UTC), as its `hour` column holds it.
+pub(crate) fn hour_of(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:00Z").to_string()
 }

@@ -352,9 +352,15 @@ impl ReadModels {
                 .sum::<i64>();
             utilisation.push((line.id, booked as f64 / (7.0 * 24.0 * 60.0)));
         }
-        let rejections_by_hour: Vec<(String, i64)> = sqlx::query(self.db.sql(
-            "SELECT hour, count FROM ops_rejections WHERE tenant = ? ORDER BY hour DESC LIMIT 168",
-        ))
+        // Refusals for want of a line: the log's (`rm_refusals`) and those counted before they
+        // were events (`ops_rejections`, no longer written).
+        const REFUSALS: &str = "SELECT hour, count FROM rm_refusals WHERE tenant = ? \
+             UNION ALL SELECT hour, count FROM ops_rejections WHERE tenant = ?";
+        let rejections_by_hour: Vec<(String, i64)> = sqlx::query(self.db.sql(&format!(
+            "SELECT hour, CAST(SUM(count) AS BIGINT) AS count FROM ({REFUSALS}) AS counted \
+             GROUP BY hour ORDER BY hour DESC LIMIT 168"
+        )))
+        .bind(tenant.as_str())
         .bind(tenant.as_str())
         .fetch_all(&self.db.reader)
         .await
@@ -362,9 +368,10 @@ impl ReadModels {
         .iter()
         .map(|row| (row.get::<String, _>("hour"), row.get::<i64, _>("count")))
         .collect();
-        let total: i64 = sqlx::query_scalar(self.db.sql(
-            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM ops_rejections WHERE tenant = ?",
-        ))
+        let total: i64 = sqlx::query_scalar(self.db.sql(&format!(
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM ({REFUSALS}) AS counted"
+        )))
+        .bind(tenant.as_str())
         .bind(tenant.as_str())
         .fetch_one(&self.db.reader)
         .await

@@ -2,9 +2,9 @@
 //! query API (decision 0018).
 //!
 //! Each generation `g` has its own tables — `rm_lines_g{g}`, `rm_conferences_g{g}`,
-//! `rm_participants_g{g}`, `rm_provider_meetings_g{g}` — with their own indexes. The names the
-//! queries use (`rm_lines`, `rm_conferences`, `rm_participants`, `rm_provider_meetings_by_line`)
-//! are views of the live generation. A rebuild fills the next generation beside the live one and
+//! `rm_participants_g{g}`, `rm_provider_meetings_g{g}`, `rm_refusals_g{g}` — with their own
+//! indexes. The names the queries use (`rm_lines`, `rm_conferences`, `rm_participants`,
+//! `rm_provider_meetings_by_line`, `rm_refusals`) are views of the live generation. A rebuild fills the next generation beside the live one and
 //! swaps the views in one transaction; the live one is dropped afterwards. `rm_generations` says
 //! which generation is live and which, if any, is being built.
 //!
@@ -30,6 +30,8 @@ pub struct Tables {
     pub conferences: String,
     pub participants: String,
     pub meetings: String,
+    /// Refusals for want of a line (`DemandRefused`), counted per tenant and hour.
+    pub refusals: String,
 }
 
 impl Tables {
@@ -40,6 +42,7 @@ impl Tables {
             conferences: format!("rm_conferences_g{generation}"),
             participants: format!("rm_participants_g{generation}"),
             meetings: format!("rm_provider_meetings_g{generation}"),
+            refusals: format!("rm_refusals_g{generation}"),
         }
     }
 
@@ -50,12 +53,13 @@ impl Tables {
     }
 
     /// Each table with the view that shows it when it is live.
-    fn with_views(&self) -> [(&str, &'static str); 4] {
+    fn with_views(&self) -> [(&str, &'static str); 5] {
         [
             (&self.lines, "rm_lines"),
             (&self.conferences, "rm_conferences"),
             (&self.participants, "rm_participants"),
             (&self.meetings, "rm_provider_meetings_by_line"),
+            (&self.refusals, "rm_refusals"),
         ]
     }
 
@@ -74,6 +78,7 @@ impl Tables {
             meetings,
             ..
         } = self;
+        let refusals = self.refusals_table(backend);
         format!(
             r#"
 CREATE TABLE IF NOT EXISTS {lines} (
@@ -97,7 +102,21 @@ CREATE TABLE IF NOT EXISTS {meetings} (
     conference_id TEXT NOT NULL,
     PRIMARY KEY (tenant, line_id, meeting_id)
 );
+{refusals}
 "#
+        )
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` of this generation's refusal counts.
+    fn refusals_table(&self, backend: Backend) -> String {
+        let int = match backend {
+            Backend::Sqlite => "INTEGER",
+            Backend::Postgres => "BIGINT",
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (tenant TEXT NOT NULL, hour TEXT NOT NULL, \
+             count {int} NOT NULL, PRIMARY KEY (tenant, hour));",
+            self.refusals
         )
     }
 
@@ -143,6 +162,8 @@ CREATE TABLE IF NOT EXISTS provisioning_attempts (
     tenant TEXT NOT NULL, conference TEXT NOT NULL, position BIGINT NOT NULL,
     PRIMARY KEY (tenant, conference, position)
 );
+-- Refusals for want of a line counted before they were events (`DemandRefused`, counted in
+-- the generations' rm_refusals): kept, and added to them, never written any more.
 CREATE TABLE IF NOT EXISTS ops_rejections (
     tenant TEXT NOT NULL, hour TEXT NOT NULL, count BIGINT NOT NULL,
     PRIMARY KEY (tenant, hour)
@@ -229,7 +250,7 @@ pub(crate) async fn live_generation(
     .map_err(unavailable)
 }
 
-/// Takes the views for a swap (PostgreSQL; SQLite's write lock covers them): all four at once, in
+/// Takes the views for a swap (PostgreSQL; SQLite's write lock covers them): all five at once, in
 /// the order the queries name them — `rm_participants` before `rm_conferences`, as the listings'
 /// join does — so that a query holding one view while waiting for the other cannot deadlock with
 /// the swap. A query naming several views must keep that order.
@@ -240,8 +261,8 @@ pub(crate) async fn lock_views(
     if db.backend == Backend::Postgres {
         run_script(
             transaction,
-            "LOCK TABLE rm_participants, rm_conferences, rm_lines, rm_provider_meetings_by_line \
-             IN ACCESS EXCLUSIVE MODE"
+            "LOCK TABLE rm_participants, rm_conferences, rm_lines, rm_provider_meetings_by_line, \
+             rm_refusals IN ACCESS EXCLUSIVE MODE"
                 .to_owned(),
         )
         .await?;
@@ -369,7 +390,21 @@ pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
             for retired in generations_in(db, &mut transaction, "retired").await? {
                 drop_generation(db, &mut transaction, &Tables::of(retired)).await?;
             }
-            Tables::of(generation)
+            let tables = Tables::of(generation);
+            // Generations made before refusals were events have no refusal counts: an empty
+            // table is theirs (their log holds no `DemandRefused`).
+            if relation(db, &mut transaction, "rm_refusals")
+                .await?
+                .is_none()
+            {
+                let script = format!(
+                    "{}\nCREATE VIEW rm_refusals AS SELECT * FROM {};",
+                    tables.refusals_table(db.backend),
+                    tables.refusals
+                );
+                run_script(&mut transaction, script).await?;
+            }
+            tables
         }
         None => {
             let tables = Tables::of(1);

@@ -16,8 +16,10 @@
 //!   maintenance each take the first active line, in the order lines were added, on which the slot
 //!   is free — and a conference is stranded only when none is;
 //! - **unique numbers** among live conferences of a tenant;
-//! - **refusals**: every command refused for want of a line (reported by the caller with the log
-//!   positions around it) had no line free at some moment while it was being decided.
+//! - **refusals**: every refusal the log records (`DemandRefused`) had no active line free for
+//!   its slot in the state just before it; and every command a caller saw refused for want of a
+//!   line (reported with the log positions around it) had none free at some moment while it was
+//!   being decided.
 //!
 //! # Layout
 //! - [`check`]: the whole log (and refusals) → a [`Report`].
@@ -615,6 +617,17 @@ impl Checker {
                     );
                 }
                 self.set_phase(*conference, Phase::Cancelled);
+            }
+            Event::DemandRefused { slot, edited, .. } => {
+                // Recorded where it was decided: the state just before it had no active line
+                // free for the slot (the edited conference's own booking aside).
+                if let Some(free) = self.tenant().first_free(slot.start, slot.end, *edited) {
+                    let detail = format!(
+                        "demand for {} – {} refused while {free} was free",
+                        slot.start, slot.end
+                    );
+                    self.fail("refusal", detail);
+                }
             }
         }
     }

@@ -128,28 +128,17 @@ impl Run {
                     if let Event::ConferenceScheduled { conference, .. } = &event {
                         self.created.push(*conference);
                     }
-                    self.pool.apply(&event);
-                    let position = self.log.len() as u64 + 1;
-                    self.log.push(RecordedEvent {
-                        position,
-                        stream: STREAM.to_owned(),
-                        version: position,
-                        event,
-                        metadata: EventMetadata {
-                            event_id: Uuid::from_u128(u128::from(position)),
-                            command_id: Uuid::from_u128(u128::from(position)),
-                            correlation_id: Uuid::from_u128(u128::from(position)),
-                            causation_id: None,
-                            actor: actor.user.to_string(),
-                            recorded_at: now,
-                            schema_version: EVENT_SCHEMA_VERSION,
-                        },
-                    });
+                    self.record(actor, now, event);
                 }
             }
-            Err(DomainError::NoFreeLine) => {
+            Err(error @ DomainError::NoFreeLine { slot: refused }) => {
                 let (start, end, ignoring) =
                     slot.expect("only commands that ask for a slot are refused for want of a line");
+                assert_eq!(
+                    (refused.start, refused.end),
+                    (start, end),
+                    "the refused slot is the one asked for"
+                );
                 self.refusals.push(Refusal {
                     stream: STREAM.to_owned(),
                     start,
@@ -158,9 +147,34 @@ impl Run {
                     after: head,
                     ignoring,
                 });
+                // The log records it as the command service stores it.
+                let event = LinePool::refusal_record(command, &error, now)
+                    .expect("a refusal for want of a line is recorded");
+                self.record(actor, now, event);
             }
             Err(_) => {}
         }
+    }
+
+    /// Applies `event` to the pool and appends it to the log.
+    fn record(&mut self, actor: &Actor, now: DateTime<Utc>, event: Event) {
+        self.pool.apply(&event);
+        let position = self.log.len() as u64 + 1;
+        self.log.push(RecordedEvent {
+            position,
+            stream: STREAM.to_owned(),
+            version: position,
+            event,
+            metadata: EventMetadata {
+                event_id: Uuid::from_u128(u128::from(position)),
+                command_id: Uuid::from_u128(u128::from(position)),
+                correlation_id: Uuid::from_u128(u128::from(position)),
+                causation_id: None,
+                actor: actor.user.to_string(),
+                recorded_at: now,
+                schema_version: EVENT_SCHEMA_VERSION,
+            },
+        });
     }
 }
 
