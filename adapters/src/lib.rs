@@ -52,16 +52,17 @@ pub(crate) fn expect_next_version(
     }
 }
 
-/// The slot of a stored `DemandRefused` event's payload (a command's record of its refusal).
+/// The slot of a stored `DemandRefused` event's payload, of schema `schema` (a command's record
+/// of its refusal).
 pub(crate) fn refused_slot(
     data: &str,
+    schema: Option<i64>,
 ) -> Result<meetline_domain::types::TimeSlot, meetline_domain::ports::StoreError> {
     use meetline_domain::event::Event;
-    match Event::from_stored(
-        "DemandRefused",
-        meetline_domain::event::EVENT_SCHEMA_VERSION,
-        data,
-    ) {
+    let schema = schema
+        .and_then(|schema| u32::try_from(schema).ok())
+        .unwrap_or(meetline_domain::event::EVENT_SCHEMA_VERSION);
+    match Event::from_stored("DemandRefused", schema, data) {
         Ok(Event::DemandRefused { slot, .. }) => Ok(slot),
         Ok(other) => Err(meetline_domain::ports::StoreError::Corrupt(format!(
             "a DemandRefused row holds a {}",

@@ -70,6 +70,11 @@ pub fn migrator() -> Migrator {
             "append function, generic plan",
             include_str!("../migrations/postgres/0004_append_generic_plan.sql"),
         ),
+        migration(
+            5,
+            "DemandRefused events (a marker: older nodes refuse to start)",
+            include_str!("../migrations/postgres/0005_demand_refused_events.sql"),
+        ),
     ])
 }
 
@@ -457,7 +462,8 @@ impl EventStore for PgEventStore {
             "SELECT MAX(position) AS last, MIN(recorded_at) AS at, \
              (ARRAY_AGG(conference_id ORDER BY position) FILTER (WHERE conference_id IS NOT NULL))[1] AS conference, \
              MAX(data->>'line') FILTER (WHERE event_type = 'LineAdded') AS line, \
-             MAX(data::text) FILTER (WHERE event_type = 'DemandRefused') AS refused \
+             MAX(data::text) FILTER (WHERE event_type = 'DemandRefused') AS refused, \
+             MAX(schema_version) FILTER (WHERE event_type = 'DemandRefused') AS refused_schema \
              FROM events WHERE stream = $1 AND command_id = $2 AND recorded_at = \
              (SELECT recorded_at FROM events WHERE stream = $1 AND command_id = $2 \
               ORDER BY position DESC LIMIT 1)",
@@ -473,7 +479,15 @@ impl EventStore for PgEventStore {
         let line: Option<String> = row.get("line");
         let refused: Option<String> = row.get("refused");
         Ok(Some(CommandRecord {
-            refused: refused.as_deref().map(refused_slot).transpose()?,
+            refused: refused
+                .as_deref()
+                .map(|data| {
+                    refused_slot(
+                        data,
+                        row.get::<Option<i32>, _>("refused_schema").map(i64::from),
+                    )
+                })
+                .transpose()?,
             conference: row.get::<Option<Uuid>, _>("conference").map(ConferenceId),
             line: line
                 .as_deref()

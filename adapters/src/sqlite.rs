@@ -391,7 +391,7 @@ impl EventStore for SqliteEventStore {
             // The newest use of the id (a key may be used again once its 24 hours are over):
             // the events of one use share their `recorded_at`.
             // Its conference: the first event's that names one (the answer it was given).
-            "WITH newest AS (SELECT position, recorded_at, conference_id, event_type, data \
+            "WITH newest AS (SELECT position, recorded_at, conference_id, event_type, schema_version, data \
              FROM events WHERE stream = ?1 AND command_id = ?2 AND recorded_at = \
              (SELECT recorded_at FROM events WHERE stream = ?1 AND command_id = ?2 \
               ORDER BY position DESC LIMIT 1)) \
@@ -399,7 +399,8 @@ impl EventStore for SqliteEventStore {
              (SELECT conference_id FROM newest WHERE conference_id IS NOT NULL \
               ORDER BY position LIMIT 1) AS conference, \
              MAX(CASE WHEN event_type = 'LineAdded' THEN json_extract(data, '$.line') END) AS line, \
-             MAX(CASE WHEN event_type = 'DemandRefused' THEN data END) AS refused \
+             MAX(CASE WHEN event_type = 'DemandRefused' THEN data END) AS refused, \
+             MAX(CASE WHEN event_type = 'DemandRefused' THEN schema_version END) AS refused_schema \
              FROM newest",
         )
         .bind(stream)
@@ -414,7 +415,10 @@ impl EventStore for SqliteEventStore {
         let line: Option<String> = row.get("line");
         let refused: Option<String> = row.get("refused");
         Ok(Some(CommandRecord {
-            refused: refused.as_deref().map(refused_slot).transpose()?,
+            refused: refused
+                .as_deref()
+                .map(|data| refused_slot(data, row.get::<Option<i64>, _>("refused_schema")))
+                .transpose()?,
             line: line
                 .as_deref()
                 .map(LineId::parse)

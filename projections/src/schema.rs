@@ -386,23 +386,32 @@ pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
         // The usual start: the schema is there. Nothing is re-created (on PostgreSQL that would
         // lock the views and tables the queries and the projector use).
         Some(generation) => {
-            // A rebuild that died between its swap and dropping the generation it replaced.
-            for retired in generations_in(db, &mut transaction, "retired").await? {
-                drop_generation(db, &mut transaction, &Tables::of(retired)).await?;
-            }
             let tables = Tables::of(generation);
-            // Generations made before refusals were events have no refusal counts: an empty
-            // table is theirs (their log holds no `DemandRefused`).
-            if relation(db, &mut transaction, "rm_refusals")
+            // A generation made before refusals were events (or swapped in by a rebuild of
+            // that version, which pointed only the other views at it) has no refusal counts:
+            // an empty table is its own (its log held no `DemandRefused` then), and the view is
+            // pointed at it — before a retired generation's table the view may still show is
+            // dropped below.
+            if relation(db, &mut transaction, &tables.refusals)
                 .await?
                 .is_none()
             {
-                let script = format!(
-                    "{}\nCREATE VIEW rm_refusals AS SELECT * FROM {};",
-                    tables.refusals_table(db.backend),
-                    tables.refusals
-                );
+                let view = match db.backend {
+                    Backend::Sqlite => format!(
+                        "DROP VIEW IF EXISTS rm_refusals; CREATE VIEW rm_refusals AS SELECT * FROM {};",
+                        tables.refusals
+                    ),
+                    Backend::Postgres => format!(
+                        "CREATE OR REPLACE VIEW rm_refusals AS SELECT * FROM {};",
+                        tables.refusals
+                    ),
+                };
+                let script = format!("{}\n{view}", tables.refusals_table(db.backend));
                 run_script(&mut transaction, script).await?;
+            }
+            // A rebuild that died between its swap and dropping the generation it replaced.
+            for retired in generations_in(db, &mut transaction, "retired").await? {
+                drop_generation(db, &mut transaction, &Tables::of(retired)).await?;
             }
             tables
         }

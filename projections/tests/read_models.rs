@@ -571,3 +571,87 @@ async fn read_models_from_before_generations_are_adopted(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_generation_without_refusal_counts_is_given_them() {
+    let (db, store) = sqlite_store().await;
+    a_generation_without_refusal_counts_is_given_them(db, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_generation_without_refusal_counts_is_given_them() {
+    let Some((_database, db, store)) = postgres_store(4).await else {
+        return;
+    };
+    a_generation_without_refusal_counts_is_given_them(db, store).await;
+}
+
+/// A rebuild by the version before refusals were events swaps in a generation with four tables
+/// and leaves `rm_refusals` on the generation it retired (and, dying before the drop, leaves
+/// that one behind). The next start gives the live generation its refusal counts, points the
+/// view at them, and can drop the retired generation; the projector then counts refusals there.
+async fn a_generation_without_refusal_counts_is_given_them(
+    db: Database,
+    store: Arc<dyn EventStore>,
+) {
+    Projector::new(store.clone(), db.clone()).await.unwrap();
+    let mut older_swap = String::new();
+    for (table, view) in [
+        ("rm_lines", "rm_lines"),
+        ("rm_conferences", "rm_conferences"),
+        ("rm_participants", "rm_participants"),
+        ("rm_provider_meetings", "rm_provider_meetings_by_line"),
+    ] {
+        older_swap.push_str(&format!(
+            "CREATE TABLE {table}_g2 AS SELECT * FROM {table}_g1; DROP VIEW {view}; \
+             CREATE VIEW {view} AS SELECT * FROM {table}_g2;\n"
+        ));
+    }
+    older_swap.push_str(
+        "UPDATE rm_generations SET state = 'retired' WHERE generation = 1; \
+         INSERT INTO rm_generations (generation, state) VALUES (2, 'live');",
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(older_swap))
+        .execute(&db.writer)
+        .await
+        .unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    let at = t0();
+    let refused = NewEvent {
+        event: Event::DemandRefused {
+            slot: TimeSlot::new(at, at + Duration::hours(1)).unwrap(),
+            edited: None,
+            at,
+        },
+        metadata: EventMetadata {
+            event_id: Uuid::now_v7(),
+            command_id: Uuid::now_v7(),
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            actor: "alice".to_owned(),
+            recorded_at: at,
+            schema_version: meetline_domain::event::EVENT_SCHEMA_VERSION,
+        },
+    };
+    store
+        .append(&pool_stream(&tenant), 0, &[refused])
+        .await
+        .unwrap();
+    let projector = Projector::new(store.clone(), db.clone()).await.unwrap();
+    assert_eq!(generations_of(&db).await, [(2, "live".to_owned())]);
+    projector.catch_up(|_| {}).await.unwrap();
+    let summary = ReadModels::new(db.clone())
+        .ops_summary(&tenant, at)
+        .await
+        .unwrap();
+    assert_eq!(summary.no_free_line_rejections, 1);
+    assert_eq!(
+        summary.rejections_by_hour,
+        [(at.format("%Y-%m-%dT%H:00Z").to_string(), 1)]
+    );
+    let counted: i64 = sqlx::query_scalar("SELECT count FROM rm_refusals_g2")
+        .fetch_one(&db.reader)
+        .await
+        .unwrap();
+    assert_eq!(counted, 1);
+}
