@@ -1,13 +1,18 @@
-//! `meetline`: serve the engine, mint tokens, rebuild read models.
+//! `meetline`: serve the engine, mint tokens, rebuild read models, move a deployment's history
+//! between stores, and audit the log.
 //!
 //! # Layout
 //! - `main.rs`: the command line (clap).
 //! - `app.rs`: wiring — store, projector, command service, routers, middleware.
 //! - `demo.rs`: the demo tenant loaded by `serve --demo`.
 //! - `web.rs`: sign-in, the session cookie and the web app's embedded files (`web/`).
+//! - `transfer.rs`: `export` / `import` (NDJSON of the log, the directory and line settings).
+//! - `audit.rs`: `history` (a conference's timeline) and `verify` (the log's invariants).
 
 mod app;
+mod audit;
 mod demo;
+mod transfer;
 mod web;
 
 use std::collections::HashSet;
@@ -55,6 +60,25 @@ struct DataArgs {
 }
 
 impl DataArgs {
+    /// The kind of event store these flags name.
+    fn kind(&self) -> &'static str {
+        if self
+            .event_store
+            .as_deref()
+            .is_some_and(|url| !url.is_empty())
+        {
+            "esdb"
+        } else if self
+            .database_url
+            .as_deref()
+            .is_some_and(|url| !url.is_empty())
+        {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
     fn storage(&self) -> app::StorageConfig {
         app::StorageConfig {
             data: self.data.clone(),
@@ -244,6 +268,56 @@ enum Commands {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Write the event log (with every event's metadata), the directory and the lines'
+    /// settings (sealed, as stored) to standard output, as NDJSON.
+    Export {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Only this tenant's history.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Load what `export` wrote (standard input) into an empty store — or, with --tenant, one
+    /// tenant into a store that does not have it — check it, and rebuild the read models.
+    Import {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Add only this tenant's records, to a store that does not have the tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Key of the target's line settings (default as `serve`'s); the imported settings must
+        /// open with it: give the source's key.
+        #[arg(long, env = "MEETLINE_SETTINGS_KEY", hide_env_values = true)]
+        settings_key: Option<String>,
+        /// On PostgreSQL, use (or generate) the key kept in the database, as `serve
+        /// --generate-secrets` does.
+        #[arg(long, env = "MEETLINE_GENERATE_SECRETS")]
+        generate_secrets: bool,
+    },
+    /// Print a conference's history from the event log: who did what, when.
+    History {
+        /// The conference's id, or its number (every conference that carried it).
+        conference: String,
+        #[arg(long)]
+        tenant: String,
+        /// Only what had happened by then (RFC 3339).
+        #[arg(long)]
+        as_of: Option<DateTime<Utc>>,
+        /// The viewer's time zone (IANA name; default: $TZ, else UTC).
+        #[arg(long)]
+        tz: Option<String>,
+        /// A JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Re-read the whole event log and check every invariant with the independent checker;
+    /// exits non-zero, naming the offending events, when one is broken.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 /// A secret from the environment: `NAME`, or the contents of the file `NAME_FILE` names.
@@ -387,7 +461,172 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Commands::Rebuild { data } => rebuild(&data).await,
+        Commands::Export { data, tenant } => export(&data, tenant.as_deref()).await,
+        Commands::Import {
+            data,
+            tenant,
+            settings_key,
+            generate_secrets,
+        } => {
+            let settings_key = settings_key.or(env_secret("MEETLINE_SETTINGS_KEY")?);
+            import(&data, tenant.as_deref(), settings_key, generate_secrets).await
+        }
+        Commands::History {
+            conference,
+            tenant,
+            as_of,
+            tz,
+            json,
+            data,
+        } => {
+            let tenant = TenantId::parse(&tenant).context("--tenant")?;
+            let wanted = audit::Wanted::parse(&conference)?;
+            let zone = match tz.or_else(|| std::env::var("TZ").ok().filter(|tz| !tz.is_empty())) {
+                Some(name) => name
+                    .parse::<chrono_tz::Tz>()
+                    .map_err(|_| anyhow::anyhow!("--tz: {name:?} is not an IANA time zone"))?,
+                None => chrono_tz::Tz::UTC,
+            };
+            let storage = app::open_storage(&data.storage()).await?;
+            let text =
+                audit::history(storage.store.as_ref(), &tenant, &wanted, zone, as_of, json).await?;
+            println!("{text}");
+            Ok(())
+        }
+        Commands::Verify { data } => verify(&data).await,
     }
+}
+
+/// A progress bar on standard error (drawn only on a terminal).
+fn progress_bar(what: &str, length: u64) -> ProgressBar {
+    let bar = ProgressBar::new(length);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} events ({{per_sec}}, eta {{eta}})"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+async fn export(data: &DataArgs, tenant: Option<&str>) -> anyhow::Result<()> {
+    let tenant = tenant
+        .map(|tenant| TenantId::parse(tenant).context("--tenant"))
+        .transpose()?;
+    let app::Storage { db, store } = app::open_storage(&data.storage()).await?;
+    let bar = progress_bar("exporting", store.head_position().await?);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let totals = transfer::export(
+        store.as_ref(),
+        &db,
+        data.kind(),
+        tenant.as_ref(),
+        &mut out,
+        &bar,
+    )
+    .await?;
+    bar.finish_and_clear();
+    eprintln!("exported {totals}");
+    Ok(())
+}
+
+async fn import(
+    data: &DataArgs,
+    tenant: Option<&str>,
+    settings_key: Option<String>,
+    generate_secrets: bool,
+) -> anyhow::Result<()> {
+    let tenant = tenant
+        .map(|tenant| TenantId::parse(tenant).context("--tenant"))
+        .transpose()?;
+    let app::Storage { db, store } = app::open_storage(&data.storage()).await?;
+    let key = app::secret(
+        &db,
+        &data.data,
+        "settings-key",
+        settings_key.as_deref(),
+        generate_secrets,
+    )
+    .await?;
+    let settings =
+        meetline_adapters::line_settings::LineSettingsStore::new(db.clone(), &key).await?;
+    let bar = progress_bar("importing", 0);
+    let stdin = std::io::stdin();
+    let imported = transfer::import(
+        store.as_ref(),
+        &db,
+        &settings,
+        tenant.as_ref(),
+        stdin.lock(),
+        &bar,
+    )
+    .await?;
+    bar.finish_and_clear();
+    // The read models: rebuilt from the log when the store was empty; a tenant added to a
+    // store is projected by its servers as they follow the log.
+    if imported.whole {
+        let projector = Projector::new(store.clone(), db.clone()).await?;
+        let bar = progress_bar("rebuilding read models", imported.totals.events);
+        projector
+            .rebuild(|progress| {
+                bar.set_length(progress.head);
+                bar.set_position(progress.position);
+            })
+            .await?;
+        bar.finish_and_clear();
+    }
+    // Read back: the target's history of what was imported is the file's, record for record.
+    let again = transfer::export(
+        store.as_ref(),
+        &db,
+        data.kind(),
+        tenant.as_ref(),
+        &mut std::io::sink(),
+        &ProgressBar::hidden(),
+    )
+    .await?;
+    anyhow::ensure!(
+        again == imported.totals,
+        "the target does not hold what was imported: it holds {again}; the file held {}",
+        imported.totals
+    );
+    println!("imported {again}; verified");
+    Ok(())
+}
+
+async fn verify(data: &DataArgs) -> anyhow::Result<()> {
+    let storage = app::open_storage(&data.storage()).await?;
+    let log = meetline_verify::whole_log(storage.store.as_ref()).await?;
+    let report = meetline_verify::check(&log, &[]);
+    if report.passed() {
+        println!("{}", report.summary());
+        return Ok(());
+    }
+    println!(
+        "verify (independent checker): FAIL ({} violations)",
+        report.violations.len()
+    );
+    for violation in &report.violations {
+        let event = log
+            .iter()
+            .find(|recorded| recorded.position == violation.position)
+            .map_or(String::new(), |recorded| {
+                format!(
+                    " [{} {}, recorded {} by {}]",
+                    recorded.event.type_name(),
+                    recorded.metadata.event_id,
+                    recorded.metadata.recorded_at.to_rfc3339(),
+                    recorded.metadata.actor
+                )
+            });
+        println!("  {violation}{event}");
+    }
+    anyhow::bail!(
+        "the log breaks {} rule(s): see the events above",
+        report.violations.len()
+    )
 }
 
 async fn serve(addr: SocketAddr, settings: Settings) -> anyhow::Result<()> {
@@ -437,14 +676,7 @@ async fn rebuild(data: &DataArgs) -> anyhow::Result<()> {
     let app::Storage { db, store } = app::open_storage(&data.storage()).await?;
     let head = store.head_position().await?;
     let projector = Projector::new(store, db).await?;
-    let bar = ProgressBar::new(head);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} rebuilding read models [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar("rebuilding read models", head);
     let started = std::time::Instant::now();
     let applied = match projector
         .rebuild(|progress| {

@@ -99,6 +99,29 @@ impl SqlDirectory {
         Ok(Self { db })
     }
 
+    /// Every tenant with an entry in the directory, in order.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT tenant FROM directory_users UNION SELECT tenant FROM directory_meetings \
+             UNION SELECT tenant FROM directory_chats",
+        )
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        let mut tenants = rows
+            .iter()
+            .map(|tenant| {
+                TenantId::parse(tenant)
+                    .map_err(|error| StoreError::Corrupt(format!("tenant {tenant:?}: {error}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        tenants.sort();
+        Ok(tenants)
+    }
+
     async fn put(
         &self,
         table: &str,

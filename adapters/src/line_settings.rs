@@ -20,6 +20,49 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS line_settings (
     tenant TEXT NOT NULL, line_id TEXT NOT NULL, nonce TEXT NOT NULL, sealed TEXT NOT NULL,
     PRIMARY KEY (tenant, line_id));";
 
+/// A line's settings as stored: sealed with the key of the store that wrote them (an export
+/// carries them so, never in clear).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SealedSettings {
+    pub tenant: String,
+    pub line: String,
+    pub nonce: String,
+    pub sealed: String,
+}
+
+/// Every line's settings as stored (of one tenant, or all), by tenant and line — no key needed.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn sealed_settings(
+    db: &Database,
+    tenant: Option<&TenantId>,
+) -> Result<Vec<SealedSettings>, StoreError> {
+    db.migrate(SCHEMA, SCHEMA).await.map_err(unavailable)?;
+    const ALL: &str = "SELECT tenant, line_id, nonce, sealed FROM line_settings";
+    let rows = match tenant {
+        Some(tenant) => {
+            sqlx::query(db.sql(&format!("{ALL} WHERE tenant = ?")))
+                .bind(tenant.as_str())
+                .fetch_all(&db.reader)
+                .await
+        }
+        None => sqlx::query(ALL).fetch_all(&db.reader).await,
+    }
+    .map_err(unavailable)?;
+    let mut all: Vec<SealedSettings> = rows
+        .iter()
+        .map(|row| SealedSettings {
+            tenant: row.get("tenant"),
+            line: row.get("line_id"),
+            nonce: row.get("nonce"),
+            sealed: row.get("sealed"),
+        })
+        .collect();
+    all.sort_by(|a, b| (&a.tenant, &a.line).cmp(&(&b.tenant, &b.line)));
+    Ok(all)
+}
+
 #[derive(Clone)]
 pub struct LineSettingsStore {
     db: Database,
@@ -151,6 +194,41 @@ impl LineSettingsStore {
             }
         }
         Ok(all)
+    }
+
+    /// Whether settings sealed elsewhere open with this store's key; their tenant and line.
+    ///
+    /// # Errors
+    /// `StoreError::Corrupt` when they do not.
+    pub fn opens(&self, sealed: &SealedSettings) -> Result<(TenantId, LineId), StoreError> {
+        let tenant = TenantId::parse(&sealed.tenant)
+            .map_err(|error| StoreError::Corrupt(format!("tenant {:?}: {error}", sealed.tenant)))?;
+        let line = LineId::parse(&sealed.line)
+            .map_err(|error| StoreError::Corrupt(format!("line {:?}: {error}", sealed.line)))?;
+        self.open(&tenant, &line, &sealed.nonce, &sealed.sealed)?;
+        Ok((tenant, line))
+    }
+
+    /// Stores settings as another node sealed them (an import): refused unless they open with
+    /// this store's key — settings that cannot be read are worse than none.
+    ///
+    /// # Errors
+    /// `StoreError::Corrupt` when they do not open with this key; when the database cannot be
+    /// written.
+    pub async fn put_sealed(&self, sealed: &SealedSettings) -> Result<(), StoreError> {
+        let (tenant, line) = self.opens(sealed)?;
+        sqlx::query(self.db.sql(
+            "INSERT INTO line_settings (tenant, line_id, nonce, sealed) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant, line_id) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed",
+        ))
+        .bind(tenant.as_str())
+        .bind(line.as_str())
+        .bind(&sealed.nonce)
+        .bind(&sealed.sealed)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     /// Which of the tenant's lines have settings.

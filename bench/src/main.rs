@@ -396,6 +396,9 @@ impl Drop for TempFolder {
     fn drop(&mut self) {
         if std::env::var_os("MEETLINE_BENCH_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            // For a look afterwards (`meetline verify --data …`, scripts/test does).
+            println!("   kept: {}", self.0.display());
         }
     }
 }
