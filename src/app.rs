@@ -22,6 +22,7 @@ use meetline_adapters::postgres::PgEventStore;
 use meetline_adapters::sqlite::SqliteEventStore;
 use meetline_adapters::zoom::ZoomEndpoints;
 use meetline_api_common::error::{localize_problems, method_not_allowed, not_found};
+use meetline_api_common::request_id::{RequestId, request_id};
 use meetline_api_common::security::{WebSecurity, csrf_guard, security_headers};
 use meetline_api_common::{ApiContext, Clock, FailedAttempts, LinkRenderer, Metrics, RateLimits};
 use meetline_command_api::provisioning::ProvisioningProcess;
@@ -392,10 +393,17 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         .layer(middleware::from_fn(localize_problems))
         .layer(middleware::from_fn_with_state(context.web.clone(), security_headers))
         .layer(middleware::from_fn_with_state(metrics, count_requests))
-        // The path only: a query may carry a sign-in token, which belongs in no log.
+        // The path only: a query may carry a sign-in token, which belongs in no log. At info
+        // level, so that what a request logs carries its id.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-        }));
+            let id = request
+                .extensions()
+                .get::<RequestId>()
+                .map(|id| id.0.to_string())
+                .unwrap_or_default();
+            tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+        }))
+        .layer(middleware::from_fn(request_id));
     Ok(App {
         router,
         store,

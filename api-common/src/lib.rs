@@ -8,6 +8,7 @@
 //! - [`metrics`]: the Prometheus registry.
 //! - [`limit`]: per-caller rate limits (429 `rate_limited`) and limits on failed attempts.
 //! - [`security`]: CSRF guard and browser hardening headers; the session cookie's name and flags.
+//! - [`request_id`]: `X-Request-Id` per request, the events' correlation id.
 //!
 //! **Architecture Invariant:** only the API crates know JSON request and response shapes; they
 //! turn DTOs into domain commands and views into DTOs.
@@ -17,6 +18,7 @@ pub mod dto;
 pub mod error;
 pub mod limit;
 pub mod metrics;
+pub mod request_id;
 pub mod security;
 
 use std::sync::Arc;

@@ -187,6 +187,10 @@ impl ProvisioningProcess {
     }
 
     /// Handles one event; `true` when it called a provider (so the checkpoint moves right away).
+    #[tracing::instrument(level = "debug", name = "provisioning", skip_all, fields(
+        position = recorded.position,
+        event = recorded.event.type_name(),
+    ))]
     async fn handle(&self, recorded: &RecordedEvent) -> Result<bool, StoreError> {
         let Some(tenant) = tenant_of_stream(&recorded.stream) else {
             return Ok(false);

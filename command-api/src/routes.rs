@@ -16,6 +16,7 @@ use meetline_adapters::auth::Principal;
 use meetline_adapters::directory::{ChatKind, Directory, DirectoryChat, DirectoryUser};
 use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_api_common::error::Problem;
+use meetline_api_common::request_id::RequestId;
 use meetline_api_common::{
     AdminCaller, ApiBytes, ApiContext, ApiError, ApiJson, ApiPath, Caller, ConferenceDto, Lang,
 };
@@ -564,6 +565,8 @@ impl From<CommandError> for ApiError {
 pub struct CommandRequest {
     headers: HeaderMap,
     scope: String,
+    /// The request's id: the events' correlation id.
+    request: Option<RequestId>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CommandRequest {
@@ -573,6 +576,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandRequest {
         Ok(Self {
             headers: parts.headers.clone(),
             scope: format!("{} {}", parts.method, parts.uri.path()),
+            request: parts.extensions.get::<RequestId>().copied(),
         })
     }
 }
@@ -594,6 +598,9 @@ async fn submit(
     );
     if let Some(key) = idempotency_key(&call.headers)? {
         submission = submission.with_idempotency_key(&format!("{}\u{1f}{key}", call.scope));
+    }
+    if let Some(request) = call.request {
+        submission = submission.correlated_with(request.0);
     }
     Ok(state.service.execute_unless_busy(submission).await?)
 }

@@ -99,9 +99,19 @@ impl Submission {
             self.actor.user,
             self.command.kind()
         );
-        self.command_id = Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes());
-        self.correlation_id = self.command_id;
+        let id = Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes());
+        // The correlation id follows the command id unless it was given (a request id).
+        if self.correlation_id == self.command_id {
+            self.correlation_id = id;
+        }
+        self.command_id = id;
         self.idempotent = true;
+        self
+    }
+
+    /// Correlates the command's events with `id` (the HTTP request's id).
+    pub fn correlated_with(mut self, id: Uuid) -> Self {
+        self.correlation_id = id;
         self
     }
 }
@@ -235,6 +245,11 @@ impl CommandService {
         self.run(submission, false).await
     }
 
+    #[tracing::instrument(name = "command", skip_all, fields(
+        tenant = %submission.tenant,
+        command = submission.command.kind(),
+        correlation = %submission.correlation_id,
+    ))]
     async fn run(&self, submission: Submission, wait: bool) -> Result<Outcome, CommandError> {
         let kind = submission.command.kind();
         let result = self.enqueue_and_wait(submission, wait).await;
@@ -627,6 +642,7 @@ impl Writer {
     /// decided on it is taken back and decided again ([`Self::process`]). A cold pool, keys,
     /// recalls and doubt go through `process` directly. Returns commands taken from the queue and
     /// not decided.
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %self.tenant, batch = jobs.len()))]
     async fn pipeline(
         &mut self,
         jobs: Vec<Job>,
@@ -858,6 +874,7 @@ impl Writer {
 
     /// Decides and appends one batch. On `Err` nothing was stored and the pool still holds the
     /// batch's events, journaled: the caller takes them back (`rollback`).
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %self.tenant, batch = jobs.len()))]
     async fn attempt(
         &mut self,
         jobs: &[Job],

@@ -49,6 +49,7 @@ impl TimerProcess {
     ///
     /// # Errors
     /// When the read models cannot be read.
+    #[tracing::instrument(level = "debug", name = "timer", skip(self))]
     pub async fn tick(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let due = self.timetable.due_conferences(now, PER_TICK).await?;

@@ -93,12 +93,14 @@ impl Projector {
 
     /// Applies the next batch (up to [`BATCH`] events) to the live read models; returns its
     /// length.
+    #[tracing::instrument(level = "debug", name = "project", skip(self), fields(events))]
     async fn apply_next(&self) -> Result<usize, StoreError> {
         let position = *self.applied.borrow();
         let batch = self.store.read_all(position, BATCH).await?;
         let Some(last) = batch.last().map(|event| event.position) else {
             return Ok(0);
         };
+        tracing::Span::current().record("events", batch.len());
         let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
         move_checkpoint(&self.db, &mut transaction, READ_MODELS, position, last).await?;
         // Read under the checkpoint's lock: a rebuild swaps generations holding it too.
@@ -198,6 +200,7 @@ impl Projector {
     /// # Errors
     /// When the store or the read-model database fails; `StoreError::Conflict` when another
     /// rebuild holds the lease (or took this one's over).
+    #[tracing::instrument(name = "rebuild", skip_all)]
     pub async fn rebuild(
         &self,
         mut progress: impl FnMut(RebuildProgress),
