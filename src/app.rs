@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use anyhow::Context;
 use axum::Router;
@@ -90,6 +91,12 @@ pub struct App {
     pub store: Arc<dyn EventStore>,
     pub service: CommandService,
     pub directory: Arc<dyn Directory>,
+    /// The background processes (provisioning, timer, projector), by name.
+    pub background: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+    /// Stops them (each finishes what it is doing first).
+    pub stop: CancellationToken,
+    /// Ends what holds a request open without end (event streams), when the server drains.
+    pub draining: CancellationToken,
 }
 
 const LIMIT_BYTES: usize = 64 * 1024;
@@ -309,6 +316,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         limits: settings.rate_limits.clone(),
         web: Arc::new(settings.web.clone()),
     };
+    let (stop, draining) = (CancellationToken::new(), CancellationToken::new());
+    let mut background = Vec::new();
     let service = CommandService::new(
         store.clone(),
         metrics.clone(),
@@ -350,19 +359,19 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             settings.provider_retry,
             settings.zoom.clone(),
         );
-        tokio::spawn(provisioning.run());
+        background.push(("provisioning", tokio::spawn(provisioning.run(stop.clone()))));
         let timer = TimerProcess::new(
             service.clone(),
             Timetable::new(db.clone()),
             settings.clock,
             Duration::from_secs(1),
         );
-        tokio::spawn(timer.run());
+        background.push(("timer", tokio::spawn(timer.run(stop.clone()))));
     }
     if settings.role != Role::Command {
         let projector = Projector::new(store.clone(), db.clone()).await?;
         let (applied, leading) = (projector.applied(), projector.leading());
-        tokio::spawn(projector.run());
+        background.push(("projector", tokio::spawn(projector.run(stop.clone()))));
         let state = QueryState {
             context: context.clone(),
             read_models,
@@ -370,6 +379,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             applied,
             leading,
             line_settings,
+            draining: draining.clone(),
         };
         router = router.merge(meetline_query_api::router().with_state(state));
     } else {
@@ -409,6 +419,9 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         store,
         service,
         directory,
+        background,
+        stop,
+        draining,
     })
 }
 
@@ -583,18 +596,49 @@ async fn openapi() -> Response {
 ///
 /// # Errors
 /// When the server fails.
+/// Serves until `shutdown` completes, then shuts down **gracefully** and within bounds: stops
+/// accepting, ends the event streams, lets the requests under way finish (each command is
+/// answered once durable) for up to `grace`, then stops the background processes — each
+/// finishes what it is doing — for up to `grace` more; what is still running then is aborted.
+///
+/// # Errors
+/// When serving fails.
 pub async fn run(
     listener: TcpListener,
-    router: Router,
+    app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
 ) -> anyhow::Result<()> {
-    axum::serve(
+    let draining = app.draining.clone();
+    let signalled = draining.clone();
+    let server = axum::serve(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        app.router
+            .into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        signalled.cancel();
+    })
+    .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => served.context("serving HTTP")?,
+        () = async { draining.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "requests still open after the grace period: closing them");
+        }
+    }
+    tracing::info!("requests drained; stopping the background processes");
+    app.stop.cancel();
+    let deadline = tokio::time::Instant::now() + grace;
+    for (name, mut task) in app.background {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            tracing::warn!(process = name, "still busy after the grace period: aborted");
+            task.abort();
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
 }
 
 #[cfg(test)]

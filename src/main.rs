@@ -242,6 +242,11 @@ enum Commands {
             hide = true
         )]
         command_queue_depth: usize,
+        /// On SIGTERM or Ctrl-C: how long requests under way may take to finish, and then the
+        /// background processes, before they are cut off (seconds).
+        #[arg(long, env = "MEETLINE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10,
+              value_parser = clap::value_parser!(u64).range(1..=600))]
+        shutdown_grace_seconds: u64,
         #[command(flatten)]
         security: SecurityArgs,
     },
@@ -371,6 +376,7 @@ async fn main() -> anyhow::Result<()> {
             rate_burst,
             fixed_now,
             command_queue_depth,
+            shutdown_grace_seconds,
             security,
         } => {
             let identity_provider = match &security.oidc_jwks {
@@ -420,7 +426,12 @@ async fn main() -> anyhow::Result<()> {
                 generate_secrets: security.generate_secrets,
                 command_queue_depth,
             };
-            serve(addr, settings).await
+            serve(
+                addr,
+                settings,
+                std::time::Duration::from_secs(shutdown_grace_seconds),
+            )
+            .await
         }
         Commands::Token {
             tenant,
@@ -629,7 +640,11 @@ async fn verify(data: &DataArgs) -> anyhow::Result<()> {
     )
 }
 
-async fn serve(addr: SocketAddr, settings: Settings) -> anyhow::Result<()> {
+async fn serve(
+    addr: SocketAddr,
+    settings: Settings,
+    grace: std::time::Duration,
+) -> anyhow::Result<()> {
     let app = app::build(&settings).await?;
     if settings.demo {
         demo::load(&app, settings.clock.now())
@@ -648,7 +663,7 @@ async fn serve(addr: SocketAddr, settings: Settings) -> anyhow::Result<()> {
         );
     }
     tracing::info!(%bound, role = ?settings.role, data = %settings.storage.data.display(), "serving");
-    app::run(listener, app.router, shutdown_signal()).await
+    app::run(listener, app, shutdown_signal(), grace).await
 }
 
 async fn shutdown_signal() {

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use meetline_adapters::db::Database;
 use meetline_domain::ports::{EventStore, Position};
@@ -25,6 +26,8 @@ pub struct Lag {
 /// A projector following the log, and a sampler watching how far behind it is.
 pub struct LiveProjection {
     projector: JoinHandle<()>,
+    /// Stops the projector (after the batch under way).
+    halt: CancellationToken,
     sampler: JoinHandle<Lag>,
     stop: watch::Sender<bool>,
     applied: watch::Receiver<Position>,
@@ -38,8 +41,10 @@ impl LiveProjection {
         let applied = projector.applied();
         let (stop, stopped) = watch::channel(false);
         let sampler = tokio::spawn(sample(store.clone(), applied.clone(), stopped));
+        let halt = CancellationToken::new();
         Ok(Self {
-            projector: tokio::spawn(projector.run()),
+            projector: tokio::spawn(projector.run(halt.clone())),
+            halt,
             sampler,
             stop,
             applied,
@@ -58,7 +63,8 @@ impl LiveProjection {
         let caught_up = writes_ended.elapsed();
         let _ = self.stop.send(true);
         let lag = (&mut self.sampler).await?;
-        self.projector.abort();
+        self.halt.cancel();
+        (&mut self.projector).await?;
         Ok((lag, caught_up))
     }
 }

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use meetline_adapters::db::Database;
 use meetline_adapters::line_settings::LineSettingsStore;
@@ -147,9 +148,9 @@ impl ProvisioningProcess {
     }
 
     /// Runs until the process ends, on the node that holds the provisioning lock.
-    pub async fn run(self) {
+    pub async fn run(self, stop: CancellationToken) {
         let mut leadership: Option<Leadership> = None;
-        loop {
+        while !stop.is_cancelled() {
             if leadership.is_none() {
                 leadership = Leadership::try_acquire_key(&self.db, LOCK).await;
             }
@@ -160,17 +161,23 @@ impl ProvisioningProcess {
                 }
                 if let Err(error) = self.catch_up().await {
                     tracing::error!(%error, "provisioning failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                     continue;
                 }
             }
             let position = self.checkpoint().await.unwrap_or(0);
-            let _ = tokio::time::timeout(
-                Duration::from_millis(500),
-                self.store.wait_for_events(position),
-            )
-            .await;
+            tokio::select! {
+                () = stop.cancelled() => {}
+                _ = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    self.store.wait_for_events(position),
+                ) => {}
+            }
         }
+        tracing::info!("provisioning stopped");
     }
 
     /// The conference's history, read once per event and only when a provider needs it.

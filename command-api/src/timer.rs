@@ -8,6 +8,7 @@
 //! this: reads compute it from the clock.
 
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use meetline_api_common::Clock;
 use meetline_domain::Command;
@@ -80,16 +81,20 @@ impl TimerProcess {
         Ok(count)
     }
 
-    /// Ticks until the process ends.
-    pub async fn run(self) {
-        loop {
+    /// Ticks until `stop` is cancelled; a tick under way is finished first.
+    pub async fn run(self, stop: CancellationToken) {
+        while !stop.is_cancelled() {
             match self.tick().await {
                 // A full page: more may be due right away.
                 Ok(count) if count == PER_TICK as usize => continue,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "timer could not read due conferences"),
             }
-            tokio::time::sleep(self.interval).await;
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(self.interval) => {}
+            }
         }
+        tracing::info!("timer stopped");
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use meetline_adapters::db::{Backend, Database, unavailable};
 use meetline_domain::ports::{EventStore, Position, StoreError};
@@ -115,19 +116,23 @@ impl Projector {
         Ok(batch.len())
     }
 
-    /// Follows the log until the process ends, retrying after failures. On PostgreSQL only the
+    /// Follows the log until `stop` is cancelled (a batch under way is finished first), retrying
+    /// after failures. On PostgreSQL only the
     /// node holding the projection lock applies events; the others follow the stored checkpoint
     /// (so their `X-Min-Position` waits still work) and take over when the leader's session ends.
-    pub async fn run(self) {
+    pub async fn run(self, stop: CancellationToken) {
         let mut leadership: Option<Leadership> = None;
         // When the last batch was applied: under a steady stream of events the next one waits
         // until FOLLOW_PAUSE has passed, so that batches grow with the load instead of each
         // taking the writer (and, on SQLite, a commit) for a handful of events. After a quiet
         // spell the first event is applied at once.
         let mut last_applied: Option<tokio::time::Instant> = None;
-        loop {
+        while !stop.is_cancelled() {
             if let Some(at) = last_applied.take() {
-                tokio::time::sleep_until(at + FOLLOW_PAUSE).await;
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep_until(at + FOLLOW_PAUSE) => {}
+                }
             }
             if leadership.is_none() {
                 leadership = Leadership::try_acquire(&self.db).await;
@@ -158,7 +163,10 @@ impl Projector {
                     }
                     Err(error) => {
                         tracing::error!(%error, "projection batch failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
                         continue;
                     }
                 }
@@ -172,8 +180,12 @@ impl Projector {
                 Duration::from_millis(100)
             };
             // Bounded so that writes by other processes, and a leader's death, are noticed.
-            let _ = tokio::time::timeout(wait, self.store.wait_for_events(position)).await;
+            tokio::select! {
+                () = stop.cancelled() => {}
+                _ = tokio::time::timeout(wait, self.store.wait_for_events(position)) => {}
+            }
         }
+        tracing::info!("projector stopped");
     }
 
     async fn reload_checkpoint(&self) {

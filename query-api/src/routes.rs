@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use axum::Router;
 use axum::extract::{FromRef, State};
@@ -42,6 +43,9 @@ pub struct QueryState {
     pub leading: watch::Receiver<bool>,
     /// Provider settings per line (shown to admins without their secrets).
     pub line_settings: LineSettingsStore,
+    /// Cancelled when the server shuts down: open event streams end, so the drain is not held
+    /// up by them.
+    pub draining: CancellationToken,
 }
 
 impl FromRef<QueryState> for ApiContext {
@@ -738,6 +742,7 @@ pub async fn ops_timeline(
 pub async fn event_stream(State(state): State<QueryState>, Caller(_): Caller) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let applied = state.applied.clone();
+    let draining = state.draining.clone().cancelled_owned();
     let stream = futures_util::stream::unfold((applied, true), |(mut applied, first)| async move {
         if !first && applied.changed().await.is_err() {
             return None;
@@ -748,7 +753,7 @@ pub async fn event_stream(State(state): State<QueryState>, Caller(_): Caller) ->
             .data(position.to_string());
         Some((Ok::<_, std::convert::Infallible>(event), (applied, false)))
     });
-    Sse::new(stream)
+    Sse::new(futures_util::StreamExt::take_until(stream, draining))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
