@@ -101,6 +101,22 @@ impl Clock {
     }
 }
 
+/// `text` safe to print on a terminal: control characters (a newline that would forge a line,
+/// an escape sequence) and the bidirectional overrides that reorder what is shown are written
+/// as `\u{…}`. What is in the log is anybody's input; the auditor reads it.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || reorders {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn users(list: &[UserId]) -> String {
     if list.is_empty() {
         "none".to_owned()
@@ -298,7 +314,7 @@ fn timeline(
     let mut lines = Vec::new();
     let mut items = Vec::new();
     for (index, recorded) in events.iter().enumerate() {
-        let summary = describe(&recorded.event, conference.as_ref(), clock);
+        let summary = printable(&describe(&recorded.event, conference.as_ref(), clock));
         match &mut conference {
             Some(conference) => conference.apply(&recorded.event, tag),
             None => {
@@ -311,8 +327,13 @@ fn timeline(
         lines.push(format!(
             "{at}  #{:<3} {:<width$}  {summary}",
             index + 1,
-            recorded.metadata.actor
+            printable(&recorded.metadata.actor)
         ));
+        let mut data = serde_json::to_value(&recorded.event).expect("events serialize");
+        // A provider meeting's password is not the auditor's to see.
+        if let Some(password) = data.get_mut("password").filter(|value| !value.is_null()) {
+            *password = json!("(hidden)");
+        }
         items.push(json!({
             "position": recorded.position,
             "type": recorded.event.type_name(),
@@ -320,7 +341,7 @@ fn timeline(
             "at": at,
             "actor": recorded.metadata.actor,
             "summary": summary,
-            "data": recorded.event,
+            "data": data,
         }));
     }
     let now = as_of.unwrap_or_else(Utc::now);
@@ -343,9 +364,9 @@ fn timeline(
         Some(c) => {
             let _ = writeln!(
                 text,
-                "Conference {id} {:?}, number {}, tenant {tenant}",
-                c.subject.as_str(),
-                c.number
+                "Conference {id} {}, number {}, tenant {tenant}",
+                printable(&format!("{:?}", c.subject.as_str())),
+                printable(c.number.as_str())
             );
         }
         None => {
@@ -398,7 +419,9 @@ pub async fn history(
             .await
             .with_context(|| format!("reading the events of {id}"))?
             .into_iter()
-            .filter(|recorded| as_of.is_none_or(|at| recorded.metadata.recorded_at <= at))
+            // In log order up to the first event recorded after `as_of` (nodes' clocks may
+            // differ a little: what the log shows after that is not history as of then).
+            .take_while(|recorded| as_of.is_none_or(|at| recorded.metadata.recorded_at <= at))
             .collect();
         if events.is_empty() {
             continue;
@@ -420,4 +443,18 @@ pub async fn history(
     } else {
         out.join("\n")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn what_could_forge_or_recolour_a_line_is_escaped() {
+        assert_eq!(
+            printable("ok\n2026-01-01 forged\u{1b}[31mred\u{202e}txt\tend"),
+            "ok\\u{a}2026-01-01 forged\\u{1b}[31mred\\u{202e}txt\\u{9}end"
+        );
+        assert_eq!(printable("张伟 (moved) – ok"), "张伟 (moved) – ok");
+    }
 }

@@ -492,11 +492,15 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let tenant = TenantId::parse(&tenant).context("--tenant")?;
             let wanted = audit::Wanted::parse(&conference)?;
-            let zone = match tz.or_else(|| std::env::var("TZ").ok().filter(|tz| !tz.is_empty())) {
+            let zone = match tz {
                 Some(name) => name
                     .parse::<chrono_tz::Tz>()
                     .map_err(|_| anyhow::anyhow!("--tz: {name:?} is not an IANA time zone"))?,
-                None => chrono_tz::Tz::UTC,
+                // $TZ when it names an IANA zone (not a POSIX rule such as `CST-8`), else UTC.
+                None => std::env::var("TZ")
+                    .ok()
+                    .and_then(|name| name.trim_start_matches(':').parse::<chrono_tz::Tz>().ok())
+                    .unwrap_or(chrono_tz::Tz::UTC),
             };
             let storage = app::open_storage(&data.storage()).await?;
             let text =
@@ -620,9 +624,11 @@ async fn verify(data: &DataArgs) -> anyhow::Result<()> {
         report.violations.len()
     );
     for violation in &report.violations {
+        // The log is in position order.
         let event = log
-            .iter()
-            .find(|recorded| recorded.position == violation.position)
+            .binary_search_by_key(&violation.position, |recorded| recorded.position)
+            .ok()
+            .map(|index| &log[index])
             .map_or(String::new(), |recorded| {
                 format!(
                     " [{} {}, recorded {} by {}]",

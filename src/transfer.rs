@@ -16,19 +16,22 @@
 //! directory and the settings, rebuilds the read models, and checks the target by exporting it
 //! again: the same counts and checksum, or it fails.
 
-use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
 use anyhow::{Context, bail, ensure};
 use chrono::{DateTime, Utc};
 use meetline_adapters::db::Database;
 use meetline_adapters::directory::{Directory, DirectoryChat, DirectoryUser, SqlDirectory};
 use meetline_adapters::line_settings::{LineSettingsStore, SealedSettings, sealed_settings};
+use meetline_command_api::provisioning::CHECKPOINT as PROVISIONING;
 use meetline_domain::command::MeetingFacts;
 use meetline_domain::event::{EVENT_SCHEMA_VERSION, Event};
-use meetline_domain::ports::{EventMetadata, EventStore, NewEvent, RecordedEvent, pool_stream};
+use meetline_domain::ports::{
+    EventMetadata, EventStore, NewEvent, Position, RecordedEvent, pool_stream,
+};
 use meetline_domain::types::TenantId;
+use meetline_projections::ProcessState;
 use meetline_projections::view::tenant_of_stream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -284,20 +287,27 @@ pub async fn export(
         None => tenants.extend(directory.tenants().await?),
     }
     for tenant in &tenants {
+        // In byte order of their ids, whatever the database's collation.
+        let mut users = directory.users(tenant).await?;
+        users.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        let mut meetings = directory.meetings(tenant).await?;
+        meetings.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        let mut chats = directory.chats(tenant).await?;
+        chats.sort_by(|a, b| a.facts.id.as_str().cmp(b.facts.id.as_str()));
         let mut records = Vec::new();
-        for user in directory.users(tenant).await? {
+        for user in users {
             records.push(Record::User {
                 tenant: tenant.clone(),
                 user,
             });
         }
-        for meeting in directory.meetings(tenant).await? {
+        for meeting in meetings {
             records.push(Record::Meeting {
                 tenant: tenant.clone(),
                 meeting,
             });
         }
-        for chat in directory.chats(tenant).await? {
+        for chat in chats {
             records.push(Record::Chat {
                 tenant: tenant.clone(),
                 chat,
@@ -319,28 +329,75 @@ pub async fn export(
     Ok(totals)
 }
 
-/// A private temporary file, removed when dropped.
-struct Spool {
-    path: PathBuf,
+/// A private temporary file (mode 0600, a fresh random name), unlinked as soon as it is open:
+/// nothing is left behind however the import ends.
+fn spool() -> anyhow::Result<std::fs::File> {
+    let path = std::env::temp_dir().join(format!("meetline-import-{}.ndjson", Uuid::now_v7()));
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::fs::remove_file(&path).with_context(|| format!("unlinking {}", path.display()))?;
+    Ok(file)
 }
 
-impl Spool {
-    fn create() -> anyhow::Result<(Self, std::fs::File)> {
-        let path = std::env::temp_dir().join(format!("meetline-import-{}.ndjson", Uuid::now_v7()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options
-            .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        Ok((Self { path }, file))
+/// The longest line an import reads (a record is a few KB; this bounds the memory a hostile
+/// file can take).
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// The next line of `input` (without its newline), or `None` at the end.
+fn next_line(input: &mut impl BufRead, number: usize) -> anyhow::Result<Option<String>> {
+    let mut bytes = Vec::new();
+    let read = input
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', &mut bytes)
+        .with_context(|| format!("reading line {number}"))?;
+    if read == 0 {
+        return Ok(None);
     }
+    ensure!(
+        bytes.len() <= MAX_LINE,
+        "line {number} is longer than {MAX_LINE} bytes: not a record of a meetline export"
+    );
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| anyhow::anyhow!("line {number} is not UTF-8"))
 }
 
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+/// Where a record stands in an export's order: the events by position, then per tenant its
+/// users, meetings and chats by id (bytes), then the line settings by tenant and line. An export
+/// is strictly in this order — a record repeated or out of place is not one `export` wrote.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Place {
+    Event(u64),
+    Directory(String, u8, String),
+    Settings(String, String),
+}
+
+impl Place {
+    fn of(record: &Record) -> Option<Self> {
+        Some(match record {
+            Record::Event(event) => Self::Event(event.position),
+            Record::User { tenant, user } => {
+                Self::Directory(tenant.to_string(), 0, user.id.to_string())
+            }
+            Record::Meeting { tenant, meeting } => {
+                Self::Directory(tenant.to_string(), 1, meeting.id.as_str().to_owned())
+            }
+            Record::Chat { tenant, chat } => {
+                Self::Directory(tenant.to_string(), 2, chat.facts.id.as_str().to_owned())
+            }
+            Record::LineSettings(settings) => {
+                Self::Settings(settings.tenant.clone(), settings.line.clone())
+            }
+            Record::Header { .. } | Record::End(_) => return None,
+        })
     }
 }
 
@@ -356,19 +413,26 @@ pub struct Imported {
 /// Reads a file `export` wrote from `input` into the target store: into an empty store (every
 /// record), or — `tenant` — one tenant's records into a store that does not have that tenant.
 ///
+/// The file is read whole and checked before anything is written: its form and order, dense
+/// versions per stream, unique event ids, the counts and checksum of its end record, every rule
+/// of the log (the independent checker, `meetline-verify`), and that the line settings open with
+/// `settings`'s key. The imported events are history to the provisioning process: it does not
+/// call providers for them again.
+///
 /// # Errors
-/// When the file is not sound, the target not fit (not empty, or already has the tenant; line
-/// settings that do not open with `settings`'s key), or a store fails. Nothing is written
-/// unless the file is sound and the target fit.
+/// When the file is not sound or the target not fit (not empty, or already has the tenant):
+/// then nothing is written. When a store fails while writing: the error says that the target
+/// holds part of the import.
 pub async fn import(
     store: &dyn EventStore,
     db: &Database,
     settings: &LineSettingsStore,
     tenant: Option<&TenantId>,
-    input: impl BufRead,
+    mut input: impl BufRead,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Imported> {
     let directory = SqlDirectory::new(db.clone()).await?;
+    meetline_projections::projector::migrate(db).await?;
     // The target first: refusing takes no reading.
     match tenant {
         None => {
@@ -395,16 +459,19 @@ pub async fn import(
     }
 
     // The whole file, checked and kept aside, before anything is written.
-    let (spool, file) = Spool::create()?;
-    let mut kept = BufWriter::new(file);
+    let file = spool()?;
+    let mut kept = BufWriter::new(&file);
     let (mut all, mut chosen) = (Tally::default(), Tally::default());
     let mut versions: HashMap<String, u64> = HashMap::new();
-    let mut position = 0;
+    let mut event_ids: HashSet<Uuid> = HashSet::new();
+    let mut place: Option<Place> = None;
+    // The chosen events, numbered as the target will (for the independent checker).
+    let mut log: Vec<RecordedEvent> = Vec::new();
     let mut end: Option<Totals> = None;
     let mut header = false;
-    for (index, line) in input.lines().enumerate() {
-        let number = index + 1;
-        let line = line.with_context(|| format!("reading line {number}"))?;
+    let mut number = 0;
+    while let Some(line) = next_line(&mut input, number + 1)? {
+        number += 1;
         if line.trim().is_empty() {
             continue;
         }
@@ -413,10 +480,7 @@ pub async fn import(
         ensure!(end.is_none(), "line {number}: records after the end record");
         match &record {
             Record::Header { format, .. } => {
-                ensure!(
-                    !header && number == 1,
-                    "line {number}: a header not at the start"
-                );
+                ensure!(!header, "line {number}: a second header");
                 ensure!(
                     *format == FORMAT,
                     "line {number}: format {format}; this meetline reads format {FORMAT}"
@@ -424,23 +488,41 @@ pub async fn import(
                 header = true;
                 continue;
             }
+            _ if !header => {
+                bail!("line {number} comes before the header: this is not a meetline export")
+            }
             Record::End(totals) => {
                 end = Some(totals.clone());
                 continue;
             }
-            _ => ensure!(header, "line 1 is not the header of a meetline export"),
+            _ => {}
         }
+        let here = Place::of(&record).expect("a header or end record is handled above");
+        ensure!(
+            place.as_ref().is_none_or(|before| *before < here),
+            "line {number}: a record repeated or out of the order export writes ({here:?})"
+        );
+        place = Some(here);
         let event = match &record {
             Record::Event(stored) => {
+                ensure!(
+                    tenant_of_stream(&stored.stream).is_some(),
+                    "line {number}: {:?} is not a tenant's stream",
+                    stored.stream
+                );
+                ensure!(
+                    (1..=EVENT_SCHEMA_VERSION).contains(&stored.schema_version),
+                    "line {number}: event schema {}; this meetline reads up to {EVENT_SCHEMA_VERSION}",
+                    stored.schema_version
+                );
+                ensure!(
+                    event_ids.insert(stored.event_id),
+                    "line {number}: event id {} repeated",
+                    stored.event_id
+                );
                 let event = stored
                     .event()
                     .with_context(|| format!("line {number}: event {}", stored.position))?;
-                ensure!(
-                    stored.position > position,
-                    "line {number}: position {} after {position}",
-                    stored.position
-                );
-                position = stored.position;
                 let version = versions.entry(stored.stream.clone()).or_default();
                 ensure!(
                     stored.version == *version + 1,
@@ -465,6 +547,16 @@ pub async fn import(
                     )
                 })?;
             }
+            if let (Record::Event(stored), Some(event)) = (&record, &event) {
+                let new = stored.new_event()?;
+                log.push(RecordedEvent {
+                    position: log.len() as u64 + 1,
+                    stream: stored.stream.clone(),
+                    version: stored.version,
+                    event: event.clone(),
+                    metadata: new.metadata,
+                });
+            }
             chosen.add(&record, event.as_ref());
             kept.write_all(line.as_bytes())?;
             kept.write_all(b"\n")?;
@@ -486,58 +578,134 @@ pub async fn import(
             "the file holds nothing of tenant {tenant}"
         );
     }
+    // The rules of the log, checked apart from the engine's code: a file that breaks one would
+    // put a double booking (or worse) into the target.
+    let report = meetline_verify::check(&log, &[]);
+    if !report.passed() {
+        let first: Vec<String> = report
+            .violations
+            .iter()
+            .take(5)
+            .map(|violation| format!("  {violation} (numbered as imported)"))
+            .collect();
+        bail!(
+            "the file's events break {} rule(s) of the log:\n{}",
+            report.violations.len(),
+            first.join("\n")
+        );
+    }
+    drop(log);
     kept.flush()?;
     drop(kept);
 
-    // Writing: the events, stream by stream in log order; then the directory and settings.
+    // Writing. Nothing above wrote anything; from here a failure leaves part of the import.
+    let process = ProcessState::new(db.clone());
+    let partial = |what: String| {
+        format!(
+            "{what}; the target now holds part of the import: start again from an empty store \
+             (or the target's backup)"
+        )
+    };
+    if let Some(tenant) = tenant {
+        // A running node's provisioning must not act on the tenant's history while it arrives.
+        process
+            .set_imported_through(tenant, Position::MAX)
+            .await
+            .context("marking the tenant's history")?;
+    }
     progress.set_length(expected.events);
-    let reader = BufReader::new(std::fs::File::open(&spool.path)?);
+    let mut reader = BufReader::new(&file);
+    reader.seek(SeekFrom::Start(0))?;
     let mut run: Vec<NewEvent> = Vec::new();
     let mut run_stream = String::new();
     let mut run_base = 0;
     let mut written = 0;
-    for line in reader.lines() {
-        let record: Record = serde_json::from_str(&line?)?;
-        if let Record::Event(stored) = &record
-            && (stored.stream != run_stream || run.len() >= PAGE)
+    let mut last = 0;
+    let mut number = 0;
+    while let Some(line) = next_line(&mut reader, number + 1)? {
+        number += 1;
+        let record: Record = serde_json::from_str(&line)?;
+        let is_event = matches!(record, Record::Event(_));
+        // A run ends at another stream, at its length limit, or where the events end.
+        if !is_event
+            || matches!(&record, Record::Event(stored)
+                if stored.stream != run_stream || run.len() >= PAGE)
         {
-            written += flush_run(store, &run_stream, run_base, &mut run).await?;
+            let (count, at) = flush_run(store, &run_stream, run_base, &mut run)
+                .await
+                .map_err(|error| anyhow::anyhow!(partial(format!("{error:#}"))))?;
+            written += count;
+            last = last.max(at);
             progress.set_position(written);
+        }
+        let stored = match record {
+            Record::Event(stored) => stored,
+            other => {
+                write_entry(&directory, settings, other)
+                    .await
+                    .map_err(|error| anyhow::anyhow!(partial(format!("{error:#}"))))?;
+                continue;
+            }
+        };
+        if run.is_empty() {
             run_stream.clone_from(&stored.stream);
             run_base = stored.version - 1;
         }
-        match record {
-            Record::Event(stored) => run.push(stored.new_event()?),
-            Record::User { tenant, user } => directory.put_user(&tenant, &user).await?,
-            Record::Meeting { tenant, meeting } => directory.put_meeting(&tenant, &meeting).await?,
-            Record::Chat { tenant, chat } => directory.put_chat(&tenant, &chat).await?,
-            Record::LineSettings(sealed) => settings.put_sealed(&sealed).await?,
-            Record::Header { .. } | Record::End(_) => {}
-        }
+        run.push(stored.new_event()?);
     }
-    written += flush_run(store, &run_stream, run_base, &mut run).await?;
+    let (count, at) = flush_run(store, &run_stream, run_base, &mut run)
+        .await
+        .map_err(|error| anyhow::anyhow!(partial(format!("{error:#}"))))?;
+    written += count;
+    last = last.max(at);
     progress.set_position(written);
+    // What was imported is history to the provisioning process.
+    match tenant {
+        Some(tenant) => process.set_imported_through(tenant, last).await,
+        None => match process.checkpoint(PROVISIONING).await {
+            Ok(_) => process.save_checkpoint(PROVISIONING, last).await,
+            Err(error) => Err(error),
+        },
+    }
+    .map_err(|error| anyhow::anyhow!(partial(format!("marking the imported history: {error}"))))?;
     Ok(Imported {
         totals: expected,
         whole: tenant.is_none(),
     })
 }
 
-/// Appends `run` (events of `stream` that follow version `base`), if any.
+/// Writes a directory entry or a line's settings.
+async fn write_entry(
+    directory: &SqlDirectory,
+    settings: &LineSettingsStore,
+    record: Record,
+) -> anyhow::Result<()> {
+    match record {
+        Record::User { tenant, user } => directory.put_user(&tenant, &user).await?,
+        Record::Meeting { tenant, meeting } => directory.put_meeting(&tenant, &meeting).await?,
+        Record::Chat { tenant, chat } => directory.put_chat(&tenant, &chat).await?,
+        Record::LineSettings(sealed) => settings.put_sealed(&sealed).await?,
+        Record::Event(_) | Record::Header { .. } | Record::End(_) => {}
+    }
+    Ok(())
+}
+
+/// Appends `run` (events of `stream` that follow version `base`), if any; how many, and the
+/// position of the last.
 async fn flush_run(
     store: &dyn EventStore,
     stream: &str,
     base: u64,
     run: &mut Vec<NewEvent>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, u64)> {
     if run.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
-    store
+    let appended = store
         .append(stream, base, run)
         .await
         .with_context(|| format!("appending to {stream} after version {base}"))?;
     let count = run.len() as u64;
     run.clear();
-    Ok(count)
+    Ok((count, appended.positions.last().copied().unwrap_or(0)))
 }

@@ -256,6 +256,20 @@ async fn a_history_moves_from_sqlite_to_postgresql_and_back_and_every_answer_sta
         "import into PostgreSQL",
     );
     assert!(said.contains(&sum) && said.contains("verified"), "{said}");
+    // The imported history is not provisioned again: the process starts after it.
+    let imported_head = head_of(&onto_postgres).await;
+    assert!(imported_head > 0);
+    let db = meetline_adapters::db::Database::connect_postgres(&postgres.url, 1)
+        .await
+        .unwrap();
+    let provisioning: i64 =
+        sqlx::query_scalar("SELECT position FROM rm_checkpoints WHERE name = 'provisioning'")
+            .fetch_one(&db.reader)
+            .await
+            .unwrap();
+    assert_eq!(provisioning as u64, imported_head);
+    db.writer.close().await;
+    db.reader.close().await;
     let again = succeeded(
         &meetline(&["export"], &onto_postgres, None, SETTINGS_KEY),
         "export from PostgreSQL",
@@ -321,6 +335,22 @@ fn lines(export: &str) -> Vec<String> {
     export.lines().map(str::to_owned).collect()
 }
 
+/// A process checkpoint of the SQLite store in `data`.
+async fn checkpoint_of(data: &Path, name: &str) -> Option<u64> {
+    let db = meetline_adapters::db::Database::open_sqlite(&data.join("meetline.db"))
+        .await
+        .unwrap();
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM rm_checkpoints WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&db.reader)
+            .await
+            .unwrap();
+    db.writer.close().await;
+    db.reader.close().await;
+    position.map(|position| position as u64)
+}
+
 async fn head_of(target: &Target<'_>) -> u64 {
     event_store(target.data, target.database)
         .await
@@ -384,6 +414,23 @@ async fn an_import_refuses_a_damaged_file_and_settings_it_cannot_open_and_writes
         "an import of a file with a gap",
     );
     assert!(error.contains("version"), "{error}");
+    // A record twice (a directory entry repeated): not what export writes.
+    let user = original
+        .iter()
+        .position(|line| line.contains("\"record\":\"user\""))
+        .unwrap();
+    let mut repeated = original.clone();
+    repeated.insert(user, original[user].clone());
+    let error = failed(
+        &meetline(
+            &["import"],
+            &target,
+            Some(repeated.join("\n").as_bytes()),
+            SETTINGS_KEY,
+        ),
+        "an import of a file with a repeated record",
+    );
+    assert!(error.contains("repeated or out of the order"), "{error}");
     // Not an export at all.
     let error = failed(
         &meetline(
@@ -445,6 +492,9 @@ async fn an_import_refuses_a_damaged_file_and_settings_it_cannot_open_and_writes
         "adding a tenant",
     );
     assert!(said.contains(&checksum(&exported)), "{said}");
+    // The added tenant's history is not provisioned again by the target's nodes.
+    let head = head_of(&target).await;
+    assert_eq!(checkpoint_of(&other, "imported@acme").await, Some(head));
     let error = failed(
         &meetline(
             &["import", "--tenant", T],
@@ -465,7 +515,16 @@ async fn an_import_refuses_a_damaged_file_and_settings_it_cannot_open_and_writes
         let server = serve(&target, &clock);
         let listed = server
             .app
-            .get("/api/v1/conferences", &token(T, "alice", false))
+            .send(
+                server
+                    .app
+                    .request(
+                        reqwest::Method::GET,
+                        "/api/v1/conferences",
+                        &token(T, "alice", false),
+                    )
+                    .header("X-Min-Position", head),
+            )
             .await;
         assert_eq!(listed.ok(200)["items"].as_array().unwrap().len(), 1);
         let lines = server
@@ -526,6 +585,26 @@ async fn verify_passes_on_a_sound_store_and_names_the_event_of_a_corrupted_one()
             && said.contains("ConferenceScheduled"),
         "{said}"
     );
+    // Such a log does not get into another store: import checks the rules before writing.
+    let corrupted = succeeded(
+        &meetline(&["export"], &target, None, SETTINGS_KEY),
+        "export of the corrupted store",
+    );
+    let elsewhere = fresh_data_dir();
+    let into = Target {
+        data: &elsewhere,
+        database: None,
+    };
+    let error = failed(
+        &meetline(&["import"], &into, Some(corrupted.as_bytes()), SETTINGS_KEY),
+        "an import of a log that breaks the rules",
+    );
+    assert!(
+        error.contains("break") && error.contains("no overlap"),
+        "{error}"
+    );
+    assert_eq!(head_of(&into).await, 0, "nothing was written");
+    let _ = std::fs::remove_dir_all(elsewhere);
     let _ = std::fs::remove_dir_all(folder);
 }
 

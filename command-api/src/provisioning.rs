@@ -136,8 +136,13 @@ impl ProvisioningProcess {
             let Some(last) = batch.last().map(|event| event.position) else {
                 return Ok(seen);
             };
+            // Imported history (`meetline import --tenant`) is not provisioned again.
+            let imported = self.process.imported_through().await?;
             for recorded in &batch {
-                if self.handle(recorded).await? {
+                let history = tenant_of_stream(&recorded.stream)
+                    .and_then(|tenant| imported.get(&tenant))
+                    .is_some_and(|through| recorded.position <= *through);
+                if !history && self.handle(recorded).await? {
                     self.save_checkpoint(recorded.position).await?;
                 }
             }

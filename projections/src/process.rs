@@ -7,6 +7,9 @@ use meetline_adapters::db::{Database, unavailable};
 use meetline_domain::ports::{Position, StoreError};
 use meetline_domain::types::{ConferenceId, TenantId};
 
+/// The prefix of the checkpoint rows that mark a tenant's imported history.
+const IMPORTED: &str = "imported@";
+
 #[derive(Debug, Clone)]
 pub struct ProcessState {
     db: Database,
@@ -54,6 +57,54 @@ impl ProcessState {
         .await
         .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Marks `tenant`'s events up to `position` as **imported history** (`meetline import
+    /// --tenant`): they were provisioned, if at all, where they were first recorded, and the
+    /// provisioning process skips them rather than calling providers for a past it did not see.
+    /// (`Position::MAX` while an import is writing.)
+    ///
+    /// # Errors
+    /// When the database cannot be written.
+    pub async fn set_imported_through(
+        &self,
+        tenant: &TenantId,
+        position: Position,
+    ) -> Result<(), StoreError> {
+        sqlx::query(self.db.sql(
+            "INSERT INTO rm_checkpoints (name, position) VALUES (?, ?) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        ))
+        .bind(format!("{IMPORTED}{tenant}"))
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Per tenant, the position through which its events are imported history.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn imported_through(
+        &self,
+    ) -> Result<std::collections::HashMap<TenantId, Position>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            self.db
+                .sql("SELECT name, position FROM rm_checkpoints WHERE name LIKE ?"),
+        )
+        .bind(format!("{IMPORTED}%"))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, position)| {
+                let tenant = TenantId::parse(name.strip_prefix(IMPORTED)?).ok()?;
+                Some((tenant, Position::try_from(position).unwrap_or(0)))
+            })
+            .collect())
     }
 
     /// Notes a provider create attempt for the conference at the event `position`; `true` when one
