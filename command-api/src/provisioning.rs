@@ -1,6 +1,9 @@
 //! The provisioning process: makes an external provider (Zoom) host what the pool decided.
 //!
-//! It follows the global log from its own checkpoint. After `ConferenceScheduled`, an edit or a
+//! It follows the global log from its own checkpoint, in **lanes**: one conference's events are
+//! handled in order, different conferences' at the same time, each line's account taking at most
+//! [`PER_LINE`] calls at once — so a provider that hangs holds up only the conferences waiting
+//! for it. The checkpoint moves to just before the oldest event not handled yet. After `ConferenceScheduled`, an edit or a
 //! maintenance move onto an external line, it creates the meeting there and records
 //! `ConferenceProvisioned` — or, once the provider adapter's retries are exhausted,
 //! `ProvisioningFailed`, which releases the line. An edit on the same line updates the meeting; a
@@ -45,6 +48,155 @@ pub const PROVISIONING_ACTOR: &str = "system.provisioning";
 pub const CHECKPOINT: &str = "provisioning";
 const LOCK: i64 = 0x6d6c_7072_6f76_0002;
 const BATCH: usize = 200;
+/// Events read and not handled yet beyond which no more are read (a provider that hangs for
+/// long under a steady stream of bookings must not fill the memory).
+const MAX_WAITING: usize = 10_000;
+/// How long a lane waits before handling an event again after the store failed.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A conference of a tenant: the events of one lane are handled one after another.
+type Lane = (TenantId, ConferenceId);
+
+/// Provider calls one line's account takes at a time.
+const PER_LINE: usize = 4;
+
+/// A line's provider, taking at most [`PER_LINE`] calls at a time: one account is one account,
+/// and a hanging one ties up only its own calls.
+struct Paced {
+    inner: Arc<dyn VideoProvider>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl Paced {
+    fn new(inner: Arc<dyn VideoProvider>) -> Self {
+        Self {
+            inner,
+            permits: tokio::sync::Semaphore::new(PER_LINE),
+        }
+    }
+
+    async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
+}
+
+#[async_trait::async_trait]
+impl VideoProvider for Paced {
+    async fn create(&self, request: &MeetingRequest) -> Result<ProvisionedMeeting, ProviderError> {
+        let _permit = self.permit().await;
+        self.inner.create(request).await
+    }
+
+    async fn update(
+        &self,
+        meeting_id: &str,
+        request: &MeetingRequest,
+    ) -> Result<(), ProviderError> {
+        let _permit = self.permit().await;
+        self.inner.update(meeting_id, request).await
+    }
+
+    async fn delete(&self, meeting_id: &str) -> Result<(), ProviderError> {
+        let _permit = self.permit().await;
+        self.inner.delete(meeting_id).await
+    }
+
+    async fn end(&self, meeting_id: &str) -> Result<(), ProviderError> {
+        let _permit = self.permit().await;
+        self.inner.end(meeting_id).await
+    }
+
+    async fn find_created(
+        &self,
+        reference: &str,
+    ) -> Result<Option<ProvisionedMeeting>, ProviderError> {
+        let _permit = self.permit().await;
+        self.inner.find_created(reference).await
+    }
+}
+
+/// How a lane's task went: its lane, its event, and whether the event was handled.
+type Done = (Lane, RecordedEvent, Result<bool, StoreError>);
+
+/// The events being handled and waiting, by lane.
+#[derive(Default)]
+struct Lanes {
+    /// One task per lane that has work.
+    running: tokio::task::JoinSet<Done>,
+    /// Per lane with a running task, the events behind it.
+    queued: HashMap<Lane, std::collections::VecDeque<RecordedEvent>>,
+    /// The positions of every event read and not handled yet.
+    waiting: std::collections::BTreeSet<Position>,
+}
+
+impl Lanes {
+    fn push(&mut self, process: &Arc<ProvisioningProcess>, lane: Lane, recorded: RecordedEvent) {
+        self.waiting.insert(recorded.position);
+        match self.queued.get_mut(&lane) {
+            Some(behind) => behind.push_back(recorded),
+            None => {
+                self.queued
+                    .insert(lane.clone(), std::collections::VecDeque::new());
+                self.start(process, lane, recorded, Duration::ZERO);
+            }
+        }
+    }
+
+    fn start(
+        &mut self,
+        process: &Arc<ProvisioningProcess>,
+        lane: Lane,
+        recorded: RecordedEvent,
+        after: Duration,
+    ) {
+        let process = process.clone();
+        self.running.spawn(async move {
+            tokio::time::sleep(after).await;
+            let result = process.handle(&recorded).await;
+            (lane, recorded, result)
+        });
+    }
+
+    /// A lane's event is handled (or failed: it is tried again, still first in its lane).
+    fn finished(
+        &mut self,
+        process: &Arc<ProvisioningProcess>,
+        done: Result<Done, tokio::task::JoinError>,
+    ) {
+        let Ok((lane, recorded, result)) = done else {
+            // A task that panicked: its event stays waiting, so the checkpoint stays before it
+            // and the next start handles it again.
+            tracing::error!("a provisioning task failed");
+            return;
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, position = recorded.position, "provisioning failed; retrying");
+            self.start(process, lane, recorded, RETRY_AFTER);
+            return;
+        }
+        self.waiting.remove(&recorded.position);
+        let next = self
+            .queued
+            .get_mut(&lane)
+            .and_then(std::collections::VecDeque::pop_front);
+        match next {
+            Some(next) => self.start(process, lane, next, Duration::ZERO),
+            None => {
+                self.queued.remove(&lane);
+            }
+        }
+    }
+
+    /// The position up to which everything read is handled.
+    fn safe_point(&self, read: Position) -> Position {
+        self.waiting
+            .first()
+            .map_or(read, |oldest| oldest.saturating_sub(1))
+    }
+}
 
 /// A line's settings and the provider built from them.
 type CachedProvider = (serde_json::Value, Arc<dyn VideoProvider>);
@@ -118,68 +270,149 @@ impl ProvisioningProcess {
         {
             return Ok(Some(provider.clone()));
         }
-        let provider: Arc<dyn VideoProvider> =
-            Arc::new(ZoomProvider::new(zoom, http_client()).with_retry(self.retry));
+        let provider: Arc<dyn VideoProvider> = Arc::new(Paced::new(Arc::new(
+            ZoomProvider::new(zoom, http_client()).with_retry(self.retry),
+        )));
         providers.insert(key, (settings, provider.clone()));
         Ok(Some(provider))
     }
 
-    /// Processes everything after the checkpoint. Returns how many events it looked at.
-    ///
-    /// # Errors
-    /// When the store or the database fails; the checkpoint stays before the failed event.
-    pub async fn catch_up(&self) -> Result<usize, StoreError> {
-        let mut position = self.checkpoint().await?;
-        let mut seen = 0;
-        loop {
-            let batch = self.store.read_all(position, BATCH).await?;
-            let Some(last) = batch.last().map(|event| event.position) else {
-                return Ok(seen);
-            };
-            // Imported history (`meetline import --tenant`) is not provisioned again.
-            let imported = self.process.imported_through().await?;
-            for recorded in &batch {
-                let history = tenant_of_stream(&recorded.stream)
-                    .and_then(|tenant| imported.get(&tenant))
-                    .is_some_and(|through| recorded.position <= *through);
-                if !history && self.handle(recorded).await? {
-                    self.save_checkpoint(recorded.position).await?;
+    /// Whether the process has anything to do for `recorded` (tenant and conference), and the
+    /// lane it goes in: one conference's events are handled in order, different conferences'
+    /// at the same time.
+    fn lane_of(recorded: &RecordedEvent, imported: &HashMap<TenantId, Position>) -> Option<Lane> {
+        if !matches!(
+            recorded.event,
+            Event::ConferenceScheduled { .. }
+                | Event::ConferenceEdited { .. }
+                | Event::ConferenceMovedToLine { .. }
+                | Event::ConferenceCancelled { .. }
+                | Event::ConferenceEndedEarly { .. }
+        ) {
+            return None;
+        }
+        let tenant = tenant_of_stream(&recorded.stream)?;
+        // Imported history (`meetline import`) is not provisioned again.
+        if imported
+            .get(&tenant)
+            .is_some_and(|through| recorded.position <= *through)
+        {
+            return None;
+        }
+        Some((tenant, recorded.event.conference()?))
+    }
+
+    /// Follows the log while this node holds the provisioning lock and `stop` is not
+    /// cancelled: each event goes in its conference's lane, lanes run at once (a provider that
+    /// hangs holds up only the conferences that wait for it), and the checkpoint moves to just
+    /// before the oldest event not handled yet. Returns when the lock is lost or on `stop`,
+    /// after the events under way are handled.
+    async fn follow(self: &Arc<Self>, held: &mut Leadership, stop: &CancellationToken) {
+        let mut lanes = Lanes::default();
+        let mut read = loop {
+            match self.checkpoint().await {
+                Ok(position) => break position,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the provisioning checkpoint; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                 }
             }
-            self.save_checkpoint(last).await?;
-            seen += batch.len();
-            position = last;
+        };
+        let mut saved = read;
+        let mut last_check = tokio::time::Instant::now();
+        while !stop.is_cancelled() {
+            if last_check.elapsed() >= Duration::from_millis(500) {
+                last_check = tokio::time::Instant::now();
+                if !held.still_held().await {
+                    tracing::warn!("lost the provisioning lock");
+                    break;
+                }
+            }
+            // What is new, as long as not too much waits already.
+            let mut full = false;
+            if lanes.waiting.len() < MAX_WAITING {
+                match self.next_batch(read).await {
+                    Ok((batch, imported)) => {
+                        full = batch.len() == BATCH;
+                        for recorded in batch {
+                            read = recorded.position;
+                            if let Some(lane) = Self::lane_of(&recorded, &imported) {
+                                lanes.push(self, lane, recorded);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "provisioning cannot read the log; retrying");
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            let safe = lanes.safe_point(read);
+            if safe > saved && self.save_checkpoint(safe).await.is_ok() {
+                saved = safe;
+            }
+            if full && lanes.waiting.len() < MAX_WAITING {
+                continue;
+            }
+            tokio::select! {
+                () = stop.cancelled() => {}
+                Some(done) = lanes.running.join_next(), if !lanes.running.is_empty() => {
+                    lanes.finished(self, done);
+                }
+                _ = tokio::time::timeout(Duration::from_millis(500), self.store.wait_for_events(read)) => {}
+            }
+        }
+        if stop.is_cancelled() {
+            // Stopping: what is under way is finished (the server bounds how long); nothing
+            // new is started.
+            lanes.queued.clear();
+            while let Some(done) = lanes.running.join_next().await {
+                lanes.finished(self, done);
+            }
+        } else {
+            // The lock is lost: another node handles what is left, from the checkpoint.
+            lanes.running.abort_all();
+            return;
+        }
+        let safe = lanes.safe_point(read);
+        if safe > saved {
+            let _ = self.save_checkpoint(safe).await;
         }
     }
 
-    /// Runs until the process ends, on the node that holds the provisioning lock.
+    /// The events after `position` (up to [`BATCH`]), and the tenants' imported history.
+    async fn next_batch(
+        &self,
+        position: Position,
+    ) -> Result<(Vec<RecordedEvent>, HashMap<TenantId, Position>), StoreError> {
+        let batch = self.store.read_all(position, BATCH).await?;
+        let imported = if batch.is_empty() {
+            HashMap::new()
+        } else {
+            self.process.imported_through().await?
+        };
+        Ok((batch, imported))
+    }
+
+    /// Runs until `stop` is cancelled, on the node that holds the provisioning lock.
     pub async fn run(self, stop: CancellationToken) {
-        let mut leadership: Option<Leadership> = None;
+        let this = Arc::new(self);
         while !stop.is_cancelled() {
-            if leadership.is_none() {
-                leadership = Leadership::try_acquire_key(&self.db, LOCK).await;
-            }
-            if let Some(held) = &mut leadership {
-                if !held.still_held().await {
-                    leadership = None;
-                    continue;
-                }
-                if let Err(error) = self.catch_up().await {
-                    tracing::error!(%error, "provisioning failed; retrying");
+            match Leadership::try_acquire_key(&this.db, LOCK).await {
+                Some(mut held) => this.follow(&mut held, &stop).await,
+                None => {
                     tokio::select! {
                         () = stop.cancelled() => {}
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
-                    continue;
                 }
-            }
-            let position = self.checkpoint().await.unwrap_or(0);
-            tokio::select! {
-                () = stop.cancelled() => {}
-                _ = tokio::time::timeout(
-                    Duration::from_millis(500),
-                    self.store.wait_for_events(position),
-                ) => {}
             }
         }
         tracing::info!("provisioning stopped");
