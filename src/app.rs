@@ -623,7 +623,12 @@ pub async fn run(
     .into_future();
     tokio::pin!(server);
     tokio::select! {
-        served = &mut server => served.context("serving HTTP")?,
+        served = &mut server => {
+            if let Err(error) = served {
+                app.stop.cancel();
+                return Err(error).context("serving HTTP");
+            }
+        }
         () = async { draining.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(?grace, "requests still open after the grace period: closing them");
         }

@@ -64,15 +64,14 @@ const PER_LINE: usize = 4;
 /// and a hanging one ties up only its own calls.
 struct Paced {
     inner: Arc<dyn VideoProvider>,
-    permits: tokio::sync::Semaphore,
+    /// The line's, kept apart from its settings (a provider rebuilt after they change shares
+    /// them with the calls still under way).
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Paced {
-    fn new(inner: Arc<dyn VideoProvider>) -> Self {
-        Self {
-            inner,
-            permits: tokio::sync::Semaphore::new(PER_LINE),
-        }
+    fn new(inner: Arc<dyn VideoProvider>, permits: Arc<tokio::sync::Semaphore>) -> Self {
+        Self { inner, permits }
     }
 
     async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
@@ -128,6 +127,8 @@ struct Lanes {
     running: tokio::task::JoinSet<Done>,
     /// Per lane with a running task, the events behind it.
     queued: HashMap<Lane, std::collections::VecDeque<RecordedEvent>>,
+    /// What each running task handles (to try it again if the task panics).
+    tasks: HashMap<tokio::task::Id, (Lane, RecordedEvent)>,
     /// The positions of every event read and not handled yet.
     waiting: std::collections::BTreeSet<Position>,
 }
@@ -153,30 +154,50 @@ impl Lanes {
         after: Duration,
     ) {
         let process = process.clone();
-        self.running.spawn(async move {
+        let task = (lane.clone(), recorded.clone());
+        let handle = self.running.spawn(async move {
             tokio::time::sleep(after).await;
             let result = process.handle(&recorded).await;
             (lane, recorded, result)
         });
+        self.tasks.insert(handle.id(), task);
     }
 
-    /// A lane's event is handled (or failed: it is tried again, still first in its lane).
+    /// A lane's event is handled — or failed (the store, or a panic): it is tried again
+    /// later, still first in its lane, unless the process is `stopping` (then it waits in the
+    /// checkpoint's keeping for the next start).
     fn finished(
         &mut self,
         process: &Arc<ProvisioningProcess>,
-        done: Result<Done, tokio::task::JoinError>,
+        done: Result<(tokio::task::Id, Done), tokio::task::JoinError>,
+        stopping: bool,
     ) {
-        let Ok((lane, recorded, result)) = done else {
-            // A task that panicked: its event stays waiting, so the checkpoint stays before it
-            // and the next start handles it again.
-            tracing::error!("a provisioning task failed");
-            return;
+        let (lane, recorded) = match done {
+            Ok((id, (lane, recorded, result))) => {
+                self.tasks.remove(&id);
+                if let Err(error) = result {
+                    tracing::error!(%error, position = recorded.position, "provisioning failed; retrying");
+                    if !stopping {
+                        self.start(process, lane, recorded, RETRY_AFTER);
+                    }
+                    return;
+                }
+                (lane, recorded)
+            }
+            Err(failed) => {
+                let Some((lane, recorded)) = self.tasks.remove(&failed.id()) else {
+                    return;
+                };
+                tracing::error!(
+                    position = recorded.position,
+                    "a provisioning task failed; retrying"
+                );
+                if !stopping && !failed.is_cancelled() {
+                    self.start(process, lane, recorded, RETRY_AFTER);
+                }
+                return;
+            }
         };
-        if let Err(error) = result {
-            tracing::error!(%error, position = recorded.position, "provisioning failed; retrying");
-            self.start(process, lane, recorded, RETRY_AFTER);
-            return;
-        }
         self.waiting.remove(&recorded.position);
         let next = self
             .queued
@@ -214,6 +235,8 @@ pub struct ProvisioningProcess {
     zoom: ZoomEndpoints,
     /// One provider per external line, rebuilt when the line's settings change.
     providers: tokio::sync::Mutex<HashMap<(TenantId, LineId), CachedProvider>>,
+    /// Each external line's calls at a time ([`PER_LINE`]).
+    permits: std::sync::Mutex<HashMap<(TenantId, LineId), Arc<tokio::sync::Semaphore>>>,
 }
 
 impl ProvisioningProcess {
@@ -240,6 +263,7 @@ impl ProvisioningProcess {
             retry,
             zoom,
             providers: tokio::sync::Mutex::new(HashMap::new()),
+            permits: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -270,9 +294,17 @@ impl ProvisioningProcess {
         {
             return Ok(Some(provider.clone()));
         }
-        let provider: Arc<dyn VideoProvider> = Arc::new(Paced::new(Arc::new(
-            ZoomProvider::new(zoom, http_client()).with_retry(self.retry),
-        )));
+        let permits = self
+            .permits
+            .lock()
+            .expect("never poisoned")
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_LINE)))
+            .clone();
+        let provider: Arc<dyn VideoProvider> = Arc::new(Paced::new(
+            Arc::new(ZoomProvider::new(zoom, http_client()).with_retry(self.retry)),
+            permits,
+        ));
         providers.insert(key, (settings, provider.clone()));
         Ok(Some(provider))
     }
@@ -326,10 +358,16 @@ impl ProvisioningProcess {
         while !stop.is_cancelled() {
             if last_check.elapsed() >= Duration::from_millis(500) {
                 last_check = tokio::time::Instant::now();
-                if !held.still_held().await {
+                // A connection that hangs is as good as a lost lock.
+                let held_still =
+                    tokio::time::timeout(Duration::from_secs(5), held.still_held()).await;
+                if !matches!(held_still, Ok(true)) {
                     tracing::warn!("lost the provisioning lock");
                     break;
                 }
+            }
+            while let Some(done) = lanes.running.try_join_next_with_id() {
+                lanes.finished(self, done, false);
             }
             // What is new, as long as not too much waits already.
             let mut full = false;
@@ -361,24 +399,32 @@ impl ProvisioningProcess {
             if full && lanes.waiting.len() < MAX_WAITING {
                 continue;
             }
+            let room = lanes.waiting.len() < MAX_WAITING;
             tokio::select! {
                 () = stop.cancelled() => {}
-                Some(done) = lanes.running.join_next(), if !lanes.running.is_empty() => {
-                    lanes.finished(self, done);
+                Some(done) = lanes.running.join_next_with_id(), if !lanes.running.is_empty() => {
+                    lanes.finished(self, done, false);
                 }
-                _ = tokio::time::timeout(Duration::from_millis(500), self.store.wait_for_events(read)) => {}
+                // New events only when there is room for them (else: completions, or a pause).
+                _ = tokio::time::timeout(Duration::from_millis(500), self.store.wait_for_events(read)), if room => {}
+                () = tokio::time::sleep(Duration::from_millis(500)), if !room => {}
+            }
+            // Every lane that finished meanwhile goes on at once.
+            while let Some(done) = lanes.running.try_join_next_with_id() {
+                lanes.finished(self, done, false);
             }
         }
         if stop.is_cancelled() {
             // Stopping: what is under way is finished (the server bounds how long); nothing
             // new is started.
             lanes.queued.clear();
-            while let Some(done) = lanes.running.join_next().await {
-                lanes.finished(self, done);
+            while let Some(done) = lanes.running.join_next_with_id().await {
+                lanes.finished(self, done, true);
             }
         } else {
-            // The lock is lost: another node handles what is left, from the checkpoint.
-            lanes.running.abort_all();
+            // The lock is lost: another node handles what is left, from the checkpoint; this
+            // one's calls end before the lock is asked for again.
+            lanes.running.shutdown().await;
             return;
         }
         let safe = lanes.safe_point(read);
@@ -499,7 +545,9 @@ impl ProvisioningProcess {
                 let Some(provider) = self.provider(&tenant, &then.line.id).await? else {
                     return Ok(false);
                 };
-                let Some(meeting) = meeting_on(history, &then.line.id, at) else {
+                // Recorded after the cancel, too: a create under way when the conference was
+                // cancelled records its meeting later in the log, and it must still go.
+                let Some(meeting) = meeting_on(history, &then.line.id, Position::MAX) else {
                     return Ok(false);
                 };
                 let (what, result) = if ended_early {
@@ -619,18 +667,24 @@ impl ProvisioningProcess {
             admin: true,
         };
         let submission = Submission::new(tenant.clone(), actor, command, self.clock.now());
-        self.service
-            .execute(submission)
-            .await
-            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        Ok(true)
+        match self.service.execute(submission).await {
+            Ok(_) => Ok(true),
+            // Refused by the pool: final (trying again gets the same answer), said loudly.
+            Err(crate::service::CommandError::Domain(refusal)) => {
+                tracing::error!(%tenant, conference = %id, %refusal, "the pool refused to record a provisioning result");
+                self.metrics.command("provider_record", "refused");
+                Ok(true)
+            }
+            Err(error) => Err(StoreError::Unavailable(error.to_string())),
+        }
     }
 }
 
 /// A provider's answer is hostile input too: its join URL goes into `href`s and calendar files.
 fn checked_answer(meeting: ProvisionedMeeting) -> Result<ProvisionedMeeting, ProviderError> {
-    let clean =
-        |text: &str| !text.is_empty() && text.len() <= 200 && !text.chars().any(char::is_control);
+    // The domain's own rules for these fields (`RecordProvisioning` would refuse what they
+    // refuse, and a refused record would be tried again for ever).
+    let clean = |text: &str| meetline_domain::types::free_text(text, "meeting", 200).is_ok();
     if meetline_domain::types::provider_url(&meeting.join_url).is_ok()
         && clean(&meeting.meeting_id)
         && meeting.password.as_deref().is_none_or(clean)
