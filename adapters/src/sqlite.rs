@@ -77,43 +77,54 @@ impl CommitGroup for SqliteCommitter {
         {
             return Ok(vec![self.append_alone(request).await?]);
         }
-        let mut transaction = self.db.writer.begin().await?;
-        let mut versions = GroupVersions::default();
-        let mut outcomes = Vec::with_capacity(group.len());
-        for request in group {
-            let actual = match versions.get(&request.stream) {
-                Some(version) => version,
-                None => {
-                    let version: i64 = sqlx::query_scalar(
-                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?",
-                    )
-                    .bind(&request.stream)
-                    .fetch_one(&mut *transaction)
-                    .await?;
-                    version as u64
-                }
-            };
-            let base = match versions.check(request, actual) {
-                Ok(base) => base,
-                Err(conflict) => {
-                    outcomes.push(Err(conflict));
-                    continue;
-                }
-            };
-            let positions = SqliteEventStore::insert(
-                &mut transaction,
-                &request.stream,
-                base + 1,
-                &request.events,
-            )
-            .await?;
-            outcomes.push(Ok(Appended {
-                positions,
-                version: base + request.events.len() as u64,
-            }));
+        // On a connection of its own: if anything fails, it is closed, not given back (SQLite may
+        // have rolled the transaction back by itself, and sqlx's count of the connection's
+        // transactions would then be wrong — see the projector's `apply_next`).
+        let mut connection = self.db.writer.acquire().await?;
+        let committed = async {
+            let mut transaction = sqlx::Connection::begin(&mut *connection).await?;
+            let mut versions = GroupVersions::default();
+            let mut outcomes = Vec::with_capacity(group.len());
+            for request in group {
+                let actual = match versions.get(&request.stream) {
+                    Some(version) => version,
+                    None => {
+                        let version: i64 = sqlx::query_scalar(
+                            "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?",
+                        )
+                        .bind(&request.stream)
+                        .fetch_one(&mut *transaction)
+                        .await?;
+                        version as u64
+                    }
+                };
+                let base = match versions.check(request, actual) {
+                    Ok(base) => base,
+                    Err(conflict) => {
+                        outcomes.push(Err(conflict));
+                        continue;
+                    }
+                };
+                let positions = SqliteEventStore::insert(
+                    &mut transaction,
+                    &request.stream,
+                    base + 1,
+                    &request.events,
+                )
+                .await?;
+                outcomes.push(Ok(Appended {
+                    positions,
+                    version: base + request.events.len() as u64,
+                }));
+            }
+            transaction.commit().await?;
+            Ok(outcomes)
         }
-        transaction.commit().await?;
-        Ok(outcomes)
+        .await;
+        if committed.is_err() {
+            connection.close_on_drop();
+        }
+        committed
     }
 }
 

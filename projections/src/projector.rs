@@ -102,16 +102,30 @@ impl Projector {
             return Ok(0);
         };
         tracing::Span::current().record("events", batch.len());
-        let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
-        move_checkpoint(&self.db, &mut transaction, READ_MODELS, position, last).await?;
-        // Read under the checkpoint's lock: a rebuild swaps generations holding it too.
-        let generation = schema::live_generation(&self.db, &mut *transaction)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("no live read-model generation".to_owned()))?;
-        apply_events(&self.db, &mut transaction, &Tables::of(generation), &batch)
-            .await
-            .map_err(unavailable)?;
-        transaction.commit().await.map_err(unavailable)?;
+        let mut connection = self.db.writer.acquire().await.map_err(unavailable)?;
+        let applied = async {
+            let mut transaction = sqlx::Connection::begin(&mut *connection)
+                .await
+                .map_err(unavailable)?;
+            move_checkpoint(&self.db, &mut transaction, READ_MODELS, position, last).await?;
+            // Read under the checkpoint's lock: a rebuild swaps generations holding it too.
+            let generation = schema::live_generation(&self.db, &mut *transaction)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("no live read-model generation".to_owned()))?;
+            apply_events(&self.db, &mut transaction, &Tables::of(generation), &batch)
+                .await
+                .map_err(unavailable)?;
+            transaction.commit().await.map_err(unavailable)
+        }
+        .await;
+        if applied.is_err() {
+            // SQLite rolls a transaction back by itself on some errors (a full disk): sqlx, which
+            // counts the connection's transactions, would then take the next `BEGIN` on it for
+            // a savepoint and leave the one after open — and the appends that share the writer
+            // would run inside it, acknowledged and never committed. A fresh connection instead.
+            connection.close_on_drop();
+        }
+        applied?;
         self.applied.send_replace(last);
         Ok(batch.len())
     }
