@@ -28,15 +28,6 @@ impl SmallDisk {
         }
         Some(Self(folder))
     }
-
-    fn remount(&self, mode: &str) {
-        let done = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(done.success(), "remount {mode}");
-    }
 }
 
 impl Drop for SmallDisk {
