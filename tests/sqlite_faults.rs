@@ -1,7 +1,8 @@
-//! The embedded SQLite store when its disk is full or becomes read-only: commands are refused
-//! with a clear `503 unavailable` (no panic, the server stays up, reads go on), nothing stored is
-//! lost or corrupted, and commands are taken again once space (or write access) returns. The
-//! store lives on a small tmpfs the test mounts (root only; skipped, and said so, elsewhere).
+//! The embedded SQLite store on a full disk: commands are refused with a clear `503
+//! unavailable` (no panic, the server stays up, reads go on), nothing stored is lost or
+//! corrupted, and commands are taken again once space returns. And a start on a read-only store:
+//! a clear error, nothing changed. The store lives on a small tmpfs the test mounts (root only;
+//! skipped, and said so, elsewhere).
 
 mod common;
 
