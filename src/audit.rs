@@ -180,7 +180,7 @@ fn describe(event: &Event, before: Option<&Conference<LineTag>>, clock: &Clock) 
             attendees,
             related_link,
             line,
-            line_changed,
+            links_changed,
             ..
         } => {
             let mut changes = Vec::new();
@@ -233,7 +233,7 @@ fn describe(event: &Event, before: Option<&Conference<LineTag>>, clock: &Clock) 
                     changes.push(format!("line {} → {line}", before.line.id));
                 }
             }
-            if *line_changed {
+            if *links_changed {
                 changes.push("new links".to_owned());
             }
             if changes.is_empty() {

@@ -746,3 +746,137 @@ async fn history_prints_a_conference_timeline_from_the_log() {
     }
     let _ = std::fs::remove_dir_all(folder);
 }
+
+/// Schema evolution, once for real: a store written by the version before `links_changed` (its
+/// rows keep schema 1 and `line_changed`) is read by this one through the upcaster — replayed
+/// by the pool and the projector, served, audited and verified — without being rewritten.
+#[tokio::test]
+async fn a_store_of_schema_1_is_replayed_served_and_verified_by_this_version() {
+    let folder = fresh_data_dir();
+    // The rows exactly as the older version stored them.
+    let fixture = include_str!("fixtures/store-v1.ndjson");
+    {
+        let store = event_store(&folder, None).await;
+        drop(store);
+        let db = meetline_adapters::db::Database::open_sqlite(&folder.join("meetline.db"))
+            .await
+            .unwrap();
+        let mut rows = 0;
+        for line in fixture.lines() {
+            let record: Value = serde_json::from_str(line).unwrap();
+            if record["record"] != "event" {
+                continue;
+            }
+            assert_eq!(record["schema_version"], 1, "the fixture is of schema 1");
+            let recorded_at =
+                chrono::DateTime::parse_from_rfc3339(record["recorded_at"].as_str().unwrap())
+                    .unwrap()
+                    .with_timezone(&chrono::Utc);
+            sqlx::query(
+                "INSERT INTO events (stream, version, event_id, event_type, schema_version, \
+                 conference_id, command_id, correlation_id, causation_id, actor, recorded_at, data) \
+                 VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(record["stream"].as_str().unwrap())
+            .bind(record["version"].as_i64().unwrap())
+            .bind(record["event_id"].as_str().unwrap())
+            .bind(record["type"].as_str().unwrap())
+            .bind(record["data"]["conference"].as_str())
+            .bind(record["command_id"].as_str().unwrap())
+            .bind(record["correlation_id"].as_str().unwrap())
+            .bind(record["causation_id"].as_str())
+            .bind(record["actor"].as_str().unwrap())
+            .bind(meetline_adapters::db::timestamp(recorded_at))
+            .bind(record["data"].to_string())
+            .execute(&db.writer)
+            .await
+            .unwrap();
+            rows += 1;
+        }
+        assert!(
+            fixture.contains("\"line_changed\""),
+            "the fixture has the old shape"
+        );
+        assert_eq!(rows, 20);
+        db.writer.close().await;
+        db.reader.close().await;
+    }
+    let target = Target {
+        data: &folder,
+        database: None,
+    };
+    // Served: the pool replays it (a command on it is decided), the projector projects it.
+    let clock = fixed_now(
+        chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+    );
+    {
+        let server = serve(&target, &clock);
+        let listed = server
+            .app
+            .send(
+                server
+                    .app
+                    .request(
+                        reqwest::Method::GET,
+                        "/api/v1/conferences",
+                        &token(T, "alice", false),
+                    )
+                    .header("X-Min-Position", 20),
+            )
+            .await;
+        let items = listed.ok(200)["items"].as_array().unwrap().clone();
+        let weekly = items
+            .iter()
+            .find(|item| item["number"] == WEEKLY)
+            .expect("the weekly conference is listed");
+        assert_eq!(weekly["subject"], "Weekly sync (moved)");
+        assert_eq!(weekly["line"]["id"], "line-2");
+        // The pool replayed the old log: the retro cancelled at 02:00 the next day left both
+        // lines free then, so two bookings take line-1 and line-2, and a third finds none.
+        let book = async |subject: &str| {
+            server
+                .app
+                .post(
+                    "/api/v1/conferences",
+                    &token(T, "alice", false),
+                    json!({"subject": subject, "start": "2026-03-03T02:00:00Z", "end": "2026-03-03T03:00:00Z"}),
+                )
+                .await
+        };
+        assert_eq!(book("one").await.ok(201)["line"]["id"], "line-1");
+        assert_eq!(book("two").await.ok(201)["line"]["id"], "line-2");
+        book("three").await.problem(409, "no_free_line");
+    }
+    // Audited and verified as it is, and its rows are still schema 1.
+    let text = succeeded(
+        &meetline(
+            &["history", WEEKLY, "--tenant", T, "--tz", "Asia/Shanghai"],
+            &target,
+            None,
+            SETTINGS_KEY,
+        ),
+        "history of a schema 1 store",
+    );
+    let golden = include_str!("fixtures/history-weekly.txt");
+    assert_eq!(text, golden);
+    succeeded(
+        &meetline(&["verify"], &target, None, SETTINGS_KEY),
+        "verify of a schema 1 store",
+    );
+    let exported = succeeded(
+        &meetline(&["export"], &target, None, SETTINGS_KEY),
+        "export of a schema 1 store",
+    );
+    assert!(exported.contains("\"links_changed\"") && !exported.contains("\"line_changed\""));
+    let db = meetline_adapters::db::Database::open_sqlite(&folder.join("meetline.db"))
+        .await
+        .unwrap();
+    let old_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE schema_version = 1")
+        .fetch_one(&db.reader)
+        .await
+        .unwrap();
+    assert_eq!(old_rows, 20, "the old rows are read, not rewritten");
+    let _ = std::fs::remove_dir_all(folder);
+}

@@ -497,7 +497,7 @@ impl ProvisioningProcess {
             }
             Event::ConferenceEdited {
                 line,
-                line_changed: true,
+                links_changed: true,
                 ..
             } => {
                 let created = self.create(&tenant, recorded, &mut cache, line).await?;

@@ -1129,7 +1129,7 @@ impl Writer {
                 matches!(
                     event,
                     Event::ConferenceEdited {
-                        line_changed: true,
+                        links_changed: true,
                         ..
                     }
                 )

@@ -269,7 +269,7 @@ impl<L: LineLabel> Conference<L> {
                 self.attendees = attendees.clone();
                 self.related_link = related_link.clone();
                 self.room = room.clone();
-                // The line is compared rather than `line_changed` believed: the two agree in
+                // The line is compared rather than `links_changed` believed: the two agree in
                 // every log the pool decided, and the fold must not trust a flag over a fact.
                 let moved = self.line.id() != line_id;
                 if moved {

@@ -1,5 +1,10 @@
 //! Events: what happened, past tense. **A persisted contract**: changing a shape needs a new
 //! schema version and an upcaster in [`Event::from_stored`].
+//!
+//! Schema history:
+//! - 1: the first shapes.
+//! - 2: `ConferenceEdited.line_changed` is `links_changed` — what it always meant (the edit gave
+//!   the conference new links), and the name the conference and its view already used.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,7 +15,7 @@ use crate::types::{
 };
 
 /// The schema version written with every new event.
-pub const EVENT_SCHEMA_VERSION: u32 = 1;
+pub const EVENT_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -49,7 +54,8 @@ pub enum Event {
         room: RoomName,
         at: DateTime<Utc>,
     },
-    /// The editable fields as they are after the edit. `line_changed`: the links changed.
+    /// The editable fields as they are after the edit. `links_changed`: the edit gave the
+    /// conference new links (another line, or a new room on it).
     ConferenceEdited {
         conference: ConferenceId,
         subject: Subject,
@@ -59,7 +65,7 @@ pub enum Event {
         related_link: Option<RelatedLink>,
         line: LineId,
         room: RoomName,
-        line_changed: bool,
+        links_changed: bool,
     },
     AttendeesInvited {
         conference: ConferenceId,
@@ -135,6 +141,17 @@ pub enum Event {
     },
 }
 
+/// Rewrites an event's JSON of schema `from` into schema `from + 1`.
+fn upcast(from: u32, value: &mut serde_json::Value) {
+    if from == 1
+        && value["type"] == "ConferenceEdited"
+        && let Some(object) = value.as_object_mut()
+        && let Some(changed) = object.remove("line_changed")
+    {
+        object.insert("links_changed".to_owned(), changed);
+    }
+}
+
 /// Why a stored event could not be read back.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read stored event {event_type} (schema {schema_version}): {source}")]
@@ -197,20 +214,34 @@ impl Event {
         serde_json::to_string(self).expect("events always serialize")
     }
 
-    /// Reads a stored event, upcasting older schema versions to the current shape. There is
-    /// only schema 1 so far; an upcaster for schema N rewrites the JSON value before decoding.
+    /// Reads a stored event of schema `schema_version`, upcasting an older shape to the current
+    /// one first (each upcaster rewrites the JSON of one version into the next).
     ///
     /// # Errors
-    /// `EventDecodeError` when the payload does not decode (a corrupt row or an unknown type).
+    /// `EventDecodeError` when the payload does not decode (a corrupt row, an unknown type, or a
+    /// schema newer than this code knows).
     pub fn from_stored(
         event_type: &str,
         schema_version: u32,
         data: &str,
     ) -> Result<Self, EventDecodeError> {
-        serde_json::from_str(data).map_err(|source| EventDecodeError {
+        let failed = |source| EventDecodeError {
             event_type: event_type.to_owned(),
             schema_version,
             source,
-        })
+        };
+        if schema_version == EVENT_SCHEMA_VERSION {
+            return serde_json::from_str(data).map_err(failed);
+        }
+        if schema_version == 0 || schema_version > EVENT_SCHEMA_VERSION {
+            return Err(failed(serde::de::Error::custom(format!(
+                "schema {schema_version} is not one this version of meetline reads (1 to {EVENT_SCHEMA_VERSION})"
+            ))));
+        }
+        let mut value: serde_json::Value = serde_json::from_str(data).map_err(failed)?;
+        for from in schema_version..EVENT_SCHEMA_VERSION {
+            upcast(from, &mut value);
+        }
+        serde_json::from_value(value).map_err(failed)
     }
 }

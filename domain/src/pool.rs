@@ -1008,7 +1008,7 @@ impl LinePool {
             timezone,
             attendees,
             related_link,
-            line_changed: line != current.line.id,
+            links_changed: line != current.line.id,
             line,
             room,
         }])

@@ -1,8 +1,9 @@
-//! The stored event format is a persisted contract. `fixtures/events-schema-1.jsonl` holds one
-//! stored payload of every event type exactly as schema 1 writes it; every store in the field
-//! holds such rows. This test reads them back, requires that writing them again gives the same
-//! JSON (so no field can be renamed, retyped or dropped without a new schema version and an
-//! upcaster), and replays them.
+//! The stored event format is a persisted contract. `fixtures/events-schema-N.jsonl` holds one
+//! stored payload of every event type exactly as schema N writes it; stores in the field hold
+//! such rows. These tests read them back: the current schema's must write again the same JSON
+//! (so no field can be renamed, retyped or dropped without a new schema version and an
+//! upcaster), an older schema's must read — through `Event::from_stored`'s upcasters — as the
+//! same events as the current one's, and they replay.
 
 use std::collections::HashSet;
 
@@ -12,24 +13,30 @@ use meetline_domain::pool::LinePool;
 use meetline_domain::types::{ConferenceId, LineStatus, ProviderKind, Status};
 
 const SCHEMA_1: &str = include_str!("fixtures/events-schema-1.jsonl");
+const SCHEMA_2: &str = include_str!("fixtures/events-schema-2.jsonl");
 
-fn schema_1() -> Vec<(serde_json::Value, Event)> {
-    SCHEMA_1
+/// The fixture of `schema`, each line as stored and as read back.
+fn stored(fixture: &str, schema: u32) -> Vec<(serde_json::Value, Event)> {
+    fixture
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
             let stored: serde_json::Value = serde_json::from_str(line).unwrap();
             let kind = stored["type"].as_str().unwrap().to_owned();
-            let event = Event::from_stored(&kind, 1, line)
-                .unwrap_or_else(|error| panic!("schema 1 {kind} no longer reads: {error}"));
+            let event = Event::from_stored(&kind, schema, line)
+                .unwrap_or_else(|error| panic!("schema {schema} {kind} no longer reads: {error}"));
             (stored, event)
         })
         .collect()
 }
 
+fn schema_1() -> Vec<(serde_json::Value, Event)> {
+    stored(SCHEMA_1, 1)
+}
+
 #[test]
-fn every_event_type_of_schema_1_reads_back_and_writes_the_same_json() {
-    let events = schema_1();
+fn every_event_type_of_the_current_schema_reads_back_and_writes_the_same_json() {
+    let events = stored(SCHEMA_2, 2);
     let kinds: HashSet<&str> = events.iter().map(|(_, event)| event.type_name()).collect();
     assert_eq!(kinds.len(), 20, "the fixture covers every event type");
     for (stored, event) in &events {
@@ -37,14 +44,34 @@ fn every_event_type_of_schema_1_reads_back_and_writes_the_same_json() {
         assert_eq!(
             &written,
             stored,
-            "{} is written differently from schema 1: bump EVENT_SCHEMA_VERSION and add an upcaster",
+            "{} is written differently from schema 2: bump EVENT_SCHEMA_VERSION and add an upcaster",
             event.type_name()
         );
         assert_eq!(stored["type"], event.type_name());
     }
-    // While the writer writes schema 1, the fixture is today's format. A new schema version
+    // While the writer writes schema 2, its fixture is today's format. A new schema version
     // adds a fixture of its own and keeps this one, read through the upcaster.
-    assert_eq!(EVENT_SCHEMA_VERSION, 1);
+    assert_eq!(EVENT_SCHEMA_VERSION, 2);
+}
+
+#[test]
+fn schema_1_reads_through_the_upcaster_as_the_same_events() {
+    let old: Vec<Event> = schema_1().into_iter().map(|(_, event)| event).collect();
+    let new: Vec<Event> = stored(SCHEMA_2, 2)
+        .into_iter()
+        .map(|(_, event)| event)
+        .collect();
+    assert_eq!(old, new);
+    // The one change: `ConferenceEdited.line_changed` became `links_changed`.
+    let edited = old
+        .iter()
+        .find(|event| matches!(event, Event::ConferenceEdited { .. }))
+        .unwrap();
+    assert!(edited.to_json().contains("\"links_changed\""));
+    // A schema this code does not know is refused, not guessed at.
+    let line = SCHEMA_2.lines().next().unwrap();
+    assert!(Event::from_stored("LineAdded", EVENT_SCHEMA_VERSION + 1, line).is_err());
+    assert!(Event::from_stored("LineAdded", 0, line).is_err());
 }
 
 #[test]

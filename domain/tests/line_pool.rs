@@ -343,7 +343,7 @@ fn editing_into_a_free_slot_keeps_the_line_and_the_links() {
         .then_expect_events(|events| {
             let Event::ConferenceEdited {
                 line: l,
-                line_changed,
+                links_changed,
                 slot,
                 ..
             } = &events[0]
@@ -351,7 +351,7 @@ fn editing_into_a_free_slot_keeps_the_line_and_the_links() {
                 panic!()
             };
             assert_eq!(*l, line(1));
-            assert!(!line_changed);
+            assert!(!links_changed);
             assert_eq!(slot.start, t(3));
         });
 }
@@ -365,14 +365,14 @@ fn editing_into_a_slot_busy_on_its_line_moves_it_to_another_line_and_flags_new_l
         .then_expect_events(|events| {
             let Event::ConferenceEdited {
                 line: l,
-                line_changed,
+                links_changed,
                 ..
             } = &events[0]
             else {
                 panic!()
             };
             assert_eq!(*l, line(2));
-            assert!(line_changed);
+            assert!(links_changed);
         });
 }
 

@@ -376,7 +376,7 @@ fn in_the_expected_read_model_an_edit_onto_another_line_ends_a_stranding() {
         related_link: None,
         line: line(on),
         room: RoomName::derive(&RoomNonce::fixed(n), 0),
-        line_changed: on != 1,
+        links_changed: on != 1,
     };
     let stranded = log(vec![
         (add_line(1), -10),
