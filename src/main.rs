@@ -191,10 +191,10 @@ enum Commands {
         #[command(flatten)]
         data: DataArgs,
         /// Which APIs this process serves.
-        #[arg(long, value_enum, default_value = "all")]
+        #[arg(long, env = "MEETLINE_ROLE", value_enum, default_value = "all")]
         role: Role,
         /// Load the demo tenant `demo` on first start.
-        #[arg(long)]
+        #[arg(long, env = "MEETLINE_DEMO")]
         demo: bool,
         /// Base URL of the Jitsi Meet deployment the builtin provider's links open.
         #[arg(
