@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 use anyhow::Context;
 use axum::Router;
@@ -34,6 +33,7 @@ use meetline_domain::types::TenantId;
 use meetline_projections::{ProcessState, Projector, ProviderMeetings, ReadModels, Timetable};
 use meetline_query_api::QueryState;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 

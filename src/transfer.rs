@@ -249,7 +249,7 @@ impl Tally {
         let digest = self.hash.finalize();
         Totals {
             streams: self.streams.len() as u64,
-            checksum: digest.iter().map(|byte| format!("{byte:02x}")).collect(),
+            checksum: meetline_domain::types::hex(&digest),
             ..self.totals
         }
     }

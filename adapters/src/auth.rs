@@ -466,7 +466,7 @@ pub fn load_or_create_secret(path: &Path) -> std::io::Result<String> {
     }
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = meetline_domain::types::hex(&bytes);
     match write_private(path, &secret) {
         Ok(()) => Ok(secret),
         // Another process created it first: use theirs.

@@ -76,7 +76,7 @@ impl std::fmt::Debug for LineSettingsStore {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    meetline_domain::types::hex(bytes)
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -18,7 +18,7 @@ pub async fn load_or_create(db: &Database, name: &str) -> Result<String, StoreEr
     db.migrate(SCHEMA, SCHEMA).await.map_err(unavailable)?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let candidate: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let candidate = meetline_domain::types::hex(&bytes);
     sqlx::query(db.sql(
         "INSERT INTO meetline_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
     ))

@@ -544,7 +544,7 @@ pub mod webhook {
     }
 
     fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        meetline_domain::types::hex(bytes)
     }
 
     /// The signature Zoom sends for `body` at `timestamp`.

@@ -8,6 +8,7 @@
 //! - [`metrics`]: the Prometheus registry.
 //! - [`limit`]: per-caller rate limits (429 `rate_limited`) and limits on failed attempts.
 //! - [`security`]: CSRF guard and browser hardening headers; the session cookie's name and flags.
+//! - [`fields`]: a request's RFC 3339 times (422 naming the field), a conference's `ETag`.
 //! - [`request_id`]: `X-Request-Id` per request, the events' correlation id.
 //!
 //! **Architecture Invariant:** only the API crates know JSON request and response shapes; they
@@ -16,6 +17,7 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod fields;
 pub mod limit;
 pub mod metrics;
 pub mod request_id;

@@ -5,13 +5,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 use meetline_adapters::db::Database;
 use meetline_domain::ports::{EventStore, Position};
 use meetline_projections::Projector;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// How often the lag is sampled.
 const SAMPLE: Duration = Duration::from_millis(20);

@@ -9,7 +9,7 @@ use rand::{Rng, RngCore};
 pub fn rooms() -> RoomNonce {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = meetline_domain::types::hex(&bytes);
     RoomNonce::parse(&hex).expect("32 hex digits")
 }
 

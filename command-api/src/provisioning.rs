@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 use meetline_adapters::db::Database;
 use meetline_adapters::line_settings::LineSettingsStore;
@@ -35,10 +34,11 @@ use meetline_domain::ports::{
     EventStore, MeetingRequest, Position, ProviderError, ProvisionedMeeting, RecordedEvent,
     StoreError, VideoProvider, pool_stream,
 };
-use meetline_domain::types::{Actor, ConferenceId, LineId, Status, TenantId, UserId};
+use meetline_domain::types::{Actor, ConferenceId, LineId, Status, TenantId};
 use meetline_projections::ProcessState;
 use meetline_projections::projector::Leadership;
 use meetline_projections::view::{ConferenceView, LineRef, tenant_of_stream};
+use tokio_util::sync::CancellationToken;
 
 use crate::service::{CommandService, Submission};
 
@@ -662,10 +662,7 @@ impl ProvisioningProcess {
                 }
             }
         };
-        let actor = Actor {
-            user: UserId::parse(PROVISIONING_ACTOR).expect("a valid id"),
-            admin: true,
-        };
+        let actor = Actor::system(PROVISIONING_ACTOR);
         let submission = Submission::new(tenant.clone(), actor, command, self.clock.now());
         match self.service.execute(submission).await {
             Ok(_) => Ok(true),

@@ -16,6 +16,7 @@ use meetline_adapters::auth::Principal;
 use meetline_adapters::directory::{ChatKind, Directory, DirectoryChat, DirectoryUser};
 use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_api_common::error::Problem;
+use meetline_api_common::fields::{etag, optional_time, time};
 use meetline_api_common::request_id::RequestId;
 use meetline_api_common::{
     AdminCaller, ApiBytes, ApiContext, ApiError, ApiJson, ApiPath, Caller, ConferenceDto, Lang,
@@ -390,17 +391,8 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Field parsing: each failure names its field (422 invalid_input).
-
-fn time(text: &str, field: &str) -> Result<DateTime<Utc>, DomainError> {
-    DateTime::parse_from_rfc3339(text.trim())
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| DomainError::invalid_input(field))
-}
-
-fn optional_time(text: Option<&String>, field: &str) -> Result<Option<DateTime<Utc>>, DomainError> {
-    text.map(|text| time(text, field)).transpose()
-}
+// Field parsing: each failure names its field (422 invalid_input): `fields::time` and
+// `fields::optional_time` of meetline-api-common.
 
 /// A length in minutes: not positive or over 24 h is the seed's duration error.
 fn minutes(count: i64) -> Result<EndSpec, DomainError> {
@@ -688,10 +680,7 @@ async fn conference_response(
         .await;
     let mut response = (status, axum::Json(&dto)).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::ETAG,
-        HeaderValue::from_str(&format!("\"{}\"", view.version)).expect("digits"),
-    );
+    headers.insert(header::ETAG, etag(view.version));
     if status == StatusCode::CREATED || status == StatusCode::ACCEPTED {
         headers.insert(
             header::LOCATION,
@@ -1684,10 +1673,7 @@ async fn handle_zoom_notification(
         .as_str()
         .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
         .map_or_else(|| state.context.clock.now(), |at| at.with_timezone(&Utc));
-    let actor = meetline_domain::types::Actor {
-        user: UserId::parse("system.zoom").expect("a valid id"),
-        admin: true,
-    };
+    let actor = meetline_domain::types::Actor::system("system.zoom");
     let command = Command::RecordProviderMeeting {
         conference,
         started,

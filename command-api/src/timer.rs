@@ -8,14 +8,14 @@
 //! this: reads compute it from the clock.
 
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 use meetline_api_common::Clock;
 use meetline_domain::Command;
 use meetline_domain::ports::StoreError;
-use meetline_domain::types::{Actor, UserId};
+use meetline_domain::types::Actor;
 use meetline_projections::Timetable;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::service::{CommandService, Submission};
 
@@ -55,10 +55,7 @@ impl TimerProcess {
         let now = self.clock.now();
         let due = self.timetable.due_conferences(now, PER_TICK).await?;
         let count = due.len();
-        let actor = Actor {
-            user: UserId::parse(TIMER_ACTOR).expect("a valid id"),
-            admin: true,
-        };
+        let actor = Actor::system(TIMER_ACTOR);
         // Submitted together, so the pool's writer decides them in a few batches.
         let mut submitted = JoinSet::new();
         for (tenant, conference) in due {

@@ -348,6 +348,21 @@ impl Actor {
             admin: true,
         }
     }
+    /// A background process acting on its own (`system.timer`, `system.provisioning`, a
+    /// provider's webhook): admin rights, its name in the events it records.
+    pub fn system(name: &str) -> Self {
+        Self::admin(name)
+    }
+}
+
+/// `bytes` as lower-case hex, two digits each.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
 }
 
 /// The name of a room on the provider: random, so a link cannot be guessed from the number.

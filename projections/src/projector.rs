@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 use meetline_adapters::db::{Backend, Database, unavailable};
 use meetline_domain::ports::{EventStore, Position, StoreError};
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::apply::apply_events;
 use crate::schema::{self, Tables};

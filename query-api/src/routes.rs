@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 use axum::Router;
 use axum::extract::{FromRef, State};
@@ -14,6 +13,7 @@ use chrono::{DateTime, Duration as Span, Utc};
 use meetline_adapters::auth::Principal;
 use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_api_common::error::Problem;
+use meetline_api_common::fields::{etag, optional_time, time};
 use meetline_api_common::{
     AdminCaller, ApiContext, ApiError, ApiPath, ApiQuery, Caller, ConferenceDto, Lang,
 };
@@ -25,6 +25,7 @@ use meetline_projections::read::{Cursor, ListFilter, OpsSummary};
 use meetline_projections::view::{ConferenceView, LineRef};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::ics;
@@ -307,14 +308,7 @@ fn parse_filter(query: &ListQuery) -> Result<ListFilter, DomainError> {
             .map(|name| Status::parse(name.trim()))
             .collect::<Result<_, _>>()?,
     };
-    let time = |text: Option<&String>, field: &str| {
-        text.map(|text| {
-            DateTime::parse_from_rfc3339(text.trim())
-                .map(|at| at.with_timezone(&Utc))
-                .map_err(|_| DomainError::invalid_input(field))
-        })
-        .transpose()
-    };
+    let time = optional_time;
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(DomainError::invalid_input("limit"));
@@ -439,15 +433,12 @@ pub async fn get_conference(
             .present(&view, &principal, state.context.clock.now(), lang)
             .await;
         let mut response = with_position(axum::Json(dto), applied);
-        response.headers_mut().insert(
-            header::ETAG,
-            HeaderValue::from_str(&format!("\"{}\"", view.version)).expect("digits"),
-        );
+        response
+            .headers_mut()
+            .insert(header::ETAG, etag(view.version));
         return Ok(response);
     };
-    let as_of = DateTime::parse_from_rfc3339(as_of.trim())
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| DomainError::invalid_input("as_of"))?;
+    let as_of = time(as_of, "as_of")?;
     let events = state
         .store
         .read_tagged(&pool_stream(&principal.tenant), view.id)
@@ -685,14 +676,7 @@ pub async fn ops_timeline(
 ) -> Result<Response, ApiError> {
     await_position(&state, &headers).await?;
     let now = state.context.clock.now();
-    let parse = |text: Option<&String>, field: &str| {
-        text.map(|text| {
-            DateTime::parse_from_rfc3339(text.trim())
-                .map(|at| at.with_timezone(&Utc))
-                .map_err(|_| DomainError::invalid_input(field))
-        })
-        .transpose()
-    };
+    let parse = optional_time;
     let from = parse(query.from.as_ref(), "from")?.unwrap_or_else(|| {
         DateTime::from_timestamp(now.timestamp() - now.timestamp().rem_euclid(86_400), 0)
             .expect("a valid day")
