@@ -650,60 +650,61 @@ pub async fn import(
             .context("marking the tenant's history")?;
     }
     progress.set_length(expected.events);
-    let mut reader = BufReader::new(&file);
-    reader.seek(SeekFrom::Start(0))?;
-    let mut run: Vec<NewEvent> = Vec::new();
-    let mut run_stream = String::new();
-    let mut run_base = 0;
-    let mut written = 0;
     let mut last = 0;
-    let mut number = 0;
-    while let Some(line) = next_line(&mut reader, number + 1)? {
-        number += 1;
-        let record: Record = serde_json::from_str(&line)?;
-        let is_event = matches!(record, Record::Event(_));
-        // A run ends at another stream, at its length limit, or where the events end.
-        if !is_event
-            || matches!(&record, Record::Event(stored)
-                if stored.stream != run_stream || run.len() >= PAGE)
-        {
-            let (count, at) = flush_run(store, &run_stream, run_base, &mut run)
-                .await
-                .map_err(|error| anyhow::anyhow!(partial(format!("{error:#}"))))?;
-            written += count;
-            last = last.max(at);
-            progress.set_position(written);
-        }
-        let stored = match record {
-            Record::Event(stored) => stored,
-            other => {
-                write_entry(&directory, settings, other)
-                    .await
-                    .map_err(|error| anyhow::anyhow!(partial(format!("{error:#}"))))?;
-                continue;
+    let written = async {
+        let mut reader = BufReader::new(&file);
+        reader.seek(SeekFrom::Start(0))?;
+        let mut run: Vec<NewEvent> = Vec::new();
+        let mut run_stream = String::new();
+        let mut run_base = 0;
+        let mut written = 0;
+        let mut number = 0;
+        while let Some(line) = next_line(&mut reader, number + 1)? {
+            number += 1;
+            let record: Record = serde_json::from_str(&line)?;
+            let is_event = matches!(record, Record::Event(_));
+            // A run ends at another stream, at its length limit, or where the events end.
+            if !is_event
+                || matches!(&record, Record::Event(stored)
+                    if stored.stream != run_stream || run.len() >= PAGE)
+            {
+                let (count, at) = flush_run(store, &run_stream, run_base, &mut run).await?;
+                written += count;
+                last = last.max(at);
+                progress.set_position(written);
             }
-        };
-        if run.is_empty() {
-            run_stream.clone_from(&stored.stream);
-            run_base = stored.version - 1;
+            let stored = match record {
+                Record::Event(stored) => stored,
+                other => {
+                    write_entry(&directory, settings, other).await?;
+                    continue;
+                }
+            };
+            if run.is_empty() {
+                run_stream.clone_from(&stored.stream);
+                run_base = stored.version - 1;
+            }
+            run.push(stored.new_event()?);
         }
-        run.push(stored.new_event()?);
+        let (count, at) = flush_run(store, &run_stream, run_base, &mut run).await?;
+        last = last.max(at);
+        progress.set_position(written + count);
+        anyhow::Ok(())
     }
-    let (count, at) = flush_run(store, &run_stream, run_base, &mut run)
-        .await
-        .map_err(|error| anyhow::anyhow!(partial(format!("{error:#}"))))?;
-    written += count;
-    last = last.max(at);
-    progress.set_position(written);
-    // What was imported is history to the provisioning process.
-    match tenant {
+    .await;
+    // What was written is history to the provisioning process — all of it, or (after a
+    // failure) what got in: the tenant's later events are provisioned as usual.
+    let marked = match tenant {
         Some(tenant) => process.set_imported_through(tenant, last).await,
         None => match process.checkpoint(PROVISIONING).await {
             Ok(_) => process.save_checkpoint(PROVISIONING, last).await,
             Err(error) => Err(error),
         },
-    }
-    .map_err(|error| anyhow::anyhow!(partial(format!("marking the imported history: {error}"))))?;
+    };
+    written.map_err(|error| anyhow::anyhow!(partial(format!("{error:#}"))))?;
+    marked.map_err(|error| {
+        anyhow::anyhow!(partial(format!("marking the imported history: {error}")))
+    })?;
     Ok(Imported {
         totals: expected,
         whole: tenant.is_none(),

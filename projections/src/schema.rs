@@ -321,8 +321,17 @@ pub(crate) async fn drop_generation(
     transaction: &mut Transaction<'_, Any>,
     tables: &Tables,
 ) -> Result<(), StoreError> {
+    // One table after another, in the order a query that read them through the views locks
+    // them — participants before conferences, as the listings' join — so that a query still
+    // reading the retired tables finishes instead of deadlocking with the drop (PostgreSQL).
     let mut script = String::new();
-    for (table, _) in tables.with_views() {
+    for table in [
+        &tables.participants,
+        &tables.conferences,
+        &tables.lines,
+        &tables.meetings,
+        &tables.refusals,
+    ] {
         script.push_str(&format!("DROP TABLE IF EXISTS {table};\n"));
     }
     run_script(transaction, script).await?;
