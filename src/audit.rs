@@ -148,10 +148,7 @@ fn describe(event: &Event, before: Option<&Conference<LineTag>>, clock: &Clock) 
             let mut text = format!(
                 "scheduled {:?} ({}), number {number}, {} ({}) on {line}; host {host}",
                 subject.as_str(),
-                match mode {
-                    meetline_domain::types::Mode::Quick => "quick",
-                    meetline_domain::types::Mode::Scheduled => "scheduled",
-                },
+                mode.as_str(),
                 clock.slot(slot),
                 timezone.as_str(),
             );

@@ -182,32 +182,17 @@ impl Tally {
     /// Counts `record` in today's shape (an event as this version reads it: `event`): what an
     /// export of the target will hold.
     fn add(&mut self, record: &Record, event: Option<&Event>) {
-        let canonical = match (record, event) {
+        match (record, event) {
             (Record::Event(stored), Some(event)) => {
-                self.totals.events += 1;
-                self.streams.insert(stored.stream.clone());
-                Record::Event(EventRecord {
-                    position: 0,
+                self.add_as_written(&Record::Event(EventRecord {
                     event_type: event.type_name().to_owned(),
                     schema_version: EVENT_SCHEMA_VERSION,
                     data: serde_json::to_value(event).expect("events serialize"),
                     ..stored.clone()
-                })
+                }))
             }
-            (record, _) => {
-                match record {
-                    Record::User { .. } => self.totals.users += 1,
-                    Record::Meeting { .. } => self.totals.meetings += 1,
-                    Record::Chat { .. } => self.totals.chats += 1,
-                    Record::LineSettings(_) => self.totals.line_settings += 1,
-                    _ => {}
-                }
-                record.clone()
-            }
-        };
-        let mut line = serde_json::to_vec(&canonical).expect("records serialize");
-        line.push(b'\n');
-        self.hash.update(&line);
+            (record, _) => self.add_as_written(record),
+        }
     }
 
     /// Counts `record` as the file has it (an older file's events in their older shape): what

@@ -15,7 +15,7 @@ use common::*;
 use meetline_adapters::testing::TestDatabase;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 /// The local cluster's `pg_ctlcluster` arguments, when the test server is this machine's.
 fn local_cluster() -> Option<(String, String)> {
@@ -66,14 +66,7 @@ async fn a_postgresql_restart_under_load_loses_no_acknowledged_command_and_every
     };
     let _keep = KeepRunning(cluster.clone());
     // Zoom, for the provisioning process.
-    let zoom = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"access_token": "tok", "token_type": "bearer", "expires_in": 3599}),
-        ))
-        .mount(&zoom)
-        .await;
+    let zoom = zoom_oauth().await;
     Mock::given(method("POST"))
         .and(path("/v2/users/host%40zoomco.example/meetings"))
         .respond_with(|request: &wiremock::Request| {

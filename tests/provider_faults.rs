@@ -64,14 +64,7 @@ async fn book(app: &TestApp, tenant: &str, hour: i64) -> (Value, Duration) {
 
 #[tokio::test]
 async fn a_hanging_provider_holds_up_only_its_own_line() {
-    let zoom = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"access_token": "tok", "token_type": "bearer", "expires_in": 3599}),
-        ))
-        .mount(&zoom)
-        .await;
+    let zoom = zoom_oauth().await;
     account(&zoom, "hangs", 201, Duration::from_secs(60)).await;
     account(&zoom, "quick", 201, Duration::ZERO).await;
     account(&zoom, "other", 201, Duration::ZERO).await;
@@ -133,14 +126,7 @@ async fn a_hanging_provider_holds_up_only_its_own_line() {
 
 #[tokio::test]
 async fn a_provider_that_keeps_failing_releases_its_line_and_holds_up_nobody() {
-    let zoom = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"access_token": "tok", "token_type": "bearer", "expires_in": 3599}),
-        ))
-        .mount(&zoom)
-        .await;
+    let zoom = zoom_oauth().await;
     account(&zoom, "fails", 500, Duration::ZERO).await;
     account(&zoom, "other", 201, Duration::ZERO).await;
     let app = spawn_app_with(&[

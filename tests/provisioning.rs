@@ -13,15 +13,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 const T: &str = "acme";
 
 async fn zoom() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"access_token": "tok", "token_type": "bearer", "expires_in": 3599}),
-        ))
-        .mount(&server)
-        .await;
-    server
+    zoom_oauth().await
 }
 
 /// Answers a create with a meeting carrying the request's agenda (the conference marker).

@@ -359,20 +359,32 @@ async fn head_of(target: &Target<'_>) -> u64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn an_import_refuses_a_damaged_file_and_settings_it_cannot_open_and_writes_nothing() {
+/// A fresh SQLite store holding [`book_a_history`] at this hour's clock, the server stopped;
+/// its folder and the clock.
+async fn a_booked_store() -> (std::path::PathBuf, [String; 2]) {
     let now = this_hour();
     let clock = fixed_now(now);
-    let at = |minutes: i64| rfc3339(now + chrono::Duration::minutes(minutes));
-    let first = fresh_data_dir();
+    let folder = fresh_data_dir();
+    let target = Target {
+        data: &folder,
+        database: None,
+    };
+    let server = serve(&target, &clock);
+    book_a_history(&server.app, |minutes| {
+        rfc3339(now + chrono::Duration::minutes(minutes))
+    })
+    .await;
+    drop(server);
+    (folder, clock)
+}
+
+#[tokio::test]
+async fn an_import_refuses_a_damaged_file_and_settings_it_cannot_open_and_writes_nothing() {
+    let (first, clock) = a_booked_store().await;
     let source = Target {
         data: &first,
         database: None,
     };
-    {
-        let server = serve(&source, &clock);
-        book_a_history(&server.app, at).await;
-    }
     let exported = succeeded(
         &meetline(&["export"], &source, None, SETTINGS_KEY),
         "export",
@@ -540,18 +552,11 @@ async fn an_import_refuses_a_damaged_file_and_settings_it_cannot_open_and_writes
 
 #[tokio::test]
 async fn verify_passes_on_a_sound_store_and_names_the_event_of_a_corrupted_one() {
-    let now = this_hour();
-    let clock = fixed_now(now);
-    let at = |minutes: i64| rfc3339(now + chrono::Duration::minutes(minutes));
-    let folder = fresh_data_dir();
+    let (folder, _) = a_booked_store().await;
     let target = Target {
         data: &folder,
         database: None,
     };
-    {
-        let server = serve(&target, &clock);
-        book_a_history(&server.app, at).await;
-    }
     let said = succeeded(
         &meetline(&["verify"], &target, None, SETTINGS_KEY),
         "verify of a sound store",

@@ -227,10 +227,7 @@ impl ConferenceDto {
             id: view.id.to_string(),
             number: view.number.to_string(),
             subject: view.subject.as_str().to_owned(),
-            mode: match view.mode {
-                meetline_domain::Mode::Quick => "quick".to_owned(),
-                meetline_domain::Mode::Scheduled => "scheduled".to_owned(),
-            },
+            mode: view.mode.as_str().to_owned(),
             status: status.as_str().to_owned(),
             status_label: status.label(lang.is_english()).to_owned(),
             start: view.slot.start,

@@ -474,6 +474,15 @@ pub enum Mode {
     Scheduled,
 }
 
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quick => "quick",
+            Self::Scheduled => "scheduled",
+        }
+    }
+}
+
 tagged_in_text! {
     /// Where a conference came from (the three entry points of the seed).
     #[derive(Debug, Clone, PartialEq, Eq)]

@@ -276,18 +276,22 @@ pub(crate) async fn point_views_at(
     transaction: &mut Transaction<'_, Any>,
     tables: &Tables,
 ) -> Result<(), StoreError> {
-    let mut script = String::new();
-    for (table, view) in tables.with_views() {
-        match db.backend {
-            Backend::Sqlite => script.push_str(&format!(
-                "DROP VIEW IF EXISTS {view}; CREATE VIEW {view} AS SELECT * FROM {table};\n"
-            )),
-            Backend::Postgres => script.push_str(&format!(
-                "CREATE OR REPLACE VIEW {view} AS SELECT * FROM {table};\n"
-            )),
-        }
-    }
+    let script: String = tables
+        .with_views()
+        .into_iter()
+        .map(|(table, view)| view_script(db.backend, table, view))
+        .collect();
     run_script(transaction, script).await
+}
+
+/// The statement that makes `view` show `table`.
+fn view_script(backend: Backend, table: &str, view: &str) -> String {
+    match backend {
+        Backend::Sqlite => {
+            format!("DROP VIEW IF EXISTS {view}; CREATE VIEW {view} AS SELECT * FROM {table};\n")
+        }
+        Backend::Postgres => format!("CREATE OR REPLACE VIEW {view} AS SELECT * FROM {table};\n"),
+    }
 }
 
 /// Creates the tables of a generation (inside the caller's transaction), with its secondary
@@ -405,17 +409,11 @@ pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
                 .await?
                 .is_none()
             {
-                let view = match db.backend {
-                    Backend::Sqlite => format!(
-                        "DROP VIEW IF EXISTS rm_refusals; CREATE VIEW rm_refusals AS SELECT * FROM {};",
-                        tables.refusals
-                    ),
-                    Backend::Postgres => format!(
-                        "CREATE OR REPLACE VIEW rm_refusals AS SELECT * FROM {};",
-                        tables.refusals
-                    ),
-                };
-                let script = format!("{}\n{view}", tables.refusals_table(db.backend));
+                let script = format!(
+                    "{}\n{}",
+                    tables.refusals_table(db.backend),
+                    view_script(db.backend, &tables.refusals, "rm_refusals")
+                );
                 run_script(&mut transaction, script).await?;
             }
             // A rebuild that died between its swap and dropping the generation it replaced.

@@ -518,3 +518,18 @@ pub fn kinds(events: &[Value]) -> Vec<&str> {
         .map(|event| event["type"].as_str().unwrap())
         .collect()
 }
+
+/// Zoom played by wiremock: its OAuth server, handing out a token; the test mounts the API
+/// calls it needs.
+pub async fn zoom_oauth() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "tok", "token_type": "bearer", "expires_in": 3599}),
+        ))
+        .mount(&server)
+        .await;
+    server
+}
