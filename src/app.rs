@@ -19,6 +19,7 @@ use meetline_adapters::directory::{Directory, SqlDirectory};
 use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_adapters::links::JitsiSettings;
 use meetline_adapters::postgres::PgEventStore;
+use meetline_adapters::providers::{Endpoints, Providers};
 use meetline_adapters::sqlite::SqliteEventStore;
 use meetline_adapters::zoom::ZoomEndpoints;
 use meetline_api_common::error::{localize_problems, method_not_allowed, not_found};
@@ -28,7 +29,7 @@ use meetline_api_common::{ApiContext, Clock, FailedAttempts, LinkRenderer, Metri
 use meetline_command_api::provisioning::ProvisioningProcess;
 use meetline_command_api::timer::TimerProcess;
 use meetline_command_api::{CommandService, CommandState, ServiceConfig};
-use meetline_domain::ports::EventStore;
+use meetline_domain::ports::{EventStore, LineSettings, ProviderRegistry};
 use meetline_domain::types::TenantId;
 use meetline_projections::{ProcessState, Projector, ProviderMeetings, ReadModels, Timetable};
 use meetline_query_api::QueryState;
@@ -298,6 +299,19 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     )
     .await?;
     let line_settings = LineSettingsStore::new(db.clone(), &settings_key).await?;
+    let providers: Arc<dyn ProviderRegistry> = Arc::new(Providers::new(
+        line_settings.clone(),
+        JitsiSettings::new(
+            &settings.jitsi_url,
+            &settings.jitsi_app_id,
+            jitsi_secret.as_bytes(),
+        ),
+        Endpoints {
+            zoom: settings.zoom.clone(),
+        },
+        settings.provider_retry,
+    ));
+    let line_settings: Arc<dyn LineSettings> = Arc::new(line_settings);
     meetline_projections::projector::migrate(&db).await?;
     let read_models = ReadModels::new(db.clone());
     let metrics = Arc::new(Metrics::default());
@@ -305,14 +319,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         keys: keys.clone(),
         metrics: metrics.clone(),
         clock: settings.clock,
-        links: Arc::new(LinkRenderer::new(
-            JitsiSettings::new(
-                &settings.jitsi_url,
-                &settings.jitsi_app_id,
-                jitsi_secret.as_bytes(),
-            ),
-            Some(line_settings.clone()),
-        )),
+        links: Arc::new(LinkRenderer::new(providers.clone())),
         limits: settings.rate_limits.clone(),
         web: Arc::new(settings.web.clone()),
     };
@@ -334,6 +341,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             service: service.clone(),
             directory: directory.clone(),
             line_settings: line_settings.clone(),
+            providers: providers.clone(),
             provision_wait: settings.provision_wait,
             read_models: read_models.clone(),
             provider_meetings: ProviderMeetings::new(db.clone()),
@@ -352,12 +360,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             store.clone(),
             db.clone(),
             service.clone(),
-            line_settings.clone(),
+            providers.clone(),
             ProcessState::new(db.clone()),
             metrics.clone(),
             settings.clock,
-            settings.provider_retry,
-            settings.zoom.clone(),
         );
         background.push(("provisioning", tokio::spawn(provisioning.run(stop.clone()))));
         let timer = TimerProcess::new(
@@ -379,6 +385,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             applied,
             leading,
             line_settings,
+            providers,
             draining: draining.clone(),
         };
         router = router.merge(meetline_query_api::router().with_state(state));
@@ -682,7 +689,7 @@ mod tests {
             "/api/v1/conferences",
             "/api/v1/conferences/{id}/cancel",
             "/api/v1/lines/{id}",
-            "/api/v1/providers/zoom/webhook/{tenant}/{line}",
+            "/api/v1/providers/{provider}/webhook/{tenant}/{line}",
             "/api/v1/directory/chats/{id}",
             "/api/v1/ops/timeline",
             "/api/v1/events/stream",

@@ -38,12 +38,7 @@ pub struct Claims {
     pub roles: Vec<String>,
 }
 
-/// Who a valid token says the caller is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub tenant: TenantId,
-    pub actor: Actor,
-}
+pub use meetline_domain::types::Principal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -317,6 +312,12 @@ impl std::fmt::Debug for JwtKeys {
 }
 
 pub const SECRET_FILE: &str = "jwt-secret";
+
+impl meetline_domain::ports::TokenVerifier for JwtKeys {
+    fn verify(&self, token: &str) -> Result<Principal, meetline_domain::ports::InvalidToken> {
+        JwtKeys::verify(self, token).map_err(|_| meetline_domain::ports::InvalidToken)
+    }
+}
 
 impl JwtKeys {
     pub fn from_secret(secret: &[u8]) -> Self {

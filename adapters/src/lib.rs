@@ -18,9 +18,11 @@
 //!   RS256/ES256/EdDSA tokens from a JWKS, with issuer, audience, lifetime and tenant checks.
 //! - [`line_settings`]: provider account settings per line, encrypted at rest.
 //! - [`links`]: Jitsi Meet JWT links for the builtin provider.
+//! - [`providers`]: `Providers`, the provider registry port: a line's provider from its
+//!   settings, its links, its webhooks.
 
 pub mod auth;
-pub mod db;
+pub use meetline_db as db;
 pub mod directory;
 #[cfg(feature = "esdb")]
 pub mod esdb;
@@ -29,6 +31,7 @@ pub mod line_settings;
 pub mod links;
 pub mod net;
 pub mod postgres;
+pub mod providers;
 pub mod secrets;
 pub mod sqlite;
 pub mod testing;

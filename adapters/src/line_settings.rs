@@ -448,3 +448,27 @@ mod validation {
         assert_eq!(shown["account_id"], "a");
     }
 }
+
+#[async_trait::async_trait]
+impl meetline_domain::ports::LineSettings for LineSettingsStore {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        line: &LineId,
+        settings: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        LineSettingsStore::put(self, tenant, line, settings).await
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        line: &LineId,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        LineSettingsStore::get(self, tenant, line).await
+    }
+
+    async fn all(&self) -> Result<Vec<(TenantId, LineId, serde_json::Value)>, StoreError> {
+        LineSettingsStore::all(self).await
+    }
+}

@@ -59,11 +59,7 @@ struct JitsiClaims<'a> {
 }
 
 /// The two links of a conference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConferenceLinks {
-    pub host: String,
-    pub attendee: String,
-}
+pub use meetline_domain::ports::MeetingLinks as ConferenceLinks;
 
 /// Why a line's builtin settings were refused: the name of the offending key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

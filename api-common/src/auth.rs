@@ -5,7 +5,7 @@
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
-use meetline_adapters::auth::Principal;
+use meetline_domain::types::Principal;
 
 use crate::ApiContext;
 use crate::error::ApiError;

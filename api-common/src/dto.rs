@@ -1,15 +1,12 @@
 //! The conference view of API.md, as JSON. Only this layer knows the JSON shapes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use meetline_adapters::auth::Principal;
-use meetline_adapters::line_settings::LineSettingsStore;
-use meetline_adapters::links::{ConferenceLinks, JitsiSettings};
 use meetline_domain::pool::Provisioning;
-use meetline_domain::types::{LineId, TenantId};
+use meetline_domain::ports::providers::LinkRequest;
+use meetline_domain::ports::{MeetingLinks, ProviderRegistry};
+use meetline_domain::types::Principal;
 use meetline_domain::types::{Source, Status};
 use meetline_projections::ConferenceView;
 use serde::Serialize;
@@ -75,80 +72,62 @@ pub struct ConferenceDto {
     pub provisioning: String,
 }
 
-/// Zoom's start link for a meeting: the join link's host with `/s/{id}`.
-fn start_link(join_url: &str, meeting_id: &str) -> String {
-    let origin = join_url
-        .split("/j/")
-        .next()
-        .filter(|origin| origin.starts_with("https://"))
-        .unwrap_or("https://zoom.us");
-    format!("{origin}/s/{meeting_id}")
-}
-
-/// Renders links for a conference's line. Only the builtin provider signs links itself; other
-/// providers' links arrive with provisioning. A builtin line may bring its own Jitsi deployment in
-/// its settings; those are read through a short cache, so a change made on another node shows
-/// within seconds.
+/// Renders a conference's links as its viewer sees them. Only the builtin provider signs links
+/// itself (through the provider registry, with the line's own deployment settings if it has
+/// any); other providers' links arrive with provisioning.
 #[derive(Debug)]
 pub struct LinkRenderer {
-    builtin: Arc<JitsiSettings>,
-    line_settings: Option<LineSettingsStore>,
-    cache: Mutex<HashMap<(TenantId, LineId), CachedSettings>>,
+    providers: Arc<dyn ProviderRegistry>,
 }
 
-const SETTINGS_TTL: Duration = Duration::from_secs(5);
-
-/// When a line's Jitsi settings were read, and what they were (`None`: unusable).
-type CachedSettings = (Instant, Option<Arc<JitsiSettings>>);
-
 impl LinkRenderer {
-    pub fn new(builtin: JitsiSettings, line_settings: Option<LineSettingsStore>) -> Self {
-        Self {
-            builtin: Arc::new(builtin),
-            line_settings,
-            cache: Mutex::new(HashMap::new()),
-        }
+    pub fn new(providers: Arc<dyn ProviderRegistry>) -> Self {
+        Self { providers }
     }
 
-    /// The Jitsi deployment of a builtin line: its own settings, else the installation's. `None`
-    /// when its stored settings cannot be read (no links rather than wrong links).
-    pub async fn jitsi_for(&self, tenant: &TenantId, line: &LineId) -> Option<Arc<JitsiSettings>> {
-        let Some(store) = &self.line_settings else {
-            return Some(self.builtin.clone());
-        };
-        let key = (tenant.clone(), line.clone());
-        if let Some((at, cached)) = self.cache.lock().expect("cache lock").get(&key)
-            && at.elapsed() < SETTINGS_TTL
+    /// The provider registry the links come from.
+    pub fn providers(&self) -> &Arc<dyn ProviderRegistry> {
+        &self.providers
+    }
+
+    /// The conference's links for `viewer` at `now`: none once it is cancelled; an external
+    /// provider's meeting links once provisioned (a link stored before provider answers were
+    /// checked only if it is a clean https URL); else a builtin line's signed links.
+    async fn links(
+        &self,
+        view: &ConferenceView,
+        viewer: &Principal,
+        status: Status,
+    ) -> Option<MeetingLinks> {
+        if status == Status::Cancelled {
+            return None;
+        }
+        if let Provisioning::Done {
+            meeting_id,
+            join_url,
+            ..
+        } = &view.provisioning
         {
-            return cached.clone();
+            return meetline_domain::types::provider_url(join_url)
+                .ok()
+                .map(|join_url| {
+                    self.providers
+                        .meeting_links(view.line.provider, meeting_id, join_url)
+                });
         }
-        let resolved = match store.get(tenant, line).await {
-            Ok(None) => Some(self.builtin.clone()),
-            Ok(Some(settings)) => match JitsiSettings::for_line(&settings, &self.builtin) {
-                Ok(own) => Some(Arc::new(own)),
-                Err(error) => {
-                    tracing::error!(%tenant, %line, %error, "stored line settings are not usable");
-                    None
-                }
-            },
-            Err(error) => {
-                tracing::error!(%tenant, %line, %error, "cannot read line settings");
-                None
-            }
+        if view.line.provider.is_external() {
+            return None;
+        }
+        let request = LinkRequest {
+            room: view.room.as_str(),
+            host: view.host.as_str(),
+            viewer: viewer.actor.user.as_str(),
+            start: view.slot.start,
+            end: view.slot.end,
         };
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .insert(key, (Instant::now(), resolved.clone()));
-        resolved
-    }
-
-    /// Forgets a line's cached settings (after they change on this node).
-    pub fn forget(&self, tenant: &TenantId, line: &LineId) {
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .remove(&(tenant.clone(), line.clone()));
+        self.providers
+            .builtin_links(&viewer.tenant, &view.line.id, &request)
+            .await
     }
 
     /// The view as the viewer sees it, with its line's links.
@@ -159,12 +138,8 @@ impl LinkRenderer {
         now: DateTime<Utc>,
         lang: Lang,
     ) -> ConferenceDto {
-        let jitsi = if view.line.provider == "builtin" {
-            self.jitsi_for(&viewer.tenant, &view.line.id).await
-        } else {
-            None
-        };
-        ConferenceDto::present(view, viewer, now, lang, jitsi.as_deref())
+        let links = self.links(view, viewer, view.status_at(now)).await;
+        ConferenceDto::present(view, viewer, now, lang, links)
     }
 
     pub async fn present_all(
@@ -183,45 +158,16 @@ impl LinkRenderer {
 }
 
 impl ConferenceDto {
-    /// The view as `viewer` sees it at `now`; `jitsi` signs a builtin line's links.
+    /// The view as `viewer` sees it at `now`, with its meeting's `links` (the host's shown only
+    /// to those who may see it).
     pub fn present(
         view: &ConferenceView,
         viewer: &Principal,
         now: DateTime<Utc>,
         lang: Lang,
-        jitsi: Option<&JitsiSettings>,
+        rendered: Option<MeetingLinks>,
     ) -> Self {
         let status = view.status_at(now);
-        let rendered = if status == Status::Cancelled {
-            None
-        } else if let Provisioning::Done {
-            meeting_id,
-            join_url,
-            ..
-        } = &view.provisioning
-        {
-            // An external provider's meeting: its join link, and its start link for the host
-            // (which asks the host to sign in to the line's account). A link stored before
-            // provider answers were checked is shown only if it is a clean https URL.
-            meetline_domain::types::provider_url(join_url)
-                .ok()
-                .map(|join_url| ConferenceLinks {
-                    host: start_link(join_url, meeting_id),
-                    attendee: join_url.to_owned(),
-                })
-        } else {
-            jitsi
-                .filter(|_| view.line.provider == "builtin")
-                .map(|jitsi| {
-                    jitsi.links(
-                        view.room.as_str(),
-                        view.host.as_str(),
-                        viewer.actor.user.as_str(),
-                        view.slot.start,
-                        view.slot.end,
-                    )
-                })
-        };
         let sees_host = view.sees_host_link(&viewer.actor.user, viewer.actor.admin);
         Self {
             id: view.id.to_string(),
@@ -240,7 +186,7 @@ impl ConferenceDto {
             line: LineDto {
                 id: view.line.id.to_string(),
                 name: view.line.name.clone(),
-                provider: view.line.provider.clone(),
+                provider: view.line.provider.as_str().to_owned(),
             },
             links: LinksDto {
                 host: rendered

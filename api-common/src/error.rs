@@ -449,6 +449,16 @@ where
     }
 }
 
+impl From<meetline_domain::ports::providers::WebhookRefusal> for ApiError {
+    fn from(refusal: meetline_domain::ports::providers::WebhookRefusal) -> Self {
+        use meetline_domain::ports::providers::WebhookRefusal;
+        match refusal {
+            WebhookRefusal::Unauthorized => Self::Unauthorized,
+            WebhookRefusal::Malformed(what) => Self::Malformed(what),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

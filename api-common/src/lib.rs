@@ -26,7 +26,7 @@ pub mod security;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use meetline_adapters::auth::JwtKeys;
+use meetline_domain::ports::TokenVerifier;
 
 pub use auth::{AdminCaller, Caller};
 pub use dto::{ConferenceDto, LinkRenderer};
@@ -55,7 +55,8 @@ impl Clock {
 /// What every handler may need, shared by both routers' states (`FromRef`).
 #[derive(Debug, Clone)]
 pub struct ApiContext {
-    pub keys: Arc<JwtKeys>,
+    /// Verifies bearer tokens (the binary wires the signers it trusts).
+    pub keys: Arc<dyn TokenVerifier>,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
     pub links: Arc<LinkRenderer>,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use meetline_adapters::auth::Principal;
+use meetline_domain::types::Principal;
 use meetline_domain::types::{TenantId, UserId};
 
 use crate::error::ApiError;

@@ -1278,7 +1278,7 @@ async fn verify_w2(
                     |l| LineRef {
                         id: line.clone(),
                         name: l.name.clone(),
-                        provider: l.provider.clone(),
+                        provider: l.provider,
                     },
                 )
             });

@@ -21,23 +21,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meetline_adapters::db::Database;
-use meetline_adapters::line_settings::LineSettingsStore;
-use meetline_adapters::zoom::{
-    RetryPolicy, ZoomEndpoints, ZoomProvider, ZoomSettings, http_client,
-};
 use meetline_api_common::{Clock, Metrics};
+use meetline_db::Database;
 use meetline_domain::Command;
+use meetline_domain::conference::{Conference, LineLabel};
 use meetline_domain::event::Event;
 use meetline_domain::pool::Provisioning;
 use meetline_domain::ports::{
-    EventStore, MeetingRequest, Position, ProviderError, ProvisionedMeeting, RecordedEvent,
-    StoreError, VideoProvider, pool_stream,
+    EventStore, MeetingRequest, Position, ProviderError, ProviderRegistry, ProvisionedMeeting,
+    RecordedEvent, StoreError, VideoProvider, pool_stream,
 };
-use meetline_domain::types::{Actor, ConferenceId, LineId, Status, TenantId};
+use meetline_domain::types::{Actor, ConferenceId, LineId, ProviderKind, Status, TenantId};
 use meetline_projections::ProcessState;
 use meetline_projections::projector::Leadership;
-use meetline_projections::view::{ConferenceView, LineRef, tenant_of_stream};
+use meetline_projections::view::tenant_of_stream;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::{CommandService, Submission};
@@ -219,50 +216,40 @@ impl Lanes {
     }
 }
 
-/// A line's settings and the provider built from them.
-type CachedProvider = (serde_json::Value, Arc<dyn VideoProvider>);
-
 pub struct ProvisioningProcess {
     store: Arc<dyn EventStore>,
     db: Database,
     service: CommandService,
-    line_settings: LineSettingsStore,
+    /// Each external line's provider, built from its settings.
+    providers: Arc<dyn ProviderRegistry>,
     process: ProcessState,
     metrics: Arc<Metrics>,
     clock: Clock,
-    retry: RetryPolicy,
-    /// Where Zoom is (operator configuration).
-    zoom: ZoomEndpoints,
-    /// One provider per external line, rebuilt when the line's settings change.
-    providers: tokio::sync::Mutex<HashMap<(TenantId, LineId), CachedProvider>>,
+    /// Each line's provider kind, once looked up (a line's kind never changes).
+    kinds: tokio::sync::Mutex<HashMap<(TenantId, LineId), ProviderKind>>,
     /// Each external line's calls at a time ([`PER_LINE`]).
     permits: std::sync::Mutex<HashMap<(TenantId, LineId), Arc<tokio::sync::Semaphore>>>,
 }
 
 impl ProvisioningProcess {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn EventStore>,
         db: Database,
         service: CommandService,
-        line_settings: LineSettingsStore,
+        providers: Arc<dyn ProviderRegistry>,
         process: ProcessState,
         metrics: Arc<Metrics>,
         clock: Clock,
-        retry: RetryPolicy,
-        zoom: ZoomEndpoints,
     ) -> Self {
         Self {
             store,
             db,
             service,
-            line_settings,
+            providers,
             process,
             metrics,
             clock,
-            retry,
-            zoom,
-            providers: tokio::sync::Mutex::new(HashMap::new()),
+            kinds: tokio::sync::Mutex::new(HashMap::new()),
             permits: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -275,25 +262,50 @@ impl ProvisioningProcess {
         self.process.save_checkpoint(CHECKPOINT, position).await
     }
 
-    /// The provider of an external line, or `None` for a builtin one.
+    /// A line's provider kind: from the pool; for a line no longer in it (removed), from the
+    /// `LineAdded` that made it (read once: a removed line's kind is then kept). A line never
+    /// added is builtin (nothing to call).
+    async fn kind(&self, tenant: &TenantId, line: &LineId) -> Result<ProviderKind, StoreError> {
+        let key = (tenant.clone(), line.clone());
+        if let Some(kind) = self.kinds.lock().await.get(&key) {
+            return Ok(*kind);
+        }
+        let stream = pool_stream(tenant);
+        let pool = crate::service::load_pool(self.store.as_ref(), &stream).await?;
+        let mut kind = pool.line(line).map(|held| held.provider);
+        let mut after = 0;
+        while kind.is_none() {
+            let page = self.store.read_stream_events(&stream, after, BATCH).await?;
+            if page.is_empty() {
+                break;
+            }
+            after += page.len() as u64;
+            kind = page.into_iter().find_map(|event| match event {
+                Event::LineAdded {
+                    line: added,
+                    provider,
+                    ..
+                } if added == *line => Some(provider),
+                _ => None,
+            });
+        }
+        let kind = kind.unwrap_or(ProviderKind::Builtin);
+        self.kinds.lock().await.insert(key, kind);
+        Ok(kind)
+    }
+
+    /// The provider of an external line, or `None` for a builtin one (or one without usable
+    /// settings).
     async fn provider(
         &self,
         tenant: &TenantId,
         line: &LineId,
     ) -> Result<Option<Arc<dyn VideoProvider>>, StoreError> {
-        let Some(settings) = self.line_settings.get(tenant, line).await? else {
+        let kind = self.kind(tenant, line).await?;
+        let Some(provider) = self.providers.for_line(tenant, line, kind).await? else {
             return Ok(None);
         };
-        let Ok(zoom) = ZoomSettings::from_line(&settings, &self.zoom) else {
-            return Ok(None);
-        };
-        let mut providers = self.providers.lock().await;
         let key = (tenant.clone(), line.clone());
-        if let Some((known, provider)) = providers.get(&key)
-            && *known == settings
-        {
-            return Ok(Some(provider.clone()));
-        }
         let permits = self
             .permits
             .lock()
@@ -301,12 +313,7 @@ impl ProvisioningProcess {
             .entry(key.clone())
             .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_LINE)))
             .clone();
-        let provider: Arc<dyn VideoProvider> = Arc::new(Paced::new(
-            Arc::new(ZoomProvider::new(zoom, http_client()).with_retry(self.retry)),
-            permits,
-        ));
-        providers.insert(key, (settings, provider.clone()));
-        Ok(Some(provider))
+        Ok(Some(Arc::new(Paced::new(provider, permits))))
     }
 
     /// Whether the process has anything to do for `recorded` (tenant and conference), and the
@@ -542,12 +549,12 @@ impl ProvisioningProcess {
                 let (Some(then), _) = views(history, at) else {
                     return Ok(false);
                 };
-                let Some(provider) = self.provider(&tenant, &then.line.id).await? else {
+                let Some(provider) = self.provider(&tenant, &then.line.0).await? else {
                     return Ok(false);
                 };
                 // Recorded after the cancel, too: a create under way when the conference was
                 // cancelled records its meeting later in the log, and it must still go.
-                let Some(meeting) = meeting_on(history, &then.line.id, Position::MAX) else {
+                let Some(meeting) = meeting_on(history, &then.line.0, Position::MAX) else {
                     return Ok(false);
                 };
                 let (what, result) = if ended_early {
@@ -617,7 +624,7 @@ impl ProvisioningProcess {
         // Already recorded (a replay after a crash), moved on, or no longer taking place.
         let recorded_already = matches!(&now.provisioning, Provisioning::Done { line: on, .. } if on == line)
             || matches!(now.provisioning, Provisioning::Failed { .. });
-        let moved_on = now.line.id != *line;
+        let moved_on = now.line.0 != *line;
         let over = !matches!(
             now.status_at(self.clock.now()),
             Status::NotStarted | Status::InProgress
@@ -651,6 +658,7 @@ impl ProvisioningProcess {
                 meeting_id: meeting.meeting_id,
                 join_url: meeting.join_url,
                 password: meeting.password,
+                meeting_code: meeting.meeting_code,
             },
             Err(error) => {
                 self.note_failure(tenant, "create", Err(error.clone()))
@@ -685,6 +693,9 @@ fn checked_answer(meeting: ProvisionedMeeting) -> Result<ProvisionedMeeting, Pro
     if meetline_domain::types::provider_url(&meeting.join_url).is_ok()
         && clean(&meeting.meeting_id)
         && meeting.password.as_deref().is_none_or(clean)
+        && meeting.meeting_code.as_deref().is_none_or(|code| {
+            !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_digit())
+        })
     {
         Ok(meeting)
     } else {
@@ -693,24 +704,36 @@ fn checked_answer(meeting: ProvisionedMeeting) -> Result<ProvisionedMeeting, Pro
     }
 }
 
+/// A line as the process sees a conference's: one it makes meetings on. The process acts only
+/// on lines whose provider the registry found, so each counts as external (a meeting on it is
+/// `Pending` until its result is recorded).
+#[derive(Debug, Clone)]
+struct Hosted(LineId);
+
+impl LineLabel for Hosted {
+    fn id(&self) -> &LineId {
+        &self.0
+    }
+
+    fn is_external(&self) -> bool {
+        true
+    }
+}
+
+/// A conference as the process folds it.
+type Folded = Conference<Hosted>;
+
 /// The conference as of position `at` (inclusive) and as it is now.
-fn views(
-    history: &[RecordedEvent],
-    at: Position,
-) -> (Option<ConferenceView>, Option<ConferenceView>) {
-    let line = |line: &LineId| LineRef {
-        id: line.clone(),
-        name: line.to_string(),
-        provider: "unknown".to_owned(),
-    };
-    let then = ConferenceView::fold(
+fn views(history: &[RecordedEvent], at: Position) -> (Option<Folded>, Option<Folded>) {
+    let line = |line: &LineId| Hosted(line.clone());
+    let then = Folded::fold(
         history
             .iter()
             .filter(|e| e.position <= at)
             .map(|e| &e.event),
         line,
     );
-    let now = ConferenceView::fold(history.iter().map(|e| &e.event), line);
+    let now = Folded::fold(history.iter().map(|e| &e.event), line);
     (then, now)
 }
 
@@ -754,7 +777,7 @@ fn reported_by_provider(history: &[RecordedEvent], before: Position) -> bool {
         .is_some_and(|e| matches!(e.event, Event::ProviderMeetingEnded { .. }))
 }
 
-fn request(view: &ConferenceView) -> MeetingRequest {
+fn request(view: &Folded) -> MeetingRequest {
     MeetingRequest {
         reference: view.id.to_string(),
         topic: view.subject.as_str().to_owned(),

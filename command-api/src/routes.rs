@@ -5,16 +5,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post, put};
 use chrono::{DateTime, Duration, Utc};
-use meetline_adapters::auth::Principal;
-use meetline_adapters::directory::{ChatKind, Directory, DirectoryChat, DirectoryUser};
-use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_api_common::error::Problem;
 use meetline_api_common::fields::{etag, optional_time, time};
 use meetline_api_common::request_id::RequestId;
@@ -24,6 +20,12 @@ use meetline_api_common::{
 use meetline_domain::command::{
     ChatFacts, ConferenceChanges, EndSpec, MeetingFacts, ScheduleConference,
 };
+use meetline_domain::ports::directory::{ChatKind, Directory, DirectoryChat, DirectoryUser};
+use meetline_domain::ports::providers::{
+    WebhookCall, WebhookMeaning, WebhookReader, WebhookSubject,
+};
+use meetline_domain::ports::{LineSettings, ProviderRegistry};
+use meetline_domain::types::Principal;
 use meetline_domain::types::{
     ChatId, ConferenceId, ConferenceNumber, LineId, LineName, MeetingId, Mode, ProviderKind,
     RelatedLink, Subject, TenantId, TimeZoneName, UserId, free_text,
@@ -43,7 +45,9 @@ pub struct CommandState {
     pub service: CommandService,
     pub directory: Arc<dyn Directory>,
     /// Provider account settings per line, encrypted at rest.
-    pub line_settings: LineSettingsStore,
+    pub line_settings: Arc<dyn LineSettings>,
+    /// Which providers there are: settings checks, webhooks.
+    pub providers: Arc<dyn ProviderRegistry>,
     /// How long a create on an external provider's line waits for the meeting to exist.
     pub provision_wait: std::time::Duration,
     /// For webhooks: which conference a provider's meeting belongs to.
@@ -92,10 +96,10 @@ pub fn router() -> Router<CommandState> {
         .route("/api/v1/lines", post(add_line))
         .route("/api/v1/lines/{id}", patch(update_line).delete(remove_line))
         .route("/api/v1/lines/{id}/settings", put(put_line_settings))
-        .route("/api/v1/providers/zoom/webhook", post(zoom_webhook))
+        .route("/api/v1/providers/{provider}/webhook", post(shared_webhook))
         .route(
-            "/api/v1/providers/zoom/webhook/{tenant}/{line}",
-            post(zoom_line_webhook),
+            "/api/v1/providers/{provider}/webhook/{tenant}/{line}",
+            post(line_webhook),
         )
         .route("/api/v1/directory/users/{id}", put(put_user))
         .route("/api/v1/directory/meetings/{id}", put(put_meeting))
@@ -130,13 +134,19 @@ pub enum ModeName {
     Scheduled,
 }
 
-/// A line's provider.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum ProviderName {
-    Builtin,
-    Zoom,
+/// A line's provider: one of the kinds the domain knows.
+pub struct ProviderName;
+
+impl utoipa::PartialSchema for ProviderName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(ProviderKind::ALL.iter().map(|kind| kind.as_str())))
+            .into()
+    }
 }
+
+impl ToSchema for ProviderName {}
 
 /// A line's status.
 #[derive(ToSchema)]
@@ -226,12 +236,11 @@ pub struct ChatLaunchRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddLineRequest {
     pub name: String,
-    /// `builtin` or `zoom`.
+    /// The provider the line is an account of.
     #[schema(value_type = ProviderName)]
     pub provider: String,
-    /// Provider account settings, stored encrypted apart from the events and never returned.
-    /// builtin: `base_url`, `app_id`, `secret`, `audience` (all optional); zoom: `account_id`,
-    /// `client_id`, `client_secret`, `user_id` (required), `webhook_secret`.
+    /// Provider account settings, stored encrypted apart from the events and never returned;
+    /// their keys are the provider's (API.md, "Lines").
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
 }
@@ -1121,9 +1130,9 @@ pub async fn add_line(
     let provider = ProviderKind::parse(&request.provider)?;
     let settings = request.settings.filter(|settings| !settings.is_null());
     if let Some(settings) = &settings {
-        checked_settings(provider, settings)?;
-    } else if provider == ProviderKind::Zoom {
-        // A Zoom line is an account: without its credentials it could host nothing.
+        checked_settings(&state, provider, settings)?;
+    } else if provider.is_external() {
+        // An external line is an account: without its credentials it could host nothing.
         return Err(DomainError::invalid_input("settings").into());
     }
     let outcome = submit(
@@ -1147,8 +1156,14 @@ pub async fn add_line(
 }
 
 /// Validates settings for `provider`; the error names the key (`settings.<key>`).
-fn checked_settings(provider: ProviderKind, settings: &serde_json::Value) -> Result<(), ApiError> {
-    meetline_adapters::line_settings::validate(provider, settings)
+fn checked_settings(
+    state: &CommandState,
+    provider: ProviderKind,
+    settings: &serde_json::Value,
+) -> Result<(), ApiError> {
+    state
+        .providers
+        .check_settings(provider, settings)
         .map_err(|key| DomainError::invalid_input(&format!("settings.{key}")).into())
 }
 
@@ -1171,12 +1186,12 @@ pub async fn put_line_settings(
     let stream = meetline_domain::ports::pool_stream(&principal.tenant);
     let pool = crate::service::load_pool(state.service.store().as_ref(), &stream).await?;
     let provider = pool.line(&line).ok_or(DomainError::NotFound)?.provider;
-    checked_settings(provider, &settings)?;
+    checked_settings(&state, provider, &settings)?;
     state
         .line_settings
         .put(&principal.tenant, &line, &settings)
         .await?;
-    state.context.links.forget(&principal.tenant, &line);
+    state.providers.forget(&principal.tenant, &line);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1414,181 +1429,147 @@ pub async fn put_chat(
 // ---------------------------------------------------------------------------------------------
 // Provider webhooks
 
-/// How far a webhook's timestamp may be from now (replay protection).
-const WEBHOOK_SKEW_SECONDS: u64 = 300;
-/// How long Zoom is asked to wait before delivering again a notification we cannot place yet.
+/// How long a provider is asked to wait before delivering again a notification we cannot place
+/// yet.
 const WEBHOOK_RETRY_SECONDS: u64 = 60;
 
-/// A Zoom notification whose timestamp is fresh, not yet verified.
-struct ZoomNotification {
-    timestamp: String,
-    signature: String,
-    body: Bytes,
-    json: serde_json::Value,
-}
-
-impl ZoomNotification {
-    /// Reads the headers and the body; refuses a stale or malformed call before any secret is
-    /// looked at.
-    fn read(state: &CommandState, headers: &HeaderMap, body: Bytes) -> Result<Self, ApiError> {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(|text| text.trim().to_owned())
-        };
-        let (Some(timestamp), Some(signature)) =
-            (header("x-zm-request-timestamp"), header("x-zm-signature"))
-        else {
-            return Err(ApiError::Unauthorized);
-        };
-        // `v0=` and 64 hex digits, or no secret is even looked up.
-        let well_formed = signature
-            .strip_prefix("v0=")
-            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !well_formed {
-            return Err(ApiError::Unauthorized);
-        }
-        let seconds: i64 = timestamp.parse().map_err(|_| ApiError::Unauthorized)?;
-        let seconds = if seconds > 100_000_000_000 {
-            seconds / 1000
-        } else {
-            seconds
-        };
-        // `abs_diff`: no overflow whatever the caller sends (e.g. now − 2⁶³).
-        if state.context.clock.now().timestamp().abs_diff(seconds) > WEBHOOK_SKEW_SECONDS {
-            return Err(ApiError::Unauthorized);
-        }
-        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        Ok(Self {
-            timestamp,
-            signature,
-            body,
-            json,
-        })
-    }
-
-    fn verified_by(&self, secret: &str) -> bool {
-        meetline_adapters::zoom::webhook::verify(
-            secret,
-            &self.timestamp,
-            &self.body,
-            &self.signature,
-        )
-    }
-
-    fn event(&self) -> &str {
-        self.json["event"].as_str().unwrap_or_default()
-    }
-
-    /// The meeting's id: digits, letters, `-` and `_` only (Zoom's are numbers), at most 64.
-    fn meeting_id(&self) -> Option<String> {
-        let id = match &self.json["payload"]["object"]["id"] {
-            serde_json::Value::Number(number) => number.to_string(),
-            serde_json::Value::String(text) => text.clone(),
-            _ => return None,
-        };
-        let clean = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        clean.then_some(id)
-    }
-}
-
-/// The webhook secret of one line, if it is a Zoom line that has one.
-async fn line_webhook_secret(
+/// The provider named in a webhook's path, and the reader of its notifications; an unknown
+/// provider, or one whose notifications meetline does not take, is `not_found`.
+fn webhook_reader(
     state: &CommandState,
-    tenant: &TenantId,
-    line: &LineId,
-) -> Result<Option<String>, ApiError> {
-    Ok(state
-        .line_settings
-        .get(tenant, line)
-        .await?
-        .and_then(|settings| meetline_adapters::zoom::ZoomSettings::webhook_secret(&settings)))
+    provider: &str,
+) -> Result<(ProviderKind, Arc<dyn WebhookReader>), ApiError> {
+    let kind = ProviderKind::parse(provider).map_err(|_| DomainError::NotFound)?;
+    let reader = state
+        .providers
+        .webhooks(kind)
+        .ok_or(DomainError::NotFound)?;
+    Ok((kind, reader))
 }
 
-/// Zoom's event notifications for one line: the endpoint URL to give Zoom for that line's
-/// account. Verified by `x-zm-signature` against that line's webhook secret only (one line's
-/// settings are decrypted, not every tenant's); answers the `endpoint.url_validation`
-/// challenge, and turns `meeting.started` / `meeting.ended` of that line's meetings into
-/// events with Zoom's times. A verified notification about a meeting the read models do not
-/// know (yet) is answered 503 with `Retry-After`, so Zoom delivers it again.
-#[utoipa::path(post, path = "/api/v1/providers/zoom/webhook/{tenant}/{line}", tag = "providers", request_body = Object,
+/// Reads a call with the provider's reader: a stale or malformed one is refused before any
+/// secret is looked at.
+fn read_notification(
+    state: &CommandState,
+    reader: &dyn WebhookReader,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Box<dyn meetline_domain::ports::providers::Notification>, ApiError> {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    let call = WebhookCall {
+        headers: &headers,
+        body,
+        now: state.context.clock.now(),
+    };
+    Ok(reader.read(&call)?)
+}
+
+/// A provider's event notifications for one line: the endpoint URL to give the provider for
+/// that line's account (Zoom: `/api/v1/providers/zoom/webhook/{tenant}/{line}`). Verified
+/// against that line's settings only (one line's settings are decrypted, not every tenant's);
+/// answers the provider's endpoint challenge, and turns the start and end of that line's
+/// meetings into events with the provider's times. A verified notification about a meeting the
+/// read models do not know (yet) is answered 503 with `Retry-After`, so the provider delivers
+/// it again.
+#[utoipa::path(post, path = "/api/v1/providers/{provider}/webhook/{tenant}/{line}", tag = "providers", request_body = Object,
     security(()),
-    params(("tenant" = String, Path), ("line" = String, Path),
-        ("x-zm-signature" = String, Header), ("x-zm-request-timestamp" = String, Header)),
+    params(("provider" = String, Path, description = "`zoom`"), ("tenant" = String, Path), ("line" = String, Path),
+        ("x-zm-signature" = String, Header, description = "Zoom's signature"),
+        ("x-zm-request-timestamp" = String, Header, description = "Zoom's timestamp")),
     responses(
-        (status = 200, description = "handled; `endpoint.url_validation` is answered with `{plainToken, encryptedToken}`"),
+        (status = 200, description = "handled; Zoom's `endpoint.url_validation` is answered with `{plainToken, encryptedToken}`"),
         (status = 400, description = "malformed_request: the body is not JSON, or lacks what the event needs", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "unauthorized: missing, stale or unverified signature", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "unavailable: the store failed, or the meeting is not projected yet; Zoom delivers again after Retry-After",
+        (status = 404, description = "not_found: no such provider takes notifications", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "unavailable: the store failed, or the meeting is not projected yet; the provider delivers again after Retry-After",
             content_type = "application/problem+json", body = Problem, headers(("Retry-After" = u64)))))]
-pub async fn zoom_line_webhook(
+pub async fn line_webhook(
     State(state): State<CommandState>,
-    ApiPath((tenant, line)): ApiPath<(String, String)>,
+    ApiPath((provider, tenant, line)): ApiPath<(String, String, String)>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
-    let notification = ZoomNotification::read(&state, &headers, body)?;
+    let (kind, reader) = webhook_reader(&state, &provider)?;
+    let notification = read_notification(&state, reader.as_ref(), &headers, &body)?;
     let (Ok(tenant), Ok(line)) = (TenantId::parse(&tenant), LineId::parse(&line)) else {
         return Err(ApiError::Unauthorized);
     };
-    let Some(secret) = line_webhook_secret(&state, &tenant, &line).await? else {
+    let Some(settings) = state.line_settings.get(&tenant, &line).await? else {
         return Err(ApiError::Unauthorized);
     };
-    if !notification.verified_by(&secret) {
-        tracing::warn!(%tenant, %line, "refused a Zoom webhook the line's secret does not verify");
+    if !notification.verified_by(&settings) {
+        tracing::warn!(%tenant, %line, provider = kind.as_str(), "refused a webhook the line's settings do not verify");
         return Err(ApiError::Unauthorized);
     }
-    handle_zoom_notification(&state, &notification, &secret, Some((tenant, line))).await
+    handle_notification(
+        &state,
+        kind,
+        notification.as_ref(),
+        &settings,
+        Some((tenant, line)),
+    )
+    .await
 }
 
-/// Zoom's event notifications on the one shared URL (kept for accounts set up with it; the
-/// per-line URL is preferred). The line is found from the meeting: among the lines that have a
-/// meeting with that id, the one whose webhook secret verifies the signature. Only the
-/// `endpoint.url_validation` challenge, which names no meeting, is checked against every Zoom
-/// line's secret — a scan limited for the whole server.
-#[utoipa::path(post, path = "/api/v1/providers/zoom/webhook", tag = "providers", request_body = Object,
+/// A provider's event notifications on the one shared URL (kept for Zoom accounts set up with
+/// it; the per-line URL is preferred). The line is found from the meeting: among the lines
+/// that have a meeting with that id, the one whose settings verify the signature. Only the
+/// endpoint challenge, which names no meeting, is checked against every line's settings — a
+/// scan limited for the whole server.
+#[utoipa::path(post, path = "/api/v1/providers/{provider}/webhook", tag = "providers", request_body = Object,
     security(()),
-    params(("x-zm-signature" = String, Header), ("x-zm-request-timestamp" = String, Header)),
+    params(("provider" = String, Path, description = "`zoom`"),
+        ("x-zm-signature" = String, Header, description = "Zoom's signature"),
+        ("x-zm-request-timestamp" = String, Header, description = "Zoom's timestamp")),
     responses(
-        (status = 200, description = "handled; `endpoint.url_validation` is answered with `{plainToken, encryptedToken}`"),
-        (status = 400, description = "malformed_request: the body is not JSON, or lacks what the event needs", content_type = "application/problem+json", body = Problem),
+        (status = 200, description = "handled; Zoom's `endpoint.url_validation` is answered with `{plainToken, encryptedToken}`"),
+        (status = 400, description = "malformed_request: the body is not JSON, or names no meeting", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "unauthorized: missing, stale or unverified signature", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "not_found: no such provider takes notifications", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "rate_limited: challenge scans are limited for the whole server",
             content_type = "application/problem+json", body = Problem, headers(("Retry-After" = u64))),
-        (status = 503, description = "unavailable: the store failed, or the meeting is not projected yet; Zoom delivers again after Retry-After",
+        (status = 503, description = "unavailable: the store failed, or the meeting is not projected yet; the provider delivers again after Retry-After",
             content_type = "application/problem+json", body = Problem, headers(("Retry-After" = u64)))))]
-pub async fn zoom_webhook(
+pub async fn shared_webhook(
     State(state): State<CommandState>,
+    ApiPath(provider): ApiPath<String>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
-    let notification = ZoomNotification::read(&state, &headers, body)?;
-    if notification.event() == "endpoint.url_validation" {
-        // The one notification that names no meeting: every Zoom line's secret is tried, so
-        // these scans are limited for the whole server.
-        state.webhook_scans.check()?;
-        let signer = state
-            .line_settings
-            .all()
-            .await?
-            .into_iter()
-            .filter_map(|(_, _, settings)| {
-                meetline_adapters::zoom::ZoomSettings::webhook_secret(&settings)
-            })
-            .find(|secret| notification.verified_by(secret));
-        let Some(secret) = signer else {
-            tracing::warn!("refused a Zoom challenge no line's secret verifies");
-            return Err(ApiError::Unauthorized);
-        };
-        return handle_zoom_notification(&state, &notification, &secret, None).await;
-    }
-    let Some(meeting_id) = notification.meeting_id() else {
-        return Err(ApiError::Malformed("payload.object.id".to_owned()));
+    let (kind, reader) = webhook_reader(&state, &provider)?;
+    let notification = read_notification(&state, reader.as_ref(), &headers, &body)?;
+    let meeting_id = match notification.subject() {
+        WebhookSubject::Challenge => {
+            // The one notification that names no meeting: every line's settings are tried,
+            // so these scans are limited for the whole server.
+            state.webhook_scans.check()?;
+            let signer = state
+                .line_settings
+                .all()
+                .await?
+                .into_iter()
+                .map(|(_, _, settings)| settings)
+                .find(|settings| notification.verified_by(settings));
+            let Some(settings) = signer else {
+                tracing::warn!(
+                    provider = kind.as_str(),
+                    "refused a challenge no line's settings verify"
+                );
+                return Err(ApiError::Unauthorized);
+            };
+            return handle_notification(&state, kind, notification.as_ref(), &settings, None).await;
+        }
+        WebhookSubject::Meeting(meeting_id) => meeting_id,
+        WebhookSubject::Other => {
+            return Err(ApiError::Malformed(
+                "the notification names no meeting".to_owned(),
+            ));
+        }
     };
     let candidates = state
         .provider_meetings
@@ -1596,18 +1577,24 @@ pub async fn zoom_webhook(
         .await?;
     if candidates.is_empty() {
         // No line is known to have this meeting: nothing to verify against, and nothing is
-        // done with it. If the read models are behind, it may be ours: Zoom delivers it again.
+        // done with it. If the read models are behind, it may be ours: it is delivered again.
         return unknown_meeting(&state, &meeting_id).await;
     }
     for (tenant, line) in candidates {
-        if let Some(secret) = line_webhook_secret(&state, &tenant, &line).await?
-            && notification.verified_by(&secret)
+        if let Some(settings) = state.line_settings.get(&tenant, &line).await?
+            && notification.verified_by(&settings)
         {
-            return handle_zoom_notification(&state, &notification, &secret, Some((tenant, line)))
-                .await;
+            return handle_notification(
+                &state,
+                kind,
+                notification.as_ref(),
+                &settings,
+                Some((tenant, line)),
+            )
+            .await;
         }
     }
-    tracing::warn!(%meeting_id, "refused a Zoom webhook none of the meeting's lines verifies");
+    tracing::warn!(%meeting_id, provider = kind.as_str(), "refused a webhook none of the meeting's lines verifies");
     Err(ApiError::Unauthorized)
 }
 
@@ -1619,7 +1606,7 @@ async fn unknown_meeting(state: &CommandState, meeting_id: &str) -> Result<Respo
     if state.read_models.applied_position().await? < head {
         tracing::info!(
             meeting_id,
-            "a Zoom webhook for a meeting not projected yet; asked to retry"
+            "a webhook for a meeting not projected yet; asked to retry"
         );
         return Err(ApiError::RetryLater {
             retry_after: WEBHOOK_RETRY_SECONDS,
@@ -1628,34 +1615,26 @@ async fn unknown_meeting(state: &CommandState, meeting_id: &str) -> Result<Respo
     Ok(StatusCode::OK.into_response())
 }
 
-/// Acts on a verified notification. `line`: the line whose secret verified it and whose meeting
-/// it may concern (`None`: none of the lines known to have the meeting signed it).
-async fn handle_zoom_notification(
+/// Acts on a notification that `settings` verified. `line`: the line whose settings verified
+/// it and whose meeting it may concern (`None`: a challenge, which names no line).
+async fn handle_notification(
     state: &CommandState,
-    notification: &ZoomNotification,
-    secret: &str,
+    kind: ProviderKind,
+    notification: &dyn meetline_domain::ports::providers::Notification,
+    settings: &serde_json::Value,
     line: Option<(TenantId, LineId)>,
 ) -> Result<Response, ApiError> {
-    use meetline_adapters::zoom::webhook;
-    if notification.json.is_null() {
-        return Err(ApiError::Malformed("the body is not JSON".to_owned()));
-    }
-    let event = notification.event();
-    if event == "endpoint.url_validation" {
-        let plain = notification.json["payload"]["plainToken"]
-            .as_str()
-            .filter(|plain| plain.len() <= 256)
-            .ok_or_else(|| ApiError::Malformed("payload.plainToken".to_owned()))?;
-        return Ok(axum::Json(webhook::url_validation(secret, plain)).into_response());
-    }
-    let started = match event {
-        "meeting.started" => true,
-        "meeting.ended" => false,
-        _ => return Ok(StatusCode::OK.into_response()),
-    };
-    let meeting_id = notification
-        .meeting_id()
-        .ok_or_else(|| ApiError::Malformed("payload.object.id".to_owned()))?;
+    let (meeting_id, started, at, delivery) =
+        match notification.meaning(settings, state.context.clock.now())? {
+            WebhookMeaning::Answer(answer) => return Ok(axum::Json(answer).into_response()),
+            WebhookMeaning::Ignored => return Ok(StatusCode::OK.into_response()),
+            WebhookMeaning::Meeting {
+                meeting_id,
+                started,
+                at,
+                delivery,
+            } => (meeting_id, started, at, delivery),
+        };
     let found = match &line {
         Some((tenant, line)) => state
             .provider_meetings
@@ -1667,25 +1646,15 @@ async fn handle_zoom_notification(
     let Some((tenant, conference)) = found else {
         return unknown_meeting(state, &meeting_id).await;
     };
-    let object = &notification.json["payload"]["object"];
-    let field = if started { "start_time" } else { "end_time" };
-    let at = object[field]
-        .as_str()
-        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-        .map_or_else(|| state.context.clock.now(), |at| at.with_timezone(&Utc));
-    let actor = meetline_domain::types::Actor::system("system.zoom");
+    let actor = meetline_domain::types::Actor::system(&format!("system.{}", kind.as_str()));
     let command = Command::RecordProviderMeeting {
         conference,
         started,
         at,
     };
-    // Zoom retries deliveries: the same notification is one command.
-    let key = format!(
-        "zoom:{event}:{meeting_id}:{}",
-        notification.json["event_ts"]
-    );
+    // Providers retry deliveries: the same notification is one command.
     let submission = Submission::new(tenant, actor, command, state.context.clock.now())
-        .with_idempotency_key(&key);
+        .with_idempotency_key(&delivery);
     state.service.execute(submission).await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -1706,8 +1675,8 @@ async fn handle_zoom_notification(
         update_line,
         remove_line,
         put_line_settings,
-        zoom_webhook,
-        zoom_line_webhook,
+        shared_webhook,
+        line_webhook,
         put_user,
         put_meeting,
         put_chat

@@ -39,9 +39,9 @@ pub const MAX_BATCH: usize = 64;
 /// How long an idempotency key is honoured.
 pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// The snapshot schema; a stored snapshot of another schema is ignored and the stream replayed.
-/// 3: postcard (binary) of the pool (`LinePool::to_snapshot`); 2 was JSON of the same state, 1
+/// 4: postcard of the pool whose provisioned meetings carry their code; 3: postcard (binary) of the pool (`LinePool::to_snapshot`); 2 was JSON of the same state, 1
 /// JSON of the pool before it closed its books.
-pub const SNAPSHOT_SCHEMA: u32 = 3;
+pub const SNAPSHOT_SCHEMA: u32 = 4;
 const STREAM_PAGE: usize = 5000;
 /// Commands one pool may have waiting; requests beyond it are refused (429), not queued. (The
 /// writer also holds the batch it is deciding while an append is in flight: at most

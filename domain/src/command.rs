@@ -156,6 +156,7 @@ pub enum Command {
         meeting_id: String,
         join_url: String,
         password: Option<String>,
+        meeting_code: Option<String>,
     },
     /// The provider's webhook: the meeting started or ended at `at`. An end reported while the
     /// conference is in progress, before its slot is over, ends it early (the host ended it).

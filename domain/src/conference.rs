@@ -50,6 +50,7 @@ tagged_in_text! {
             meeting_id: String,
             join_url: String,
             password: Option<String>,
+            meeting_code: Option<String>,
         },
         Failed {
             reason: String,
@@ -309,6 +310,7 @@ impl<L: LineLabel> Conference<L> {
                 meeting_id,
                 join_url,
                 password,
+                meeting_code,
                 ..
             } => {
                 self.provisioning = Provisioning::Done {
@@ -316,6 +318,7 @@ impl<L: LineLabel> Conference<L> {
                     meeting_id: meeting_id.clone(),
                     join_url: join_url.clone(),
                     password: password.clone(),
+                    meeting_code: meeting_code.clone(),
                 };
             }
             Event::ProvisioningFailed { reason, at, .. } => {

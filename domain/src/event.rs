@@ -111,6 +111,10 @@ pub enum Event {
         meeting_id: String,
         join_url: String,
         password: Option<String>,
+        /// The number people dial or type to join (Tencent Meeting's nine-digit code); absent
+        /// in events recorded before providers reported it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meeting_code: Option<String>,
     },
     /// The provider could not host the conference after every retry: the line is released and
     /// the conference cannot take place.

@@ -646,6 +646,7 @@ impl LinePool {
                 meeting_id,
                 join_url,
                 password,
+                meeting_code,
             } => {
                 require_admin(actor)?;
                 // What a provider answered goes into `href`s and calendar files: only clean text.
@@ -653,6 +654,9 @@ impl LinePool {
                 free_text(meeting_id, "meeting_id", 200)?;
                 if let Some(password) = password {
                     free_text(password, "password", 200)?;
+                }
+                if let Some(code) = meeting_code {
+                    free_text(code, "meeting_code", 64)?;
                 }
                 let current = held(conference)?;
                 let already = matches!(&current.provisioning,
@@ -669,6 +673,7 @@ impl LinePool {
                     meeting_id: meeting_id.clone(),
                     join_url: join_url.clone(),
                     password: password.clone(),
+                    meeting_code: meeting_code.clone(),
                 }])
             }
             Command::RecordProvisioningFailure {

@@ -328,6 +328,13 @@ impl TimeSlot {
     }
 }
 
+/// Who a valid token says the caller is: a user of a tenant, possibly its admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub actor: Actor,
+}
+
 /// Who asks: a user of the tenant, possibly an admin. The writer fills it from the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -415,6 +422,15 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// Every kind, in the order API documents list them.
+    pub const ALL: [Self; 2] = [Self::Builtin, Self::Zoom];
+
+    /// Whether meetings on such a line are made at an outside provider (the provisioning
+    /// process's work), rather than links signed by meetline.
+    pub fn is_external(self) -> bool {
+        self != Self::Builtin
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Builtin => "builtin",

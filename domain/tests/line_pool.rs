@@ -975,6 +975,7 @@ fn provisioned(n: u128, meeting: &str) -> Command {
         meeting_id: meeting.into(),
         join_url: format!("https://zoom.us/j/{meeting}"),
         password: None,
+        meeting_code: None,
     }
 }
 
@@ -1095,6 +1096,7 @@ fn a_provider_answer_with_an_unsafe_join_url_is_not_recorded() {
             meeting_id: "1".into(),
             join_url: join_url.into(),
             password: None,
+            meeting_code: None,
         };
         given_lines(1)
             .and(&alice(), schedule(1, 1, 2))

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use meetline_adapters::db::{Backend, Database, timestamp};
+use meetline_db::{Backend, Database, timestamp};
 use meetline_domain::event::Event;
 use meetline_domain::ports::{Position, RecordedEvent};
-use meetline_domain::types::{ConferenceId, LineId, TenantId, UserId};
+use meetline_domain::types::{ConferenceId, LineId, ProviderKind, TenantId, UserId};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, Row, Transaction};
@@ -22,7 +22,7 @@ use crate::view::{ConferenceView, LineRef, tenant_of_stream};
 struct LineRow {
     ord: i64,
     name: String,
-    provider: String,
+    provider: ProviderKind,
     status: &'static str,
     removed: bool,
 }
@@ -132,7 +132,8 @@ async fn load(
                 LineRow {
                     ord: row.get("ord"),
                     name: row.get("name"),
-                    provider: row.get("provider"),
+                    provider: ProviderKind::parse(row.get("provider"))
+                        .map_err(|_| sqlx::Error::Decode("rm_lines: an unknown provider".into()))?,
                     status,
                     removed: row.get::<i64, _>("removed") != 0,
                 },
@@ -201,7 +202,7 @@ impl Fold {
             |row| LineRef {
                 id: line.clone(),
                 name: row.name.clone(),
-                provider: row.provider.clone(),
+                provider: row.provider,
             },
         )
     }
@@ -233,7 +234,7 @@ impl Fold {
                     LineRow {
                         ord,
                         name: name.as_str().to_owned(),
-                        provider: provider.as_str().to_owned(),
+                        provider: *provider,
                         status: "active",
                         removed: false,
                     },

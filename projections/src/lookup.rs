@@ -2,7 +2,7 @@
 //! timer's due list, and provider meeting ids back to their conferences.
 
 use chrono::{DateTime, Utc};
-use meetline_adapters::db::{Database, timestamp, unavailable};
+use meetline_db::{Database, timestamp, unavailable};
 use meetline_domain::ports::StoreError;
 use meetline_domain::types::{ConferenceId, LineId, TenantId};
 use sqlx::Row;

@@ -3,7 +3,7 @@
 //! of the read models does not touch them (decision 0018).
 
 use chrono::{DateTime, Utc};
-use meetline_adapters::db::{Database, unavailable};
+use meetline_db::{Database, unavailable};
 use meetline_domain::ports::{Position, StoreError};
 use meetline_domain::types::{ConferenceId, TenantId};
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meetline_adapters::db::{Backend, Database, unavailable};
+use meetline_db::{Backend, Database, unavailable};
 use meetline_domain::ports::{EventStore, Position, StoreError};
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::watch;

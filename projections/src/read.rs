@@ -6,9 +6,9 @@
 //! keyset cursor (see `docs/decisions/0002-one-participants-table.md`).
 
 use chrono::{DateTime, Duration, Utc};
-use meetline_adapters::db::{Database, timestamp, unavailable};
+use meetline_db::{Database, timestamp, unavailable};
 use meetline_domain::ports::{Position, StoreError};
-use meetline_domain::types::{ConferenceId, LineId, Status, TenantId, UserId};
+use meetline_domain::types::{ConferenceId, LineId, ProviderKind, Status, TenantId, UserId};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -59,7 +59,7 @@ pub struct Page {
 pub struct LineRow {
     pub id: String,
     pub name: String,
-    pub provider: String,
+    pub provider: ProviderKind,
     pub status: String,
 }
 
@@ -263,15 +263,16 @@ impl ReadModels {
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;
-        Ok(rows
-            .iter()
-            .map(|row| LineRow {
-                id: row.get("line_id"),
-                name: row.get("name"),
-                provider: row.get("provider"),
-                status: row.get("status"),
+        rows.iter()
+            .map(|row| {
+                Ok(LineRow {
+                    id: row.get("line_id"),
+                    name: row.get("name"),
+                    provider: provider_of(row.get("provider"))?,
+                    status: row.get("status"),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Conferences booked on a line that end after `from` and start before `to`, by start.
@@ -408,4 +409,11 @@ impl ReadModels {
         .map_err(unavailable)?;
         Ok(position.unwrap_or(0) as Position)
     }
+}
+
+/// A stored line's provider (`rm_lines.provider`): an unknown one is a corrupt row, not a
+/// builtin line.
+pub(crate) fn provider_of(text: &str) -> Result<ProviderKind, StoreError> {
+    ProviderKind::parse(text)
+        .map_err(|_| StoreError::Corrupt(format!("rm_lines: unknown provider {text:?}")))
 }

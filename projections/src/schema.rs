@@ -11,7 +11,7 @@
 //! Process state (checkpoints, provisioning attempts, ops counters) is not a read model: it is
 //! not in a generation and a rebuild does not touch it.
 
-use meetline_adapters::db::{Backend, Database, unavailable};
+use meetline_db::{Backend, Database, unavailable};
 use meetline_domain::ports::StoreError;
 use sqlx::{Any, AssertSqlSafe, Transaction};
 

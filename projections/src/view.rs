@@ -4,7 +4,7 @@
 
 use meetline_domain::conference::{Conference, LineLabel};
 use meetline_domain::pool::Line;
-use meetline_domain::types::{LineId, TenantId};
+use meetline_domain::types::{LineId, ProviderKind, TenantId};
 use serde::{Deserialize, Serialize};
 
 /// The line a conference is on, with the name and provider it had when last seen.
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct LineRef {
     pub id: LineId,
     pub name: String,
-    pub provider: String,
+    pub provider: ProviderKind,
 }
 
 impl LineRef {
@@ -21,7 +21,7 @@ impl LineRef {
         Self {
             id: id.clone(),
             name: id.to_string(),
-            provider: "builtin".to_owned(),
+            provider: ProviderKind::Builtin,
         }
     }
 
@@ -29,7 +29,7 @@ impl LineRef {
         Self {
             id: line.id.clone(),
             name: line.name.as_str().to_owned(),
-            provider: line.provider.as_str().to_owned(),
+            provider: line.provider,
         }
     }
 }
@@ -40,7 +40,7 @@ impl LineLabel for LineRef {
     }
 
     fn is_external(&self) -> bool {
-        self.provider != "builtin"
+        self.provider.is_external()
     }
 }
 

@@ -10,8 +10,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Duration as Span, Utc};
-use meetline_adapters::auth::Principal;
-use meetline_adapters::line_settings::LineSettingsStore;
 use meetline_api_common::error::Problem;
 use meetline_api_common::fields::{etag, optional_time, time};
 use meetline_api_common::{
@@ -19,6 +17,8 @@ use meetline_api_common::{
 };
 use meetline_domain::DomainError;
 use meetline_domain::ports::{EventStore, Position, pool_stream};
+use meetline_domain::ports::{LineSettings, ProviderRegistry};
+use meetline_domain::types::Principal;
 use meetline_domain::types::{ConferenceId, LineId, Status};
 use meetline_projections::ReadModels;
 use meetline_projections::read::{Cursor, ListFilter, OpsSummary};
@@ -43,7 +43,9 @@ pub struct QueryState {
     /// Whether this node runs the projections.
     pub leading: watch::Receiver<bool>,
     /// Provider settings per line (shown to admins without their secrets).
-    pub line_settings: LineSettingsStore,
+    pub line_settings: Arc<dyn LineSettings>,
+    /// Which providers there are (what of a line's settings an admin may see).
+    pub providers: Arc<dyn ProviderRegistry>,
     /// Cancelled when the server shuts down: open event streams end, so the drain is not held
     /// up by them.
     pub draining: CancellationToken,
@@ -401,7 +403,7 @@ async fn line_lookup(
                 |line| LineRef {
                     id: id.clone(),
                     name: line.name.clone(),
-                    provider: line.provider.clone(),
+                    provider: line.provider,
                 },
             )
     })
@@ -573,7 +575,7 @@ pub async fn lines(
         let settings = match state.line_settings.get(&principal.tenant, &id).await {
             Ok(settings) => settings
                 .as_ref()
-                .map(meetline_adapters::line_settings::redact),
+                .map(|settings| state.providers.redact(line.provider, settings)),
             Err(error) => {
                 tracing::error!(%error, line = %id, "cannot read line settings");
                 Some(serde_json::json!({"unreadable": true}))
@@ -582,7 +584,7 @@ pub async fn lines(
         items.push(LineDetail {
             id: line.id,
             name: line.name,
-            provider: line.provider,
+            provider: line.provider.as_str().to_owned(),
             status: line.status,
             settings,
             upcoming,
@@ -709,7 +711,7 @@ pub async fn ops_timeline(
         lines.push(TimelineLine {
             id: line.id,
             name: line.name,
-            provider: line.provider,
+            provider: line.provider.as_str().to_owned(),
             status: line.status,
             conferences,
         });

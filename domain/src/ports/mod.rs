@@ -6,6 +6,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod access;
+pub mod directory;
+pub mod providers;
+
+pub use access::{InvalidToken, TokenVerifier};
+pub use directory::Directory;
+pub use providers::{LineSettings, MeetingLinks, ProviderRegistry};
+
 use crate::event::Event;
 use crate::types::{ConferenceId, LineId, TenantId, TimeSlot};
 
@@ -198,6 +206,9 @@ pub struct ProvisionedMeeting {
     /// The link the host opens; may expire (Zoom: 2 hours) and is a secret.
     pub start_url: Option<String>,
     pub password: Option<String>,
+    /// The number people dial or type to join, when the provider has one apart from its id
+    /// (Tencent Meeting's nine-digit `meeting_code`).
+    pub meeting_code: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
