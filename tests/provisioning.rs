@@ -210,6 +210,55 @@ async fn five_server_errors_end_in_provisioning_failed_and_free_the_line() {
     assert_eq!(summary.ok(200)["provider_failures"], 1);
 }
 
+/// An external line whose settings can never work (here: they do not decrypt with the key the
+/// server now has) is a permanent refusal: the create is recorded as failed at once (the line
+/// is released), nothing is sent to the provider, and nothing is tried again.
+#[tokio::test]
+async fn a_line_whose_settings_cannot_work_fails_its_provisioning_once_and_for_good() {
+    let server = zoom().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/users/host%40acme.example/meetings"))
+        .respond_with(created_from)
+        .mount(&server)
+        .await;
+    let flags = zoom_flags(&server);
+    let mut with_key: Vec<&str> = flags.iter().map(String::as_str).collect();
+    with_key.extend_from_slice(&["--settings-key", "the-first-settings-key-0123456789"]);
+    let mut app = spawn_app_with(&with_key).await;
+    app.seed(T, 0).await;
+    zoom_line(&app, &server).await;
+    let mut other_key: Vec<&str> = flags.iter().map(String::as_str).collect();
+    other_key.extend_from_slice(&["--settings-key", "another-settings-key-9876543210"]);
+    app.restart(&other_key);
+
+    let failed = app.schedule(T, "alice", 5, 6).await;
+    let body = failed.ok(201);
+    assert_eq!(body["provisioning"], "failed");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let history = app.history(T, "alice", &id).await;
+    let kinds: Vec<&str> = history
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["ConferenceScheduled", "ProvisioningFailed"]);
+    assert!(
+        history[1]["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("provider_not_configured:"),
+        "{history:?}"
+    );
+    // Nothing reached the provider, and a while later nothing has been tried again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(count(&server, "POST", "/v2/").await, 0);
+    assert_eq!(count(&server, "POST", "/oauth/").await, 0);
+    let summary = app
+        .get("/api/v1/ops/summary", &token(T, "admin", true))
+        .await;
+    assert_eq!(summary.ok(200)["provider_failures"], 1);
+    assert_eq!(app.history(T, "alice", &id).await.len(), 2);
+}
+
 #[tokio::test]
 async fn killed_between_scheduling_and_provisioning_the_conference_is_provisioned_exactly_once() {
     let server = zoom().await;

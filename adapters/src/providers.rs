@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use meetline_domain::ports::providers::{LinkRequest, WebhookReader};
+use meetline_domain::ports::providers::{LineProvider, LinkRequest, WebhookReader};
 use meetline_domain::ports::{MeetingLinks, ProviderRegistry, StoreError, VideoProvider};
 use meetline_domain::types::{LineId, ProviderKind, TenantId};
 use serde_json::Value;
@@ -143,25 +143,31 @@ impl ProviderRegistry for Providers {
         tenant: &TenantId,
         line: &LineId,
         kind: ProviderKind,
-    ) -> Result<Option<Arc<dyn VideoProvider>>, StoreError> {
-        if kind == ProviderKind::Builtin {
-            return Ok(None);
+    ) -> Result<LineProvider, StoreError> {
+        if !kind.is_external() {
+            return Ok(LineProvider::Builtin);
         }
-        let Some(settings) = self.settings.get(tenant, line).await? else {
-            return Ok(None);
+        let settings = match self.settings.get(tenant, line).await {
+            Ok(Some(settings)) => settings,
+            Ok(None) => return Ok(LineProvider::Unusable),
+            Err(StoreError::Corrupt(error)) => {
+                tracing::error!(%tenant, %line, %error, "a line's settings do not decrypt");
+                return Ok(LineProvider::Unusable);
+            }
+            Err(error) => return Err(error),
         };
         let mut providers = self.providers.lock().await;
         let key = (tenant.clone(), line.clone());
         if let Some((known, provider)) = providers.get(&key)
             && *known == settings
         {
-            return Ok(Some(provider.clone()));
+            return Ok(LineProvider::Ready(provider.clone()));
         }
         let Some(provider) = self.build(kind, &settings) else {
-            return Ok(None);
+            return Ok(LineProvider::Unusable);
         };
         providers.insert(key, (settings, provider.clone()));
-        Ok(Some(provider))
+        Ok(LineProvider::Ready(provider))
     }
 
     async fn builtin_links(

@@ -11,9 +11,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use meetline_domain::error::DomainError;
+use meetline_domain::error::{Conflict, DomainError};
 use meetline_domain::ports::StoreError;
-use meetline_domain::types::{ConferenceId, Status};
+use meetline_domain::types::ConferenceId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
@@ -138,7 +138,7 @@ impl ApiError {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
                 DomainError::NoFreeLine { .. }
-                | DomainError::InvalidState { .. }
+                | DomainError::InvalidState(_)
                 | DomainError::ConferenceExists { .. } => StatusCode::CONFLICT,
                 DomainError::NotFound => StatusCode::NOT_FOUND,
                 DomainError::Forbidden => StatusCode::FORBIDDEN,
@@ -161,7 +161,7 @@ impl ApiError {
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration | DomainError::InvalidInput { .. } => "invalid_input",
                 DomainError::NoFreeLine { .. } => "no_free_line",
-                DomainError::InvalidState { .. } => "invalid_state",
+                DomainError::InvalidState(_) => "invalid_state",
                 DomainError::ConferenceExists { .. } => "conference_exists",
                 DomainError::NotFound => "not_found",
                 DomainError::Forbidden => "forbidden",
@@ -217,8 +217,8 @@ impl ApiError {
                     }
                 }
                 DomainError::NoFreeLine { .. } => pick(NO_FREE_LINE_ZH, NO_FREE_LINE_EN),
-                DomainError::InvalidState { status } => match Status::parse(status) {
-                    Ok(status) => {
+                DomainError::InvalidState(conflict) => match conflict {
+                    Conflict::Conference(status) => {
                         let label = status.label(en);
                         if en {
                             format!("Not allowed while the conference is {label}")
@@ -226,11 +226,13 @@ impl ApiError {
                             format!("会议当前状态（{label}）不允许此操作")
                         }
                     }
-                    Err(_) if status == "line_holds_conferences" => pick(
+                    Conflict::LineHoldsConferences => pick(
                         "线路上还有未结束的会议，不能删除",
                         "The line still holds conferences that have not ended",
                     ),
-                    Err(_) => pick("当前状态不允许此操作", "Not allowed in the current state"),
+                    Conflict::ConferenceExists => {
+                        pick("该会议已存在", "The conference exists already")
+                    }
                 },
                 DomainError::ConferenceExists { conference_id } => {
                     if en {

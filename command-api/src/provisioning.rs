@@ -27,6 +27,7 @@ use meetline_domain::Command;
 use meetline_domain::conference::{Conference, LineLabel};
 use meetline_domain::event::Event;
 use meetline_domain::pool::Provisioning;
+use meetline_domain::ports::providers::LineProvider;
 use meetline_domain::ports::{
     EventStore, MeetingRequest, Position, ProviderError, ProviderRegistry, ProvisionedMeeting,
     RecordedEvent, StoreError, VideoProvider, pool_stream,
@@ -111,6 +112,34 @@ impl VideoProvider for Paced {
     ) -> Result<Option<ProvisionedMeeting>, ProviderError> {
         let _permit = self.permit().await;
         self.inner.find_created(reference).await
+    }
+}
+
+/// The provider of an external line whose settings cannot work: every call is refused for good
+/// ([`ProviderError::NotConfigured`]), so a create is recorded as failed and nothing is tried
+/// again until an admin stores working settings (later events then reach the provider).
+struct Unconfigured;
+
+#[async_trait::async_trait]
+impl VideoProvider for Unconfigured {
+    async fn create(&self, _: &MeetingRequest) -> Result<ProvisionedMeeting, ProviderError> {
+        Err(ProviderError::NotConfigured)
+    }
+
+    async fn update(&self, _: &str, _: &MeetingRequest) -> Result<(), ProviderError> {
+        Err(ProviderError::NotConfigured)
+    }
+
+    async fn delete(&self, _: &str) -> Result<(), ProviderError> {
+        Err(ProviderError::NotConfigured)
+    }
+
+    async fn end(&self, _: &str) -> Result<(), ProviderError> {
+        Err(ProviderError::NotConfigured)
+    }
+
+    async fn find_created(&self, _: &str) -> Result<Option<ProvisionedMeeting>, ProviderError> {
+        Err(ProviderError::NotConfigured)
     }
 }
 
@@ -294,16 +323,22 @@ impl ProvisioningProcess {
         Ok(kind)
     }
 
-    /// The provider of an external line, or `None` for a builtin one (or one without usable
-    /// settings).
+    /// The provider of an external line, or `None` for a builtin one. An external line whose
+    /// settings cannot work gets [`Unconfigured`], which refuses every call for good: a create
+    /// is recorded as failed (the line is released) and nothing is retried.
     async fn provider(
         &self,
         tenant: &TenantId,
         line: &LineId,
     ) -> Result<Option<Arc<dyn VideoProvider>>, StoreError> {
         let kind = self.kind(tenant, line).await?;
-        let Some(provider) = self.providers.for_line(tenant, line, kind).await? else {
-            return Ok(None);
+        let provider = match self.providers.for_line(tenant, line, kind).await? {
+            LineProvider::Builtin => return Ok(None),
+            LineProvider::Ready(provider) => provider,
+            LineProvider::Unusable => {
+                tracing::error!(%tenant, %line, "the line's provider settings are missing or unusable");
+                return Ok(Some(Arc::new(Unconfigured)));
+            }
         };
         let key = (tenant.clone(), line.clone());
         let permits = self

@@ -1096,7 +1096,7 @@ fn line_response(line: &LineState, events: &[Event]) -> LineResponse {
     LineResponse {
         id: line.id.to_string(),
         name: line.name.clone(),
-        provider: line.provider.clone(),
+        provider: line.provider.as_str().to_owned(),
         status: line.status.clone(),
         moved: ids(|event| match event {
             Event::ConferenceMovedToLine { conference, .. } => Some(*conference),

@@ -28,7 +28,7 @@ use meetline_domain::pool::{Conference, LinePool};
 use meetline_domain::ports::{
     EventMetadata, EventStore, NewEvent, Position, Snapshot, StoreError, pool_stream,
 };
-use meetline_domain::types::{Actor, ConferenceId, LineId, TenantId};
+use meetline_domain::types::{Actor, ConferenceId, LineId, ProviderKind, TenantId};
 use meetline_domain::{Command, DomainError};
 use meetline_projections::view::{ConferenceView, LineRef};
 use tokio::sync::{mpsc, oneshot};
@@ -121,7 +121,7 @@ impl Submission {
 pub struct LineState {
     pub id: LineId,
     pub name: String,
-    pub provider: String,
+    pub provider: ProviderKind,
     pub status: String,
 }
 
@@ -130,7 +130,7 @@ impl LineState {
         Self {
             id: line.id.clone(),
             name: line.name.as_str().to_owned(),
-            provider: line.provider.as_str().to_owned(),
+            provider: line.provider,
             status: line.status.as_str().to_owned(),
         }
     }

@@ -1018,7 +1018,14 @@ async fn commands_on_a_closed_conference_are_answered_from_the_store() {
             ))
             .await;
         assert!(
-            matches!(&answer, Err(CommandError::Domain(DomainError::InvalidState { status })) if status == "manually_ended"),
+            matches!(
+                &answer,
+                Err(CommandError::Domain(DomainError::InvalidState(
+                    meetline_domain::error::Conflict::Conference(
+                        meetline_domain::types::Status::ManuallyEnded
+                    )
+                )))
+            ),
             "{answer:?}"
         );
         // A stranger learns nothing; the timer has nothing to record.

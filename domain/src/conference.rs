@@ -32,7 +32,7 @@ impl LineLabel for LineTag {
     }
 
     fn is_external(&self) -> bool {
-        self.provider != ProviderKind::Builtin
+        self.provider.is_external()
     }
 }
 

@@ -31,9 +31,9 @@ pub enum DomainError {
     /// No line is free for `slot`, the time asked for.
     #[error("{NO_FREE_LINE_ZH}")]
     NoFreeLine { slot: TimeSlot },
-    /// The action is not allowed in the conference's status, or on the line in its state.
-    #[error("not allowed while {status}")]
-    InvalidState { status: String },
+    /// The action is not allowed in the state of the thing it acts on.
+    #[error("not allowed: {0}")]
+    InvalidState(Conflict),
     /// No such conference/line in this tenant, or the actor may not know it exists.
     #[error("not found")]
     NotFound,
@@ -59,9 +59,30 @@ impl DomainError {
         }
     }
 
+    /// Not allowed while the conference is in `status`.
     pub fn invalid_state(status: Status) -> Self {
-        Self::InvalidState {
-            status: status.as_str().to_owned(),
+        Self::InvalidState(Conflict::Conference(status))
+    }
+}
+
+/// What stands in the way of an action (`DomainError::InvalidState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conflict {
+    /// The conference is in this status.
+    Conference(Status),
+    /// The line still holds conferences that have not ended (it cannot be removed).
+    LineHoldsConferences,
+    /// A conference with this id exists already.
+    ConferenceExists,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Conference(status) => write!(f, "the conference is {}", status.as_str()),
+            Self::LineHoldsConferences => f.write_str("the line holds conferences"),
+            Self::ConferenceExists => f.write_str("the conference exists"),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::command::{
 };
 use crate::conference::LineTag;
 pub use crate::conference::Provisioning;
-use crate::error::DomainError;
+use crate::error::{Conflict, DomainError};
 use crate::event::Event;
 use crate::free_lines::FreeLineIndex;
 use crate::types::{
@@ -513,9 +513,7 @@ impl LinePool {
                         )
                 });
                 if holds_future {
-                    return Err(DomainError::InvalidState {
-                        status: "line_holds_conferences".to_owned(),
-                    });
+                    return Err(DomainError::InvalidState(Conflict::LineHoldsConferences));
                 }
                 Ok(vec![Event::LineRemoved { line: line.clone() }])
             }
@@ -905,9 +903,7 @@ impl LinePool {
 
     fn book(&self, new: NewConference<'_>) -> Result<Vec<Event>, DomainError> {
         if self.conferences.contains_key(&new.id) {
-            return Err(DomainError::InvalidState {
-                status: "exists".to_owned(),
-            });
+            return Err(DomainError::InvalidState(Conflict::ConferenceExists));
         }
         let line = self
             .first_free_line(&new.slot, None)

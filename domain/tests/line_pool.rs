@@ -906,9 +906,9 @@ fn removing_a_line_with_future_conferences_is_refused() {
     given_lines(1)
         .and(&alice(), schedule(1, 1, 2))
         .when(&admin(), Command::RemoveLine { line: line(1) })
-        .then_expect_error(DomainError::InvalidState {
-            status: "line_holds_conferences".into(),
-        });
+        .then_expect_error(DomainError::InvalidState(
+            meetline_domain::error::Conflict::LineHoldsConferences,
+        ));
 }
 
 #[test]

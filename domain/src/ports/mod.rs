@@ -233,6 +233,10 @@ pub enum ProviderError {
     /// The provider answered with something unusable (e.g. a join URL that is not https).
     #[error("the provider's answer is unusable")]
     InvalidAnswer,
+    /// The line's provider settings are missing, unusable for its provider, or do not decrypt:
+    /// no call can be made until an admin stores working ones.
+    #[error("the line's provider settings are missing or unusable")]
+    NotConfigured,
 }
 
 impl ProviderError {
@@ -256,6 +260,10 @@ impl ProviderError {
             Self::NotFound => "provider_not_found: the provider has no such meeting".to_owned(),
             Self::InvalidAnswer => {
                 "provider_invalid_answer: the provider's answer was unusable".to_owned()
+            }
+            Self::NotConfigured => {
+                "provider_not_configured: the line's provider settings are missing or unusable"
+                    .to_owned()
             }
         }
     }

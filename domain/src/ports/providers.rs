@@ -50,6 +50,29 @@ pub struct LinkRequest<'a> {
     pub end: DateTime<Utc>,
 }
 
+/// What hosts a line's meetings.
+#[derive(Clone)]
+pub enum LineProvider {
+    /// A builtin line: links are signed locally, there is nothing to call.
+    Builtin,
+    /// An external line's provider, ready to call.
+    Ready(Arc<dyn VideoProvider>),
+    /// An external line whose settings are missing, unusable for its provider, or do not
+    /// decrypt: nothing can be done on it until an admin stores new ones (trying again will
+    /// not help).
+    Unusable,
+}
+
+impl std::fmt::Debug for LineProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Builtin => "Builtin",
+            Self::Ready(_) => "Ready(..)",
+            Self::Unusable => "Unusable",
+        })
+    }
+}
+
 /// Turns a line into its provider.
 #[async_trait]
 pub trait ProviderRegistry: Send + Sync + std::fmt::Debug + 'static {
@@ -63,14 +86,17 @@ pub trait ProviderRegistry: Send + Sync + std::fmt::Debug + 'static {
     /// the secrets that are set.
     fn redact(&self, kind: ProviderKind, settings: &Value) -> Value;
 
-    /// The provider that hosts the meetings of external line `line` (of `kind`), built from its
-    /// settings; `None` for a builtin line, or one whose settings are missing or unusable.
+    /// The provider that hosts the meetings of line `line` (of `kind`), built from its settings.
+    ///
+    /// # Errors
+    /// Only when the settings could not be read now (worth trying again); settings that can
+    /// never work are [`LineProvider::Unusable`].
     async fn for_line(
         &self,
         tenant: &TenantId,
         line: &LineId,
         kind: ProviderKind,
-    ) -> Result<Option<Arc<dyn VideoProvider>>, StoreError>;
+    ) -> Result<LineProvider, StoreError>;
 
     /// A builtin line's links for one viewer, signed with the line's own deployment settings or
     /// the installation's; `None` when the line's stored settings cannot be used (no links
