@@ -70,6 +70,9 @@ pub struct ConferenceDto {
     pub links_changed: bool,
     /// The meeting at the line's provider: `not_needed` (builtin), `pending`, `done` or `failed`.
     pub provisioning: String,
+    /// The code people type to join the provider's meeting, when the provider has one apart
+    /// from its links (Tencent Meeting's nine digits); null otherwise, and once cancelled.
+    pub provider_meeting_code: Option<String>,
 }
 
 /// Renders a conference's links as its viewer sees them. Only the builtin provider signs links
@@ -219,6 +222,12 @@ impl ConferenceDto {
             cancelled_at: view.cancelled_at,
             stranded: view.stranded,
             links_changed: view.links_changed,
+            provider_meeting_code: match &view.provisioning {
+                Provisioning::Done { meeting_code, .. } if status != Status::Cancelled => {
+                    meeting_code.clone()
+                }
+                _ => None,
+            },
             provisioning: match view.provisioning {
                 Provisioning::NotNeeded => "not_needed",
                 Provisioning::Pending => "pending",
