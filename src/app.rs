@@ -21,7 +21,6 @@ use meetline_adapters::links::JitsiSettings;
 use meetline_adapters::postgres::PgEventStore;
 use meetline_adapters::providers::{Endpoints, Providers};
 use meetline_adapters::sqlite::SqliteEventStore;
-use meetline_adapters::zoom::ZoomEndpoints;
 use meetline_api_common::error::{localize_problems, method_not_allowed, not_found};
 use meetline_api_common::request_id::{RequestId, request_id};
 use meetline_api_common::security::{WebSecurity, csrf_guard, security_headers};
@@ -67,8 +66,8 @@ pub struct Settings {
     /// Per-user request limits (`None`: unlimited).
     pub rate_limits: Option<Arc<RateLimits>>,
     pub clock: Clock,
-    /// Where Zoom's API and OAuth server are (operator configuration, never a tenant's).
-    pub zoom: ZoomEndpoints,
+    /// Where the external providers are (operator configuration, never a tenant's).
+    pub endpoints: Endpoints,
     /// Joins by an unknown number a user may make per minute before 429.
     pub join_failures_per_minute: usize,
     /// How far ahead a conference may start.
@@ -306,9 +305,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
             &settings.jitsi_app_id,
             jitsi_secret.as_bytes(),
         ),
-        Endpoints {
-            zoom: settings.zoom.clone(),
-        },
+        settings.endpoints.clone(),
         settings.provider_retry,
     ));
     let line_settings: Arc<dyn LineSettings> = Arc::new(line_settings);

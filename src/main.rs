@@ -25,6 +25,8 @@ use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use meetline_adapters::auth::{JwksSource, JwtKeys, SECRET_FILE, TokenPolicy};
+use meetline_adapters::providers::Endpoints;
+use meetline_adapters::tencent::TencentEndpoints;
 use meetline_adapters::zoom::ZoomEndpoints;
 use meetline_api_common::security::WebSecurity;
 use meetline_api_common::{Clock, RateLimits};
@@ -167,6 +169,13 @@ struct SecurityArgs {
         default_value = "https://zoom.us"
     )]
     zoom_oauth_url: String,
+    /// Tencent Meeting's REST API base URL (https; http only on a loopback host).
+    #[arg(
+        long,
+        env = "MEETLINE_TENCENT_API_URL",
+        default_value = "https://api.meeting.qq.com"
+    )]
+    tencent_api_url: String,
     /// Joins by an unknown conference number a user may make per minute (then 429).
     #[arg(long, env = "MEETLINE_JOIN_FAILURES_PER_MINUTE", default_value_t = 10)]
     join_failures_per_minute: usize,
@@ -407,12 +416,19 @@ async fn main() -> anyhow::Result<()> {
                 },
                 rate_limits: RateLimits::new(rate_limit, rate_burst).map(Arc::new),
                 clock: fixed_now.map_or(Clock::System, Clock::Fixed),
-                zoom: ZoomEndpoints::new(&security.zoom_api_url, &security.zoom_oauth_url)
-                    .map_err(|url| {
+                endpoints: Endpoints {
+                    zoom: ZoomEndpoints::new(&security.zoom_api_url, &security.zoom_oauth_url)
+                        .map_err(|url| {
+                            anyhow::anyhow!(
+                                "a Zoom endpoint must be https (http only on a loopback host): {url}"
+                            )
+                        })?,
+                    tencent: TencentEndpoints::new(&security.tencent_api_url).map_err(|url| {
                         anyhow::anyhow!(
-                            "a Zoom endpoint must be https (http only on a loopback host): {url}"
+                            "the Tencent Meeting endpoint must be https (http only on a loopback host): {url}"
                         )
                     })?,
+                },
                 join_failures_per_minute: security.join_failures_per_minute.max(1),
                 booking_horizon: Duration::days(security.booking_horizon_days),
                 web: WebSecurity::new(security.public_url.as_deref(), &security.frame_ancestors)

@@ -12,6 +12,7 @@
 //! - [`secrets`]: generated secrets shared by all nodes of a PostgreSQL deployment.
 //! - [`net`]: the outbound HTTP client (no redirects) and the check for operator URLs.
 //! - [`zoom`]: `ZoomProvider`, the video provider port on Zoom's REST API (S2S OAuth).
+//! - [`tencent`]: `TencentProvider`, the port on Tencent Meeting's REST API (signed requests).
 //! - [`testing`]: a fresh PostgreSQL database per test.
 //! - [`directory`]: the `Directory` port and `SqlDirectory`.
 //! - [`auth`]: bearer tokens: HS256 (`meetline token`) and the OA identity provider's
@@ -34,6 +35,7 @@ pub mod postgres;
 pub mod providers;
 pub mod secrets;
 pub mod sqlite;
+pub mod tencent;
 pub mod testing;
 pub mod zoom;
 

@@ -317,7 +317,7 @@ mod tests {
 }
 
 /// Keys whose values are secret: stored encrypted, never shown.
-pub const SECRET_KEYS: [&str; 3] = ["secret", "client_secret", "webhook_secret"];
+pub const SECRET_KEYS: [&str; 4] = ["secret", "client_secret", "webhook_secret", "secret_key"];
 /// Keys a `zoom` line's settings may hold; the first four are required.
 /// Where Zoom is (`api_base_url`, `oauth_base_url`) is the operator's to say, not a tenant's:
 /// see `zoom::ZoomEndpoints`.
@@ -375,6 +375,7 @@ pub fn validate(
             }
             Ok(())
         }
+        ProviderKind::Tencent => crate::tencent::validate(settings),
     }
 }
 

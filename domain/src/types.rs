@@ -419,11 +419,13 @@ impl RoomNonce {
 pub enum ProviderKind {
     Builtin,
     Zoom,
+    /// Tencent Meeting (腾讯会议).
+    Tencent,
 }
 
 impl ProviderKind {
     /// Every kind, in the order API documents list them.
-    pub const ALL: [Self; 2] = [Self::Builtin, Self::Zoom];
+    pub const ALL: [Self; 3] = [Self::Builtin, Self::Zoom, Self::Tencent];
 
     /// Whether meetings on such a line are made at an outside provider (the provisioning
     /// process's work), rather than links signed by meetline.
@@ -435,6 +437,7 @@ impl ProviderKind {
         match self {
             Self::Builtin => "builtin",
             Self::Zoom => "zoom",
+            Self::Tencent => "tencent",
         }
     }
     /// # Errors
@@ -443,6 +446,7 @@ impl ProviderKind {
         match text {
             "builtin" => Ok(Self::Builtin),
             "zoom" => Ok(Self::Zoom),
+            "tencent" => Ok(Self::Tencent),
             _ => Err(DomainError::invalid_input("provider")),
         }
     }
