@@ -434,4 +434,21 @@ async fn tencent_settings_are_checked_key_by_key_and_never_shown() {
     assert_eq!(line["settings"]["secrets_set"], json!(["secret_key"]));
     assert_eq!(line["settings"]["user_id"], USER);
     assert!(!text.contains(SECRET_KEY));
+
+    // Tencent Meeting's notifications are not taken (their signing is not documented in full),
+    // nor any provider's that does not exist: 404, before anything is read.
+    for provider in ["tencent", "builtin", "nope"] {
+        for url in [
+            format!("/api/v1/providers/{provider}/webhook"),
+            format!("/api/v1/providers/{provider}/webhook/{T}/line-1"),
+        ] {
+            let reply = app
+                .send(
+                    app.request(reqwest::Method::POST, &url, "")
+                        .json(&json!({"event": "meeting.end"})),
+                )
+                .await;
+            reply.problem(404, "not_found");
+        }
+    }
 }

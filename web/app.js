@@ -23,6 +23,9 @@ const dict = {
     lines: '线路维护', maintenance: '维护中', active: '正常', enter_maintenance: '进入维护', leave_maintenance: '结束维护',
     moved: '已移到其他线路：{n} 个', stranded: '无法移动：{n} 个', lag: '投影延迟（事件）', provider_failures: '服务商调用失败',
     no_free_line: '无空闲线路次数', members: '成员', conference_links: '视频会议', single: '单聊', group: '群聊',
+    add_line: '添加线路', line_name: '线路名称', provider: '视频服务商', provider_builtin: '内置（Jitsi）',
+    provider_zoom: 'Zoom', provider_tencent: '腾讯会议', line_added: '线路已添加', provider_code: '服务商会议号',
+    optional: '（选填）', secret_kept: '保存后加密存放，不再显示',
   },
   en: {
     module: 'Meetings', more: 'More', title: 'My video conferences', signout: 'Sign out', recent: 'Recent', all: 'All',
@@ -46,7 +49,9 @@ const dict = {
     enter_maintenance: 'Enter maintenance', leave_maintenance: 'Leave maintenance', moved: 'Moved to other lines: {n}',
     stranded: 'Could not be moved: {n}', lag: 'Projection lag (events)', provider_failures: 'Provider failures',
     no_free_line: 'No-free-line rejections', members: 'Members', conference_links: 'Video conference', single: 'One-to-one',
-    group: 'Group',
+    group: 'Group', add_line: 'Add a line', line_name: 'Line name', provider: 'Video provider',
+    provider_builtin: 'Builtin (Jitsi)', provider_zoom: 'Zoom', provider_tencent: 'Tencent Meeting', line_added: 'Line added',
+    provider_code: 'Provider meeting code', optional: ' (optional)', secret_kept: 'stored encrypted, never shown again',
   },
 };
 
@@ -364,6 +369,7 @@ async function openDetail(id) {
   $('#detail-info').replaceChildren(...[
     item(t('number'), c.number), item(t('status'), c.status_label), item(t('time'), when(c)), item(t('timezone'), c.timezone),
     item(t('host'), name(c.host)), item(t('attendees'), c.attendees.map(name).join('、') || t('none')), item(t('line'), c.line.name),
+    ...(c.provider_meeting_code ? [item(t('provider_code'), c.provider_meeting_code)] : []),
   ].flat());
   $('#detail-links').replaceChildren(...[linkRow(t('host_link'), c.links.host), linkRow(t('attendee_link'), c.links.attendee),
     linkRow(t('related'), c.links.related)].filter(Boolean));
@@ -518,7 +524,41 @@ async function renderOps() {
     el('div', { class: 'row-actions' }, el('button', { type: 'button', 'aria-label': `${t(line.status === 'maintenance' ? 'leave_maintenance' : 'enter_maintenance')} ${line.name}`,
       text: t(line.status === 'maintenance' ? 'leave_maintenance' : 'enter_maintenance'), onclick: () => toggleMaintenance(line) })),
     el('div', { class: 'meta' }, el('span', { class: `badge ${line.status === 'maintenance' ? 'manually_ended' : 'in_progress'}`, text: t(line.status === 'maintenance' ? 'maintenance' : 'active') }),
-      el('span', { text: line.provider })))));
+      el('span', { text: t(`provider_${line.provider}`) })))));
+}
+
+/** The account settings each provider's lines take (API.md): key, whether required, whether secret. */
+const PROVIDER_SETTINGS = {
+  builtin: [],
+  tencent: [['app_id', true], ['sdk_id', false], ['secret_id', true], ['secret_key', true, true], ['user_id', true]],
+  zoom: [['account_id', true], ['client_id', true], ['client_secret', true, true], ['user_id', true], ['webhook_secret', false, true]],
+};
+
+function renderLineSettings() {
+  const fields = PROVIDER_SETTINGS[$('#line-provider').value] || [];
+  $('#line-settings').replaceChildren(...fields.flatMap(([key, required, secret]) => [
+    el('label', { for: `line-setting-${key}`, text: `${key}${required ? '' : t('optional')}${secret ? ` · ${t('secret_kept')}` : ''}` }),
+    el('input', { id: `line-setting-${key}`, name: key, 'data-field': `settings.${key}`, 'data-setting': key,
+      type: secret ? 'password' : 'text', autocomplete: secret ? 'new-password' : 'off', spellcheck: 'false' }),
+    el('p', { class: 'field-error', 'data-error-for': `settings.${key}` }),
+  ]));
+}
+
+async function submitLine(event) {
+  event.preventDefault();
+  const form = event.target;
+  clearErrors(form);
+  const provider = $('#line-provider').value;
+  const body = { name: $('#line-name').value, provider };
+  const settings = {};
+  form.querySelectorAll('[data-setting]').forEach((input) => { if (input.value.trim()) settings[input.dataset.setting] = input.value.trim(); });
+  if (Object.keys(settings).length) body.settings = settings;
+  const reply = await api('/api/v1/lines', { method: 'POST', body });
+  if (!reply.ok) { showProblem(form, reply.body); return; }
+  form.reset();
+  renderLineSettings();
+  $('#ops-notice').textContent = `${reply.body.name}: ${t('line_added')}`;
+  await renderOps();
 }
 
 async function toggleMaintenance(line) {
@@ -573,6 +613,7 @@ function translate() {
   document.title = t('title');
   document.querySelectorAll('[data-t]').forEach((node) => { node.textContent = t(node.dataset.t); });
   $('#lang').textContent = t('lang');
+  renderLineSettings();
   if (state.me) $('#who').textContent = state.me.name + (state.me.admin ? t('me_admin') : '');
 }
 
@@ -607,6 +648,9 @@ async function start() {
   document.querySelectorAll('dialog .cancel').forEach((button) => button.addEventListener('click', () => button.closest('dialog').close()));
   $('#chat-form').addEventListener('submit', submitChat);
   $('#ops-range').addEventListener('submit', (event) => { event.preventDefault(); renderOps(); });
+  $('#line-form').addEventListener('submit', submitLine);
+  $('#line-provider').addEventListener('change', renderLineSettings);
+  renderLineSettings();
   $('.views a[data-view="ops"]').hidden = !state.me.admin;
   window.addEventListener('hashchange', route);
   route();

@@ -318,6 +318,18 @@ mod tests {
 
 /// Keys whose values are secret: stored encrypted, never shown.
 pub const SECRET_KEYS: [&str; 4] = ["secret", "client_secret", "webhook_secret", "secret_key"];
+
+#[cfg(test)]
+#[test]
+fn every_providers_secret_keys_are_redacted() {
+    for key in crate::tencent::TENCENT_SECRET_KEYS
+        .iter()
+        .chain(["client_secret", "webhook_secret"].iter())
+        .chain(["secret"].iter())
+    {
+        assert!(SECRET_KEYS.contains(key), "{key} would be shown to admins");
+    }
+}
 /// Keys a `zoom` line's settings may hold; the first four are required.
 /// Where Zoom is (`api_base_url`, `oauth_base_url`) is the operator's to say, not a tenant's:
 /// see `zoom::ZoomEndpoints`.

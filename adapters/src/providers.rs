@@ -155,12 +155,15 @@ impl ProviderRegistry for Providers {
         if !kind.is_external() {
             return Ok(LineProvider::Builtin);
         }
+        // No settings yet (an add whose settings write failed, to be put again) and settings
+        // that do not decrypt (a node started with another settings key) are the operator's to
+        // mend: worth trying again, never a reason to fail conferences for good.
         let settings = match self.settings.get(tenant, line).await {
             Ok(Some(settings)) => settings,
-            Ok(None) => return Ok(LineProvider::Unusable),
-            Err(StoreError::Corrupt(error)) => {
-                tracing::error!(%tenant, %line, %error, "a line's settings do not decrypt");
-                return Ok(LineProvider::Unusable);
+            Ok(None) => {
+                return Err(StoreError::Unavailable(format!(
+                    "external line {tenant}/{line} has no settings yet"
+                )));
             }
             Err(error) => return Err(error),
         };

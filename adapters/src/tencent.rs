@@ -142,12 +142,17 @@ mod codes {
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Pages of the user's meeting list read when looking for a marker (20 meetings a page).
 const MAX_LIST_PAGES: usize = 50;
-/// Meeting states that are over: a marker on such a meeting is not adopted.
-const DEAD_STATES: [&str; 4] = [
+/// Meeting states that are over: a marker on such a meeting is not adopted. The API's answers
+/// use the `MEETING_STATE_` names; PROVIDERS.md lists the bare ones, so both are known.
+const DEAD_STATES: [&str; 8] = [
     "MEETING_STATE_CANCELLED",
     "MEETING_STATE_ENDED",
     "MEETING_STATE_RECYCLED",
     "MEETING_STATE_INVALID",
+    "CANCELLED",
+    "ENDED",
+    "RECYCLED",
+    "NULL",
 ];
 /// The modify API's subject limit, in bytes (1095/42424).
 const MAX_SUBJECT_BYTES: usize = 512;
@@ -709,7 +714,11 @@ impl TencentProvider {
         for _ in 0..MAX_LIST_PAGES {
             let mut path = format!("/v1/meetings{}", self.user_query());
             if let Some((pos, cursory)) = &cursor {
-                path.push_str(&format!("&pos={pos}&cursory={cursory}"));
+                path.push_str(&format!(
+                    "&pos={}&cursory={}",
+                    urlencode(pos),
+                    urlencode(cursory)
+                ));
             }
             let page = self.call(Method::GET, &path, None).await?;
             let meetings = page
@@ -805,12 +814,33 @@ impl VideoProvider for TencentProvider {
         let mut backoff = self.backoff();
         let mut ambiguous = false;
         loop {
-            if ambiguous && let Some(found) = self.find_meeting(&request.reference).await? {
-                tracing::info!(
-                    meeting_id = %found.meeting_id,
-                    "Tencent Meeting: adopted the meeting an earlier attempt created"
-                );
-                return Ok(found);
+            if ambiguous {
+                match self.find_meeting(&request.reference).await {
+                    Ok(Some(found)) => {
+                        tracing::info!(
+                            meeting_id = %found.meeting_id,
+                            "Tencent Meeting: adopted the meeting an earlier attempt created"
+                        );
+                        return Ok(found);
+                    }
+                    Ok(None) => {}
+                    // Whether the meeting exists cannot be told now: wait and look again
+                    // rather than post blindly.
+                    Err(ProviderError::Unavailable {
+                        message,
+                        retry_after,
+                    }) => {
+                        let Some(delay) = next_delay(&mut backoff, retry_after) else {
+                            return Err(ProviderError::Unavailable {
+                                message,
+                                retry_after,
+                            });
+                        };
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                }
             }
             match self
                 .attempt(&Method::POST, "/v1/meetings", Some(&body))
@@ -828,6 +858,13 @@ impl VideoProvider for TencentProvider {
                     // Once an attempt may have created the meeting, every later one looks first.
                     ambiguous |= maybe_done;
                     let Some(delay) = next_delay(&mut backoff, retry_after) else {
+                        // Out of retries: one last look, so a meeting an attempt did create
+                        // is adopted rather than left behind at Tencent.
+                        if ambiguous
+                            && let Ok(Some(found)) = self.find_meeting(&request.reference).await
+                        {
+                            return Ok(found);
+                        }
                         return Err(ProviderError::Unavailable {
                             message,
                             retry_after,

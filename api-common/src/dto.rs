@@ -222,8 +222,12 @@ impl ConferenceDto {
             cancelled_at: view.cancelled_at,
             stranded: view.stranded,
             links_changed: view.links_changed,
+            // Only while the meeting can be joined: an ended meeting's code may be given to
+            // another meeting by the provider.
             provider_meeting_code: match &view.provisioning {
-                Provisioning::Done { meeting_code, .. } if status != Status::Cancelled => {
+                Provisioning::Done { meeting_code, .. }
+                    if matches!(status, Status::NotStarted | Status::InProgress) =>
+                {
                     meeting_code.clone()
                 }
                 _ => None,

@@ -49,8 +49,11 @@ const BATCH: usize = 200;
 /// Events read and not handled yet beyond which no more are read (a provider that hangs for
 /// long under a steady stream of bookings must not fill the memory).
 const MAX_WAITING: usize = 10_000;
-/// How long a lane waits before handling an event again after the store failed.
+/// How long a lane waits before handling an event again after the store failed (or the line's
+/// settings could not be read); doubled at each failure in a row, up to [`MAX_RETRY_AFTER`]: a
+/// failure that lasts (settings that need the operator) is not hammered every second.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// A conference of a tenant: the events of one lane are handled one after another.
 type Lane = (TenantId, ConferenceId);
@@ -157,6 +160,8 @@ struct Lanes {
     tasks: HashMap<tokio::task::Id, (Lane, RecordedEvent)>,
     /// The positions of every event read and not handled yet.
     waiting: std::collections::BTreeSet<Position>,
+    /// Per lane whose event failed, how many times in a row.
+    failures: HashMap<Lane, u32>,
 }
 
 impl Lanes {
@@ -202,9 +207,10 @@ impl Lanes {
             Ok((id, (lane, recorded, result))) => {
                 self.tasks.remove(&id);
                 if let Err(error) = result {
-                    tracing::error!(%error, position = recorded.position, "provisioning failed; retrying");
+                    let after = self.backoff(&lane);
+                    tracing::error!(%error, position = recorded.position, ?after, "provisioning failed; retrying");
                     if !stopping {
-                        self.start(process, lane, recorded, RETRY_AFTER);
+                        self.start(process, lane, recorded, after);
                     }
                     return;
                 }
@@ -219,11 +225,13 @@ impl Lanes {
                     "a provisioning task failed; retrying"
                 );
                 if !stopping && !failed.is_cancelled() {
-                    self.start(process, lane, recorded, RETRY_AFTER);
+                    let after = self.backoff(&lane);
+                    self.start(process, lane, recorded, after);
                 }
                 return;
             }
         };
+        self.failures.remove(&lane);
         self.waiting.remove(&recorded.position);
         let next = self
             .queued
@@ -235,6 +243,16 @@ impl Lanes {
                 self.queued.remove(&lane);
             }
         }
+    }
+
+    /// How long `lane` waits before its event is tried again: [`RETRY_AFTER`], doubled at each
+    /// failure in a row, at most [`MAX_RETRY_AFTER`].
+    fn backoff(&mut self, lane: &Lane) -> Duration {
+        let failures = self.failures.entry(lane.clone()).or_default();
+        *failures = failures.saturating_add(1);
+        RETRY_AFTER
+            .saturating_mul(1 << (*failures - 1).min(6))
+            .min(MAX_RETRY_AFTER)
     }
 
     /// The position up to which everything read is handled.
@@ -728,11 +746,15 @@ fn checked_answer(meeting: ProvisionedMeeting) -> Result<ProvisionedMeeting, Pro
     if meetline_domain::types::provider_url(&meeting.join_url).is_ok()
         && clean(&meeting.meeting_id)
         && meeting.password.as_deref().is_none_or(clean)
-        && meeting.meeting_code.as_deref().is_none_or(|code| {
-            !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_digit())
-        })
     {
-        Ok(meeting)
+        // A code that is not a plain number is left out; the meeting itself is good.
+        let code_ok = |code: &String| {
+            !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_digit())
+        };
+        Ok(ProvisionedMeeting {
+            meeting_code: meeting.meeting_code.filter(code_ok),
+            ..meeting
+        })
     } else {
         tracing::warn!("a provider answered with an unusable meeting (join URL or id)");
         Err(ProviderError::InvalidAnswer)

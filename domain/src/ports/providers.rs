@@ -57,9 +57,8 @@ pub enum LineProvider {
     Builtin,
     /// An external line's provider, ready to call.
     Ready(Arc<dyn VideoProvider>),
-    /// An external line whose settings are missing, unusable for its provider, or do not
-    /// decrypt: nothing can be done on it until an admin stores new ones (trying again will
-    /// not help).
+    /// An external line whose stored settings cannot work for its provider: nothing can be
+    /// done on it until an admin stores new ones (trying again will not help).
     Unusable,
 }
 
@@ -89,8 +88,9 @@ pub trait ProviderRegistry: Send + Sync + std::fmt::Debug + 'static {
     /// The provider that hosts the meetings of line `line` (of `kind`), built from its settings.
     ///
     /// # Errors
-    /// Only when the settings could not be read now (worth trying again); settings that can
-    /// never work are [`LineProvider::Unusable`].
+    /// When the settings cannot be read now, are missing, or do not decrypt: worth trying again
+    /// once the operator mends it. Settings that are there and can never work for the
+    /// provider are [`LineProvider::Unusable`].
     async fn for_line(
         &self,
         tenant: &TenantId,
