@@ -32,6 +32,7 @@ use meetline_domain::ports::{EventStore, LineSettings, ProviderRegistry};
 use meetline_domain::types::TenantId;
 use meetline_projections::{ProcessState, Projector, ProviderMeetings, ReadModels, Timetable};
 use meetline_query_api::QueryState;
+use meetline_query_api::directory::DirectoryState;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
@@ -400,6 +401,12 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let router = router
         .route("/api/v1/openapi.json", get(openapi))
         .merge(crate::web::router(web))
+        .merge(
+            meetline_query_api::directory::router().with_state(DirectoryState {
+                context: context.clone(),
+                directory: directory.clone(),
+            }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(LIMIT_BYTES))
@@ -444,7 +451,7 @@ async fn count_requests(
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut document = meetline_command_api::CommandApiDoc::openapi();
     document.merge(meetline_query_api::QueryApiDoc::openapi());
-    document.merge(crate::web::WebApiDoc::openapi());
+    document.merge(meetline_query_api::directory::DirectoryApiDoc::openapi());
     document.info.title = "meetline".to_owned();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document.info.description =

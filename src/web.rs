@@ -14,21 +14,19 @@
 
 use std::sync::Arc;
 
+use axum::Form;
 use axum::Router;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{FromRef, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Json};
 use chrono::Duration;
 use meetline_adapters::auth::{JwtKeys, Principal};
 use meetline_adapters::directory::Directory;
-use meetline_api_common::{ApiContext, ApiError, Caller, Lang};
-use meetline_command_api::routes::DirectoryChatDto;
+use meetline_api_common::{ApiContext, ApiError, Lang};
 use meetline_domain::types::{TenantId, UserId};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Deserialize;
 
 /// How long a browser session lasts.
 const SESSION_HOURS: i64 = 12;
@@ -79,10 +77,6 @@ pub fn router(state: WebState) -> Router {
             "/app/app.css",
             get(|| async { asset("text/css; charset=utf-8", include_str!("../web/app.css")) }),
         )
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/directory/users", get(directory_users))
-        .route("/api/v1/my/meetings", get(my_meetings))
-        .route("/api/v1/my/chats", get(my_chats))
         .with_state(state)
 }
 
@@ -334,164 +328,3 @@ async fn signout(State(state): State<WebState>) -> Response {
         .insert(header::SET_COOKIE, state.context.web.session_cookie("", 0));
     response
 }
-
-/// Who the caller is.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MeDto {
-    pub user: String,
-    /// From the directory; the user id when the directory does not know the user.
-    pub name: String,
-    pub tenant: String,
-    pub admin: bool,
-    /// IANA name, from the directory.
-    pub timezone: Option<String>,
-}
-
-/// A user of the tenant's directory, for attendee pickers.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DirectoryUserSummary {
-    pub id: String,
-    pub name: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DirectoryUsersResponse {
-    pub items: Vec<DirectoryUserSummary>,
-}
-
-/// A meeting the caller takes part in.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MyMeetingDto {
-    pub id: String,
-    pub subject: String,
-    pub start: chrono::DateTime<chrono::Utc>,
-    pub end: chrono::DateTime<chrono::Utc>,
-    pub creator: String,
-    pub convener: String,
-    pub contact: String,
-    pub attendees: Vec<String>,
-    pub url: Option<String>,
-    /// Whether the caller may launch its conference (creator, convener or contact).
-    pub can_launch: bool,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MyMeetingsResponse {
-    pub items: Vec<MyMeetingDto>,
-}
-
-/// The chats the caller is a member of.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MyChatsResponse {
-    pub items: Vec<DirectoryChatDto>,
-}
-
-/// Who the caller is, for the app: id, name, tenant, admin, time zone.
-#[utoipa::path(get, path = "/api/v1/me", tag = "web", responses((status = 200, body = MeDto)))]
-async fn me(
-    State(state): State<WebState>,
-    Caller(principal): Caller,
-) -> Result<Json<MeDto>, ApiError> {
-    let entry = state
-        .directory
-        .user(&principal.tenant, &principal.actor.user)
-        .await?;
-    Ok(Json(MeDto {
-        user: principal.actor.user.to_string(),
-        name: entry.as_ref().map_or_else(
-            || principal.actor.user.to_string(),
-            |user| user.name.clone(),
-        ),
-        tenant: principal.tenant.to_string(),
-        admin: principal.actor.admin,
-        timezone: entry
-            .and_then(|user| user.timezone)
-            .map(|zone| zone.as_str().to_owned()),
-    }))
-}
-
-/// The tenant's users (id and name), for attendee pickers.
-#[utoipa::path(get, path = "/api/v1/directory/users", tag = "directory",
-    responses((status = 200, body = DirectoryUsersResponse)))]
-async fn directory_users(
-    State(state): State<WebState>,
-    Caller(principal): Caller,
-) -> Result<Json<DirectoryUsersResponse>, ApiError> {
-    let users = state.directory.users(&principal.tenant).await?;
-    let items = users
-        .iter()
-        .map(|user| DirectoryUserSummary {
-            id: user.id.to_string(),
-            name: user.name.clone(),
-        })
-        .collect();
-    Ok(Json(DirectoryUsersResponse { items }))
-}
-
-fn my_meeting(meeting: &meetline_domain::command::MeetingFacts, user: &UserId) -> MyMeetingDto {
-    MyMeetingDto {
-        id: meeting.id.to_string(),
-        subject: meeting.subject.clone(),
-        start: meeting.start,
-        end: meeting.end,
-        creator: meeting.creator.to_string(),
-        convener: meeting.convener.to_string(),
-        contact: meeting.contact.to_string(),
-        attendees: meeting.attendees.iter().map(ToString::to_string).collect(),
-        url: meeting.url.as_ref().map(|url| url.as_str().to_owned()),
-        can_launch: [&meeting.creator, &meeting.convener, &meeting.contact].contains(&user),
-    }
-}
-
-/// The meetings the caller takes part in (any role), with whether they may launch its conference.
-#[utoipa::path(get, path = "/api/v1/my/meetings", tag = "web",
-    responses((status = 200, body = MyMeetingsResponse)))]
-async fn my_meetings(
-    State(state): State<WebState>,
-    Caller(principal): Caller,
-) -> Result<Json<MyMeetingsResponse>, ApiError> {
-    let user = &principal.actor.user;
-    let meetings = state.directory.meetings(&principal.tenant).await?;
-    let items = meetings
-        .iter()
-        .filter(|meeting| {
-            [&meeting.creator, &meeting.convener, &meeting.contact].contains(&user)
-                || meeting.attendees.contains(user)
-        })
-        .map(|meeting| my_meeting(meeting, user))
-        .collect();
-    Ok(Json(MyMeetingsResponse { items }))
-}
-
-/// The chats the caller is a member of, with their members.
-#[utoipa::path(get, path = "/api/v1/my/chats", tag = "web",
-    responses((status = 200, body = MyChatsResponse)))]
-async fn my_chats(
-    State(state): State<WebState>,
-    Caller(principal): Caller,
-) -> Result<Json<MyChatsResponse>, ApiError> {
-    let user = &principal.actor.user;
-    let chats = state.directory.chats(&principal.tenant).await?;
-    let items = chats
-        .iter()
-        .filter(|chat| chat.facts.members.contains(user))
-        .map(DirectoryChatDto::from)
-        .collect();
-    Ok(Json(MyChatsResponse { items }))
-}
-
-/// The web app's part of the OpenAPI document: what the app reads besides the command and
-/// query APIs.
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    paths(me, directory_users, my_meetings, my_chats),
-    components(schemas(
-        MeDto,
-        DirectoryUserSummary,
-        DirectoryUsersResponse,
-        MyMeetingDto,
-        MyMeetingsResponse,
-        MyChatsResponse
-    ))
-)]
-pub struct WebApiDoc;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use meetline_domain::pool::Provisioning;
+use meetline_domain::ports::directory::{ChatKind, DirectoryChat};
 use meetline_domain::ports::providers::LinkRequest;
 use meetline_domain::ports::{MeetingLinks, ProviderRegistry};
 use meetline_domain::types::Principal;
@@ -239,6 +240,39 @@ impl ConferenceDto {
                 Provisioning::Failed { .. } => "failed",
             }
             .to_owned(),
+        }
+    }
+}
+
+/// A chat's kind.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ChatKindName {
+    Single,
+    Group,
+}
+
+/// A directory chat as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryChatDto {
+    #[schema(value_type = ChatKindName)]
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+impl From<&DirectoryChat> for DirectoryChatDto {
+    fn from(chat: &DirectoryChat) -> Self {
+        Self {
+            kind: match chat.kind {
+                ChatKind::Single => "single",
+                ChatKind::Group => "group",
+            }
+            .to_owned(),
+            id: chat.facts.id.to_string(),
+            name: chat.facts.name.clone(),
+            members: chat.facts.members.iter().map(ToString::to_string).collect(),
         }
     }
 }

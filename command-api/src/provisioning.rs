@@ -1,4 +1,5 @@
-//! The provisioning process: makes an external provider (Zoom) host what the pool decided.
+//! The provisioning process: makes an external provider (Zoom, Tencent Meeting…) host what the
+//! pool decided.
 //!
 //! It follows the global log from its own checkpoint, in **lanes**: one conference's events are
 //! handled in order, different conferences' at the same time, each line's account taking at most

@@ -149,8 +149,10 @@ fn replaying_a_booking_onto_a_taken_start_reports_it_instead_of_overwriting() {
 /// The snapshot format is stored too, and postcard reads fields by position: a pool's fields or
 /// variants changed in kind or order without a new snapshot schema would read old snapshots
 /// wrongly, not fail. `fixtures/pool-snapshot-3.postcard` is the fixture's pool as schema 3 wrote
-/// it; it must read back to that pool. (A new schema adds its own fixture:
-/// `MEETLINE_BLESS=1 cargo test -p meetline-domain --test golden_events` writes it.)
+/// it (the service now ignores schema 3 and replays: its provisioned meetings had no code); it
+/// still reads back to that pool, whose open conferences have no provisioned meeting. (A new
+/// schema adds its own fixture: `MEETLINE_BLESS=1 cargo test -p meetline-domain --test
+/// golden_events` writes the current schema's.)
 #[test]
 fn a_schema_3_snapshot_reads_back_to_the_pool_it_was() {
     // The fixture's events as they were when the snapshot was written (`DemandRefused` came
@@ -165,9 +167,7 @@ fn a_schema_3_snapshot_reads_back_to_the_pool_it_was() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/pool-snapshot-3.postcard"
     );
-    if std::env::var_os("MEETLINE_BLESS").is_some() {
-        std::fs::write(path, pool.to_snapshot().unwrap()).unwrap();
-    }
+    // Frozen: schema 3 is no longer written, so it is never blessed again.
     let stored = std::fs::read(path).expect("the stored snapshot fixture");
     assert_eq!(LinePool::from_snapshot(&stored).unwrap(), pool);
     assert!(!pool.conferences.is_empty() && pool.latest.is_some());
@@ -175,4 +175,44 @@ fn a_schema_3_snapshot_reads_back_to_the_pool_it_was() {
     let mut longer = stored.clone();
     longer.push(0);
     assert!(LinePool::from_snapshot(&longer).is_err());
+}
+
+/// Schema 4: an open conference's provisioned meeting carries its code (Tencent Meeting's nine
+/// digits). `fixtures/pool-snapshot-4.postcard` is such a pool as schema 4 writes it; it must read
+/// back to that pool, code included.
+#[test]
+fn a_schema_4_snapshot_keeps_an_open_conferences_meeting_code() {
+    let mut events: Vec<Event> = schema_1()
+        .into_iter()
+        .map(|(_, event)| event)
+        .filter(|event| !matches!(event, Event::DemandRefused { .. }))
+        .collect();
+    let before = LinePool::from_events(&events);
+    let (&open, conference) = before
+        .conferences
+        .iter()
+        .min_by_key(|(id, _)| **id)
+        .expect("the fixture leaves a conference open");
+    events.push(Event::ConferenceProvisioned {
+        conference: open,
+        line: conference.line.id.clone(),
+        meeting_id: "7000000000000000001".to_owned(),
+        join_url: "https://meeting.tencent.com/dm/room1".to_owned(),
+        password: None,
+        meeting_code: Some("806146661".to_owned()),
+    });
+    let pool = LinePool::from_events(&events);
+    assert!(matches!(
+        &pool.conferences[&open].provisioning,
+        meetline_domain::pool::Provisioning::Done { meeting_code: Some(code), .. } if code == "806146661"
+    ));
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pool-snapshot-4.postcard"
+    );
+    if std::env::var_os("MEETLINE_BLESS").is_some() {
+        std::fs::write(path, pool.to_snapshot().unwrap()).unwrap();
+    }
+    let stored = std::fs::read(path).expect("the stored snapshot fixture");
+    assert_eq!(LinePool::from_snapshot(&stored).unwrap(), pool);
 }

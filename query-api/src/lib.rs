@@ -5,7 +5,10 @@
 //! # Layout
 //! - [`routes`]: `router()` for every query row of API.md; `X-Min-Position` read-your-writes.
 //! - [`ics`]: iCalendar rendering.
+//! - [`directory`]: what a signed-in user reads from the directory (`/api/v1/me`, the tenant's
+//!   users, their meetings and chats); served by every node.
 
+pub mod directory;
 pub mod ics;
 pub mod routes;
 
