@@ -328,6 +328,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         metrics.clone(),
         ServiceConfig {
             queue_depth: settings.command_queue_depth,
+            booking_horizon: settings.booking_horizon,
             ..ServiceConfig::default()
         },
     );

@@ -129,8 +129,16 @@ for (const viewport of viewports) {
       await schedule.getByLabel('结束时间').fill('15:00');
       await schedule.getByRole('button', { name: '保存' }).click();
       await schedule.locator('.form-error', { hasText: NO_FREE_LINE }).waitFor();
+      // Under the seed's message, the nearest free times: 13:00–14:00 (this conference's own
+      // booking does not count) is as near as 15:00–16:00, and earlier.
+      const choices = schedule.locator('#s-suggestions button.choice');
+      await choices.first().waitFor();
+      assert.equal(await choices.count(), 3);
+      assert.match(await choices.first().textContent(), /13:00–14:00$/);
       await shot(page, 'busy');
-      await schedule.getByRole('button', { name: '取消' }).click();
+      await choices.first().click();
+      await page.locator('#notice', { hasText: '已保存' }).waitFor();
+      assert.match(await review.textContent(), /13:00/);
 
       // Invite a colleague.
       await review.getByRole('button', { name: '邀请 方案评审' }).click();

@@ -25,7 +25,7 @@ const dict = {
     no_free_line: '无空闲线路次数', members: '成员', conference_links: '视频会议', single: '单聊', group: '群聊',
     add_line: '添加线路', line_name: '线路名称', provider: '视频服务商', provider_builtin: '内置（Jitsi）',
     provider_zoom: 'Zoom', provider_tencent: '腾讯会议', line_added: '线路已添加', provider_code: '服务商会议号',
-    optional: '（选填）', secret_kept: '保存后加密存放，不再显示',
+    optional: '（选填）', secret_kept: '保存后加密存放，不再显示', suggested: '最近的空闲时间（点击即预订）：',
   },
   en: {
     module: 'Meetings', more: 'More', title: 'My video conferences', signout: 'Sign out', recent: 'Recent', all: 'All',
@@ -52,6 +52,7 @@ const dict = {
     group: 'Group', add_line: 'Add a line', line_name: 'Line name', provider: 'Video provider',
     provider_builtin: 'Builtin (Jitsi)', provider_zoom: 'Zoom', provider_tencent: 'Tencent Meeting', line_added: 'Line added',
     provider_code: 'Provider meeting code', optional: ' (optional)', secret_kept: 'stored encrypted, never shown again',
+    suggested: 'Nearest free times (click to book):',
   },
 };
 
@@ -240,6 +241,7 @@ function openSchedule(existing) {
   select.replaceChildren(...[...new Set([zone, ...ZONES])].map((z) => el('option', { value: z, text: z })));
   select.value = zone;
   picker($('.picker', form), [state.me.user]);
+  showSuggestions(form, []);
   if (existing) {
     const start = zonedParts(existing.start, zone);
     $('#s-subject').value = existing.subject;
@@ -257,10 +259,29 @@ function openSchedule(existing) {
   open(dialog);
 }
 
+/** A refusal for want of a line: its nearest free times as one-click choices under the message. */
+function showSuggestions(form, suggestions) {
+  const box = $('#s-suggestions');
+  const zone = $('#s-timezone').value;
+  box.hidden = !suggestions?.length;
+  $('.choices', box).replaceChildren(...(suggestions || []).map((slot) => {
+    const start = zonedParts(slot.start, zone);
+    const end = zonedParts(slot.end, zone);
+    const label = `${start.date} ${start.time}–${end.time}`;
+    return el('button', { type: 'button', class: 'choice', text: label, onclick: () => {
+      $('#s-date').value = start.date;
+      $('#s-start').value = start.time;
+      $('#s-end').value = end.time;
+      form.requestSubmit();
+    } });
+  }));
+}
+
 async function submitSchedule(event) {
   event.preventDefault();
   const form = event.target;
   clearErrors(form);
+  showSuggestions(form, []);
   const zone = $('#s-timezone').value;
   const date = $('#s-date').value;
   if (!date || !$('#s-start').value || !$('#s-end').value) {
@@ -277,7 +298,7 @@ async function submitSchedule(event) {
   const reply = id
     ? await api(`/api/v1/conferences/${id}`, { method: 'PATCH', body, ifMatch: form.dataset.etag })
     : await api('/api/v1/conferences', { method: 'POST', body: { mode: 'scheduled', ...body, related_link: body.related_link || undefined } });
-  if (!reply.ok) { showProblem(form, reply.body); return; }
+  if (!reply.ok) { showProblem(form, reply.body); showSuggestions(form, reply.body.suggestions); return; }
   $('#schedule-dialog').close();
   notice(reply.body.links_changed ? t('links_changed') : reply.status === 202 ? t('provisioning') : t(id ? 'saved' : 'created'));
   await load();

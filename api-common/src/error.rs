@@ -120,6 +120,27 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub conference_id: Option<ConferenceId>,
+    /// With `no_free_line`: up to 3 free times of the length asked, on the 15-minute grid, not
+    /// in the past, nearest to the requested start first; `[]` when none exists within the
+    /// booking horizon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggestions: Option<Vec<SlotDto>>,
+}
+
+/// A time slot: its start and end (RFC 3339).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SlotDto {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<&meetline_domain::types::TimeSlot> for SlotDto {
+    fn from(slot: &meetline_domain::types::TimeSlot) -> Self {
+        Self {
+            start: slot.start,
+            end: slot.end,
+        }
+    }
 }
 
 impl ApiError {
@@ -273,6 +294,12 @@ impl ApiError {
             conference_id: match self {
                 Self::Domain(DomainError::ConferenceExists { conference_id }) => {
                     Some(*conference_id)
+                }
+                _ => None,
+            },
+            suggestions: match self {
+                Self::Domain(DomainError::NoFreeLine { suggestions, .. }) => {
+                    Some(suggestions.iter().map(SlotDto::from).collect())
                 }
                 _ => None,
             },
@@ -483,7 +510,7 @@ mod tests {
         let start = chrono::DateTime::UNIX_EPOCH;
         let slot = meetline_domain::types::TimeSlot::new(start, start + chrono::Duration::hours(1))
             .unwrap();
-        let busy = ApiError::Domain(DomainError::NoFreeLine { slot });
+        let busy = ApiError::Domain(DomainError::no_free_line(slot));
         assert_eq!(
             busy.problem(Lang::Zh).detail,
             "找不到空闲线路，请检查线路维护是否正常，或者重新选择会议时间"

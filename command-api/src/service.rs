@@ -180,6 +180,8 @@ pub struct ServiceConfig {
     pub snapshot_every: u64,
     /// How many times a batch is re-decided after version conflicts or store failures.
     pub max_retries: usize,
+    /// How far ahead a suggested free time may start (the booking horizon).
+    pub booking_horizon: chrono::Duration,
     /// Commands one pool may have waiting (see [`QUEUE_DEPTH`]).
     pub queue_depth: usize,
 }
@@ -189,6 +191,7 @@ impl Default for ServiceConfig {
         Self {
             snapshot_every: 2000,
             max_retries: 12,
+            booking_horizon: chrono::Duration::days(730),
             queue_depth: QUEUE_DEPTH,
         }
     }
@@ -913,7 +916,7 @@ impl Writer {
                 if let Some(slot) = record.refused {
                     replays.insert(
                         index,
-                        Decision::RejectedBefore(DomainError::NoFreeLine { slot }),
+                        Decision::RejectedBefore(DomainError::no_free_line(slot)),
                     );
                     continue;
                 }
@@ -1004,8 +1007,9 @@ impl Writer {
                     let conference = conference.as_deref().cloned();
                     Ok(self.outcome(pool, &submission.command, conference, own, position, false))
                 }
-                Decision::RejectedBefore(error) => Err(CommandError::Domain(error.clone())),
-                Decision::Rejected(error) => Err(CommandError::Domain(error.clone())),
+                Decision::RejectedBefore(error) | Decision::Rejected(error) => Err(
+                    CommandError::Domain(self.answered(pool, submission, error.clone())),
+                ),
                 Decision::Replayed {
                     conference,
                     line,
@@ -1107,6 +1111,28 @@ impl Writer {
             self.pool().await?;
         }
         Ok(recalled)
+    }
+
+    /// A refusal as its caller gets it: one for want of a line carries the nearest free times
+    /// as the pool stands now (the batch's own bookings included), up to the booking horizon.
+    fn answered(
+        &self,
+        pool: &LinePool,
+        submission: &Submission,
+        error: DomainError,
+    ) -> DomainError {
+        let DomainError::NoFreeLine { slot, .. } = error else {
+            return error;
+        };
+        let edited = match &submission.command {
+            Command::EditConference { conference, .. } => Some(*conference),
+            _ => None,
+        };
+        let latest = submission.now + self.shared.config.booking_horizon;
+        DomainError::NoFreeLine {
+            slot,
+            suggestions: pool.suggestions(&slot, edited, submission.now, latest),
+        }
     }
 
     fn outcome(

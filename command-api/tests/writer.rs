@@ -237,7 +237,7 @@ async fn a_keyed_rejection_is_replayed_without_deciding_again() {
     assert_eq!(refusals(&log), vec![(asked, "alice".to_owned())]);
     let restarted = service(store.clone(), 1_000_000);
     match restarted.execute(keyed()).await {
-        Err(CommandError::Domain(DomainError::NoFreeLine { slot })) => assert_eq!(slot, asked),
+        Err(CommandError::Domain(DomainError::NoFreeLine { slot, .. })) => assert_eq!(slot, asked),
         other => panic!("the retry after a restart got {other:?}"),
     }
     let after = store.read_all(0, 1000).await.unwrap();

@@ -6,6 +6,8 @@
 //! random times, taken in turn. `busy` measures the worst case: a time at which every line is
 //! taken, so the decision looks at every line before refusing.
 //!
+//! `suggestions` measures the nearest free times a refusal carries (`LinePool::suggestions`).
+//!
 //! Run: `cargo bench -p meetline-domain --bench allocation`.
 
 use std::hint::black_box;
@@ -115,5 +117,46 @@ fn decisions(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decisions);
+/// The nearest free times a refusal carries (API.md v1.1), against the same pools: an hour taken
+/// on every line amid the month of bookings (the free times are close: the index finds them), and
+/// a whole day taken on every line (none within eight hours of its middle: each line's bookings
+/// are walked).
+fn suggestions(c: &mut Criterion) {
+    let alice = Actor::user("alice");
+    let mut group = c.benchmark_group("suggestions");
+    for (lines, bookings) in [(10u64, 1_000usize), (500, 100_000)] {
+        let label = format!("{lines}_lines_{bookings}_bookings");
+        let base = pool(lines, bookings);
+        for (case, hours) in [("hour_full", 1i64), ("day_full", 24)] {
+            let mut full = base.clone();
+            let from = t0() + Duration::days(10) + Duration::hours(10);
+            // Every quarter of the window taken on every line (around the month's own
+            // bookings): no hour-long slot is free in it.
+            let mut n = 1u128 << 102;
+            for quarter in 0..hours * 4 {
+                for _ in 0..lines {
+                    n += 1;
+                    let command = schedule(n, from + Duration::minutes(quarter * 15), 15);
+                    if let Ok(events) = full.handle(&alice, &command, t0()) {
+                        for event in &events {
+                            full.apply(event);
+                        }
+                    }
+                }
+            }
+            let middle = from + Duration::hours(hours / 2);
+            let slot = TimeSlot::new(middle, middle + Duration::hours(1)).expect("a slot");
+            assert!(full.first_free_line(&slot, None).is_none());
+            let latest = t0() + Duration::days(730);
+            let found = full.suggestions(&slot, None, t0(), latest);
+            assert_eq!(found.len(), 3, "{case}: {found:?}");
+            group.bench_function(BenchmarkId::new(case, &label), |b| {
+                b.iter(|| black_box(full.suggestions(black_box(&slot), None, t0(), latest)));
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decisions, suggestions);
 criterion_main!(benches);

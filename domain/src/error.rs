@@ -28,9 +28,14 @@ pub enum DomainError {
     /// A field is invalid; `field` names it (`attendees`, `start`, `subject`, …).
     #[error("无效的输入参数： {field}")]
     InvalidInput { field: String },
-    /// No line is free for `slot`, the time asked for.
+    /// No line is free for `slot`, the time asked for. `suggestions`: the nearest free times
+    /// of the same length, filled in when the refusal is answered (`LinePool::suggestions`).
     #[error("{NO_FREE_LINE_ZH}")]
-    NoFreeLine { slot: TimeSlot },
+    NoFreeLine {
+        slot: TimeSlot,
+        #[serde(default)]
+        suggestions: Vec<TimeSlot>,
+    },
     /// The action is not allowed in the state of the thing it acts on.
     #[error("not allowed: {0}")]
     InvalidState(Conflict),
@@ -53,6 +58,14 @@ pub enum DomainError {
 }
 
 impl DomainError {
+    /// No line is free for `slot` (the suggestions are filled in when the refusal is answered).
+    pub fn no_free_line(slot: TimeSlot) -> Self {
+        Self::NoFreeLine {
+            slot,
+            suggestions: Vec::new(),
+        }
+    }
+
     pub fn invalid_input(field: &str) -> Self {
         Self::InvalidInput {
             field: field.to_owned(),

@@ -109,6 +109,7 @@ pub mod event;
 mod free_lines;
 pub mod pool;
 pub mod ports;
+pub mod suggest;
 pub mod types;
 
 pub use command::{

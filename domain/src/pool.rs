@@ -423,7 +423,7 @@ impl LinePool {
         error: &DomainError,
         now: DateTime<Utc>,
     ) -> Option<Event> {
-        let DomainError::NoFreeLine { slot } = error else {
+        let DomainError::NoFreeLine { slot, .. } = error else {
             return None;
         };
         let edited = match command {
@@ -907,7 +907,7 @@ impl LinePool {
         }
         let line = self
             .first_free_line(&new.slot, None)
-            .ok_or(DomainError::NoFreeLine { slot: new.slot })?;
+            .ok_or_else(|| DomainError::no_free_line(new.slot))?;
         let number = new
             .numbers
             .candidates()
@@ -974,7 +974,7 @@ impl LinePool {
         } else {
             let line = self
                 .first_free_line(&slot, Some(id))
-                .ok_or(DomainError::NoFreeLine { slot })?;
+                .ok_or_else(|| DomainError::no_free_line(slot))?;
             (line.id.clone(), RoomName::derive(rooms, 0))
         };
         let attendees = match &changes.attendees {

@@ -246,9 +246,7 @@ fn scheduling_when_every_line_is_busy_is_rejected_with_no_free_line() {
         .and(&alice(), schedule(1, 1, 3))
         .when(&alice(), schedule(2, 2, 4))
         .then_expect_error_saying(
-            DomainError::NoFreeLine {
-                slot: TimeSlot::new(t(2), t(4)).unwrap(),
-            },
+            DomainError::no_free_line(TimeSlot::new(t(2), t(4)).unwrap()),
             "找不到空闲线路，请检查线路维护是否正常，或者重新选择会议时间",
         );
 }
@@ -315,9 +313,9 @@ fn a_quick_conference_starts_now_and_is_in_progress() {
 fn no_line_at_all_means_no_free_line() {
     given(vec![])
         .when(&alice(), schedule(1, 1, 2))
-        .then_expect_error(DomainError::NoFreeLine {
-            slot: TimeSlot::new(t(1), t(2)).unwrap(),
-        });
+        .then_expect_error(DomainError::no_free_line(
+            TimeSlot::new(t(1), t(2)).unwrap(),
+        ));
 }
 
 #[test]
@@ -384,9 +382,9 @@ fn editing_into_a_busy_slot_is_rejected_and_changes_nothing() {
     let before = given.pool.clone();
     let after = given
         .when(&alice(), edit(1, move_to(3, 5)))
-        .then_expect_error(DomainError::NoFreeLine {
-            slot: TimeSlot::new(t(3), t(5)).unwrap(),
-        });
+        .then_expect_error(DomainError::no_free_line(
+            TimeSlot::new(t(3), t(5)).unwrap(),
+        ));
     assert_eq!(before, after);
 }
 

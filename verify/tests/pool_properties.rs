@@ -131,7 +131,7 @@ impl Run {
                     self.record(actor, now, event);
                 }
             }
-            Err(error @ DomainError::NoFreeLine { slot: refused }) => {
+            Err(error @ DomainError::NoFreeLine { slot: refused, .. }) => {
                 let (start, end, ignoring) =
                     slot.expect("only commands that ask for a slot are refused for want of a line");
                 assert_eq!(
