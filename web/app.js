@@ -629,6 +629,20 @@ function live() {
 
 // ---- start -------------------------------------------------------------------------------------
 
+/** The tenant's users for the pickers, page by page (the directory answers 200 at a time). */
+async function directoryUsers() {
+  const users = [];
+  let cursor = null;
+  do {
+    const query = cursor ? `limit=200&cursor=${encodeURIComponent(cursor)}` : 'limit=200';
+    const reply = await api(`/api/v1/directory/users?${query}`);
+    if (!reply.ok) break;
+    users.push(...(reply.body.items || []));
+    cursor = reply.body.next_cursor;
+  } while (cursor);
+  return users;
+}
+
 function translate() {
   document.documentElement.lang = state.lang === 'en' ? 'en' : 'zh-CN';
   document.title = t('title');
@@ -642,7 +656,7 @@ async function start() {
   const me = await api('/api/v1/me');
   if (!me.ok) return;
   state.me = me.body;
-  state.users = (await api('/api/v1/directory/users')).body.items || [];
+  state.users = await directoryUsers();
   translate();
   $('#lang').addEventListener('click', () => {
     state.lang = state.lang === 'en' ? 'zh' : 'en';

@@ -24,7 +24,43 @@ CREATE TABLE IF NOT EXISTS directory_meetings (
 CREATE TABLE IF NOT EXISTS directory_chats (
     tenant TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (tenant, id)
 );
+CREATE TABLE IF NOT EXISTS directory_user_search (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, search TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
 "#;
+
+/// What a user is found by, in lower case, the parts apart (`\u{1f}`): the id, the name, the
+/// name's pinyin in full (张伟 → `zhangwei`; other characters as they are) and its initials
+/// (`zw`; a word in Latin letters gives its first). A character with several readings gives its
+/// most common one.
+pub fn search_key(id: &UserId, name: &str) -> String {
+    use pinyin::ToPinyin;
+    let name = name.to_lowercase();
+    let (mut full, mut initials) = (String::new(), String::new());
+    let mut word_start = true;
+    for (character, reading) in name.chars().zip(name.as_str().to_pinyin()) {
+        match reading {
+            Some(reading) => {
+                full.push_str(reading.plain());
+                initials.push_str(reading.first_letter());
+                word_start = true;
+            }
+            None if character.is_alphanumeric() => {
+                full.push(character);
+                if word_start {
+                    initials.push(character);
+                }
+                word_start = false;
+            }
+            None => word_start = true,
+        }
+    }
+    format!(
+        "{}\u{1f}{name}\u{1f}{full}\u{1f}{initials}",
+        id.as_str().to_lowercase()
+    )
+}
 
 /// The directory in the relational database (SQLite or PostgreSQL).
 #[derive(Debug, Clone)]
@@ -40,7 +76,34 @@ impl SqlDirectory {
             .execute(&db.writer)
             .await
             .map_err(unavailable)?;
-        Ok(Self { db })
+        let directory = Self { db };
+        directory.index_unsearchable().await?;
+        Ok(directory)
+    }
+
+    /// Users stored before they could be searched (by an older version) get their search row.
+    async fn index_unsearchable(&self) -> Result<(), StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.tenant, u.data FROM directory_users u LEFT JOIN directory_user_search s \
+             ON s.tenant = u.tenant AND s.id = u.id WHERE s.id IS NULL",
+        )
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        let mut by_tenant: std::collections::BTreeMap<String, Vec<DirectoryUser>> =
+            std::collections::BTreeMap::new();
+        for row in &rows {
+            by_tenant
+                .entry(row.get("tenant"))
+                .or_default()
+                .push(decode(row.get("data"))?);
+        }
+        for (tenant, users) in by_tenant {
+            let tenant = TenantId::parse(&tenant)
+                .map_err(|error| StoreError::Corrupt(format!("tenant {tenant:?}: {error}")))?;
+            self.put_users(&tenant, &users).await?;
+        }
+        Ok(())
     }
 
     /// Every tenant with an entry in the directory, in order.
@@ -130,8 +193,89 @@ fn encode<T: Serialize>(value: &T) -> String {
 #[async_trait]
 impl Directory for SqlDirectory {
     async fn put_user(&self, tenant: &TenantId, user: &DirectoryUser) -> Result<(), StoreError> {
-        self.put("directory_users", tenant, user.id.as_str(), encode(user))
+        self.put_users(tenant, std::slice::from_ref(user))
             .await
+            .map(|_| ())
+    }
+
+    async fn put_users(
+        &self,
+        tenant: &TenantId,
+        users: &[DirectoryUser],
+    ) -> Result<usize, StoreError> {
+        let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
+        for user in users {
+            sqlx::query(self.db.sql(
+                "INSERT INTO directory_users (tenant, id, data) VALUES (?, ?, ?) \
+                 ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data",
+            ))
+            .bind(tenant.as_str())
+            .bind(user.id.as_str())
+            .bind(encode(user))
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query(self.db.sql(
+                "INSERT INTO directory_user_search (tenant, id, name, search) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name, search = excluded.search",
+            ))
+            .bind(tenant.as_str())
+            .bind(user.id.as_str())
+            .bind(&user.name)
+            .bind(search_key(&user.id, &user.name))
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+        }
+        transaction.commit().await.map_err(unavailable)?;
+        Ok(users.len())
+    }
+
+    async fn search_users(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        let query = query.trim().to_lowercase();
+        // "zhang wei" finds zhangwei too.
+        let squeezed: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+        // A substring test, not `LIKE`: no pattern to escape, and cheaper per row. The same
+        // text twice tests once.
+        let contains = match self.db.backend {
+            crate::db::Backend::Sqlite => "instr(search, ?) > 0",
+            crate::db::Backend::Postgres => "strpos(search, ?) > 0",
+        };
+        let condition = if squeezed == query {
+            contains.to_owned()
+        } else {
+            format!("({contains} OR {contains})")
+        };
+        let sql = format!(
+            "SELECT id, name FROM directory_user_search WHERE tenant = ? AND id > ? \
+             AND {condition} ORDER BY id LIMIT ?"
+        );
+        let mut select = sqlx::query(self.db.sql(&sql))
+            .bind(tenant.as_str())
+            .bind(after.map_or("", UserId::as_str))
+            .bind(query.clone());
+        if squeezed != query {
+            select = select.bind(squeezed);
+        }
+        let rows = select
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get("id");
+                let id = UserId::parse(&id)
+                    .map_err(|error| StoreError::Corrupt(format!("user {id:?}: {error}")))?;
+                Ok((id, row.get("name")))
+            })
+            .collect()
     }
 
     async fn user(

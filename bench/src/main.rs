@@ -51,6 +51,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
+mod directory;
 mod live;
 mod w3;
 mod w4;
@@ -133,6 +134,19 @@ enum Workload {
         /// The live read models' checksum, as `w3` printed it.
         #[arg(long)]
         expect: String,
+    },
+    /// The directory at enterprise size (issue 14): a bulk sync, then search latency over HTTP
+    /// against the real binary (build it first).
+    Directory {
+        /// Users synced (the issue's is 10,000).
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// How long the clients search.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// W4: listing latency over HTTP against `meetline serve --role query` (build it first).
     W4 {
@@ -269,6 +283,17 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Workload::W3Rebuild { store, at, expect } => w3::rebuilt(store, &at, &expect).await,
+        Workload::Directory {
+            users,
+            clients,
+            seconds,
+        } => {
+            if directory::directory(users, clients, seconds).await? {
+                Ok(())
+            } else {
+                bail!("the verification failed")
+            }
+        }
         Workload::W4 {
             store,
             conferences,

@@ -6,9 +6,8 @@
 //!
 //! The grid points are tried outward from the requested start with the free-line index
 //! ([`LinePool::first_free_line`]: a few bitset look-ups each), so the cost is the number of grid
-//! points between the request and the nearest free times. Those in between are busy on every
-//! active line, which only bookings make so: a long search costs live work, never the length of
-//! the horizon; a pool without an active line answers at once.
+//! points between the request and the nearest free times — at most [`MAX_TRIED`] (two weeks
+//! either way); a pool without an active line answers at once.
 
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -19,6 +18,10 @@ use crate::types::{ConferenceId, LineStatus, TimeSlot};
 pub const SUGGESTIONS: usize = 3;
 /// The grid suggestions start on, in seconds.
 const GRID: i64 = 900;
+/// Grid points tried at most: two weeks either way. A stretch busy on every active line for
+/// longer than that (which takes a line's worth of bookings a day) answers with what was found
+/// within it: a refusal's cost stays bounded whatever the pool and the request.
+const MAX_TRIED: usize = 2 * 14 * 96;
 
 fn at(seconds: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_opt(seconds, 0).single()
@@ -54,7 +57,8 @@ impl LinePool {
         let length = (slot.end - slot.start).num_seconds().max(1);
         let requested = slot.start.timestamp();
         let earliest = ceil_grid(now.timestamp());
-        let latest = floor_grid(latest.timestamp());
+        // The whole slot within the horizon, as a booking must be.
+        let latest = floor_grid(latest.timestamp() - length);
         // Outward from the requested start over the grid, nearest first; only starts between
         // `now` and the horizon (a request outside them is answered from the nearer bound in).
         let (mut before, mut after) = (floor_grid(requested), ceil_grid(requested));
@@ -63,7 +67,9 @@ impl LinePool {
         }
         after = after.max(earliest);
         before = before.min(latest);
-        while found.len() < SUGGESTIONS {
+        let mut tried = 0;
+        while found.len() < SUGGESTIONS && tried < MAX_TRIED {
+            tried += 1;
             let before_ok = before >= earliest;
             let after_ok = after <= latest;
             if !before_ok && !after_ok {

@@ -8,10 +8,11 @@ use axum::extract::{FromRef, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use meetline_api_common::dto::DirectoryChatDto;
-use meetline_api_common::{ApiContext, ApiError, Caller};
+use meetline_api_common::{ApiContext, ApiError, ApiQuery, Caller};
+use meetline_domain::DomainError;
 use meetline_domain::ports::Directory;
 use meetline_domain::types::UserId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The directory reads' state.
@@ -57,7 +58,28 @@ pub struct DirectoryUserSummary {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DirectoryUsersResponse {
     pub items: Vec<DirectoryUserSummary>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }
+
+/// A directory search: who to find, how many, from where.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserSearch {
+    /// Matches the name, the user id, and the name's pinyin in full or by initials (张伟:
+    /// `zhangwei`, `zw`, `张`); any case. Absent or empty: everyone.
+    #[param(nullable = false, max_length = 100)]
+    pub q: Option<String>,
+    /// 1–200; 50 by default.
+    #[param(nullable = false, minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the page before.
+    #[param(nullable = false)]
+    pub cursor: Option<String>,
+}
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 200;
 
 /// A meeting the caller takes part in.
 #[derive(Debug, Serialize, ToSchema)]
@@ -110,22 +132,49 @@ async fn me(
     }))
 }
 
-/// The tenant's users (id and name), for attendee pickers.
-#[utoipa::path(get, path = "/api/v1/directory/users", tag = "directory",
-    responses((status = 200, body = DirectoryUsersResponse)))]
+/// The tenant's users (id and name) matching `q`, a page at a time by id: for attendee and
+/// member pickers.
+#[utoipa::path(get, path = "/api/v1/directory/users", tag = "directory", params(UserSearch),
+    responses((status = 200, body = DirectoryUsersResponse),
+        (status = 422, description = "invalid_input: q, limit or cursor", content_type = "application/problem+json", body = meetline_api_common::error::Problem)))]
 async fn directory_users(
     State(state): State<DirectoryState>,
     Caller(principal): Caller,
+    ApiQuery(search): ApiQuery<UserSearch>,
 ) -> Result<Json<DirectoryUsersResponse>, ApiError> {
-    let users = state.directory.users(&principal.tenant).await?;
-    let items = users
-        .iter()
-        .map(|user| DirectoryUserSummary {
-            id: user.id.to_string(),
-            name: user.name.clone(),
+    let query = search.q.unwrap_or_default();
+    if query.chars().count() > 100 || query.chars().any(char::is_control) {
+        return Err(DomainError::invalid_input("q").into());
+    }
+    let limit = match search.limit {
+        None => DEFAULT_PAGE,
+        Some(limit @ 1..) if limit as usize <= MAX_PAGE => limit as usize,
+        Some(_) => return Err(DomainError::invalid_input("limit").into()),
+    };
+    let after = search
+        .cursor
+        .as_deref()
+        .filter(|cursor| !cursor.is_empty())
+        .map(|cursor| UserId::parse(cursor).map_err(|_| DomainError::invalid_input("cursor")))
+        .transpose()?;
+    // One more than the page: whether there is a next one.
+    let mut found = state
+        .directory
+        .search_users(&principal.tenant, &query, after.as_ref(), limit + 1)
+        .await?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let next_cursor = more
+        .then(|| found.last().map(|(id, _)| id.to_string()))
+        .flatten();
+    let items = found
+        .into_iter()
+        .map(|(id, name)| DirectoryUserSummary {
+            id: id.to_string(),
+            name,
         })
         .collect();
-    Ok(Json(DirectoryUsersResponse { items }))
+    Ok(Json(DirectoryUsersResponse { items, next_cursor }))
 }
 
 fn my_meeting(meeting: &meetline_domain::command::MeetingFacts, user: &UserId) -> MyMeetingDto {

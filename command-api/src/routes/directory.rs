@@ -110,7 +110,14 @@ pub async fn put_user(
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<PutUserRequest>,
 ) -> Result<Response, ApiError> {
-    let id = user(&id, "id")?;
+    let entry = directory_user(&id, &request)?;
+    state.directory.put_user(&principal.tenant, &entry).await?;
+    directory_response(&state, &DirectoryUserDto::from(&entry)).await
+}
+
+/// A user as the directory keeps it, each field checked (422 naming it).
+fn directory_user(id: &str, request: &PutUserRequest) -> Result<DirectoryUser, DomainError> {
+    let id = user(id, "id")?;
     let name = free_text(&request.name, "name", 100)?;
     let email = request
         .email
@@ -122,9 +129,9 @@ pub async fn put_user(
         .as_deref()
         .is_some_and(|email| !email.contains('@') || email.contains(char::is_whitespace))
     {
-        return Err(DomainError::invalid_input("email").into());
+        return Err(DomainError::invalid_input("email"));
     }
-    let entry = DirectoryUser {
+    Ok(DirectoryUser {
         id,
         name,
         email,
@@ -133,9 +140,61 @@ pub async fn put_user(
             .as_deref()
             .map(TimeZoneName::parse)
             .transpose()?,
-    };
-    state.directory.put_user(&principal.tenant, &entry).await?;
-    directory_response(&state, &DirectoryUserDto::from(&entry)).await
+    })
+}
+
+/// Users a bulk sync takes in one call.
+const MAX_BULK_USERS: usize = 1000;
+
+/// One user of a bulk sync: its id and what `PUT …/users/{id}` takes.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BulkUser {
+    pub id: String,
+    #[serde(flatten)]
+    pub user: PutUserRequest,
+}
+
+/// How many users a bulk sync stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpsertedResponse {
+    pub upserted: usize,
+}
+
+/// Sync the directory in bulk: up to 1,000 users added or replaced in one transaction — all
+/// of them, or (on any invalid entry, named `users[i].<field>`) none.
+#[utoipa::path(put, path = "/api/v1/directory/users", tag = "directory", request_body = Vec<BulkUser>,
+    responses(
+        (status = 200, body = UpsertedResponse, headers(("X-Position" = u64, description = "the head (directory writes append no event)"))),
+        (status = 403, description = "forbidden: admins only", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "invalid_input: users (empty or over 1,000), users[i].<field>", content_type = "application/problem+json", body = Problem)))]
+pub async fn put_users(
+    State(state): State<CommandState>,
+    AdminCaller(principal): AdminCaller,
+    ApiJson(request): ApiJson<Vec<BulkUser>>,
+) -> Result<Response, ApiError> {
+    if request.is_empty() || request.len() > MAX_BULK_USERS {
+        return Err(DomainError::invalid_input("users").into());
+    }
+    let users = request
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            directory_user(&entry.id, &entry.user).map_err(|error| match error {
+                DomainError::InvalidInput { field } => {
+                    DomainError::invalid_input(&format!("users[{index}].{field}"))
+                }
+                other => other,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    state.directory.put_users(&principal.tenant, &users).await?;
+    // An id given twice is one user (the last entry wins).
+    let upserted = users
+        .iter()
+        .map(|user| &user.id)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    directory_response(&state, &UpsertedResponse { upserted }).await
 }
 
 /// Add or replace a meeting with its roles and attendees.

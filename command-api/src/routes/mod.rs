@@ -136,6 +136,11 @@ pub fn router() -> Router<CommandState> {
             "/api/v1/providers/{provider}/webhook/{tenant}/{line}",
             post(webhooks::line_webhook),
         )
+        // A bulk sync of 1,000 users is larger than other bodies (64 KiB).
+        .route(
+            "/api/v1/directory/users",
+            put(directory::put_users).layer(axum::extract::DefaultBodyLimit::max(1024 * 1024)),
+        )
         .route("/api/v1/directory/users/{id}", put(directory::put_user))
         .route(
             "/api/v1/directory/meetings/{id}",
@@ -511,6 +516,7 @@ async fn conference_response(
         webhooks::shared_webhook,
         webhooks::line_webhook,
         directory::put_user,
+        directory::put_users,
         directory::put_meeting,
         directory::put_chat
     ),
@@ -529,6 +535,8 @@ async fn conference_response(
         lines::ProviderName,
         lines::LineStatusName,
         directory::PutUserRequest,
+        directory::BulkUser,
+        directory::UpsertedResponse,
         directory::PutMeetingRequest,
         directory::PutChatRequest,
         directory::DirectoryUserDto,

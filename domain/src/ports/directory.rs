@@ -41,6 +41,22 @@ pub trait Directory: Send + Sync + 'static {
         id: &UserId,
     ) -> Result<Option<DirectoryUser>, StoreError>;
     async fn users(&self, tenant: &TenantId) -> Result<Vec<DirectoryUser>, StoreError>;
+    /// Adds or replaces `users` all at once (one transaction): all are stored or none. Returns
+    /// how many.
+    async fn put_users(
+        &self,
+        tenant: &TenantId,
+        users: &[DirectoryUser],
+    ) -> Result<usize, StoreError>;
+    /// Up to `limit` users whose id, name, or name's pinyin (in full, or its initials) contains
+    /// `query` (any case; empty: everyone), by id, after `after`.
+    async fn search_users(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, String)>, StoreError>;
     /// Which of `ids` are not users of the tenant.
     async fn unknown_users(
         &self,
