@@ -10,7 +10,8 @@
 //!   all waiting streams in one transaction (decision 0010).
 //! - `esdb` (feature `esdb`, on by default): `EsdbEventStore` on EventStoreDB / KurrentDB.
 //! - [`secrets`]: generated secrets shared by all nodes of a PostgreSQL deployment.
-//! - [`net`]: the outbound HTTP client (no redirects) and the check for operator URLs.
+//! - [`net`]: the outbound HTTP client (no redirects), the check for operator URLs, and what
+//!   every provider adapter's calls share: `RetryPolicy`, `Retry-After`, percent-encoding.
 //! - [`zoom`]: `ZoomProvider`, the video provider port on Zoom's REST API (S2S OAuth).
 //! - [`tencent`]: `TencentProvider`, the port on Tencent Meeting's REST API (signed requests).
 //! - [`testing`]: a fresh PostgreSQL database per test.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use meetline_domain::ports::StoreError;
-use meetline_domain::types::{LineId, TenantId};
+use meetline_domain::types::{LineId, TenantId, hex, unhex};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -73,22 +73,6 @@ impl std::fmt::Debug for LineSettingsStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LineSettingsStore(..)")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    meetline_domain::types::hex(bytes)
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    text.len()
-        .is_multiple_of(2)
-        .then(|| {
-            (0..text.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-                .collect()
-        })
-        .flatten()
 }
 
 fn associated(tenant: &TenantId, line: &LineId) -> Vec<u8> {

@@ -1,5 +1,6 @@
-//! Outbound HTTP: one client configuration for calls to providers and identity providers, and
-//! the one check for URLs an operator configures.
+//! Outbound HTTP: one client configuration for calls to providers and identity providers, the
+//! one check for URLs an operator configures, and what every provider adapter's calls share
+//! (how they are retried, `Retry-After`, percent-encoding).
 
 use std::time::Duration;
 
@@ -13,6 +14,61 @@ pub fn http_client() -> reqwest::Client {
         .user_agent(concat!("meetline/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a TLS backend is compiled in")
+}
+
+/// How failed provider calls are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retries: 4,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delays between the retries of one call: exponential, with jitter (`backon`).
+    pub fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        use backon::{BackoffBuilder, ExponentialBuilder};
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_retries)
+            .with_jitter()
+            .build()
+    }
+}
+
+/// The wait an answer's `Retry-After` asks for (seconds), if any.
+pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Percent-encoding for a query value or path segment (everything but RFC 3986's unreserved
+/// characters).
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// An operator-configured endpoint (a provider's API, an identity provider's keys): `https://`,

@@ -96,15 +96,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use hmac::{Hmac, Mac};
 use meetline_domain::ports::{MeetingRequest, ProviderError, ProvisionedMeeting, VideoProvider};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::net::operator_url;
-pub use crate::zoom::RetryPolicy;
+pub use crate::net::RetryPolicy;
+use crate::net::{operator_url, retry_after, urlencode};
 
 /// Keys a `tencent` line's settings may hold; all but `sdk_id` are required.
 pub const TENCENT_KEYS: [&str; 5] = ["app_id", "sdk_id", "secret_id", "secret_key", "user_id"];
@@ -311,24 +310,8 @@ pub fn signature(
 
 /// Standard Base64 with padding (RFC 4648 §4).
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The marker in a meeting's `location` that makes it findable by its conference: 33 ASCII
@@ -336,18 +319,6 @@ fn base64(bytes: &[u8]) -> String {
 fn marker(reference: &str) -> String {
     let digest = meetline_domain::types::hex(&Sha256::digest(reference.as_bytes()));
     format!("meetline:{}", &digest[..24])
-}
-
-/// Percent-encoding for a query value or path segment.
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
@@ -403,15 +374,6 @@ fn next_delay(
         Some(asked) => Some(asked.max(delay)),
         None => Some(delay),
     }
-}
-
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
 }
 
 /// What an answer means (see the module documentation, "Errors").
@@ -549,16 +511,6 @@ impl TencentProvider {
         &self.settings
     }
 
-    /// The delays between retries of one call.
-    fn backoff(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
-            .with_jitter()
-            .build()
-    }
-
     /// `?userid=…&instanceid=1`.
     fn user_query(&self) -> String {
         format!(
@@ -663,7 +615,7 @@ impl TencentProvider {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ProviderError> {
-        let mut backoff = self.backoff();
+        let mut backoff = self.retry.delays();
         loop {
             match self.attempt(&method, path, body).await {
                 Ok(answer) => return Ok(answer),
@@ -811,7 +763,7 @@ impl VideoProvider for TencentProvider {
     async fn create(&self, request: &MeetingRequest) -> Result<ProvisionedMeeting, ProviderError> {
         let body = self.meeting_body(request, true);
         // Retries are done here, not in `call`, so an ambiguous failure can look before it leaps.
-        let mut backoff = self.backoff();
+        let mut backoff = self.retry.delays();
         let mut ambiguous = false;
         loop {
             if ambiguous {

@@ -18,13 +18,12 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use meetline_domain::ports::{MeetingRequest, ProviderError, ProvisionedMeeting, VideoProvider};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::net::operator_url;
+use crate::net::{operator_url, retry_after, urlencode};
 use tokio::sync::Mutex;
 
 /// Where Zoom's REST API and OAuth server are: the operator's configuration (flags or
@@ -120,24 +119,7 @@ impl ZoomSettings {
 
 pub use crate::net::http_client;
 
-/// How failed calls are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub min_delay: Duration,
-    pub max_delay: Duration,
-    /// Retries after the first attempt.
-    pub max_retries: usize,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            min_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-            max_retries: 4,
-        }
-    }
-}
+pub use crate::net::RetryPolicy;
 
 #[derive(Debug, Deserialize)]
 struct TokenResponse {
@@ -216,16 +198,6 @@ impl ZoomProvider {
         &self.settings
     }
 
-    /// The delays between retries of one call.
-    fn backoff(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
-            .with_jitter()
-            .build()
-    }
-
     /// A cached access token, or a fresh one (`refresh`: the cached one was refused).
     async fn access_token(&self, refresh: bool) -> Result<String, ProviderError> {
         let mut cached = self.token.lock().await;
@@ -281,7 +253,7 @@ impl ZoomProvider {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), ProviderError> {
-        let mut backoff = self.backoff();
+        let mut backoff = self.retry.delays();
         let mut refreshed = false;
         loop {
             let result = self.attempt(method.clone(), path, body, refreshed).await;
@@ -393,15 +365,6 @@ enum Attempt {
     Failed(ProviderError),
 }
 
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
 fn refusal_or_outage(
     status: StatusCode,
     retry_after: Option<Duration>,
@@ -429,24 +392,13 @@ fn refusal_or_outage(
     }
 }
 
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[async_trait]
 impl VideoProvider for ZoomProvider {
     async fn create(&self, request: &MeetingRequest) -> Result<ProvisionedMeeting, ProviderError> {
         let path = format!("/users/{}/meetings", urlencode(&self.settings.user_id));
         let body = meeting_body(request);
         // Retries are done here, not in `call`, so an ambiguous failure can look before it leaps.
-        let mut backoff = self.backoff();
+        let mut backoff = self.retry.delays();
         let mut refreshed = false;
         let mut ambiguous = false;
         loop {
@@ -541,6 +493,7 @@ pub mod webhook {
     use meetline_domain::ports::providers::{
         Notification, WebhookCall, WebhookMeaning, WebhookReader, WebhookRefusal, WebhookSubject,
     };
+    use meetline_domain::types::{hex, unhex};
     use serde_json::Value;
     use sha2::Sha256;
 
@@ -548,10 +501,6 @@ pub mod webhook {
 
     fn mac(secret: &str) -> HmacSha256 {
         HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length")
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        meetline_domain::types::hex(bytes)
     }
 
     /// The signature Zoom sends for `body` at `timestamp`.
@@ -715,16 +664,6 @@ pub mod webhook {
                 delivery,
             })
         }
-    }
-
-    fn unhex(text: &str) -> Option<Vec<u8>> {
-        if !text.len().is_multiple_of(2) {
-            return None;
-        }
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-            .collect()
     }
 
     #[cfg(test)]

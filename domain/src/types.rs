@@ -362,6 +362,17 @@ impl Actor {
     }
 }
 
+/// The bytes of hex text (either case, two digits each); `None` for anything else.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// `bytes` as lower-case hex, two digits each.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
