@@ -10,6 +10,7 @@ use meetline_domain::ports::{MeetingLinks, ProviderRegistry};
 use meetline_domain::types::Principal;
 use meetline_domain::types::{Source, Status};
 use meetline_projections::ConferenceView;
+use meetline_domain::recurrence::{RecurrenceEnd, SeriesLink, WEEKDAY_CODES};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -74,6 +75,49 @@ pub struct ConferenceDto {
     /// The code people type to join the provider's meeting, when the provider has one apart
     /// from its links (Tencent Meeting's nine digits); null otherwise, and once cancelled.
     pub provider_meeting_code: Option<String>,
+    /// The series this conference is an occurrence of; null for a conference of its own.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub series_id: Option<String>,
+    /// The rule of its series, as it was booked (null outside a series).
+    pub recurrence: Option<RecurrenceDto>,
+}
+
+/// How a series repeats, in the shape it is asked for (`count` is always given: an end date
+/// asked for is the number of occurrences it allowed).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecurrenceDto {
+    /// `daily`, `weekly` or `monthly`.
+    pub frequency: String,
+    pub interval: u32,
+    /// Weekly: `MO` … `SU`.
+    pub weekdays: Vec<String>,
+    pub count: Option<u32>,
+    /// `YYYY-MM-DD`, when the series was asked to end on a date.
+    pub until: Option<String>,
+    /// This occurrence's start by the rule (edits may have moved it since).
+    pub occurrence: DateTime<Utc>,
+}
+
+impl From<&SeriesLink> for RecurrenceDto {
+    fn from(link: &SeriesLink) -> Self {
+        let rule = &link.recurrence;
+        let (count, until) = match rule.end {
+            RecurrenceEnd::Count(count) => (Some(count), None),
+            RecurrenceEnd::Until(date) => (None, Some(date.format("%Y-%m-%d").to_string())),
+        };
+        Self {
+            frequency: rule.frequency.as_str().to_owned(),
+            interval: rule.interval,
+            weekdays: rule
+                .weekdays
+                .iter()
+                .map(|day| WEEKDAY_CODES[usize::from(*day) % 7].to_owned())
+                .collect(),
+            count,
+            until,
+            occurrence: link.occurrence,
+        }
+    }
 }
 
 /// Renders a conference's links as its viewer sees them. Only the builtin provider signs links
@@ -233,6 +277,8 @@ impl ConferenceDto {
                 }
                 _ => None,
             },
+            series_id: view.series.as_ref().map(|link| link.id.to_string()),
+            recurrence: view.series.as_deref().map(RecurrenceDto::from),
             provisioning: match view.provisioning {
                 Provisioning::NotNeeded => "not_needed",
                 Provisioning::Pending => "pending",

@@ -124,7 +124,29 @@ pub struct Problem {
     /// in the past, nearest to the requested start first; `[]` when none exists within the
     /// booking horizon.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub suggestions: Option<Vec<SlotDto>>,
+    pub suggestions: Option<Vec<SlotDto>>,    /// With `no_free_line` for a series: the occurrences no line could take, each with its
+    /// nearest free times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<Vec<ConflictDto>>,
+}
+
+/// An occurrence of a series no line could take (or that a series booked with `skip` left
+/// out), and up to 3 nearest free times of its length.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConflictDto {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+    pub suggestions: Vec<SlotDto>,
+}
+
+impl From<&meetline_domain::SeriesConflict> for ConflictDto {
+    fn from(conflict: &meetline_domain::SeriesConflict) -> Self {
+        Self {
+            start: conflict.slot.start,
+            end: conflict.slot.end,
+            suggestions: conflict.suggestions.iter().map(SlotDto::from).collect(),
+        }
+    }
 }
 
 /// A time slot: its start and end (RFC 3339).
@@ -159,6 +181,7 @@ impl ApiError {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
                 DomainError::NoFreeLine { .. }
+                | DomainError::SeriesUnbookable { .. }
                 | DomainError::InvalidState(_)
                 | DomainError::ConferenceExists { .. } => StatusCode::CONFLICT,
                 DomainError::NotFound => StatusCode::NOT_FOUND,
@@ -181,7 +204,9 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Domain(error) => match error {
                 DomainError::InvalidDuration | DomainError::InvalidInput { .. } => "invalid_input",
-                DomainError::NoFreeLine { .. } => "no_free_line",
+                DomainError::NoFreeLine { .. } | DomainError::SeriesUnbookable { .. } => {
+                    "no_free_line"
+                }
                 DomainError::InvalidState(_) => "invalid_state",
                 DomainError::ConferenceExists { .. } => "conference_exists",
                 DomainError::NotFound => "not_found",
@@ -237,7 +262,9 @@ impl ApiError {
                         format!("无效的输入参数： {field}")
                     }
                 }
-                DomainError::NoFreeLine { .. } => pick(NO_FREE_LINE_ZH, NO_FREE_LINE_EN),
+                DomainError::NoFreeLine { .. } | DomainError::SeriesUnbookable { .. } => {
+                    pick(NO_FREE_LINE_ZH, NO_FREE_LINE_EN)
+                }
                 DomainError::InvalidState(conflict) => match conflict {
                     Conflict::Conference(status) => {
                         let label = status.label(en);
@@ -300,6 +327,12 @@ impl ApiError {
             suggestions: match self {
                 Self::Domain(DomainError::NoFreeLine { suggestions, .. }) => {
                     Some(suggestions.iter().map(SlotDto::from).collect())
+                }
+                _ => None,
+            },
+            conflicts: match self {
+                Self::Domain(DomainError::SeriesUnbookable { conflicts }) => {
+                    Some(conflicts.iter().map(ConflictDto::from).collect())
                 }
                 _ => None,
             },

@@ -29,7 +29,7 @@ use meetline_domain::ports::{
     EventMetadata, EventStore, NewEvent, Position, Snapshot, StoreError, pool_stream,
 };
 use meetline_domain::types::{Actor, ConferenceId, LineId, ProviderKind, TenantId};
-use meetline_domain::{Command, DomainError};
+use meetline_domain::{Command, DomainError, SeriesConflict};
 use meetline_projections::view::{ConferenceView, LineRef};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -39,9 +39,9 @@ pub const MAX_BATCH: usize = 64;
 /// How long an idempotency key is honoured.
 pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// The snapshot schema; a stored snapshot of another schema is ignored and the stream replayed.
-/// 4: postcard of the pool whose provisioned meetings carry their code; 3: postcard (binary) of the pool (`LinePool::to_snapshot`); 2 was JSON of the same state, 1
+/// 5: postcard of the pool whose conferences carry their series; 4: … whose provisioned meetings carry their code; 3: postcard (binary) of the pool (`LinePool::to_snapshot`); 2 was JSON of the same state, 1
 /// JSON of the pool before it closed its books.
-pub const SNAPSHOT_SCHEMA: u32 = 4;
+pub const SNAPSHOT_SCHEMA: u32 = 5;
 const STREAM_PAGE: usize = 5000;
 /// Commands one pool may have waiting; requests beyond it are refused (429), not queued. (The
 /// writer also holds the batch it is deciding while an append is in flight: at most
@@ -149,6 +149,11 @@ pub struct Outcome {
     pub position: Position,
     /// A repeated `Idempotency-Key`: the first outcome, nothing decided again.
     pub replayed: bool,
+    /// A series command's conferences, in the series' order (empty for other commands). For a
+    /// replayed one: the series' conferences the pool holds now.
+    pub series: Vec<ConferenceView>,
+    /// The occurrences a series booked with `skip` left out, with the nearest free times.
+    pub skipped: Vec<SeriesConflict>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -429,6 +434,30 @@ fn place(
     }
 }
 
+/// A conference of the pool as the read side names it.
+fn view(pool: &LinePool, conference: Conference) -> ConferenceView {
+    conference.with_line(|tag| {
+        pool.line(&tag.id)
+            .map_or_else(|| LineRef::unknown(&tag.id), LineRef::of)
+    })
+}
+
+/// The conferences of `conference`'s series the pool holds, in the series' order.
+fn series_now(pool: &LinePool, conference: Option<&ConferenceView>) -> Vec<ConferenceView> {
+    let Some(id) = conference.and_then(|view| view.series.as_ref()).map(|link| link.id) else {
+        return Vec::new();
+    };
+    let mut held: Vec<ConferenceView> = pool
+        .conferences
+        .values()
+        .filter(|held| held.series.as_ref().is_some_and(|link| link.id == id))
+        .cloned()
+        .map(|held| view(pool, held))
+        .collect();
+    held.sort_by_key(|view| view.series.as_ref().map(|link| link.occurrence));
+    held
+}
+
 /// Sends each job its answer.
 fn answer(jobs: Vec<Job>, results: Vec<Result<Outcome, CommandError>>) {
     for (job, result) in jobs.into_iter().zip(results) {
@@ -494,6 +523,30 @@ fn decide_into(
                     .and_then(|id| pool.conference(&id).or(closed))
                     .cloned();
                 let from = events.len();
+                // A series command's answer lists every conference it touched, folded the same way.
+                let mut series: Vec<Conference> = Vec::new();
+                if submission.command.is_series() {
+                    for event in &decided {
+                        let Some(id) = event.conference() else {
+                            continue;
+                        };
+                        match series.iter_mut().find(|held| held.id == id) {
+                            Some(held) => held.apply(event, |line| pool.line_tag(line)),
+                            None => {
+                                if let Some(held) = pool.conference(&id).or(closed) {
+                                    let mut held = held.clone();
+                                    held.apply(event, |line| pool.line_tag(line));
+                                    series.push(held);
+                                } else if let Event::ConferenceScheduled { line, .. } = event
+                                    && let Some(new) =
+                                        Conference::scheduled(event, pool.line_tag(line))
+                                {
+                                    series.push(new);
+                                }
+                            }
+                        }
+                    }
+                }
                 for event in decided {
                     match &mut conference {
                         Some(conference) => {
@@ -523,12 +576,12 @@ fn decide_into(
                     from,
                     to: events.len(),
                     conference: conference.map(Box::new),
+                    series,
                 });
             }
             Err(error) => {
                 // Demand no line could serve is a business fact: stored with the batch.
-                if let Some(event) =
-                    LinePool::refusal_record(&submission.command, &error, submission.now)
+                for event in LinePool::refusal_record(&submission.command, &error, submission.now)
                 {
                     pool.apply(&event);
                     events.push(NewEvent {
@@ -550,6 +603,8 @@ enum Decision {
         from: usize,
         to: usize,
         conference: Option<Box<Conference>>,
+        /// A series command's conferences, each as its events left it (empty for the others).
+        series: Vec<Conference>,
     },
     Rejected(DomainError),
     /// A repeated key whose first outcome was this rejection: answered the same, counted once.
@@ -994,6 +1049,7 @@ impl Writer {
                     from,
                     to,
                     conference,
+                    series,
                 } => {
                     let own: Vec<Event> = events[*from..*to]
                         .iter()
@@ -1005,7 +1061,11 @@ impl Writer {
                         head
                     };
                     let conference = conference.as_deref().cloned();
-                    Ok(self.outcome(pool, &submission.command, conference, own, position, false))
+                    let mut outcome =
+                        self.outcome(pool, &submission.command, conference, own, position, false);
+                    outcome.series = series.iter().cloned().map(|held| view(pool, held)).collect();
+                    outcome.skipped = self.skipped(pool, submission, &outcome.events);
+                    Ok(outcome)
                 }
                 Decision::RejectedBefore(error) | Decision::Rejected(error) => Err(
                     CommandError::Domain(self.answered(pool, submission, error.clone())),
@@ -1034,6 +1094,10 @@ impl Writer {
                     };
                     let mut outcome =
                         self.outcome(pool, &submission.command, now, Vec::new(), *position, true);
+                    if submission.command.is_series() {
+                        outcome.series = series_now(pool, outcome.conference.as_ref());
+                        outcome.skipped = self.skipped_since(pool, submission, &outcome.series);
+                    }
                     if outcome.line.is_none()
                         && let Some(id) = line
                     {
@@ -1121,18 +1185,91 @@ impl Writer {
         submission: &Submission,
         error: DomainError,
     ) -> DomainError {
-        let DomainError::NoFreeLine { slot, .. } = error else {
-            return error;
-        };
         let edited = match &submission.command {
-            Command::EditConference { conference, .. } => Some(*conference),
+            Command::EditConference { conference, .. }
+            | Command::EditSeries { conference, .. } => Some(*conference),
             _ => None,
         };
         let latest = submission.now + self.shared.config.booking_horizon;
-        DomainError::NoFreeLine {
-            slot,
-            suggestions: pool.suggestions(&slot, edited, submission.now, latest),
+        match error {
+            DomainError::NoFreeLine { slot, .. } => DomainError::NoFreeLine {
+                slot,
+                suggestions: pool.suggestions(&slot, edited, submission.now, latest),
+            },
+            DomainError::SeriesUnbookable { conflicts } => DomainError::SeriesUnbookable {
+                conflicts: conflicts
+                    .into_iter()
+                    .map(|conflict| SeriesConflict {
+                        suggestions: pool.suggestions(
+                            &conflict.slot,
+                            edited,
+                            submission.now,
+                            latest,
+                        ),
+                        slot: conflict.slot,
+                    })
+                    .collect(),
+            },
+            error => error,
         }
+    }
+
+    /// The occurrences a series command left out (its `DemandRefused` events), each with the
+    /// nearest free times as the pool stands now.
+    fn skipped(
+        &self,
+        pool: &LinePool,
+        submission: &Submission,
+        events: &[Event],
+    ) -> Vec<SeriesConflict> {
+        if !matches!(submission.command, Command::ScheduleSeries(_)) {
+            return Vec::new();
+        }
+        let latest = submission.now + self.shared.config.booking_horizon;
+        events
+            .iter()
+            .filter_map(|event| match event {
+                Event::DemandRefused { slot, .. } => Some(SeriesConflict {
+                    slot: *slot,
+                    suggestions: pool.suggestions(slot, None, submission.now, latest),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// For a replayed series booking: the occurrences of its rule that no held conference of
+    /// the series stands for (left out then, or cancelled since), as [`Self::skipped`].
+    fn skipped_since(
+        &self,
+        pool: &LinePool,
+        submission: &Submission,
+        held: &[ConferenceView],
+    ) -> Vec<SeriesConflict> {
+        let Command::ScheduleSeries(command) = &submission.command else {
+            return Vec::new();
+        };
+        let Some(link) = held.iter().find_map(|view| view.series.as_deref()) else {
+            return Vec::new();
+        };
+        let Ok(slots) = command.recurrence.occurrences(&link.first, &link.timezone) else {
+            return Vec::new();
+        };
+        let latest = submission.now + self.shared.config.booking_horizon;
+        slots
+            .into_iter()
+            .filter(|slot| {
+                !held.iter().any(|view| {
+                    view.series
+                        .as_ref()
+                        .is_some_and(|other| other.occurrence == slot.start)
+                })
+            })
+            .map(|slot| SeriesConflict {
+                suggestions: pool.suggestions(&slot, None, submission.now, latest),
+                slot,
+            })
+            .collect()
     }
 
     fn outcome(
@@ -1144,12 +1281,7 @@ impl Writer {
         position: Position,
         replayed: bool,
     ) -> Outcome {
-        let mut conference = conference.map(|conference| {
-            conference.with_line(|tag| {
-                pool.line(&tag.id)
-                    .map_or_else(|| LineRef::unknown(&tag.id), LineRef::of)
-            })
-        });
+        let mut conference = conference.map(|conference| view(pool, conference));
         if let Some(view) = &mut conference {
             view.links_changed = events.iter().any(|event| {
                 matches!(
@@ -1179,6 +1311,8 @@ impl Writer {
             events,
             position,
             replayed,
+            series: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::recurrence::{Recurrence, SeriesId};
 use crate::types::{
     ChatId, ConferenceId, ConferenceNumber, LineId, LineName, MeetingId, Mode, NumberDraw,
     ProviderKind, RelatedLink, RoomNonce, Subject, TimeZoneName, UserId,
@@ -44,6 +45,38 @@ pub struct ScheduleConference {
     pub related_link: Option<RelatedLink>,
     pub rooms: RoomNonce,
     pub numbers: NumberDraw,
+}
+
+/// What a series does when some occurrences find no free line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnConflict {
+    /// Book nothing; the refusal lists the occurrences no line could take.
+    #[default]
+    Reject,
+    /// Book the others; the answer lists the ones left out.
+    Skip,
+}
+
+/// A series of conferences, every occurrence a conference of its own, decided in one command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSeries {
+    pub series: SeriesId,
+    /// The first occurrence (mode `scheduled`); its id, rooms and number draw are the first's.
+    pub first: ScheduleConference,
+    pub recurrence: Recurrence,
+    /// An id and a number draw for each occurrence after the first: the caller expands the
+    /// rule ([`Recurrence::occurrences`]) to know how many.
+    pub more: Vec<(ConferenceId, NumberDraw)>,
+    pub on_conflict: OnConflict,
+}
+
+/// Which occurrences of a series an edit or a cancellation acts on, beside the one named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeriesScope {
+    /// The one named and the later ones.
+    Following,
+    /// Every occurrence that has not started.
+    All,
 }
 
 /// A meeting of the OA suite as the directory knows it.
@@ -104,6 +137,7 @@ pub enum Command {
         line: LineId,
     },
     ScheduleConference(ScheduleConference),
+    ScheduleSeries(ScheduleSeries),
     LaunchFromMeeting {
         conference: ConferenceId,
         meeting: MeetingFacts,
@@ -131,6 +165,16 @@ pub enum Command {
         expected_version: Option<u64>,
         rooms: RoomNonce,
     },
+    /// Edits an occurrence of a series and the others in `scope`: a new time moves each by
+    /// the same amount (and gives each the new length), and each moved one's line is checked
+    /// again. All or nothing.
+    EditSeries {
+        conference: ConferenceId,
+        changes: ConferenceChanges,
+        expected_version: Option<u64>,
+        rooms: RoomNonce,
+        scope: SeriesScope,
+    },
     InviteAttendees {
         conference: ConferenceId,
         attendees: Vec<UserId>,
@@ -141,6 +185,12 @@ pub enum Command {
     CancelConference {
         conference: ConferenceId,
         reason: Option<String>,
+    },
+    /// Cancels the not-started occurrences of a series in `scope`.
+    CancelSeries {
+        conference: ConferenceId,
+        reason: Option<String>,
+        scope: SeriesScope,
     },
     EndConferenceEarly {
         conference: ConferenceId,
@@ -183,6 +233,9 @@ impl Command {
             Self::EndLineMaintenance { .. } => "end_line_maintenance",
             Self::RemoveLine { .. } => "remove_line",
             Self::ScheduleConference(_) => "schedule_conference",
+            Self::ScheduleSeries(_) => "schedule_series",
+            Self::EditSeries { .. } => "edit_series",
+            Self::CancelSeries { .. } => "cancel_series",
             Self::LaunchFromMeeting { .. } => "launch_from_meeting",
             Self::LaunchFromChat { .. } => "launch_from_chat",
             Self::EditConference { .. } => "edit_conference",
@@ -197,10 +250,19 @@ impl Command {
         }
     }
 
+    /// Whether the command acts on several conferences of a series at once.
+    pub fn is_series(&self) -> bool {
+        matches!(
+            self,
+            Self::ScheduleSeries(_) | Self::EditSeries { .. } | Self::CancelSeries { .. }
+        )
+    }
+
     /// The existing conference the command acts on (not one it creates).
     pub fn existing_conference(&self) -> Option<ConferenceId> {
         match self {
             Self::ScheduleConference(_)
+            | Self::ScheduleSeries(_)
             | Self::LaunchFromMeeting { .. }
             | Self::LaunchFromChat { .. } => None,
             _ => self.conference(),
@@ -211,9 +273,12 @@ impl Command {
     pub fn conference(&self) -> Option<ConferenceId> {
         match self {
             Self::ScheduleConference(cmd) => Some(cmd.conference),
+            Self::ScheduleSeries(cmd) => Some(cmd.first.conference),
             Self::LaunchFromMeeting { conference, .. }
             | Self::LaunchFromChat { conference, .. }
             | Self::EditConference { conference, .. }
+            | Self::EditSeries { conference, .. }
+            | Self::CancelSeries { conference, .. }
             | Self::InviteAttendees { conference, .. }
             | Self::CancelConference { conference, .. }
             | Self::EndConferenceEarly { conference }

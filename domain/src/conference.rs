@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
+use crate::recurrence::SeriesLink;
 use crate::types::{
     Actor, ConferenceId, ConferenceNumber, LineId, Mode, ProviderKind, RelatedLink, RoomName,
     Source, Status, Subject, TimeSlot, TimeZoneName, UserId,
@@ -99,6 +100,9 @@ pub struct Conference<L> {
     /// Whether the line's provider hosts the meeting yet (external providers only).
     #[serde(default)]
     pub provisioning: Provisioning,
+    /// The series it is an occurrence of, if any.
+    #[serde(default)]
+    pub series: Option<Box<SeriesLink>>,
 }
 
 impl<L> Conference<L> {
@@ -189,6 +193,7 @@ impl<L> Conference<L> {
             stranded: self.stranded,
             links_changed: self.links_changed,
             provisioning: self.provisioning,
+            series: self.series,
         }
     }
 }
@@ -211,6 +216,7 @@ impl<L: LineLabel> Conference<L> {
             source,
             room,
             at,
+            series,
             ..
         } = event
         else {
@@ -243,6 +249,7 @@ impl<L: LineLabel> Conference<L> {
             cancelled_at: None,
             stranded: false,
             links_changed: false,
+            series: series.clone(),
         })
     }
 

@@ -36,6 +36,10 @@ pub enum DomainError {
         #[serde(default)]
         suggestions: Vec<TimeSlot>,
     },
+    /// Some occurrences of a series found no free line (and the series was to be booked whole):
+    /// nothing is booked. Answered as `no_free_line`, listing them.
+    #[error("{NO_FREE_LINE_ZH}")]
+    SeriesUnbookable { conflicts: Vec<SeriesConflict> },
     /// The action is not allowed in the state of the thing it acts on.
     #[error("not allowed: {0}")]
     InvalidState(Conflict),
@@ -76,6 +80,15 @@ impl DomainError {
     pub fn invalid_state(status: Status) -> Self {
         Self::InvalidState(Conflict::Conference(status))
     }
+}
+
+/// An occurrence of a series no line could take, and the nearest free times of its length
+/// (filled in when the refusal is answered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesConflict {
+    pub slot: TimeSlot,
+    #[serde(default)]
+    pub suggestions: Vec<TimeSlot>,
 }
 
 /// What stands in the way of an action (`DomainError::InvalidState`).

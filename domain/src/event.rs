@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::recurrence::SeriesLink;
 use crate::types::{
     ConferenceId, ConferenceNumber, LineId, LineName, Mode, ProviderKind, RelatedLink, RoomName,
     Source, Subject, TimeSlot, TimeZoneName, UserId,
@@ -53,6 +54,10 @@ pub enum Event {
         line: LineId,
         room: RoomName,
         at: DateTime<Utc>,
+        /// The series it is an occurrence of; absent for a conference of its own (and in every
+        /// event recorded before series existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        series: Option<Box<SeriesLink>>,
     },
     /// The editable fields as they are after the edit. `links_changed`: the edit gave the
     /// conference new links (another line, or a new room on it).

@@ -9,6 +9,7 @@
 //! - [`command`] / [`event`]: what is asked and what happened (events are a persisted contract).
 //! - [`conference`]: a conference and the one fold of its events (pool, projections, replays).
 //! - [`pool`]: the `LinePool` aggregate — `handle` decides, `apply` folds.
+//! - [`recurrence`]: the rule a series of conferences repeats by, and its occurrences.
 //! - [`error`]: `DomainError`, mapped to HTTP once, at the API edge.
 //! - [`ports`]: the `EventStore` trait and the envelopes it stores.
 
@@ -109,14 +110,16 @@ pub mod event;
 mod free_lines;
 pub mod pool;
 pub mod ports;
+pub mod recurrence;
 pub mod suggest;
 pub mod types;
 
 pub use command::{
     ChatFacts, Command, ConferenceChanges, DEFAULT_MINUTES, EndSpec, MeetingFacts,
-    ScheduleConference,
+    OnConflict, ScheduleConference, ScheduleSeries, SeriesScope,
 };
-pub use error::DomainError;
+pub use error::{DomainError, SeriesConflict};
 pub use event::{EVENT_SCHEMA_VERSION, Event};
 pub use pool::{Conference, Line, LinePool, Provisioning};
+pub use recurrence::{Frequency, Recurrence, RecurrenceEnd, SeriesId, SeriesLink};
 pub use types::*;

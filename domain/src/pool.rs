@@ -26,6 +26,8 @@ use crate::types::{
     TimeZoneName, UserId, free_text, provider_url,
 };
 
+mod series;
+
 /// How far in the past a scheduled start may lie (a form filled in a minute ago).
 pub const START_GRACE_SECONDS: i64 = 300;
 
@@ -51,6 +53,18 @@ impl Line {
     pub fn is_free(&self, slot: &TimeSlot, ignoring: Option<ConferenceId>) -> bool {
         for (_, booking) in self.bookings.range(..slot.end).rev() {
             if Some(booking.conference) == ignoring {
+                continue;
+            }
+            return booking.end <= slot.start;
+        }
+        true
+    }
+
+    /// As [`Self::is_free`], ignoring the bookings of every conference in `ignoring` (a series
+    /// whose occurrences move together).
+    pub fn is_free_ignoring(&self, slot: &TimeSlot, ignoring: &[ConferenceId]) -> bool {
+        for (_, booking) in self.bookings.range(..slot.end).rev() {
+            if ignoring.contains(&booking.conference) {
                 continue;
             }
             return booking.end <= slot.start;
@@ -415,26 +429,33 @@ impl LinePool {
             .map(|position| &self.lines[position])
     }
 
-    /// The event that records `command`'s refusal as a business fact, if it is one: demand for
-    /// a slot no line could serve (`no_free_line`). Other refusals are the caller's mistakes and
+    /// The events that record `command`'s refusal as a business fact, if it is one: demand for
+    /// a slot no line could serve (`no_free_line`, one event per slot). Other refusals are the caller's mistakes and
     /// leave no trace in the log.
     pub fn refusal_record(
         command: &Command,
         error: &DomainError,
         now: DateTime<Utc>,
-    ) -> Option<Event> {
-        let DomainError::NoFreeLine { slot, .. } = error else {
-            return None;
-        };
+    ) -> Vec<Event> {
         let edited = match command {
-            Command::EditConference { conference, .. } => Some(*conference),
+            Command::EditConference { conference, .. }
+            | Command::EditSeries { conference, .. } => Some(*conference),
             _ => None,
         };
-        Some(Event::DemandRefused {
+        let refused = |slot: &TimeSlot| Event::DemandRefused {
             slot: *slot,
             edited,
             at: now,
-        })
+        };
+        match error {
+            DomainError::NoFreeLine { slot, .. } => vec![refused(slot)],
+            // Each occurrence no line could take is demand of its own.
+            DomainError::SeriesUnbookable { conflicts } => conflicts
+                .iter()
+                .map(|conflict| refused(&conflict.slot))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Decides a command: every business rule lives here. Never mutates `self`.
@@ -518,6 +539,27 @@ impl LinePool {
                 Ok(vec![Event::LineRemoved { line: line.clone() }])
             }
             Command::ScheduleConference(schedule) => self.schedule(actor, schedule, now),
+            Command::ScheduleSeries(series) => self.schedule_series(actor, series, now),
+            Command::EditSeries {
+                conference,
+                changes,
+                expected_version,
+                rooms,
+                scope,
+            } => self.edit_series(
+                actor,
+                held(conference)?,
+                changes,
+                *expected_version,
+                rooms,
+                *scope,
+                now,
+            ),
+            Command::CancelSeries {
+                conference,
+                reason,
+                scope,
+            } => self.cancel_series(actor, held(conference)?, reason.as_deref(), *scope, now),
             Command::LaunchFromMeeting {
                 conference,
                 meeting,
@@ -616,11 +658,7 @@ impl LinePool {
                 if status != Status::NotStarted {
                     return Err(DomainError::invalid_state(status));
                 }
-                let reason = reason
-                    .as_deref()
-                    .filter(|text| !text.trim().is_empty())
-                    .map(|text| free_text(text, "reason", 500))
-                    .transpose()?;
+                let reason = reason_text(reason.as_deref())?;
                 Ok(vec![Event::ConferenceCancelled {
                     conference: *conference,
                     reason,
@@ -929,6 +967,7 @@ impl LinePool {
             line: line.id.clone(),
             room: RoomName::derive(new.rooms, 0),
             at: new.now,
+            series: None,
         }])
     }
 
@@ -1376,6 +1415,14 @@ fn require_admin(actor: &Actor) -> Result<(), DomainError> {
     } else {
         Err(DomainError::Forbidden)
     }
+}
+
+/// A cancellation's reason: none when blank, else at most 500 characters of clean text.
+fn reason_text(reason: Option<&str>) -> Result<Option<String>, DomainError> {
+    reason
+        .filter(|text| !text.trim().is_empty())
+        .map(|text| free_text(text, "reason", 500))
+        .transpose()
 }
 
 fn is_too_early(start: DateTime<Utc>, now: DateTime<Utc>) -> bool {

@@ -148,46 +148,53 @@ fn replaying_a_booking_onto_a_taken_start_reports_it_instead_of_overwriting() {
 
 /// The snapshot format is stored too, and postcard reads fields by position: a pool's fields or
 /// variants changed in kind or order without a new snapshot schema would read old snapshots
-/// wrongly, not fail. `fixtures/pool-snapshot-3.postcard` is the fixture's pool as schema 3 wrote
-/// it (the service now ignores schema 3 and replays: its provisioned meetings had no code); it
-/// still reads back to that pool, whose open conferences have no provisioned meeting. (A new
-/// schema adds its own fixture: `MEETLINE_BLESS=1 cargo test -p meetline-domain --test
-/// golden_events` writes the current schema's.)
-#[test]
-fn a_schema_3_snapshot_reads_back_to_the_pool_it_was() {
-    // The fixture's events as they were when the snapshot was written (`DemandRefused` came
-    // later: it would move the version on).
+/// wrongly. Each schema's fixture is kept; the service reads only the current schema's and
+/// replays the stream for any other. (A new schema adds its own fixture:
+/// `MEETLINE_BLESS=1 cargo test -p meetline-domain --test golden_events` writes the current
+/// schema's.)
+fn fixture_pool() -> (Vec<Event>, LinePool) {
+    // The fixture's events as they were when the first snapshots were written (`DemandRefused`
+    // came later: it would move the version on).
     let events: Vec<Event> = schema_1()
         .into_iter()
         .map(|(_, event)| event)
         .filter(|event| !matches!(event, Event::DemandRefused { .. }))
         .collect();
     let pool = LinePool::from_events(&events);
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/pool-snapshot-3.postcard"
-    );
-    // Frozen: schema 3 is no longer written, so it is never blessed again.
-    let stored = std::fs::read(path).expect("the stored snapshot fixture");
-    assert_eq!(LinePool::from_snapshot(&stored).unwrap(), pool);
-    assert!(!pool.conferences.is_empty() && pool.latest.is_some());
-    // Bytes left over are not a pool.
-    let mut longer = stored.clone();
-    longer.push(0);
-    assert!(LinePool::from_snapshot(&longer).is_err());
+    (events, pool)
 }
 
-/// Schema 4: an open conference's provisioned meeting carries its code (Tencent Meeting's nine
-/// digits). `fixtures/pool-snapshot-4.postcard` is such a pool as schema 4 writes it; it must read
-/// back to that pool, code included.
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(path).expect("the stored snapshot fixture")
+}
+
+/// Schemas 3 and 4 (frozen, never written again) do not read as today's pool: every conference
+/// now carries its series, so their bytes end early or decode to another pool — which is why
+/// the schema number moved on and the service replays instead.
 #[test]
-fn a_schema_4_snapshot_keeps_an_open_conferences_meeting_code() {
-    let mut events: Vec<Event> = schema_1()
-        .into_iter()
-        .map(|(_, event)| event)
-        .filter(|event| !matches!(event, Event::DemandRefused { .. }))
-        .collect();
-    let before = LinePool::from_events(&events);
+fn older_snapshot_schemas_are_not_taken_for_the_current_one() {
+    let (_, pool) = fixture_pool();
+    assert!(!pool.conferences.is_empty() && pool.latest.is_some());
+    for name in ["pool-snapshot-3.postcard", "pool-snapshot-4.postcard"] {
+        let stored = fixture(name);
+        assert_ne!(LinePool::from_snapshot(&stored).ok(), Some(pool.clone()), "{name}");
+    }
+}
+
+/// Schema 5: conferences carry their series (rule, first occurrence, zone, occurrence), and an
+/// open conference's provisioned meeting its code (schema 4). `fixtures/pool-snapshot-5.postcard`
+/// is such a pool as schema 5 writes it; it must read back to that pool.
+#[test]
+fn a_schema_5_snapshot_keeps_series_and_meeting_codes() {
+    use meetline_domain::command::{EndSpec, OnConflict, ScheduleConference, ScheduleSeries};
+    use meetline_domain::recurrence::{Frequency, Recurrence, RecurrenceEnd, SeriesId};
+    use meetline_domain::types::{
+        Actor, Mode, NumberDraw, RoomNonce, Subject, TimeZoneName, UserId,
+    };
+    use meetline_domain::Command;
+
+    let (mut events, before) = fixture_pool();
     let (&open, conference) = before
         .conferences
         .iter()
@@ -201,18 +208,55 @@ fn a_schema_4_snapshot_keeps_an_open_conferences_meeting_code() {
         password: None,
         meeting_code: Some("806146661".to_owned()),
     });
-    let pool = LinePool::from_events(&events);
-    assert!(matches!(
-        &pool.conferences[&open].provisioning,
-        meetline_domain::pool::Provisioning::Done { meeting_code: Some(code), .. } if code == "806146661"
-    ));
+    let mut pool = LinePool::from_events(&events);
+    let latest = pool.latest.expect("the fixture has a clock");
+    let start = latest + chrono::Duration::days(3);
+    let actor = Actor {
+        user: UserId::parse("alice").unwrap(),
+        admin: false,
+    };
+    let series = Command::ScheduleSeries(ScheduleSeries {
+        series: SeriesId(uuid::Uuid::from_u128(5)),
+        first: ScheduleConference {
+            conference: ConferenceId(uuid::Uuid::from_u128(500)),
+            mode: Mode::Scheduled,
+            subject: Subject::parse("周会").unwrap(),
+            start: Some(start),
+            end: EndSpec::After(chrono::Duration::minutes(30)),
+            timezone: TimeZoneName::default(),
+            host: None,
+            attendees: vec![],
+            related_link: None,
+            rooms: RoomNonce::fixed(500),
+            numbers: NumberDraw::fixed(500),
+        },
+        recurrence: Recurrence::new(Frequency::Weekly, 1, &[], RecurrenceEnd::Count(3)).unwrap(),
+        more: (501..503)
+            .map(|n| (ConferenceId(uuid::Uuid::from_u128(n)), NumberDraw::fixed(n)))
+            .collect(),
+        on_conflict: OnConflict::Reject,
+    });
+    for event in pool.handle(&actor, &series, latest).unwrap() {
+        pool.apply(&event);
+    }
+    assert_eq!(
+        pool.conferences
+            .values()
+            .filter(|conference| conference.series.is_some())
+            .count(),
+        3
+    );
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/pool-snapshot-4.postcard"
+        "/tests/fixtures/pool-snapshot-5.postcard"
     );
     if std::env::var_os("MEETLINE_BLESS").is_some() {
         std::fs::write(path, pool.to_snapshot().unwrap()).unwrap();
     }
     let stored = std::fs::read(path).expect("the stored snapshot fixture");
     assert_eq!(LinePool::from_snapshot(&stored).unwrap(), pool);
+    // Bytes left over are not a pool.
+    let mut longer = stored.clone();
+    longer.push(0);
+    assert!(LinePool::from_snapshot(&longer).is_err());
 }

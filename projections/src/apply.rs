@@ -50,6 +50,8 @@ struct Fold {
     meetings: HashMap<(TenantId, LineId, String), ConferenceId>,
     /// Refusals for want of a line, by (tenant, hour).
     refusals: HashMap<(TenantId, String), i64>,
+    /// Occurrences of series: (tenant, series, conference).
+    series: Vec<(TenantId, String, String)>,
 }
 
 /// Applies `batch` to `tables` inside the caller's transaction.
@@ -254,8 +256,18 @@ impl Fold {
                 self.change_line(tenant, line, |row| row.removed = true);
             }
             Event::ConferenceScheduled {
-                conference, line, ..
+                conference,
+                line,
+                series,
+                ..
             } => {
+                if let Some(link) = series {
+                    self.series.push((
+                        tenant.clone(),
+                        link.id.to_string(),
+                        conference.to_string(),
+                    ));
+                }
                 let line = self.line_ref(tenant, line);
                 if let Some(view) = ConferenceView::scheduled(event, line) {
                     let key = (tenant.clone(), *conference);
@@ -509,6 +521,25 @@ async fn write(
                 .bind(tenant.as_str())
                 .bind(hour.as_str())
                 .bind(**count)
+        },
+    )
+    .await?;
+
+    insert_many(
+        db,
+        transaction,
+        &format!(
+            "INSERT INTO {} (tenant, series_id, conference_id) VALUES",
+            tables.series
+        ),
+        "ON CONFLICT (tenant, series_id, conference_id) DO NOTHING",
+        3,
+        &fold.series,
+        |query, (tenant, series, conference)| {
+            query
+                .bind(tenant.as_str())
+                .bind(series.as_str())
+                .bind(conference.as_str())
         },
     )
     .await?;

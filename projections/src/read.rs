@@ -137,6 +137,46 @@ impl ReadModels {
             .transpose()
     }
 
+    /// Every conference of a series (cancelled ones too), in no particular order: the
+    /// memberships first, then their rows (two reads, so that no query holds the series view
+    /// while it waits for the conferences' — the order a rebuild's swap locks them in).
+    ///
+    /// # Errors
+    /// When the database cannot be read or a row does not decode.
+    pub async fn series(
+        &self,
+        tenant: &TenantId,
+        series: &str,
+    ) -> Result<Vec<ConferenceView>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(self.db.sql(
+            "SELECT conference_id FROM rm_series WHERE tenant = ? AND series_id = ? \
+             ORDER BY conference_id LIMIT 1000",
+        ))
+        .bind(tenant.as_str())
+        .bind(series)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let among = match self.db.backend {
+            meetline_db::Backend::Sqlite => "SELECT value FROM json_each(?)",
+            meetline_db::Backend::Postgres => "SELECT json_array_elements_text(?::json)",
+        };
+        let rows: Vec<String> = sqlx::query_scalar(self.db.sql(&format!(
+            "SELECT data FROM rm_conferences WHERE tenant = ? AND id IN ({among})"
+        )))
+        .bind(tenant.as_str())
+        .bind(serde_json::to_string(&ids).expect("strings serialize"))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|data| serde_json::from_str(data).map_err(corrupt))
+            .collect()
+    }
+
     /// The user's not-started and in-progress conferences starting within 30 days, soonest first.
     ///
     /// # Errors

@@ -2,9 +2,9 @@
 //! query API (decision 0018).
 //!
 //! Each generation `g` has its own tables — `rm_lines_g{g}`, `rm_conferences_g{g}`,
-//! `rm_participants_g{g}`, `rm_provider_meetings_g{g}`, `rm_refusals_g{g}` — with their own
-//! indexes. The names the queries use (`rm_lines`, `rm_conferences`, `rm_participants`,
-//! `rm_provider_meetings_by_line`, `rm_refusals`) are views of the live generation. A rebuild fills the next generation beside the live one and
+//! `rm_participants_g{g}`, `rm_provider_meetings_g{g}`, `rm_refusals_g{g}`, `rm_series_g{g}` —
+//! with their own indexes. The names the queries use (`rm_lines`, `rm_conferences`,
+//! `rm_participants`, `rm_provider_meetings_by_line`, `rm_refusals`, `rm_series`) are views of the live generation. A rebuild fills the next generation beside the live one and
 //! swaps the views in one transaction; the live one is dropped afterwards. `rm_generations` says
 //! which generation is live and which, if any, is being built.
 //!
@@ -32,6 +32,8 @@ pub struct Tables {
     pub meetings: String,
     /// Refusals for want of a line (`DemandRefused`), counted per tenant and hour.
     pub refusals: String,
+    /// Which conferences are occurrences of which series.
+    pub series: String,
 }
 
 impl Tables {
@@ -43,6 +45,7 @@ impl Tables {
             participants: format!("rm_participants_g{generation}"),
             meetings: format!("rm_provider_meetings_g{generation}"),
             refusals: format!("rm_refusals_g{generation}"),
+            series: format!("rm_series_g{generation}"),
         }
     }
 
@@ -53,13 +56,14 @@ impl Tables {
     }
 
     /// Each table with the view that shows it when it is live.
-    fn with_views(&self) -> [(&str, &'static str); 5] {
+    fn with_views(&self) -> [(&str, &'static str); 6] {
         [
             (&self.lines, "rm_lines"),
             (&self.conferences, "rm_conferences"),
             (&self.participants, "rm_participants"),
             (&self.meetings, "rm_provider_meetings_by_line"),
             (&self.refusals, "rm_refusals"),
+            (&self.series, "rm_series"),
         ]
     }
 
@@ -79,6 +83,7 @@ impl Tables {
             ..
         } = self;
         let refusals = self.refusals_table(backend);
+        let series = self.series_table(backend);
         format!(
             r#"
 CREATE TABLE IF NOT EXISTS {lines} (
@@ -103,6 +108,7 @@ CREATE TABLE IF NOT EXISTS {meetings} (
     PRIMARY KEY (tenant, line_id, meeting_id)
 );
 {refusals}
+{series}
 "#
         )
     }
@@ -117,6 +123,19 @@ CREATE TABLE IF NOT EXISTS {meetings} (
             "CREATE TABLE IF NOT EXISTS {} (tenant TEXT NOT NULL, hour TEXT NOT NULL, \
              count {int} NOT NULL, PRIMARY KEY (tenant, hour));",
             self.refusals
+        )
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` of this generation's series memberships.
+    fn series_table(&self, backend: Backend) -> String {
+        let c = match backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => r#" COLLATE "C""#,
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (tenant TEXT NOT NULL, series_id TEXT{c} NOT NULL, \
+             conference_id TEXT{c} NOT NULL, PRIMARY KEY (tenant, series_id, conference_id));",
+            self.series
         )
     }
 
@@ -262,7 +281,7 @@ pub(crate) async fn lock_views(
         run_script(
             transaction,
             "LOCK TABLE rm_participants, rm_conferences, rm_lines, rm_provider_meetings_by_line, \
-             rm_refusals IN ACCESS EXCLUSIVE MODE"
+             rm_refusals, rm_series IN ACCESS EXCLUSIVE MODE"
                 .to_owned(),
         )
         .await?;
@@ -335,6 +354,7 @@ pub(crate) async fn drop_generation(
         &tables.lines,
         &tables.meetings,
         &tables.refusals,
+        &tables.series,
     ] {
         script.push_str(&format!("DROP TABLE IF EXISTS {table};\n"));
     }
@@ -413,6 +433,18 @@ pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
                     "{}\n{}",
                     tables.refusals_table(db.backend),
                     view_script(db.backend, &tables.refusals, "rm_refusals")
+                );
+                run_script(&mut transaction, script).await?;
+            }
+            // Likewise a generation made before series existed: its log held none.
+            if relation(db, &mut transaction, &tables.series)
+                .await?
+                .is_none()
+            {
+                let script = format!(
+                    "{}\n{}",
+                    tables.series_table(db.backend),
+                    view_script(db.backend, &tables.series, "rm_series")
                 );
                 run_script(&mut transaction, script).await?;
             }

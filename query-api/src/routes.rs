@@ -503,7 +503,8 @@ pub async fn history(
     ))
 }
 
-/// The conference as an iCalendar file.
+/// The conference as an iCalendar file; for an occurrence of a series, the series (`RRULE`,
+/// `EXDATE` for occurrences that do not take place, overrides for moved ones).
 #[utoipa::path(get, path = "/api/v1/conferences/{id}/calendar.ics", tag = "queries",
     params(("id" = String, Path, format = Uuid), MinPosition),
     responses((status = 200, content_type = "text/calendar", body = String,
@@ -524,7 +525,33 @@ pub async fn calendar(
         .links
         .present(&view, &principal, now, lang)
         .await;
-    let body = ics::calendar(&view, &dto, now);
+    let body = match view.series.as_deref() {
+        None => ics::calendar(&view, &dto, now),
+        // An occurrence of a series: the series, as far as the caller may see it.
+        Some(link) => {
+            let members: Vec<ConferenceView> = state
+                .read_models
+                .series(&principal.tenant, &link.id.to_string())
+                .await?
+                .into_iter()
+                .filter(|member| {
+                    principal.actor.admin || member.is_participant(&principal.actor.user)
+                })
+                .collect();
+            let dtos = state
+                .context
+                .links
+                .present_all(&members, &principal, now, lang)
+                .await;
+            let occurrences: Vec<ics::Occurrence<'_>> = members
+                .iter()
+                .zip(&dtos)
+                .map(|(view, dto)| ics::Occurrence { view, dto })
+                .collect();
+            ics::series_calendar(link, &occurrences, now)
+                .unwrap_or_else(|| ics::calendar(&view, &dto, now))
+        }
+    };
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     headers.insert(

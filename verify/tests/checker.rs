@@ -49,6 +49,7 @@ fn scheduled(n: u128, on: u32, from: i64, to: i64, at: i64) -> Event {
         line: line(on),
         room: RoomName::derive(&RoomNonce::fixed(n), 0),
         at: t(at),
+        series: None,
     }
 }
 

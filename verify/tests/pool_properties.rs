@@ -148,9 +148,11 @@ impl Run {
                     ignoring,
                 });
                 // The log records it as the command service stores it.
-                let event = LinePool::refusal_record(command, &error, now)
-                    .expect("a refusal for want of a line is recorded");
-                self.record(actor, now, event);
+                let recorded = LinePool::refusal_record(command, &error, now);
+                assert_eq!(recorded.len(), 1, "a refusal for want of a line is recorded");
+                for event in recorded {
+                    self.record(actor, now, event);
+                }
             }
             Err(_) => {}
         }

@@ -1,7 +1,9 @@
 //! Conferences: schedule, edit, invite, cancel, end early, join by number, and launch from a
 //! directory meeting or chat.
 
+use super::series::{self, RecurrenceRequest, ScopeQuery};
 use super::*;
+use meetline_domain::recurrence::Recurrence;
 
 /// A conference's mode.
 #[derive(ToSchema)]
@@ -33,6 +35,20 @@ pub struct CreateConferenceRequest {
     #[schema(max_items = 1000)]
     pub attendees: Option<Vec<String>>,
     pub related_link: Option<String>,
+    /// Makes it a series (mode `scheduled` only): every occurrence a conference of its own.
+    pub recurrence: Option<RecurrenceRequest>,
+    /// With `recurrence`: `reject` (default: nothing is booked if some occurrence finds no
+    /// line) or `skip` (the others are booked).
+    #[schema(value_type = Option<OnConflictName>)]
+    pub on_conflict: Option<String>,
+}
+
+/// What a series does when some occurrence finds no free line.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum OnConflictName {
+    Reject,
+    Skip,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -135,10 +151,11 @@ impl TryFrom<&CreateConferenceRequest> for Booking {
 #[utoipa::path(post, path = "/api/v1/conferences", tag = "commands", request_body = CreateConferenceRequest,
     params(IdempotencyKey),
     responses(
-        (status = 201, body = ConferenceDto, headers(("ETag" = String, description = "the version, e.g. \"1\""), ("X-Position" = u64, description = "global position of the command's last event"), ("Location" = String))),
+        (status = 201, description = "the conference; with `recurrence`, the series (`SeriesCreated`: `series_id`, `items`, `skipped`)",
+            body = ConferenceDto, headers(("ETag" = String, description = "the version, e.g. \"1\" (not for a series)"), ("X-Position" = u64, description = "global position of the command's last event"), ("Location" = String, description = "the conference, or a series' first occurrence"))),
         (status = 202, description = "the provider has not confirmed the meeting yet (`provisioning: pending`)",
             body = ConferenceDto, headers(("ETag" = String, description = "the version, e.g. \"1\""), ("X-Position" = u64, description = "global position of the command's last event"), ("Location" = String))),
-        (status = 409, description = "no_free_line", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "no_free_line (for a series rejected whole: `conflicts`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "invalid_input", content_type = "application/problem+json", body = Problem)))]
 pub async fn create_conference(
     State(state): State<CommandState>,
@@ -182,7 +199,7 @@ pub async fn create_conference(
         request.timezone.as_ref(),
     )
     .await?;
-    let command = Command::ScheduleConference(ScheduleConference {
+    let schedule = ScheduleConference {
         conference: ConferenceId(Uuid::now_v7()),
         mode,
         subject,
@@ -194,7 +211,18 @@ pub async fn create_conference(
         related_link,
         rooms: rooms(),
         numbers: numbers(),
-    });
+    };
+    if let Some(rule) = &request.recurrence {
+        let recurrence = Recurrence::try_from(rule)?;
+        let on_conflict = series::on_conflict(request.on_conflict.as_deref())?;
+        let command = series::series_command(&state, schedule, recurrence, on_conflict)?;
+        let outcome = submit(&state, &principal, &call, command).await?;
+        return series::created(&state, &principal, lang, &outcome).await;
+    }
+    if request.on_conflict.is_some() {
+        return Err(DomainError::invalid_input("on_conflict").into());
+    }
+    let command = Command::ScheduleConference(schedule);
     let mut outcome = submit(&state, &principal, &call, command).await?;
     await_provisioning(&state, &principal, &mut outcome).await?;
     let status = created_status(&outcome);
@@ -237,9 +265,9 @@ impl TryFrom<&EditConferenceRequest> for ConferenceChanges {
         ("If-Match" = Option<String>, Header, nullable = false,
             pattern = r#"^(\*|(W/)?"[0-9]{1,19}"|[0-9]{1,19})[ \t]*$"#,
             description = "the ETag of the version edited, e.g. \"3\""),
-        IdempotencyKey),
+        ScopeQuery, IdempotencyKey),
     responses(
-        (status = 200, body = ConferenceDto, headers(("ETag" = String, description = "the new version, e.g. \"3\""), ("X-Position" = u64, description = "global position of the command's last event"))),
+        (status = 200, description = "the conference; with `scope` following or all, `SeriesChanged` (`items`)", body = ConferenceDto, headers(("ETag" = String, description = "the new version, e.g. \"3\""), ("X-Position" = u64, description = "global position of the command's last event"))),
         (status = 403, description = "forbidden: not the creator or host", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "not_found", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "invalid_state or no_free_line", content_type = "application/problem+json", body = Problem),
@@ -251,9 +279,11 @@ pub async fn edit_conference(
     lang: Lang,
     call: CommandRequest,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ScopeQuery>,
     ApiJson(request): ApiJson<EditConferenceRequest>,
 ) -> Result<Response, ApiError> {
     let conference = conference_id(&id)?;
+    let scope = query.series_scope()?;
     let changes = ConferenceChanges::try_from(&request)?;
     if let Some(attendees) = &changes.attendees {
         known_attendees_of(&state, &principal, conference, attendees).await?;
@@ -261,6 +291,17 @@ pub async fn edit_conference(
     state.within_horizon(changes.start, "start")?;
     if let Some(EndSpec::At(end)) = changes.end {
         state.within_horizon(Some(end), "end")?;
+    }
+    if let Some(scope) = scope {
+        let command = Command::EditSeries {
+            conference,
+            changes,
+            expected_version: if_match(&call.headers)?,
+            rooms: rooms(),
+            scope,
+        };
+        let outcome = submit(&state, &principal, &call, command).await?;
+        return series::changed(&state, &principal, lang, &outcome).await;
     }
     let command = Command::EditConference {
         conference,
@@ -311,7 +352,7 @@ pub async fn invite(
 
 /// Cancel a not-started conference: its line is free again.
 #[utoipa::path(post, path = "/api/v1/conferences/{id}/cancel", tag = "commands", request_body = Option<CancelRequest>,
-    params(("id" = String, Path, format = Uuid), IdempotencyKey),
+    params(("id" = String, Path, format = Uuid), ScopeQuery, IdempotencyKey),
     responses(
         (status = 200, body = ConferenceDto, headers(("ETag" = String, description = "the new version, e.g. \"3\""), ("X-Position" = u64, description = "global position of the command's last event"))),
         (status = 403, description = "forbidden: not the creator or host", content_type = "application/problem+json", body = Problem),
@@ -324,10 +365,21 @@ pub async fn cancel_conference(
     lang: Lang,
     call: CommandRequest,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ScopeQuery>,
     body: ApiBytes,
 ) -> Result<Response, ApiError> {
     let conference = conference_id(&id)?;
+    let scope = query.series_scope()?;
     let request: CancelRequest = body.json_or_default()?;
+    if let Some(scope) = scope {
+        let command = Command::CancelSeries {
+            conference,
+            reason: request.reason,
+            scope,
+        };
+        let outcome = submit(&state, &principal, &call, command).await?;
+        return series::changed(&state, &principal, lang, &outcome).await;
+    }
     let outcome = submit(
         &state,
         &principal,

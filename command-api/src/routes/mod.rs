@@ -14,6 +14,7 @@
 pub mod conferences;
 pub mod directory;
 pub mod lines;
+pub mod series;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -29,7 +30,8 @@ use meetline_api_common::error::Problem;
 use meetline_api_common::fields::{etag, optional_time, time};
 use meetline_api_common::request_id::RequestId;
 use meetline_api_common::{
-    AdminCaller, ApiBytes, ApiContext, ApiError, ApiJson, ApiPath, Caller, ConferenceDto, Lang,
+    AdminCaller, ApiBytes, ApiContext, ApiError, ApiJson, ApiPath, ApiQuery, Caller, ConferenceDto,
+    Lang,
 };
 use meetline_domain::command::{
     ChatFacts, ConferenceChanges, EndSpec, MeetingFacts, ScheduleConference,
@@ -529,6 +531,12 @@ async fn conference_response(
         conferences::MeetingLaunchRequest,
         conferences::ChatLaunchRequest,
         conferences::ModeName,
+        conferences::OnConflictName,
+        series::RecurrenceRequest,
+        series::SeriesCreated,
+        series::SeriesChanged,
+        meetline_api_common::error::ConflictDto,
+        meetline_api_common::dto::RecurrenceDto,
         lines::AddLineRequest,
         lines::UpdateLineRequest,
         lines::LineResponse,

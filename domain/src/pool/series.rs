@@ -1,0 +1,364 @@
+//! Series of conferences: booking one in one decision, and editing or cancelling an occurrence
+//! together with the later ones or all of them. Every occurrence is an ordinary conference;
+//! what these rules add is choosing their lines together and acting on them at once.
+//!
+//! Finding a series' occurrences walks the conferences the pool holds (live and future work
+//! only, see [`LinePool::apply`]): no index to keep, at the cost of one pass per scoped edit or
+//! cancellation.
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    Conference, LinePool, attendees_without, is_too_early, managed, reason_text,
+};
+use crate::command::{ConferenceChanges, OnConflict, ScheduleSeries, SeriesScope};
+use crate::error::{DomainError, SeriesConflict};
+use crate::event::Event;
+use crate::recurrence::SeriesLink;
+use crate::types::{
+    Actor, ConferenceId, ConferenceNumber, LineId, LineStatus, Mode, RoomName, RoomNonce, Source,
+    Status, TimeSlot,
+};
+
+impl LinePool {
+    /// Books every occurrence of a series: on one line when one is free for all of them (so
+    /// the links stay the same), else each on the first free line. With
+    /// [`OnConflict::Reject`] an occurrence no line can take refuses the whole series; with
+    /// [`OnConflict::Skip`] it is left out and recorded as demand refused.
+    pub(super) fn schedule_series(
+        &self,
+        actor: &Actor,
+        command: &ScheduleSeries,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let first = &command.first;
+        if first.mode != Mode::Scheduled {
+            return Err(DomainError::invalid_input("mode"));
+        }
+        let start = first
+            .start
+            .ok_or_else(|| DomainError::invalid_input("start"))?;
+        let first_slot = TimeSlot::new(start, first.end.resolve(start))?;
+        if is_too_early(first_slot.start, now) {
+            return Err(DomainError::invalid_input("start"));
+        }
+        let slots = command
+            .recurrence
+            .occurrences(&first_slot, &first.timezone)?;
+        if slots.len() != command.more.len() + 1 {
+            return Err(DomainError::invalid_input("recurrence"));
+        }
+        let ids: Vec<(ConferenceId, &crate::types::NumberDraw)> =
+            std::iter::once((first.conference, &first.numbers))
+                .chain(command.more.iter().map(|(id, draw)| (*id, draw)))
+                .collect();
+        for (index, (id, _)) in ids.iter().enumerate() {
+            if self.conferences.contains_key(id) || ids[..index].iter().any(|(seen, _)| seen == id)
+            {
+                return Err(DomainError::InvalidState(
+                    crate::error::Conflict::ConferenceExists,
+                ));
+            }
+        }
+        let whole = self
+            .lines
+            .iter()
+            .find(|line| {
+                line.status == LineStatus::Active && slots.iter().all(|slot| line.is_free(slot, None))
+            })
+            .map(|line| line.id.clone());
+        let mut placed: Vec<(usize, LineId)> = Vec::with_capacity(slots.len());
+        let mut conflicts: Vec<SeriesConflict> = Vec::new();
+        for (index, slot) in slots.iter().enumerate() {
+            match whole
+                .clone()
+                .or_else(|| self.first_free_line(slot, None).map(|line| line.id.clone()))
+            {
+                Some(line) => placed.push((index, line)),
+                None => conflicts.push(SeriesConflict {
+                    slot: *slot,
+                    suggestions: Vec::new(),
+                }),
+            }
+        }
+        if !conflicts.is_empty() && (command.on_conflict == OnConflict::Reject || placed.is_empty())
+        {
+            return Err(DomainError::SeriesUnbookable { conflicts });
+        }
+        let host = first.host.clone().unwrap_or_else(|| actor.user.clone());
+        let attendees = attendees_without(&first.attendees, &host);
+        let mut taken: Vec<&ConferenceNumber> = Vec::with_capacity(placed.len());
+        let mut events = Vec::with_capacity(slots.len());
+        let mut placed = placed.into_iter().peekable();
+        for (index, slot) in slots.iter().enumerate() {
+            let Some((_, line)) = placed.next_if(|(at, _)| *at == index) else {
+                events.push(Event::DemandRefused {
+                    slot: *slot,
+                    edited: None,
+                    at: now,
+                });
+                continue;
+            };
+            let (id, draw) = ids[index];
+            let number = draw
+                .candidates()
+                .iter()
+                .find(|number| !self.numbers.contains_key(*number) && !taken.contains(number))
+                .ok_or(DomainError::NumbersExhausted)?;
+            taken.push(number);
+            events.push(Event::ConferenceScheduled {
+                conference: id,
+                number: number.clone(),
+                mode: Mode::Scheduled,
+                subject: first.subject.clone(),
+                slot: *slot,
+                timezone: first.timezone.clone(),
+                host: host.clone(),
+                creator: actor.user.clone(),
+                attendees: attendees.clone(),
+                related_link: first.related_link.clone(),
+                source: Source::App,
+                line,
+                room: RoomName::derive(&first.rooms, index),
+                at: now,
+                series: Some(Box::new(SeriesLink {
+                    id: command.series,
+                    recurrence: command.recurrence.clone(),
+                    first: first_slot,
+                    timezone: first.timezone.clone(),
+                    occurrence: slot.start,
+                })),
+            });
+        }
+        Ok(events)
+    }
+
+    /// The not-started occurrences of `target`'s series in `scope`, in the series' order, each
+    /// one the actor may manage.
+    fn in_scope<'a>(
+        &'a self,
+        actor: &Actor,
+        target: &Conference,
+        scope: SeriesScope,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<&'a Conference>, DomainError> {
+        let link = target
+            .series
+            .as_ref()
+            .ok_or_else(|| DomainError::invalid_input("scope"))?;
+        if scope == SeriesScope::Following {
+            let status = target.status_at(now);
+            if status != Status::NotStarted {
+                return Err(DomainError::invalid_state(status));
+            }
+        }
+        let mut members: Vec<&Conference> = self
+            .conferences
+            .values()
+            .filter(|conference| {
+                conference.series.as_ref().is_some_and(|other| {
+                    other.id == link.id
+                        && (scope == SeriesScope::All || other.occurrence >= link.occurrence)
+                })
+            })
+            .filter(|conference| conference.status_at(now) == Status::NotStarted)
+            .collect();
+        if members.is_empty() {
+            return Err(DomainError::invalid_state(target.status_at(now)));
+        }
+        members.sort_by_key(|conference| (occurrence_of(conference), conference.id));
+        for member in &members {
+            managed(actor, member)?;
+        }
+        Ok(members)
+    }
+
+    /// Edits the occurrences of `target`'s series in `scope` as [`LinePool::handle`] edits one:
+    /// a new start moves each by the same amount, a new end gives each the new length, and each
+    /// one moved keeps its line if it is free there (the series' own old times not counted),
+    /// else takes the first free line. All or nothing: occurrences no line can take refuse the
+    /// edit, listed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn edit_series(
+        &self,
+        actor: &Actor,
+        target: &Conference,
+        changes: &ConferenceChanges,
+        expected_version: Option<u64>,
+        rooms: &RoomNonce,
+        scope: SeriesScope,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let target = managed(actor, target)?;
+        if let Some(expected) = expected_version
+            && expected != target.version
+        {
+            return Err(DomainError::VersionMismatch {
+                expected,
+                actual: target.version,
+            });
+        }
+        let members = self.in_scope(actor, target, scope, now)?;
+        let start = changes.start.unwrap_or(target.slot.start);
+        let end = match changes.end {
+            Some(end) => end.resolve(start),
+            None => start + (target.slot.end - target.slot.start),
+        };
+        let new = TimeSlot::new(start, end)?;
+        let shift = new.start - target.slot.start;
+        let mut slots = Vec::with_capacity(members.len());
+        for member in &members {
+            let start = member.slot.start + shift;
+            let length = if changes.end.is_some() {
+                new.end - new.start
+            } else {
+                member.slot.end - member.slot.start
+            };
+            let slot = TimeSlot::new(start, start + length)?;
+            if slot != member.slot && is_too_early(slot.start, now) {
+                return Err(DomainError::invalid_input("start"));
+            }
+            slots.push(slot);
+        }
+        let mut ordered: Vec<&TimeSlot> = slots.iter().collect();
+        ordered.sort_by_key(|slot| slot.start);
+        if ordered.windows(2).any(|pair| pair[0].end > pair[1].start) {
+            // The new length makes occurrences overlap one another.
+            return Err(DomainError::invalid_input("end"));
+        }
+        let ignoring: Vec<ConferenceId> = members.iter().map(|member| member.id).collect();
+        let mut chosen: Vec<Option<LineId>> = Vec::with_capacity(members.len());
+        let mut conflicts = Vec::new();
+        let mut previous: Option<LineId> = None;
+        for (member, slot) in members.iter().zip(&slots) {
+            let line = self.line_for(member, slot, &ignoring, previous.as_ref());
+            if line.is_none() {
+                conflicts.push(SeriesConflict {
+                    slot: *slot,
+                    suggestions: Vec::new(),
+                });
+            }
+            previous = line.clone().or(previous);
+            chosen.push(line);
+        }
+        if !conflicts.is_empty() {
+            return Err(DomainError::SeriesUnbookable { conflicts });
+        }
+        let mut events = Vec::new();
+        for (index, ((member, slot), line)) in members.iter().zip(slots).zip(chosen).enumerate() {
+            let line = line.expect("every occurrence has a line");
+            let moved_line = line != member.line.id;
+            let edited = Event::ConferenceEdited {
+                conference: member.id,
+                subject: changes
+                    .subject
+                    .clone()
+                    .unwrap_or_else(|| member.subject.clone()),
+                slot,
+                timezone: changes
+                    .timezone
+                    .clone()
+                    .unwrap_or_else(|| member.timezone.clone()),
+                attendees: match &changes.attendees {
+                    Some(attendees) => attendees_without(attendees, &member.host),
+                    None => member.attendees.clone(),
+                },
+                related_link: match &changes.related_link {
+                    Some(link) => link.clone(),
+                    None => member.related_link.clone(),
+                },
+                room: if moved_line {
+                    RoomName::derive(rooms, index)
+                } else {
+                    member.room.clone()
+                },
+                links_changed: moved_line,
+                line,
+            };
+            if !unchanged(member, &edited) {
+                events.push(edited);
+            }
+        }
+        Ok(events)
+    }
+
+    /// Cancels the not-started occurrences of `target`'s series in `scope`.
+    pub(super) fn cancel_series(
+        &self,
+        actor: &Actor,
+        target: &Conference,
+        reason: Option<&str>,
+        scope: SeriesScope,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let target = managed(actor, target)?;
+        let reason = reason_text(reason)?;
+        let members = self.in_scope(actor, target, scope, now)?;
+        Ok(members
+            .into_iter()
+            .map(|member| Event::ConferenceCancelled {
+                conference: member.id,
+                reason: reason.clone(),
+                at: now,
+            })
+            .collect())
+    }
+
+    /// The line an occurrence moved to `slot` takes: its own if it is active and free (the
+    /// series' own bookings in `ignoring` not counted), else the line the previous occurrence
+    /// took, else the first active line free then.
+    fn line_for(
+        &self,
+        member: &Conference,
+        slot: &TimeSlot,
+        ignoring: &[ConferenceId],
+        previous: Option<&LineId>,
+    ) -> Option<LineId> {
+        let usable = |id: &LineId| {
+            self.line(id).is_some_and(|line| {
+                line.status == LineStatus::Active
+                    && (*slot == member.slot || line.is_free_ignoring(slot, ignoring))
+            })
+        };
+        if usable(&member.line.id) {
+            return Some(member.line.id.clone());
+        }
+        if let Some(previous) = previous.filter(|id| usable(id)) {
+            return Some(previous.clone());
+        }
+        self.lines
+            .iter()
+            .find(|line| line.status == LineStatus::Active && line.is_free_ignoring(slot, ignoring))
+            .map(|line| line.id.clone())
+    }
+}
+
+/// An occurrence's start by its series' rule (its own start if it is in none).
+fn occurrence_of(conference: &Conference) -> DateTime<Utc> {
+    conference
+        .series
+        .as_ref()
+        .map_or(conference.slot.start, |link| link.occurrence)
+}
+
+/// Whether `edited` leaves `member` as it is.
+fn unchanged(member: &Conference, edited: &Event) -> bool {
+    let Event::ConferenceEdited {
+        subject,
+        slot,
+        timezone,
+        attendees,
+        related_link,
+        line,
+        ..
+    } = edited
+    else {
+        return false;
+    };
+    *subject == member.subject
+        && *slot == member.slot
+        && *timezone == member.timezone
+        && *attendees == member.attendees
+        && *related_link == member.related_link
+        && *line == member.line.id
+}
