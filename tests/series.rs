@@ -173,11 +173,53 @@ async fn reject_stores_nothing_and_names_the_conflicts_skip_books_the_rest() {
         )
         .await;
     explicit.problem(409, "no_free_line");
-    assert_eq!(listed(&app, "周会").await, 0);
 
-    // Skip: the other four are booked; the two left out come back with their suggestions.
-    let created = weekly(&app, 30, 6, Some("skip")).await;
+    // Skip: the other four are booked; the two left out come back with their suggestions. A
+    // keyed retry gets the same series (it stored refusals beside its bookings, and is no
+    // refusal for that).
+    let skip = async || {
+        app.send(
+            app.request(reqwest::Method::POST, "/api/v1/conferences", &token(T, "alice", false))
+                .header("Idempotency-Key", "skip-1")
+                .json(&json!({"subject": "周会", "start": later(30), "duration_minutes": 60, "attendees": ["bob"],
+                    "recurrence": {"frequency": "weekly", "count": 6}, "on_conflict": "skip"})),
+        )
+        .await
+    };
+    let created = skip().await;
     let body = created.ok(201).clone();
+    let retried = skip().await;
+    assert_eq!(retried.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retried.ok(201)["series_id"], body["series_id"]);
+    assert_eq!(
+        retried.ok(201)["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["start"].clone())
+            .collect::<Vec<_>>(),
+        body["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["start"].clone())
+            .collect::<Vec<_>>()
+    );
+    // The two refusals stored nothing: alice's listing, once it shows the series, holds just
+    // its four.
+    let seen = app
+        .send(
+            app.request(reqwest::Method::GET, "/api/v1/conferences?limit=100", &token(T, "alice", false))
+                .header("X-Min-Position", created.header("x-position").unwrap()),
+        )
+        .await;
+    let mine: Vec<&Value> = seen.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["subject"] == "周会")
+        .collect();
+    assert_eq!(mine.len(), 4);
     assert_eq!(
         starts(items(&body)),
         [0, 2, 4, 5].map(|n| week(30, n)).to_vec()
@@ -373,7 +415,18 @@ async fn following_moves_only_the_later_ones_and_checks_their_lines_again() {
         exdates,
         [shanghai(week(40, 3)).format("%Y%m%dT%H%M%S").to_string()]
     );
+    // Every live occurrence but the first is an override (each has its own number and links);
+    // the moved ones carry their new times under the rule's.
     assert_eq!(text.matches("RECURRENCE-ID;TZID=Asia/Shanghai:").count(), 2);
+    let unfolded = text.replace("\r\n ", "");
+    for n in [1, 2] {
+        let override_of = format!(
+            "RECURRENCE-ID;TZID=Asia/Shanghai:{}\r\nDTSTART:{}\r\n",
+            shanghai(week(40, n)).format("%Y%m%dT%H%M%S"),
+            week(41, n).format("%Y%m%dT%H%M%SZ")
+        );
+        assert!(unfolded.contains(&override_of), "{override_of:?} in {unfolded}");
+    }
 
     // Cancelling all: the not-started ones that are left.
     let cancelled = app

@@ -97,10 +97,13 @@ for (const viewport of viewports) {
       await page.getByRole('button', { name: '预订会议' }).click();
       const schedule = page.locator('#schedule-form');
       await schedule.getByLabel('会议名称').fill('方案评审');
-      await schedule.getByLabel('日期').fill(day);
+      await schedule.getByLabel('日期', { exact: true }).fill(day);
       await schedule.getByLabel('开始时间').fill('09:00');
       await schedule.getByLabel('结束时间').fill('10:00');
-      await schedule.getByRole('checkbox', { name: '王芳' }).check();
+      // Attendees are found by typing: pinyin initials find 王芳 (wf).
+      await schedule.getByRole('combobox', { name: /拼音/ }).fill('wf');
+      await schedule.getByRole('option', { name: /王芳/ }).click();
+      await schedule.locator('.chip', { hasText: '王芳' }).waitFor();
       await shot(page, 'schedule');
       await schedule.getByRole('button', { name: '保存' }).click();
       const review = page.locator('li.row-item', { hasText: '方案评审' });
@@ -138,13 +141,21 @@ for (const viewport of viewports) {
       await shot(page, 'busy');
       await choices.first().click();
       await page.locator('#notice', { hasText: '已保存' }).waitFor();
-      assert.match(await review.textContent(), /13:00/);
+      // (the notice comes first, the list is read again after it)
+      await page.locator('li.row-item', { hasText: '方案评审' }).filter({ hasText: '13:00' }).waitFor();
 
       // Invite a colleague.
       await review.getByRole('button', { name: '邀请 方案评审' }).click();
       const invite = page.locator('#invite-form');
-      await invite.getByRole('checkbox', { name: '李娜' }).check();
-      await invite.getByRole('button', { name: '邀请' }).click();
+      await invite.getByRole('combobox', { name: /拼音/ }).fill('ln');
+      await invite.getByRole('option', { name: /李娜/ }).waitFor();
+      await shot(page, 'picker');
+      await invite.getByRole('option', { name: /李娜/ }).click();
+      // Those already in the conference are not offered again: 王芳 (an attendee) is not found.
+      await invite.getByRole('combobox', { name: /拼音/ }).fill('wangfang');
+      await invite.locator('.options li.none').waitFor();
+      await invite.getByRole('combobox', { name: /拼音/ }).fill('');
+      await invite.getByRole('button', { name: '邀请', exact: true }).click();
       await page.locator('#notice', { hasText: '已邀请' }).waitFor();
 
       // Cancel it (after confirming): it leaves 近期会议 and shows 已取消 in 全部会议.
@@ -152,6 +163,38 @@ for (const viewport of viewports) {
       await review.getByRole('button', { name: '取消 方案评审' }).click();
       await page.locator('#notice', { hasText: '会议已取消' }).waitFor();
       await page.locator('li.row-item', { hasText: '方案评审' }).waitFor({ state: 'detached' });
+
+      // A weekly series: four Thursdays (or whatever weekday the day after tomorrow is), one
+      // command; each occurrence is a conference of its own, marked 周期.
+      await page.getByRole('button', { name: '预订会议' }).click();
+      const later = new Intl.DateTimeFormat('en-CA', { timeZone: 'Asia/Shanghai', year: 'numeric', month: '2-digit', day: '2-digit' })
+        .format(new Date(Date.now() + 2 * 86400000));
+      await schedule.getByLabel('会议名称').fill('每周站会');
+      await schedule.getByLabel('日期', { exact: true }).fill(later);
+      await schedule.getByLabel('开始时间').fill('16:00');
+      await schedule.getByLabel('结束时间').fill('17:00');
+      await schedule.getByLabel('重复').selectOption('weekly');
+      await schedule.getByLabel('次数').fill('4');
+      await schedule.getByRole('combobox', { name: /拼音/ }).fill('zhou');
+      await schedule.getByRole('option', { name: /Emma Zhou/ }).click();
+      await shot(page, 'series');
+      await schedule.getByRole('button', { name: '保存' }).click();
+      await page.locator('#notice', { hasText: '已预订 4 场周期会议' }).waitFor();
+      const weekly = page.locator('li.row-item', { hasText: '每周站会' });
+      await weekly.nth(3).waitFor();
+      assert.equal(await weekly.locator('.badge.series').count(), 4);
+      // Its details say how it repeats.
+      await weekly.first().getByRole('button', { name: '查看 每周站会' }).click();
+      await detail.locator('dd', { hasText: '每 1 周' }).waitFor();
+      await detail.getByRole('button', { name: '关闭' }).click();
+      // Cancel the second and the later ones: the first stays.
+      await weekly.nth(1).getByRole('button', { name: '取消 每周站会' }).click();
+      const scope = page.locator('#scope-form');
+      await scope.getByLabel('此场及以后各场').check();
+      await shot(page, 'series-cancel');
+      await scope.getByRole('button', { name: '确定' }).click();
+      await page.locator('#notice', { hasText: '已取消 3 场' }).waitFor();
+      await page.waitForFunction(() => [...document.querySelectorAll('li.row-item')].filter((row) => row.textContent.includes('每周站会')).length === 1);
 
       // End the quick conference early (after confirming): 手动结束.
       page.once('dialog', (dialog) => dialog.accept());
@@ -173,8 +216,10 @@ for (const viewport of viewports) {
       await page.getByRole('link', { name: '聊天', exact: true }).click();
       await page.getByRole('button', { name: /产品研发群/ }).click();
       const chat = page.locator('#chat-form');
-      await chat.getByRole('checkbox', { name: '李娜' }).check();
-      await chat.getByRole('checkbox', { name: '王芳' }).check();
+      await chat.getByRole('combobox', { name: /拼音/ }).fill('李');
+      await chat.getByRole('option', { name: /李娜/ }).click();
+      await chat.getByRole('combobox', { name: /拼音/ }).fill('wang');
+      await chat.getByRole('option', { name: /王芳/ }).click();
       await shot(page, 'chat');
       await chat.getByRole('button', { name: '视频会议' }).click();
       await page.locator('#started-dialog').waitFor();

@@ -26,6 +26,14 @@ const dict = {
     add_line: '添加线路', line_name: '线路名称', provider: '视频服务商', provider_builtin: '内置（Jitsi）',
     provider_zoom: 'Zoom', provider_tencent: '腾讯会议', line_added: '线路已添加', provider_code: '服务商会议号',
     optional: '（选填）', secret_kept: '保存后加密存放，不再显示', suggested: '最近的空闲时间（点击即预订）：',
+    search_people: '输入姓名、拼音或首字母搜索', remove: '移除', no_match: '没有找到', repeat: '重复', repeat_none: '不重复',
+    daily: '每天', weekly: '每周', monthly: '每月（同一周次）', repeat_on: '重复于', count: '次数', until: '或截止日期',
+    skip_busy: '跳过没有空闲线路的场次，预订其余场次', series: '周期会议', scope: '修改哪些场次', scope_this: '仅此场',
+    scope_following: '此场及以后各场', scope_all: '全部未开始的场次', series_created: '已预订 {n} 场周期会议',
+    series_skipped: '，{m} 场因没有空闲线路跳过：{list}', conflicts: '以下场次没有空闲线路：', series_saved: '已保存 {n} 场',
+    series_cancelled: '已取消 {n} 场', cancel_which: '取消哪些场次', ok: '确定',
+    rule_daily: '每 {i} 天', rule_weekly: '每 {i} 周（{d}）', rule_monthly: '每 {i} 个月', rule_count: '，共 {n} 场',
+    rule_until: '，至 {u}', wd: '一二三四五六日',
   },
   en: {
     module: 'Meetings', more: 'More', title: 'My video conferences', signout: 'Sign out', recent: 'Recent', all: 'All',
@@ -53,6 +61,15 @@ const dict = {
     provider_builtin: 'Builtin (Jitsi)', provider_zoom: 'Zoom', provider_tencent: 'Tencent Meeting', line_added: 'Line added',
     provider_code: 'Provider meeting code', optional: ' (optional)', secret_kept: 'stored encrypted, never shown again',
     suggested: 'Nearest free times (click to book):',
+    search_people: 'Type a name, pinyin or initials', remove: 'Remove', no_match: 'No one found', repeat: 'Repeat',
+    repeat_none: 'Does not repeat', daily: 'Daily', weekly: 'Weekly', monthly: 'Monthly (same weekday)', repeat_on: 'On',
+    count: 'Occurrences', until: 'or until', skip_busy: 'Skip occurrences with no free line, book the rest',
+    series: 'Series', scope: 'Change which occurrences', scope_this: 'This one', scope_following: 'This and later ones',
+    scope_all: 'All not started', series_created: '{n} conferences of the series booked',
+    series_skipped: '; {m} skipped for want of a line: {list}', conflicts: 'No free line for these occurrences:',
+    series_saved: '{n} saved', series_cancelled: '{n} cancelled', cancel_which: 'Cancel which occurrences', ok: 'OK',
+    rule_daily: 'every {i} day(s)', rule_weekly: 'every {i} week(s) ({d})', rule_monthly: 'every {i} month(s)',
+    rule_count: ', {n} in all', rule_until: ', until {u}', wd: 'MTWTFSS',
   },
 };
 
@@ -60,7 +77,7 @@ const ZONES = ['Asia/Shanghai', 'Asia/Hong_Kong', 'Asia/Tokyo', 'Asia/Singapore'
   'America/New_York', 'America/Los_Angeles', 'UTC'];
 
 const state = { lang: localStorage.getItem('meetline.lang') || (navigator.language.startsWith('en') ? 'en' : 'zh'),
-  me: null, users: [], tab: 'recent', cursor: null, position: 0, filters: { status: '', q: '' } };
+  me: null, tab: 'recent', cursor: null, position: 0, filters: { status: '', q: '' } };
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const t = (key, vars = {}) => (dict[state.lang][key] || key).replace(/\{(\w+)\}/g, (_, name) => vars[name] ?? '');
@@ -139,7 +156,32 @@ function when(c) {
   return `${day.format(new Date(c.start))} – ${time.format(new Date(c.end))}`;
 }
 
-const name = (id) => state.users.find((user) => user.id === id)?.name || id;
+/** Names of the users the app has met (search results, the signed-in user): the directory is
+ * never loaded whole — a company's may hold tens of thousands. */
+const names = new Map();
+const remember = (users) => { for (const user of users || []) names.set(user.id, user.name); };
+const name = (id) => names.get(id) || id;
+
+/** Looks up the names of `ids` not met yet (by id search, a few at a time). */
+async function knowNames(ids) {
+  const missing = [...new Set(ids)].filter((id) => !names.has(id)).slice(0, 50);
+  await Promise.all(missing.map(async (id) => {
+    const reply = await api(`/api/v1/directory/users?${new URLSearchParams({ q: id, limit: '20' })}`);
+    if (reply.ok) remember((reply.body.items || []).filter((user) => user.id === id));
+  }));
+}
+
+const WEEKDAYS = ['MO', 'TU', 'WE', 'TH', 'FR', 'SA', 'SU'];
+
+/** A series' rule in words: 每 1 周（一、四），共 10 场. */
+function ruleText(rule) {
+  if (!rule) return '';
+  const days = rule.weekdays.map((code) => t('wd')[WEEKDAYS.indexOf(code)]).join(state.lang === 'en' ? ' ' : '、');
+  let text = t(`rule_${rule.frequency}`, { i: rule.interval, d: days });
+  if (rule.until) text += t('rule_until', { u: rule.until });
+  else if (rule.count) text += t('rule_count', { n: rule.count });
+  return text;
+}
 
 // ---- list --------------------------------------------------------------------------------------
 
@@ -166,6 +208,7 @@ function row(c) {
     el('div', { class: 'row-actions' }, rowActions(c)),
     el('div', { class: 'meta' },
       el('span', { class: `badge ${c.status}`, text: c.status_label }),
+      c.series_id ? el('span', { class: 'badge series', text: t('series'), title: ruleText(c.recurrence) }) : null,
       el('span', { text: when(c) }),
       el('span', { text: `${t('number')} ${c.number}` })));
 }
@@ -222,12 +265,76 @@ function open(dialog) {
   dialog.showModal();
 }
 
-function picker(container, exclude = []) {
-  container.replaceChildren(...state.users.filter((user) => !exclude.includes(user.id)).map((user) =>
-    el('label', {}, el('input', { type: 'checkbox', name: 'attendee', value: user.id }), user.name)));
+/**
+ * A type-ahead people picker: the directory is searched as one types (name, id, pinyin in full or
+ * by initials: 张伟 is found by "zw"), and each person picked shows as a chip. `only` limits the
+ * choice to some ids (a chat's members); `exclude` leaves some out (the host, those invited).
+ */
+function peoplePicker(container, { exclude = [], only = null, selected = [] } = {}) {
+  const form = container.closest('form');
+  const listId = `${form.id}-people`;
+  const chips = el('ul', { class: 'chips' });
+  const options = el('ul', { id: listId, role: 'listbox', class: 'options', hidden: true, 'aria-label': t('attendees') });
+  const input = el('input', { type: 'text', class: 'people-search', role: 'combobox', 'aria-autocomplete': 'list',
+    'aria-expanded': 'false', 'aria-controls': listId, 'aria-label': t('search_people'), placeholder: t('search_people'),
+    autocomplete: 'off', 'data-field': 'attendees' });
+  let found = [];
+  let active = -1;
+  let asked = 0;
+  const chosen = () => [...chips.querySelectorAll('.chip')].map((chip) => chip.dataset.id);
+  const close = () => { options.hidden = true; input.setAttribute('aria-expanded', 'false'); input.removeAttribute('aria-activedescendant'); };
+  const addChip = (id) => {
+    if (chosen().includes(id)) return;
+    const chip = el('li', { class: 'chip', 'data-id': id },
+      el('span', { text: name(id) }),
+      el('button', { type: 'button', text: '×', 'aria-label': `${t('remove')} ${name(id)}`, onclick: () => { chip.remove(); input.focus(); } }));
+    chips.append(chip);
+  };
+  const highlight = (index) => {
+    active = index;
+    [...options.children].forEach((option, at) => option.setAttribute('aria-selected', String(at === index)));
+    if (index >= 0 && options.children[index]) input.setAttribute('aria-activedescendant', options.children[index].id);
+  };
+  const choose = (user) => { addChip(user.id); input.value = ''; close(); input.focus(); };
+  const show = () => {
+    options.replaceChildren(...(found.length ? found.map((user, index) => el('li', { role: 'option', id: `${listId}-${index}`,
+      'aria-selected': 'false', 'data-id': user.id, onmousedown: (event) => { event.preventDefault(); choose(user); } },
+    el('span', { text: user.name }), el('small', { text: user.id }))) : [el('li', { class: 'none', text: t('no_match') })]));
+    options.hidden = false;
+    input.setAttribute('aria-expanded', 'true');
+    highlight(found.length ? 0 : -1);
+  };
+  const search = async () => {
+    const q = input.value.trim();
+    const ask = ++asked;
+    if (!q && !only) { close(); return; }
+    const query = new URLSearchParams({ q, limit: only ? '200' : '8' });
+    const reply = await api(`/api/v1/directory/users?${query}`);
+    if (ask !== asked || !reply.ok) return;
+    remember(reply.body.items);
+    const skip = new Set([...exclude, ...chosen()]);
+    found = (reply.body.items || []).filter((user) => !skip.has(user.id) && (!only || only.includes(user.id))).slice(0, 8);
+    show();
+  };
+  let timer = null;
+  input.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(search, 120); });
+  input.addEventListener('focus', () => { if (only) search(); });
+  input.addEventListener('blur', () => setTimeout(close, 100));
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'ArrowDown' && found.length) { event.preventDefault(); highlight(Math.min(active + 1, found.length - 1)); }
+    else if (event.key === 'ArrowUp' && found.length) { event.preventDefault(); highlight(Math.max(active - 1, 0)); }
+    else if (event.key === 'Enter') {
+      // Enter picks the highlighted person; it never submits the form from the search box.
+      event.preventDefault();
+      if (!options.hidden && found[active]) choose(found[active]);
+    } else if (event.key === 'Escape' && !options.hidden) { event.preventDefault(); event.stopPropagation(); close(); }
+    else if (event.key === 'Backspace' && !input.value) chips.lastElementChild?.remove();
+  });
+  container.replaceChildren(chips, el('div', { class: 'combo' }, input, options));
+  for (const id of selected) addChip(id);
 }
 
-const picked = (form) => [...form.querySelectorAll('input[name="attendee"]:checked')].map((input) => input.value);
+const picked = (form) => [...form.querySelectorAll('.chip[data-id]')].map((chip) => chip.dataset.id);
 
 function openSchedule(existing) {
   const dialog = $('#schedule-dialog');
@@ -240,8 +347,14 @@ function openSchedule(existing) {
   const select = $('#s-timezone');
   select.replaceChildren(...[...new Set([zone, ...ZONES])].map((z) => el('option', { value: z, text: z })));
   select.value = zone;
-  picker($('.picker', form), [state.me.user]);
   showSuggestions(form, []);
+  showConflicts([]);
+  // Booking a series, or editing an occurrence of one (which occurrences the change is for).
+  $('#s-repeat').value = '';
+  $('#s-repeat-row').hidden = Boolean(existing);
+  repeatChanged();
+  $('#s-scope').hidden = !existing?.series_id;
+  form.querySelector('input[name="scope"][value="this"]').checked = true;
   if (existing) {
     const start = zonedParts(existing.start, zone);
     $('#s-subject').value = existing.subject;
@@ -249,14 +362,49 @@ function openSchedule(existing) {
     $('#s-start').value = start.time;
     $('#s-end').value = zonedParts(existing.end, zone).time;
     $('#s-link').value = existing.links.related || '';
-    form.querySelectorAll('input[name="attendee"]').forEach((input) => { input.checked = existing.attendees.includes(input.value); });
   } else {
     const tomorrow = zonedParts(new Date(Date.now() + 86400000).toISOString(), zone);
     $('#s-date').value = tomorrow.date;
     $('#s-start').value = '10:00';
     $('#s-end').value = '11:00';
   }
+  peoplePicker($('.picker', form), { exclude: [existing?.host || state.me.user], selected: existing?.attendees || [] });
   open(dialog);
+}
+
+/** Shows the weekday, count and until fields for a repeating booking. */
+function repeatChanged() {
+  const frequency = $('#s-repeat').value;
+  $('#s-repeat-more').hidden = !frequency;
+  $('#s-weekdays').hidden = frequency !== 'weekly';
+  if (frequency === 'weekly' && !$('#s-weekdays').querySelector('input:checked')) {
+    // The start's weekday, by default.
+    const date = $('#s-date').value;
+    const day = date ? (new Date(`${date}T12:00:00Z`).getUTCDay() + 6) % 7 : 0;
+    $('#s-weekdays').querySelector(`input[value="${WEEKDAYS[day]}"]`).checked = true;
+  }
+}
+
+/** A series refused whole: the occurrences no line could take. */
+function showConflicts(conflicts) {
+  const box = $('#s-conflicts');
+  const zone = $('#s-timezone').value;
+  box.hidden = !conflicts?.length;
+  $('ul', box).replaceChildren(...(conflicts || []).map((slot) => {
+    const start = zonedParts(slot.start, zone);
+    return el('li', { text: `${start.date} ${start.time}–${zonedParts(slot.end, zone).time}` });
+  }));
+}
+
+/** The recurrence of the schedule form, or undefined. */
+function recurrenceOf() {
+  const frequency = $('#s-repeat').value;
+  if (!frequency) return undefined;
+  const rule = { frequency };
+  if (frequency === 'weekly') rule.weekdays = [...$('#s-weekdays').querySelectorAll('input:checked')].map((input) => input.value);
+  const until = $('#s-until').value;
+  if (until) rule.until = until; else rule.count = Number($('#s-count').value || 0);
+  return rule;
 }
 
 /** A refusal for want of a line: its nearest free times as one-click choices under the message. */
@@ -295,12 +443,29 @@ async function submitSchedule(event) {
   const body = { subject: $('#s-subject').value, start, end, timezone: zone, attendees: picked(form),
     related_link: $('#s-link').value.trim() || null };
   const id = form.dataset.id;
+  const scope = id && !$('#s-scope').hidden ? form.querySelector('input[name="scope"]:checked').value : 'this';
+  const recurrence = id ? undefined : recurrenceOf();
+  const create = { mode: 'scheduled', ...body, related_link: body.related_link || undefined, recurrence,
+    on_conflict: recurrence ? ($('#s-skip').checked ? 'skip' : 'reject') : undefined };
   const reply = id
-    ? await api(`/api/v1/conferences/${id}`, { method: 'PATCH', body, ifMatch: form.dataset.etag })
-    : await api('/api/v1/conferences', { method: 'POST', body: { mode: 'scheduled', ...body, related_link: body.related_link || undefined } });
-  if (!reply.ok) { showProblem(form, reply.body); showSuggestions(form, reply.body.suggestions); return; }
+    ? await api(`/api/v1/conferences/${id}${scope === 'this' ? '' : `?scope=${scope}`}`, { method: 'PATCH', body, ifMatch: form.dataset.etag })
+    : await api('/api/v1/conferences', { method: 'POST', body: create });
+  if (!reply.ok) {
+    showProblem(form, reply.body);
+    showSuggestions(form, reply.body.suggestions);
+    showConflicts(reply.body.conflicts);
+    return;
+  }
   $('#schedule-dialog').close();
-  notice(reply.body.links_changed ? t('links_changed') : reply.status === 202 ? t('provisioning') : t(id ? 'saved' : 'created'));
+  if (reply.body.series_id && reply.body.items) {
+    const zone = $('#s-timezone').value;
+    const skipped = (reply.body.skipped || []).map((slot) => { const at = zonedParts(slot.start, zone); return `${at.date} ${at.time}`; });
+    notice(t('series_created', { n: reply.body.items.length }) + (skipped.length ? t('series_skipped', { m: skipped.length, list: skipped.join('、') }) : ''));
+  } else if (reply.body.items) {
+    notice(t('series_saved', { n: reply.body.items.length }));
+  } else {
+    notice(reply.body.links_changed ? t('links_changed') : reply.status === 202 ? t('provisioning') : t(id ? 'saved' : 'created'));
+  }
   await load();
 }
 
@@ -340,7 +505,7 @@ async function submitJoin(event) {
 function openInvite(c) {
   const form = $('#invite-form');
   form.dataset.id = c.id;
-  picker($('.picker', form), [c.host, c.creator, ...c.attendees, ...c.joined]);
+  peoplePicker($('.picker', form), { exclude: [c.host, c.creator, ...c.attendees, ...c.joined] });
   open($('#invite-dialog'));
 }
 
@@ -356,10 +521,27 @@ async function submitInvite(event) {
 }
 
 async function cancelConference(c) {
-  if (!confirm(t('confirm_cancel', { s: c.subject }))) return;
-  const reply = await api(`/api/v1/conferences/${c.id}/cancel`, { method: 'POST', body: {} });
-  notice(reply.ok ? t('cancelled_ok') : reply.body.detail);
+  let scope = 'this';
+  if (c.series_id) {
+    scope = await askScope(t('confirm_cancel', { s: c.subject }));
+    if (!scope) return;
+  } else if (!confirm(t('confirm_cancel', { s: c.subject }))) return;
+  const reply = await api(`/api/v1/conferences/${c.id}/cancel${scope === 'this' ? '' : `?scope=${scope}`}`, { method: 'POST', body: {} });
+  notice(!reply.ok ? reply.body.detail : reply.body.items ? t('series_cancelled', { n: reply.body.items.length }) : t('cancelled_ok'));
   await load();
+}
+
+/** Asks which occurrences of a series an action is for: 'this', 'following', 'all' or null. */
+function askScope(question) {
+  const dialog = $('#scope-dialog');
+  const form = $('#scope-form');
+  form.reset();
+  $('#scope-question').textContent = question;
+  return new Promise((resolve) => {
+    form.onsubmit = (event) => { event.preventDefault(); dialog.close(); resolve(form.querySelector('input[name="cancel-scope"]:checked').value); };
+    dialog.onclose = () => resolve(null);
+    dialog.showModal();
+  });
 }
 
 async function endConference(c) {
@@ -385,12 +567,14 @@ async function openDetail(id) {
   const reply = await api(`/api/v1/conferences/${id}`);
   if (!reply.ok) { notice(reply.body.detail || ''); return; }
   const c = reply.body;
+  await knowNames([c.host, ...c.attendees]);
   $('#detail-title').textContent = c.subject;
   const item = (label, value) => [el('dt', { text: label }), el('dd', { text: value })];
   $('#detail-info').replaceChildren(...[
     item(t('number'), c.number), item(t('status'), c.status_label), item(t('time'), when(c)), item(t('timezone'), c.timezone),
     item(t('host'), name(c.host)), item(t('attendees'), c.attendees.map(name).join('、') || t('none')), item(t('line'), c.line.name),
     ...(c.provider_meeting_code ? [item(t('provider_code'), c.provider_meeting_code)] : []),
+    ...(c.series_id ? [item(t('series'), ruleText(c.recurrence))] : []),
   ].flat());
   $('#detail-links').replaceChildren(...[linkRow(t('host_link'), c.links.host), linkRow(t('attendee_link'), c.links.attendee),
     linkRow(t('related'), c.links.related)].filter(Boolean));
@@ -425,6 +609,7 @@ async function launch(m, links) {
 async function renderMeetings() {
   const reply = await api('/api/v1/my/meetings');
   const items = reply.body.items || [];
+  await knowNames(items.flatMap((m) => [m.creator, m.convener, m.contact]));
   $('#meetings').replaceChildren(...(items.length ? items.map(meetingCard) : [el('li', { class: 'empty', text: t('no_meetings') })]));
 }
 
@@ -445,8 +630,7 @@ function selectChat(chat, button) {
   form.dataset.id = chat.id;
   clearErrors(form);
   $('#chat-title').textContent = chat.name;
-  $('.picker', form).replaceChildren(...chat.members.filter((id) => id !== state.me.user).map((id) =>
-    el('label', {}, el('input', { type: 'checkbox', name: 'attendee', value: id }), name(id))));
+  peoplePicker($('.picker', form), { only: chat.members.filter((id) => id !== state.me.user) });
 }
 
 async function submitChat(event) {
@@ -629,25 +813,13 @@ function live() {
 
 // ---- start -------------------------------------------------------------------------------------
 
-/** The tenant's users for the pickers, page by page (the directory answers 200 at a time). */
-async function directoryUsers() {
-  const users = [];
-  let cursor = null;
-  do {
-    const query = cursor ? `limit=200&cursor=${encodeURIComponent(cursor)}` : 'limit=200';
-    const reply = await api(`/api/v1/directory/users?${query}`);
-    if (!reply.ok) break;
-    users.push(...(reply.body.items || []));
-    cursor = reply.body.next_cursor;
-  } while (cursor);
-  return users;
-}
-
 function translate() {
   document.documentElement.lang = state.lang === 'en' ? 'en' : 'zh-CN';
   document.title = t('title');
   document.querySelectorAll('[data-t]').forEach((node) => { node.textContent = t(node.dataset.t); });
   $('#lang').textContent = t('lang');
+  document.querySelectorAll('#s-weekdays label').forEach((label, index) => { label.lastChild.textContent = t('wd')[index]; });
+  document.querySelectorAll('.people-search').forEach((input) => { input.placeholder = t('search_people'); input.setAttribute('aria-label', t('search_people')); });
   renderLineSettings();
   if (state.me) $('#who').textContent = state.me.name + (state.me.admin ? t('me_admin') : '');
 }
@@ -656,7 +828,7 @@ async function start() {
   const me = await api('/api/v1/me');
   if (!me.ok) return;
   state.me = me.body;
-  state.users = await directoryUsers();
+  names.set(state.me.user, state.me.name);
   translate();
   $('#lang').addEventListener('click', () => {
     state.lang = state.lang === 'en' ? 'zh' : 'en';
@@ -677,6 +849,7 @@ async function start() {
   $('#open-quick').addEventListener('click', () => { $('#quick-form').reset(); open($('#quick-dialog')); });
   $('#open-schedule').addEventListener('click', () => openSchedule(null));
   $('#schedule-form').addEventListener('submit', submitSchedule);
+  $('#s-repeat').addEventListener('change', repeatChanged);
   $('#quick-form').addEventListener('submit', submitQuick);
   $('#join-form').addEventListener('submit', submitJoin);
   $('#invite-form').addEventListener('submit', submitInvite);

@@ -75,6 +75,11 @@ pub fn migrator() -> Migrator {
             "DemandRefused events (a marker: older nodes refuse to start)",
             include_str!("../migrations/postgres/0005_demand_refused_events.sql"),
         ),
+        migration(
+            6,
+            "conferences in a series (a marker: older nodes refuse to start)",
+            include_str!("../migrations/postgres/0006_series.sql"),
+        ),
     ])
 }
 

@@ -43,6 +43,9 @@ pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// JSON of the pool before it closed its books.
 pub const SNAPSHOT_SCHEMA: u32 = 5;
 const STREAM_PAGE: usize = 5000;
+/// How many occurrences of a series refusal (or of those a series left out) get suggestions:
+/// each costs a search of the pool on the tenant's writer, and a series has up to 100.
+pub const SUGGESTED_OCCURRENCES: usize = 5;
 /// Commands one pool may have waiting; requests beyond it are refused (429), not queued. (The
 /// writer also holds the batch it is deciding while an append is in flight: at most
 /// [`MAX_BATCH`] more.)
@@ -968,7 +971,11 @@ impl Writer {
             if let Some(record) = store.find_command(&stream, submission.command_id).await?
                 && record.recorded_at >= submission.now - IDEMPOTENCY_WINDOW
             {
-                if let Some(slot) = record.refused {
+                // A series booked with `skip` stored its refused occurrences beside the ones it
+                // booked: it was accepted.
+                let accepted_series = matches!(submission.command, Command::ScheduleSeries(_))
+                    && record.conference.is_some();
+                if let Some(slot) = record.refused.filter(|_| !accepted_series) {
                     replays.insert(
                         index,
                         Decision::RejectedBefore(DomainError::no_free_line(slot)),
@@ -1064,6 +1071,10 @@ impl Writer {
                     let mut outcome =
                         self.outcome(pool, &submission.command, conference, own, position, false);
                     outcome.series = series.iter().cloned().map(|held| view(pool, held)).collect();
+                    // In the series' order, whatever order its events were applied in.
+                    outcome
+                        .series
+                        .sort_by_key(|view| view.series.as_ref().map(|link| link.occurrence));
                     outcome.skipped = self.skipped(pool, submission, &outcome.events);
                     Ok(outcome)
                 }
@@ -1199,13 +1210,13 @@ impl Writer {
             DomainError::SeriesUnbookable { conflicts } => DomainError::SeriesUnbookable {
                 conflicts: conflicts
                     .into_iter()
-                    .map(|conflict| SeriesConflict {
-                        suggestions: pool.suggestions(
-                            &conflict.slot,
-                            edited,
-                            submission.now,
-                            latest,
-                        ),
+                    .enumerate()
+                    .map(|(index, conflict)| SeriesConflict {
+                        suggestions: if index < SUGGESTED_OCCURRENCES {
+                            pool.suggestions(&conflict.slot, edited, submission.now, latest)
+                        } else {
+                            Vec::new()
+                        },
                         slot: conflict.slot,
                     })
                     .collect(),
@@ -1229,11 +1240,17 @@ impl Writer {
         events
             .iter()
             .filter_map(|event| match event {
-                Event::DemandRefused { slot, .. } => Some(SeriesConflict {
-                    slot: *slot,
-                    suggestions: pool.suggestions(slot, None, submission.now, latest),
-                }),
+                Event::DemandRefused { slot, .. } => Some(*slot),
                 _ => None,
+            })
+            .enumerate()
+            .map(|(index, slot)| SeriesConflict {
+                suggestions: if index < SUGGESTED_OCCURRENCES {
+                    pool.suggestions(&slot, None, submission.now, latest)
+                } else {
+                    Vec::new()
+                },
+                slot,
             })
             .collect()
     }
@@ -1246,13 +1263,14 @@ impl Writer {
         submission: &Submission,
         held: &[ConferenceView],
     ) -> Vec<SeriesConflict> {
-        let Command::ScheduleSeries(command) = &submission.command else {
+        if !matches!(submission.command, Command::ScheduleSeries(_)) {
             return Vec::new();
-        };
+        }
+        // The rule as stored with the series, not as this retry's body says.
         let Some(link) = held.iter().find_map(|view| view.series.as_deref()) else {
             return Vec::new();
         };
-        let Ok(slots) = command.recurrence.occurrences(&link.first, &link.timezone) else {
+        let Ok(slots) = link.recurrence.occurrences(&link.first, &link.timezone) else {
             return Vec::new();
         };
         let latest = submission.now + self.shared.config.booking_horizon;
@@ -1265,8 +1283,13 @@ impl Writer {
                         .is_some_and(|other| other.occurrence == slot.start)
                 })
             })
-            .map(|slot| SeriesConflict {
-                suggestions: pool.suggestions(&slot, None, submission.now, latest),
+            .enumerate()
+            .map(|(index, slot)| SeriesConflict {
+                suggestions: if index < SUGGESTED_OCCURRENCES {
+                    pool.suggestions(&slot, None, submission.now, latest)
+                } else {
+                    Vec::new()
+                },
                 slot,
             })
             .collect()

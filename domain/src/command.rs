@@ -174,6 +174,8 @@ pub enum Command {
         expected_version: Option<u64>,
         rooms: RoomNonce,
         scope: SeriesScope,
+        /// The booking horizon: no occurrence may be moved to end later.
+        latest: DateTime<Utc>,
     },
     InviteAttendees {
         conference: ConferenceId,

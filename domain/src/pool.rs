@@ -546,6 +546,7 @@ impl LinePool {
                 expected_version,
                 rooms,
                 scope,
+                latest,
             } => self.edit_series(
                 actor,
                 held(conference)?,
@@ -553,6 +554,7 @@ impl LinePool {
                 *expected_version,
                 rooms,
                 *scope,
+                *latest,
                 now,
             ),
             Command::CancelSeries {

@@ -6,8 +6,8 @@
 //! conference of its own; what ties them together is the [`SeriesLink`] each carries.
 
 use chrono::{
-    DateTime, Datelike, Duration, LocalResult, Months, NaiveDate, NaiveDateTime, TimeZone, Utc,
-    Weekday,
+    DateTime, Datelike, Duration, LocalResult, Months, NaiveDate, NaiveDateTime, Offset, TimeZone,
+    Utc, Weekday,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -132,7 +132,8 @@ impl Recurrence {
     }
 
     /// The slots of the series whose first occurrence is `first`, in order, local times kept
-    /// in `timezone` (a local time that a change of clocks skips moves on by the gap).
+    /// in `timezone` (a local time that a change of clocks skips is read as RFC 5545 reads it:
+    /// with the offset before the gap).
     ///
     /// # Errors
     /// `invalid_input` (field `recurrence`): more than [`MAX_OCCURRENCES`], an occurrence more
@@ -278,7 +279,7 @@ impl Recurrence {
                 } else {
                     self.weekdays
                         .iter()
-                        .map(|day| WEEKDAY_CODES[usize::from(*day)])
+                        .map(|day| WEEKDAY_CODES[usize::from(*day) % 7])
                         .collect()
                 };
                 rule.push_str(&format!(";BYDAY={}", days.join(",")));
@@ -298,18 +299,25 @@ impl Recurrence {
     }
 }
 
-/// The instant a local time names in `tz`: the earlier of two (a time the clocks pass twice),
-/// or, for a time they skip, the same time the gap later.
-fn at_local(tz: &chrono_tz::Tz, local: NaiveDateTime) -> Result<DateTime<Utc>, DomainError> {
+/// The instant a local time names in `tz`: the earlier of two (a time the clocks pass twice);
+/// for a time they skip, the one RFC 5545 (3.3.5) reads it as — the local time taken with the
+/// offset in force before the gap (02:30 on a night clocks go from 02:00 to 03:00 is 03:30).
+pub(crate) fn at_local(
+    tz: &chrono_tz::Tz,
+    local: NaiveDateTime,
+) -> Result<DateTime<Utc>, DomainError> {
     let resolved = match tz.from_local_datetime(&local) {
-        LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => Some(at),
-        LocalResult::None => (1..=4)
-            .map(|hours| tz.from_local_datetime(&(local + Duration::minutes(30 * hours))))
-            .find_map(|result| result.earliest()),
+        LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => Some(at.with_timezone(&Utc)),
+        LocalResult::None => {
+            // Gaps are at most a few hours: three hours earlier, the old offset is in force.
+            let before = tz
+                .from_local_datetime(&(local - Duration::hours(3)))
+                .earliest()
+                .map(|at| at.offset().fix());
+            before.map(|offset| (local - offset).and_utc())
+        }
     };
-    resolved
-        .map(|at| at.with_timezone(&Utc))
-        .ok_or_else(|| DomainError::invalid_input(FIELD))
+    resolved.ok_or_else(|| DomainError::invalid_input(FIELD))
 }
 
 #[cfg(test)]
@@ -432,6 +440,21 @@ mod tests {
         assert!(
             Recurrence::new(Frequency::Daily, 1, &[Weekday::Mon], RecurrenceEnd::Count(3))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_local_time_the_clocks_skip_is_read_with_the_offset_before_the_gap() {
+        // Daily at 02:30 Berlin; on 2027-03-28 clocks go from 02:00 to 03:00: that day's
+        // occurrence is 03:30 CEST (01:30 UTC), as calendar clients expand the rule.
+        let berlin = TimeZoneName::parse("Europe/Berlin").unwrap();
+        let rule = Recurrence::new(Frequency::Daily, 1, &[], RecurrenceEnd::Count(3)).unwrap();
+        let slots = rule
+            .occurrences(&slot("2027-03-27T01:30:00Z", 30), &berlin)
+            .unwrap();
+        assert_eq!(
+            starts(&slots),
+            ["2027-03-27 01:30", "2027-03-28 01:30", "2027-03-29 00:30"]
         );
     }
 

@@ -103,7 +103,7 @@ fn utc_offset(seconds: i32) -> String {
 }
 
 /// A `VTIMEZONE` for `tz` that covers `from`..`to`: its offset at `from`, and every change of
-/// offset in between (found hour by hour, then to the minute), each as an observance of its own.
+/// offset in between (found hour by hour, then to the second), each as an observance of its own.
 fn vtimezone(tz: &Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
     let offset = |at: DateTime<Utc>| tz.offset_from_utc_datetime(&at.naive_utc());
     let seconds = |at: DateTime<Utc>| offset(at).fix().local_minus_utc();
@@ -139,9 +139,9 @@ fn vtimezone(tz: &Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
     while at < end {
         let next = at + Duration::hours(1);
         if seconds(next) != seconds(at) {
-            // The change lies in (at, next]: find its minute.
+            // The change lies in (at, next]: find its second.
             let (mut low, mut high) = (at, next);
-            while high - low > Duration::minutes(1) {
+            while high - low > Duration::seconds(1) {
                 let middle = low + (high - low) / 2;
                 if seconds(middle) == seconds(low) {
                     low = middle;

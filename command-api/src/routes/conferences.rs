@@ -299,6 +299,7 @@ pub async fn edit_conference(
             expected_version: if_match(&call.headers)?,
             rooms: rooms(),
             scope,
+            latest: state.context.clock.now() + state.booking_horizon,
         };
         let outcome = submit(&state, &principal, &call, command).await?;
         return series::changed(&state, &principal, lang, &outcome).await;

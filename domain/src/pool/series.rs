@@ -14,7 +14,7 @@ use super::{
 use crate::command::{ConferenceChanges, OnConflict, ScheduleSeries, SeriesScope};
 use crate::error::{DomainError, SeriesConflict};
 use crate::event::Event;
-use crate::recurrence::SeriesLink;
+use crate::recurrence::{SeriesLink, at_local};
 use crate::types::{
     Actor, ConferenceId, ConferenceNumber, LineId, LineStatus, Mode, RoomName, RoomNonce, Source,
     Status, TimeSlot,
@@ -146,11 +146,11 @@ impl LinePool {
             .series
             .as_ref()
             .ok_or_else(|| DomainError::invalid_input("scope"))?;
-        if scope == SeriesScope::Following {
-            let status = target.status_at(now);
-            if status != Status::NotStarted {
-                return Err(DomainError::invalid_state(status));
-            }
+        // The occurrence named is one of those acted on: a started, ended or cancelled one
+        // cannot stand for the series (nor move it again and again).
+        let status = target.status_at(now);
+        if status != Status::NotStarted {
+            return Err(DomainError::invalid_state(status));
         }
         let mut members: Vec<&Conference> = self
             .conferences
@@ -163,9 +163,6 @@ impl LinePool {
             })
             .filter(|conference| conference.status_at(now) == Status::NotStarted)
             .collect();
-        if members.is_empty() {
-            return Err(DomainError::invalid_state(target.status_at(now)));
-        }
         members.sort_by_key(|conference| (occurrence_of(conference), conference.id));
         for member in &members {
             managed(actor, member)?;
@@ -174,10 +171,12 @@ impl LinePool {
     }
 
     /// Edits the occurrences of `target`'s series in `scope` as [`LinePool::handle`] edits one:
-    /// a new start moves each by the same amount, a new end gives each the new length, and each
-    /// one moved keeps its line if it is free there (the series' own old times not counted),
-    /// else takes the first free line. All or nothing: occurrences no line can take refuse the
-    /// edit, listed.
+    /// a new start moves each by the same local amount in the series' zone (a weekly 09:00 moved
+    /// to 10:00 stays 10:00 across a change of clocks), a new end gives each the new length, and
+    /// each one moved keeps its line if it is free there (the series' own old times not
+    /// counted), else takes the line the previous one took, else the first free line. No
+    /// occurrence may end after `latest` (the booking horizon). All or nothing: occurrences no
+    /// line can take refuse the edit, listed.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn edit_series(
         &self,
@@ -187,6 +186,7 @@ impl LinePool {
         expected_version: Option<u64>,
         rooms: &RoomNonce,
         scope: SeriesScope,
+        latest: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, DomainError> {
         let target = managed(actor, target)?;
@@ -205,46 +205,58 @@ impl LinePool {
             None => start + (target.slot.end - target.slot.start),
         };
         let new = TimeSlot::new(start, end)?;
-        let shift = new.start - target.slot.start;
+        let link = target.series.as_ref().expect("in_scope checked it");
+        let tz: chrono_tz::Tz = link
+            .timezone
+            .as_str()
+            .parse()
+            .map_err(|_| DomainError::invalid_input("timezone"))?;
+        let local = |at: DateTime<Utc>| at.with_timezone(&tz).naive_local();
+        let shift = local(new.start) - local(target.slot.start);
         let mut slots = Vec::with_capacity(members.len());
         for member in &members {
-            let start = member.slot.start + shift;
+            let start = if shift.is_zero() {
+                member.slot.start
+            } else {
+                local(member.slot.start)
+                    .checked_add_signed(shift)
+                    .ok_or_else(|| DomainError::invalid_input("start"))
+                    .and_then(|moved| at_local(&tz, moved))?
+            };
             let length = if changes.end.is_some() {
                 new.end - new.start
             } else {
                 member.slot.end - member.slot.start
             };
-            let slot = TimeSlot::new(start, start + length)?;
-            if slot != member.slot && is_too_early(slot.start, now) {
+            let end = start
+                .checked_add_signed(length)
+                .ok_or_else(|| DomainError::invalid_input("start"))?;
+            let slot = TimeSlot::new(start, end)?;
+            if slot != member.slot && (is_too_early(slot.start, now) || slot.end > latest) {
                 return Err(DomainError::invalid_input("start"));
             }
             slots.push(slot);
         }
-        let mut ordered: Vec<&TimeSlot> = slots.iter().collect();
-        ordered.sort_by_key(|slot| slot.start);
-        if ordered.windows(2).any(|pair| pair[0].end > pair[1].start) {
-            // The new length makes occurrences overlap one another.
-            return Err(DomainError::invalid_input("end"));
-        }
         let ignoring: Vec<ConferenceId> = members.iter().map(|member| member.id).collect();
+        let mut placed: Vec<(LineId, TimeSlot)> = Vec::with_capacity(members.len());
         let mut chosen: Vec<Option<LineId>> = Vec::with_capacity(members.len());
         let mut conflicts = Vec::new();
-        let mut previous: Option<LineId> = None;
         for (member, slot) in members.iter().zip(&slots) {
-            let line = self.line_for(member, slot, &ignoring, previous.as_ref());
-            if line.is_none() {
-                conflicts.push(SeriesConflict {
+            let previous = placed.last().map(|(line, _)| line);
+            let line = self.line_for(member, slot, &ignoring, &placed, previous);
+            match &line {
+                Some(line) => placed.push((line.clone(), *slot)),
+                None => conflicts.push(SeriesConflict {
                     slot: *slot,
                     suggestions: Vec::new(),
-                });
+                }),
             }
-            previous = line.clone().or(previous);
             chosen.push(line);
         }
         if !conflicts.is_empty() {
             return Err(DomainError::SeriesUnbookable { conflicts });
         }
-        let mut events = Vec::new();
+        let mut events: Vec<(DateTime<Utc>, Event)> = Vec::new();
         for (index, ((member, slot), line)) in members.iter().zip(slots).zip(chosen).enumerate() {
             let line = line.expect("every occurrence has a line");
             let moved_line = line != member.line.id;
@@ -276,10 +288,17 @@ impl LinePool {
                 line,
             };
             if !unchanged(member, &edited) {
-                events.push(edited);
+                events.push((member.slot.start, edited));
             }
         }
-        Ok(events)
+        // Applied in order, each edit frees its old start before it takes its new one: moved
+        // later, the latest goes first (its new start may be another's old start), moved
+        // earlier, the earliest.
+        events.sort_by_key(|(start, _)| *start);
+        if shift > chrono::Duration::zero() {
+            events.reverse();
+        }
+        Ok(events.into_iter().map(|(_, event)| event).collect())
     }
 
     /// Cancels the not-started occurrences of `target`'s series in `scope`.
@@ -305,20 +324,25 @@ impl LinePool {
     }
 
     /// The line an occurrence moved to `slot` takes: its own if it is active and free (the
-    /// series' own bookings in `ignoring` not counted), else the line the previous occurrence
-    /// took, else the first active line free then.
+    /// series' own old bookings in `ignoring` not counted, its new ones in `placed` counted),
+    /// else the line the previous occurrence took, else the first active line free then.
     fn line_for(
         &self,
         member: &Conference,
         slot: &TimeSlot,
         ignoring: &[ConferenceId],
+        placed: &[(LineId, TimeSlot)],
         previous: Option<&LineId>,
     ) -> Option<LineId> {
         let usable = |id: &LineId| {
-            self.line(id).is_some_and(|line| {
-                line.status == LineStatus::Active
-                    && (*slot == member.slot || line.is_free_ignoring(slot, ignoring))
-            })
+            let clear = !placed
+                .iter()
+                .any(|(line, other)| line == id && other.start < slot.end && slot.start < other.end);
+            clear
+                && self.line(id).is_some_and(|line| {
+                    line.status == LineStatus::Active
+                        && (*slot == member.slot || line.is_free_ignoring(slot, ignoring))
+                })
         };
         if usable(&member.line.id) {
             return Some(member.line.id.clone());
@@ -328,8 +352,9 @@ impl LinePool {
         }
         self.lines
             .iter()
-            .find(|line| line.status == LineStatus::Active && line.is_free_ignoring(slot, ignoring))
-            .map(|line| line.id.clone())
+            .map(|line| &line.id)
+            .find(|id| usable(id))
+            .cloned()
     }
 }
 
