@@ -88,12 +88,17 @@ async fn a_weekly_series_books_ten_conferences_on_one_line() {
         starts(all),
         (0..10).map(|n| week(48, n)).collect::<Vec<_>>()
     );
-    let numbers: std::collections::HashSet<&str> =
-        all.iter().map(|item| item["number"].as_str().unwrap()).collect();
+    let numbers: std::collections::HashSet<&str> = all
+        .iter()
+        .map(|item| item["number"].as_str().unwrap())
+        .collect();
     assert_eq!(numbers.len(), 10, "every occurrence has its own number");
     for item in all {
         assert_eq!(item["series_id"], series.as_str());
-        assert_eq!(item["line"]["id"], "line-2", "one line for the whole series");
+        assert_eq!(
+            item["line"]["id"], "line-2",
+            "one line for the whole series"
+        );
         assert_eq!(item["recurrence"]["frequency"], "weekly");
         assert_eq!(item["recurrence"]["count"], 10);
         assert_eq!(item["attendees"], json!(["bob"]));
@@ -121,10 +126,16 @@ async fn a_weekly_series_books_ten_conferences_on_one_line() {
     // A keyed retry answers the same series, books nothing more.
     let keyed = async || {
         app.send(
-            app.request(reqwest::Method::POST, "/api/v1/conferences", &token(T, "alice", false))
-                .header("Idempotency-Key", "series-1")
-                .json(&json!({"subject": "月会", "start": later(72), "duration_minutes": 30,
-                    "recurrence": {"frequency": "monthly", "count": 3}})),
+            app.request(
+                reqwest::Method::POST,
+                "/api/v1/conferences",
+                &token(T, "alice", false),
+            )
+            .header("Idempotency-Key", "series-1")
+            .json(
+                &json!({"subject": "月会", "start": later(72), "duration_minutes": 30,
+                    "recurrence": {"frequency": "monthly", "count": 3}}),
+            ),
         )
         .await
     };
@@ -132,10 +143,7 @@ async fn a_weekly_series_books_ten_conferences_on_one_line() {
     let again = keyed().await;
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(first.ok(201)["series_id"], again.ok(201)["series_id"]);
-    assert_eq!(
-        starts(items(first.ok(201))),
-        starts(items(again.ok(201)))
-    );
+    assert_eq!(starts(items(first.ok(201))), starts(items(again.ok(201))));
     wait_until(async || listed(&app, "月会").await == 3).await;
 }
 
@@ -153,7 +161,10 @@ async fn reject_stores_nothing_and_names_the_conflicts_skip_books_the_rest() {
     assert_eq!(
         conflicts
             .iter()
-            .map(|c| (instant(c["start"].as_str().unwrap()), instant(c["end"].as_str().unwrap())))
+            .map(|c| (
+                instant(c["start"].as_str().unwrap()),
+                instant(c["end"].as_str().unwrap())
+            ))
             .collect::<Vec<_>>(),
         taken
             .iter()
@@ -209,8 +220,12 @@ async fn reject_stores_nothing_and_names_the_conflicts_skip_books_the_rest() {
     // its four.
     let seen = app
         .send(
-            app.request(reqwest::Method::GET, "/api/v1/conferences?limit=100", &token(T, "alice", false))
-                .header("X-Min-Position", created.header("x-position").unwrap()),
+            app.request(
+                reqwest::Method::GET,
+                "/api/v1/conferences?limit=100",
+                &token(T, "alice", false),
+            )
+            .header("X-Min-Position", created.header("x-position").unwrap()),
         )
         .await;
     let mine: Vec<&Value> = seen.ok(200)["items"]
@@ -252,7 +267,10 @@ async fn reject_stores_nothing_and_names_the_conflicts_skip_books_the_rest() {
         .parse::<usize>()
         .unwrap()
         - 1];
-    assert_eq!(rrule, format!("FREQ=WEEKLY;INTERVAL=1;BYDAY={weekday};COUNT=6"));
+    assert_eq!(
+        rrule,
+        format!("FREQ=WEEKLY;INTERVAL=1;BYDAY={weekday};COUNT=6")
+    );
     assert_eq!(
         exdates,
         taken
@@ -359,7 +377,10 @@ async fn following_moves_only_the_later_ones_and_checks_their_lines_again() {
             &token(T, "alice", false),
         )
         .await;
-    assert_eq!(instant(first.ok(200)["start"].as_str().unwrap()), week(40, 0));
+    assert_eq!(
+        instant(first.ok(200)["start"].as_str().unwrap()),
+        week(40, 0)
+    );
 
     // All or nothing: with both lines taken at the fourth's new time, nothing moves.
     book(&app, "carol", week(42, 3)).await.ok(201);
@@ -376,14 +397,20 @@ async fn following_moves_only_the_later_ones_and_checks_their_lines_again() {
         .unwrap()
         .clone();
     assert_eq!(conflicts.len(), 1);
-    assert_eq!(instant(conflicts[0]["start"].as_str().unwrap()), week(42, 3));
+    assert_eq!(
+        instant(conflicts[0]["start"].as_str().unwrap()),
+        week(42, 3)
+    );
     let third = app
         .get(
             &format!("/api/v1/conferences/{}", all[2]["id"].as_str().unwrap()),
             &token(T, "alice", false),
         )
         .await;
-    assert_eq!(instant(third.ok(200)["start"].as_str().unwrap()), week(41, 2));
+    assert_eq!(
+        instant(third.ok(200)["start"].as_str().unwrap()),
+        week(41, 2)
+    );
 
     // A new subject for all: every not-started one, times kept.
     let renamed = app
@@ -400,7 +427,10 @@ async fn following_moves_only_the_later_ones_and_checks_their_lines_again() {
     // The calendar: the moved ones are overrides of the rule's occurrences.
     let position = app
         .post(
-            &format!("/api/v1/conferences/{}/cancel", all[3]["id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/conferences/{}/cancel",
+                all[3]["id"].as_str().unwrap()
+            ),
             &token(T, "alice", false),
             json!({}),
         )
@@ -425,7 +455,10 @@ async fn following_moves_only_the_later_ones_and_checks_their_lines_again() {
             shanghai(week(40, n)).format("%Y%m%dT%H%M%S"),
             week(41, n).format("%Y%m%dT%H%M%SZ")
         );
-        assert!(unfolded.contains(&override_of), "{override_of:?} in {unfolded}");
+        assert!(
+            unfolded.contains(&override_of),
+            "{override_of:?} in {unfolded}"
+        );
     }
 
     // Cancelling all: the not-started ones that are left.

@@ -7,10 +7,10 @@ use meetline_domain::pool::Provisioning;
 use meetline_domain::ports::directory::{ChatKind, DirectoryChat};
 use meetline_domain::ports::providers::LinkRequest;
 use meetline_domain::ports::{MeetingLinks, ProviderRegistry};
+use meetline_domain::recurrence::{RecurrenceEnd, SeriesLink, WEEKDAY_CODES};
 use meetline_domain::types::Principal;
 use meetline_domain::types::{Source, Status};
 use meetline_projections::ConferenceView;
-use meetline_domain::recurrence::{RecurrenceEnd, SeriesLink, WEEKDAY_CODES};
 use serde::Serialize;
 use utoipa::ToSchema;
 

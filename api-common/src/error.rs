@@ -124,7 +124,8 @@ pub struct Problem {
     /// in the past, nearest to the requested start first; `[]` when none exists within the
     /// booking horizon.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub suggestions: Option<Vec<SlotDto>>,    /// With `no_free_line` for a series: the occurrences no line could take, each with its
+    pub suggestions: Option<Vec<SlotDto>>,
+    /// With `no_free_line` for a series: the occurrences no line could take, each with its
     /// nearest free times.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicts: Option<Vec<ConflictDto>>,

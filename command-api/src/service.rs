@@ -447,7 +447,10 @@ fn view(pool: &LinePool, conference: Conference) -> ConferenceView {
 
 /// The conferences of `conference`'s series the pool holds, in the series' order.
 fn series_now(pool: &LinePool, conference: Option<&ConferenceView>) -> Vec<ConferenceView> {
-    let Some(id) = conference.and_then(|view| view.series.as_ref()).map(|link| link.id) else {
+    let Some(id) = conference
+        .and_then(|view| view.series.as_ref())
+        .map(|link| link.id)
+    else {
         return Vec::new();
     };
     let mut held: Vec<ConferenceView> = pool
@@ -584,8 +587,7 @@ fn decide_into(
             }
             Err(error) => {
                 // Demand no line could serve is a business fact: stored with the batch.
-                for event in LinePool::refusal_record(&submission.command, &error, submission.now)
-                {
+                for event in LinePool::refusal_record(&submission.command, &error, submission.now) {
                     pool.apply(&event);
                     events.push(NewEvent {
                         metadata: submission.metadata(),
@@ -1070,7 +1072,11 @@ impl Writer {
                     let conference = conference.as_deref().cloned();
                     let mut outcome =
                         self.outcome(pool, &submission.command, conference, own, position, false);
-                    outcome.series = series.iter().cloned().map(|held| view(pool, held)).collect();
+                    outcome.series = series
+                        .iter()
+                        .cloned()
+                        .map(|held| view(pool, held))
+                        .collect();
                     // In the series' order, whatever order its events were applied in.
                     outcome
                         .series
@@ -1197,8 +1203,9 @@ impl Writer {
         error: DomainError,
     ) -> DomainError {
         let edited = match &submission.command {
-            Command::EditConference { conference, .. }
-            | Command::EditSeries { conference, .. } => Some(*conference),
+            Command::EditConference { conference, .. } | Command::EditSeries { conference, .. } => {
+                Some(*conference)
+            }
             _ => None,
         };
         let latest = submission.now + self.shared.config.booking_horizon;

@@ -115,8 +115,8 @@ pub mod suggest;
 pub mod types;
 
 pub use command::{
-    ChatFacts, Command, ConferenceChanges, DEFAULT_MINUTES, EndSpec, MeetingFacts,
-    OnConflict, ScheduleConference, ScheduleSeries, SeriesScope,
+    ChatFacts, Command, ConferenceChanges, DEFAULT_MINUTES, EndSpec, MeetingFacts, OnConflict,
+    ScheduleConference, ScheduleSeries, SeriesScope,
 };
 pub use error::{DomainError, SeriesConflict};
 pub use event::{EVENT_SCHEMA_VERSION, Event};

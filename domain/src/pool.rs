@@ -438,8 +438,9 @@ impl LinePool {
         now: DateTime<Utc>,
     ) -> Vec<Event> {
         let edited = match command {
-            Command::EditConference { conference, .. }
-            | Command::EditSeries { conference, .. } => Some(*conference),
+            Command::EditConference { conference, .. } | Command::EditSeries { conference, .. } => {
+                Some(*conference)
+            }
             _ => None,
         };
         let refused = |slot: &TimeSlot| Event::DemandRefused {

@@ -249,9 +249,12 @@ impl Recurrence {
                         break;
                     }
                     // A month without an n-th such weekday (a 5th Friday) has no occurrence.
-                    if let Some(date) =
-                        NaiveDate::from_weekday_of_month_opt(month.year(), month.month(), weekday, nth + 1)
-                        && !push(date)
+                    if let Some(date) = NaiveDate::from_weekday_of_month_opt(
+                        month.year(),
+                        month.month(),
+                        weekday,
+                        nth + 1,
+                    ) && !push(date)
                     {
                         break;
                     }
@@ -433,13 +436,23 @@ mod tests {
         refused(Recurrence::new(Frequency::Daily, 1, &[], until(2027, 12, 31)).unwrap());
         // Weekdays that leave out the first's (a Monday).
         refused(
-            Recurrence::new(Frequency::Weekly, 1, &[Weekday::Tue], RecurrenceEnd::Count(3))
-                .unwrap(),
+            Recurrence::new(
+                Frequency::Weekly,
+                1,
+                &[Weekday::Tue],
+                RecurrenceEnd::Count(3),
+            )
+            .unwrap(),
         );
         assert!(Recurrence::new(Frequency::Daily, 0, &[], RecurrenceEnd::Count(3)).is_err());
         assert!(
-            Recurrence::new(Frequency::Daily, 1, &[Weekday::Mon], RecurrenceEnd::Count(3))
-                .is_err()
+            Recurrence::new(
+                Frequency::Daily,
+                1,
+                &[Weekday::Mon],
+                RecurrenceEnd::Count(3)
+            )
+            .is_err()
         );
     }
 

@@ -178,7 +178,11 @@ fn older_snapshot_schemas_are_not_taken_for_the_current_one() {
     assert!(!pool.conferences.is_empty() && pool.latest.is_some());
     for name in ["pool-snapshot-3.postcard", "pool-snapshot-4.postcard"] {
         let stored = fixture(name);
-        assert_ne!(LinePool::from_snapshot(&stored).ok(), Some(pool.clone()), "{name}");
+        assert_ne!(
+            LinePool::from_snapshot(&stored).ok(),
+            Some(pool.clone()),
+            "{name}"
+        );
     }
 }
 
@@ -187,12 +191,12 @@ fn older_snapshot_schemas_are_not_taken_for_the_current_one() {
 /// is such a pool as schema 5 writes it; it must read back to that pool.
 #[test]
 fn a_schema_5_snapshot_keeps_series_and_meeting_codes() {
+    use meetline_domain::Command;
     use meetline_domain::command::{EndSpec, OnConflict, ScheduleConference, ScheduleSeries};
     use meetline_domain::recurrence::{Frequency, Recurrence, RecurrenceEnd, SeriesId};
     use meetline_domain::types::{
         Actor, Mode, NumberDraw, RoomNonce, Subject, TimeZoneName, UserId,
     };
-    use meetline_domain::Command;
 
     let (mut events, before) = fixture_pool();
     let (&open, conference) = before

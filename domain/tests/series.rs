@@ -65,8 +65,16 @@ impl Pool {
             self.log.push(event.clone());
         }
         // The invariant, and the one fold: the log replays to the live pool.
-        assert!(self.pool.overlapping_bookings().is_empty(), "{:?}", self.pool.overlapping_bookings());
-        assert!(self.pool.clashes.is_empty(), "clashes: {:?}", self.pool.clashes);
+        assert!(
+            self.pool.overlapping_bookings().is_empty(),
+            "{:?}",
+            self.pool.overlapping_bookings()
+        );
+        assert!(
+            self.pool.clashes.is_empty(),
+            "clashes: {:?}",
+            self.pool.clashes
+        );
         assert_eq!(LinePool::from_events(&self.log), self.pool);
         Ok(events)
     }
@@ -175,7 +183,11 @@ fn scheduled(events: &[Event]) -> Vec<(ConferenceId, LineId, DateTime<Utc>)> {
 fn a_series_takes_one_line_when_one_is_free_for_all_and_falls_back_per_occurrence() {
     let mut pool = Pool::with_lines(2);
     pool.book(monday() + Duration::weeks(2), 60).unwrap();
-    let booked = scheduled(&pool.series(weekly(5), monday(), OnConflict::Reject).unwrap());
+    let booked = scheduled(
+        &pool
+            .series(weekly(5), monday(), OnConflict::Reject)
+            .unwrap(),
+    );
     assert_eq!(booked.len(), 5);
     assert!(booked.iter().all(|(_, line, _)| line.as_str() == "line-2"));
 
@@ -219,7 +231,11 @@ fn reject_books_nothing_and_skip_records_the_demand_it_left_out() {
 #[test]
 fn moving_a_series_by_its_own_period_frees_the_first_week_and_keeps_every_booking() {
     let mut pool = Pool::with_lines(1);
-    let booked = scheduled(&pool.series(weekly(4), monday(), OnConflict::Reject).unwrap());
+    let booked = scheduled(
+        &pool
+            .series(weekly(4), monday(), OnConflict::Reject)
+            .unwrap(),
+    );
     // Every occurrence a week later: each new start is the next one's old start.
     pool.edit(
         booked[0].0,
@@ -273,7 +289,11 @@ fn moving_a_series_by_its_own_period_frees_the_first_week_and_keeps_every_bookin
 #[test]
 fn following_rechecks_lines_and_refuses_all_or_nothing() {
     let mut pool = Pool::with_lines(2);
-    let booked = scheduled(&pool.series(weekly(4), monday(), OnConflict::Reject).unwrap());
+    let booked = scheduled(
+        &pool
+            .series(weekly(4), monday(), OnConflict::Reject)
+            .unwrap(),
+    );
     // Line 1 taken an hour after the third: moved there, it changes lines.
     pool.book(monday() + Duration::weeks(2) + Duration::hours(1), 60)
         .unwrap();
@@ -317,7 +337,11 @@ fn following_rechecks_lines_and_refuses_all_or_nothing() {
 #[test]
 fn scoped_changes_need_a_not_started_occurrence_and_stay_within_the_horizon() {
     let mut pool = Pool::with_lines(1);
-    let booked = scheduled(&pool.series(weekly(3), monday(), OnConflict::Reject).unwrap());
+    let booked = scheduled(
+        &pool
+            .series(weekly(3), monday(), OnConflict::Reject)
+            .unwrap(),
+    );
     pool.run(
         &alice(),
         Command::CancelConference {
@@ -335,7 +359,10 @@ fn scoped_changes_need_a_not_started_occurrence_and_stay_within_the_horizon() {
         SeriesScope::All,
     );
     assert!(
-        matches!(cancelled, Err(DomainError::InvalidState(_)) | Err(DomainError::NotFound)),
+        matches!(
+            cancelled,
+            Err(DomainError::InvalidState(_)) | Err(DomainError::NotFound)
+        ),
         "{cancelled:?}"
     );
     let far = pool.edit(

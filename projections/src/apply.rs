@@ -262,11 +262,8 @@ impl Fold {
                 ..
             } => {
                 if let Some(link) = series {
-                    self.series.push((
-                        tenant.clone(),
-                        link.id.to_string(),
-                        conference.to_string(),
-                    ));
+                    self.series
+                        .push((tenant.clone(), link.id.to_string(), conference.to_string()));
                 }
                 let line = self.line_ref(tenant, line);
                 if let Some(view) = ConferenceView::scheduled(event, line) {

@@ -149,7 +149,11 @@ impl Run {
                 });
                 // The log records it as the command service stores it.
                 let recorded = LinePool::refusal_record(command, &error, now);
-                assert_eq!(recorded.len(), 1, "a refusal for want of a line is recorded");
+                assert_eq!(
+                    recorded.len(),
+                    1,
+                    "a refusal for want of a line is recorded"
+                );
                 for event in recorded {
                     self.record(actor, now, event);
                 }

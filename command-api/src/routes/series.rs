@@ -51,7 +51,9 @@ impl TryFrom<&RecurrenceRequest> for Recurrence {
             .flatten()
             .map(|code| Recurrence::weekday(code.trim()).ok_or_else(bad))
             .collect::<Result<Vec<_>, _>>()?;
-        if request.weekdays.as_ref().is_some_and(Vec::is_empty) || request.weekdays.as_ref().is_some_and(|days| days.len() > 7) {
+        if request.weekdays.as_ref().is_some_and(Vec::is_empty)
+            || request.weekdays.as_ref().is_some_and(|days| days.len() > 7)
+        {
             return Err(bad());
         }
         let end = match (request.count, request.until.as_deref()) {
@@ -206,12 +208,7 @@ async fn present(
     state
         .context
         .links
-        .present_all(
-            &outcome.series,
-            principal,
-            state.context.clock.now(),
-            lang,
-        )
+        .present_all(&outcome.series, principal, state.context.clock.now(), lang)
         .await
 }
 

@@ -8,9 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{
-    Conference, LinePool, attendees_without, is_too_early, managed, reason_text,
-};
+use super::{Conference, LinePool, attendees_without, is_too_early, managed, reason_text};
 use crate::command::{ConferenceChanges, OnConflict, ScheduleSeries, SeriesScope};
 use crate::error::{DomainError, SeriesConflict};
 use crate::event::Event;
@@ -64,7 +62,8 @@ impl LinePool {
             .lines
             .iter()
             .find(|line| {
-                line.status == LineStatus::Active && slots.iter().all(|slot| line.is_free(slot, None))
+                line.status == LineStatus::Active
+                    && slots.iter().all(|slot| line.is_free(slot, None))
             })
             .map(|line| line.id.clone());
         let mut placed: Vec<(usize, LineId)> = Vec::with_capacity(slots.len());
@@ -335,9 +334,9 @@ impl LinePool {
         previous: Option<&LineId>,
     ) -> Option<LineId> {
         let usable = |id: &LineId| {
-            let clear = !placed
-                .iter()
-                .any(|(line, other)| line == id && other.start < slot.end && slot.start < other.end);
+            let clear = !placed.iter().any(|(line, other)| {
+                line == id && other.start < slot.end && slot.start < other.end
+            });
             clear
                 && self.line(id).is_some_and(|line| {
                     line.status == LineStatus::Active
