@@ -186,3 +186,41 @@ async fn a_bad_sync_stores_nothing_and_bad_searches_name_their_field() {
         .await;
     assert!(ids(other.ok(200)).is_empty());
 }
+
+#[tokio::test]
+async fn ids_give_exactly_those_users_names() {
+    let app = spawn_app().await;
+    let admin = token(T, "admin", true);
+    let users: Vec<serde_json::Value> = ["wangwei", "awang", "wangwei2"]
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "name": "王伟"}))
+        .collect();
+    app.put("/api/v1/directory/users", &admin, serde_json::json!(users))
+        .await
+        .ok(200);
+    let reader = token(T, "alice", false);
+    let page = app
+        .get(
+            "/api/v1/directory/users?ids=wangwei,nobody,wangwei",
+            &reader,
+        )
+        .await;
+    assert_eq!(
+        page.ok(200)["items"],
+        serde_json::json!([{"id": "wangwei", "name": "王伟"}])
+    );
+    for bad in ["ids=a,b&q=x", "ids=a&cursor=b", "ids=bad%20id"] {
+        let reply = app
+            .get(&format!("/api/v1/directory/users?{bad}"), &reader)
+            .await;
+        assert_eq!(reply.problem(422, "invalid_input")["field"], "ids", "{bad}");
+    }
+    let many: Vec<String> = (0..101).map(|n| format!("u{n}")).collect();
+    let reply = app
+        .get(
+            &format!("/api/v1/directory/users?ids={}", many.join(",")),
+            &reader,
+        )
+        .await;
+    assert_eq!(reply.problem(422, "invalid_input")["field"], "ids");
+}

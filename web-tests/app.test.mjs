@@ -187,6 +187,13 @@ for (const viewport of viewports) {
       await weekly.first().getByRole('button', { name: '查看 每周站会' }).click();
       await detail.locator('dd', { hasText: '每 1 周' }).waitFor();
       await detail.getByRole('button', { name: '关闭' }).click();
+      // A new subject for all of them: only the subject is sent, each keeps its own time.
+      await weekly.first().getByRole('button', { name: '编辑 每周站会' }).click();
+      await schedule.getByLabel('全部未开始的场次').check();
+      await schedule.getByLabel('会议名称').fill('每周站会·产品');
+      await schedule.getByRole('button', { name: '保存' }).click();
+      await page.locator('#notice', { hasText: '已保存 4 场' }).waitFor();
+      await page.waitForFunction(() => [...document.querySelectorAll('li.row-item h3')].filter((h) => h.textContent === '每周站会·产品').length === 4);
       // Cancel the second and the later ones: the first stays.
       await weekly.nth(1).getByRole('button', { name: '取消 每周站会' }).click();
       const scope = page.locator('#scope-form');

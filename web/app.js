@@ -33,7 +33,7 @@ const dict = {
     series_skipped: '，{m} 场因没有空闲线路跳过：{list}', conflicts: '以下场次没有空闲线路：', series_saved: '已保存 {n} 场',
     series_cancelled: '已取消 {n} 场', cancel_which: '取消哪些场次', ok: '确定',
     rule_daily: '每 {i} 天', rule_weekly: '每 {i} 周（{d}）', rule_monthly: '每 {i} 个月', rule_count: '，共 {n} 场',
-    rule_until: '，至 {u}', wd: '一二三四五六日',
+    rule_until: '，至 {u}', wd: '一,二,三,四,五,六,日',
   },
   en: {
     module: 'Meetings', more: 'More', title: 'My video conferences', signout: 'Sign out', recent: 'Recent', all: 'All',
@@ -69,7 +69,7 @@ const dict = {
     series_skipped: '; {m} skipped for want of a line: {list}', conflicts: 'No free line for these occurrences:',
     series_saved: '{n} saved', series_cancelled: '{n} cancelled', cancel_which: 'Cancel which occurrences', ok: 'OK',
     rule_daily: 'every {i} day(s)', rule_weekly: 'every {i} week(s) ({d})', rule_monthly: 'every {i} month(s)',
-    rule_count: ', {n} in all', rule_until: ', until {u}', wd: 'MTWTFSS',
+    rule_count: ', {n} in all', rule_until: ', until {u}', wd: 'Mo,Tu,We,Th,Fr,Sa,Su',
   },
 };
 
@@ -162,13 +162,21 @@ const names = new Map();
 const remember = (users) => { for (const user of users || []) names.set(user.id, user.name); };
 const name = (id) => names.get(id) || id;
 
-/** Looks up the names of `ids` not met yet (by id search, a few at a time). */
+/** Ids looked up and not in the directory: shown as they are, not asked for again. */
+const nameless = new Set();
+
+/** Looks up the names of `ids` not met yet, exactly (`?ids=`, a hundred a request). */
 async function knowNames(ids) {
-  const missing = [...new Set(ids)].filter((id) => !names.has(id)).slice(0, 50);
-  await Promise.all(missing.map(async (id) => {
-    const reply = await api(`/api/v1/directory/users?${new URLSearchParams({ q: id, limit: '20' })}`);
-    if (reply.ok) remember((reply.body.items || []).filter((user) => user.id === id));
-  }));
+  const missing = [...new Set(ids)].filter((id) => id && !names.has(id) && !nameless.has(id));
+  for (let at = 0; at < missing.length; at += 100) {
+    const chunk = missing.slice(at, at + 100);
+    try {
+      const reply = await api(`/api/v1/directory/users?${new URLSearchParams({ ids: chunk.join(',') })}`);
+      if (!reply.ok) return;
+      remember(reply.body.items);
+      for (const id of chunk) if (!names.has(id)) nameless.add(id);
+    } catch { return; }
+  }
 }
 
 const WEEKDAYS = ['MO', 'TU', 'WE', 'TH', 'FR', 'SA', 'SU'];
@@ -176,7 +184,7 @@ const WEEKDAYS = ['MO', 'TU', 'WE', 'TH', 'FR', 'SA', 'SU'];
 /** A series' rule in words: 每 1 周（一、四），共 10 场. */
 function ruleText(rule) {
   if (!rule) return '';
-  const days = rule.weekdays.map((code) => t('wd')[WEEKDAYS.indexOf(code)]).join(state.lang === 'en' ? ' ' : '、');
+  const days = rule.weekdays.map((code) => t('wd').split(',')[WEEKDAYS.indexOf(code)]).join(state.lang === 'en' ? ' ' : '、');
   let text = t(`rule_${rule.frequency}`, { i: rule.interval, d: days });
   if (rule.until) text += t('rule_until', { u: rule.until });
   else if (rule.count) text += t('rule_count', { n: rule.count });
@@ -268,7 +276,8 @@ function open(dialog) {
 /**
  * A type-ahead people picker: the directory is searched as one types (name, id, pinyin in full or
  * by initials: 张伟 is found by "zw"), and each person picked shows as a chip. `only` limits the
- * choice to some ids (a chat's members); `exclude` leaves some out (the host, those invited).
+ * choice to some ids (a chat's members: matched here by id and name, and by the directory's
+ * search for pinyin); `exclude` leaves some out (the host, those invited).
  */
 function peoplePicker(container, { exclude = [], only = null, selected = [] } = {}) {
   const form = container.closest('form');
@@ -278,11 +287,22 @@ function peoplePicker(container, { exclude = [], only = null, selected = [] } = 
   const input = el('input', { type: 'text', class: 'people-search', role: 'combobox', 'aria-autocomplete': 'list',
     'aria-expanded': 'false', 'aria-controls': listId, 'aria-label': t('search_people'), placeholder: t('search_people'),
     autocomplete: 'off', 'data-field': 'attendees' });
+  const members = only ? new Set(only) : null;
   let found = [];
+  let shownFor = null;
   let active = -1;
   let asked = 0;
+  let timer = null;
   const chosen = () => [...chips.querySelectorAll('.chip')].map((chip) => chip.dataset.id);
-  const close = () => { options.hidden = true; input.setAttribute('aria-expanded', 'false'); input.removeAttribute('aria-activedescendant'); };
+  // Closing forgets the list, and any answer still on its way is not shown.
+  const close = () => {
+    asked += 1;
+    found = [];
+    shownFor = null;
+    options.hidden = true;
+    input.setAttribute('aria-expanded', 'false');
+    input.removeAttribute('aria-activedescendant');
+  };
   const addChip = (id) => {
     if (chosen().includes(id)) return;
     const chip = el('li', { class: 'chip', 'data-id': id },
@@ -294,9 +314,11 @@ function peoplePicker(container, { exclude = [], only = null, selected = [] } = 
     active = index;
     [...options.children].forEach((option, at) => option.setAttribute('aria-selected', String(at === index)));
     if (index >= 0 && options.children[index]) input.setAttribute('aria-activedescendant', options.children[index].id);
+    else input.removeAttribute('aria-activedescendant');
   };
   const choose = (user) => { addChip(user.id); input.value = ''; close(); input.focus(); };
-  const show = () => {
+  const show = (q) => {
+    shownFor = q;
     options.replaceChildren(...(found.length ? found.map((user, index) => el('li', { role: 'option', id: `${listId}-${index}`,
       'aria-selected': 'false', 'data-id': user.id, onmousedown: (event) => { event.preventDefault(); choose(user); } },
     el('span', { text: user.name }), el('small', { text: user.id }))) : [el('li', { class: 'none', text: t('no_match') })]));
@@ -307,28 +329,50 @@ function peoplePicker(container, { exclude = [], only = null, selected = [] } = 
   const search = async () => {
     const q = input.value.trim();
     const ask = ++asked;
-    if (!q && !only) { close(); return; }
-    const query = new URLSearchParams({ q, limit: only ? '200' : '8' });
-    const reply = await api(`/api/v1/directory/users?${query}`);
-    if (ask !== asked || !reply.ok) return;
-    remember(reply.body.items);
+    if (!q && !members) { close(); return; }
     const skip = new Set([...exclude, ...chosen()]);
-    found = (reply.body.items || []).filter((user) => !skip.has(user.id) && (!only || only.includes(user.id))).slice(0, 8);
-    show();
+    let users = [];
+    if (members) {
+      // A chat's members: by id and known name here; by pinyin through the directory.
+      await knowNames([...members].slice(0, 200));
+      const lower = q.toLowerCase();
+      users = [...members].filter((id) => !q || id.toLowerCase().includes(lower) || name(id).toLowerCase().includes(lower))
+        .map((id) => ({ id, name: name(id) }));
+    }
+    if (q) {
+      const reply = await api(`/api/v1/directory/users?${new URLSearchParams({ q, limit: members ? '200' : '8' })}`);
+      if (ask !== asked) return;
+      if (reply.ok) {
+        remember(reply.body.items);
+        for (const user of reply.body.items || []) {
+          if ((!members || members.has(user.id)) && !users.some((known) => known.id === user.id)) users.push(user);
+        }
+      }
+    }
+    if (ask !== asked) return;
+    found = users.filter((user) => !skip.has(user.id)).slice(0, 8);
+    show(q);
   };
-  let timer = null;
-  input.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(search, 120); });
-  input.addEventListener('focus', () => { if (only) search(); });
-  input.addEventListener('blur', () => setTimeout(close, 100));
+  input.addEventListener('input', () => {
+    clearTimeout(timer);
+    close();
+    timer = setTimeout(search, 120);
+  });
+  input.addEventListener('focus', () => { if (members) search(); });
+  input.addEventListener('blur', () => setTimeout(() => { clearTimeout(timer); close(); }, 100));
   input.addEventListener('keydown', (event) => {
-    if (event.key === 'ArrowDown' && found.length) { event.preventDefault(); highlight(Math.min(active + 1, found.length - 1)); }
-    else if (event.key === 'ArrowUp' && found.length) { event.preventDefault(); highlight(Math.max(active - 1, 0)); }
-    else if (event.key === 'Enter') {
-      // Enter picks the highlighted person; it never submits the form from the search box.
+    // Keys that commit an input method's composition (Chinese, say) are the IME's.
+    if (event.isComposing || event.keyCode === 229) return;
+    if (event.key === 'ArrowDown') {
       event.preventDefault();
-      if (!options.hidden && found[active]) choose(found[active]);
+      if (options.hidden) { clearTimeout(timer); search(); } else if (found.length) highlight(Math.min(active + 1, found.length - 1));
+    } else if (event.key === 'ArrowUp' && found.length) { event.preventDefault(); highlight(Math.max(active - 1, 0)); }
+    else if (event.key === 'Enter') {
+      // Enter picks the highlighted person of the list shown for what is typed; it never
+      // submits the form from the search box.
+      event.preventDefault();
+      if (!options.hidden && shownFor === input.value.trim() && found[active]) choose(found[active]);
     } else if (event.key === 'Escape' && !options.hidden) { event.preventDefault(); event.stopPropagation(); close(); }
-    else if (event.key === 'Backspace' && !input.value) chips.lastElementChild?.remove();
   });
   container.replaceChildren(chips, el('div', { class: 'combo' }, input, options));
   for (const id of selected) addChip(id);
@@ -336,7 +380,8 @@ function peoplePicker(container, { exclude = [], only = null, selected = [] } = 
 
 const picked = (form) => [...form.querySelectorAll('.chip[data-id]')].map((chip) => chip.dataset.id);
 
-function openSchedule(existing) {
+async function openSchedule(existing) {
+  if (existing) await knowNames([...existing.attendees, existing.host]);
   const dialog = $('#schedule-dialog');
   const form = $('#schedule-form');
   form.reset();
@@ -363,12 +408,15 @@ function openSchedule(existing) {
     $('#s-end').value = zonedParts(existing.end, zone).time;
     $('#s-link').value = existing.links.related || '';
   } else {
+    form.dataset.original = '';
     const tomorrow = zonedParts(new Date(Date.now() + 86400000).toISOString(), zone);
     $('#s-date').value = tomorrow.date;
     $('#s-start').value = '10:00';
     $('#s-end').value = '11:00';
   }
   peoplePicker($('.picker', form), { exclude: [existing?.host || state.me.user], selected: existing?.attendees || [] });
+  // What the form showed: a change for several occurrences sends only what was changed.
+  if (existing) form.dataset.original = JSON.stringify(scheduleBody());
   open(dialog);
 }
 
@@ -377,11 +425,13 @@ function repeatChanged() {
   const frequency = $('#s-repeat').value;
   $('#s-repeat-more').hidden = !frequency;
   $('#s-weekdays').hidden = frequency !== 'weekly';
-  if (frequency === 'weekly' && !$('#s-weekdays').querySelector('input:checked')) {
-    // The start's weekday, by default.
+  const box = $('#s-weekdays');
+  if (frequency === 'weekly' && (!box.querySelector('input:checked') || box.dataset.auto === '1')) {
+    // The start's weekday, until the user picks days: it follows the date.
     const date = $('#s-date').value;
     const day = date ? (new Date(`${date}T12:00:00Z`).getUTCDay() + 6) % 7 : 0;
-    $('#s-weekdays').querySelector(`input[value="${WEEKDAYS[day]}"]`).checked = true;
+    box.querySelectorAll('input').forEach((input) => { input.checked = input.value === WEEKDAYS[day]; });
+    box.dataset.auto = '1';
   }
 }
 
@@ -394,6 +444,18 @@ function showConflicts(conflicts) {
     const start = zonedParts(slot.start, zone);
     return el('li', { text: `${start.date} ${start.time}–${zonedParts(slot.end, zone).time}` });
   }));
+}
+
+/** The form's fields as an edit or a booking sends them. */
+function scheduleBody() {
+  const zone = $('#s-timezone').value;
+  const date = $('#s-date').value;
+  const start = zonedToUtc(date, $('#s-start').value, zone);
+  // An end earlier than the start is on the next day (a conference across midnight).
+  let end = zonedToUtc(date, $('#s-end').value, zone);
+  if (end <= start) end = new Date(new Date(end).getTime() + 86400000).toISOString().replace('.000Z', 'Z');
+  return { subject: $('#s-subject').value, start, end, timezone: zone, attendees: picked($('#schedule-form')),
+    related_link: $('#s-link').value.trim() || null };
 }
 
 /** The recurrence of the schedule form, or undefined. */
@@ -430,20 +492,26 @@ async function submitSchedule(event) {
   const form = event.target;
   clearErrors(form);
   showSuggestions(form, []);
-  const zone = $('#s-timezone').value;
+  showConflicts([]);
   const date = $('#s-date').value;
   if (!date || !$('#s-start').value || !$('#s-end').value) {
     showProblem(form, { field: 'start', detail: `${t('date')} / ${t('start')} / ${t('end')}` });
     return;
   }
-  const start = zonedToUtc(date, $('#s-start').value, zone);
-  // An end earlier than the start is on the next day (a conference across midnight).
-  let end = zonedToUtc(date, $('#s-end').value, zone);
-  if (end <= start) end = new Date(new Date(end).getTime() + 86400000).toISOString().replace('.000Z', 'Z');
-  const body = { subject: $('#s-subject').value, start, end, timezone: zone, attendees: picked(form),
-    related_link: $('#s-link').value.trim() || null };
+  let body = scheduleBody();
   const id = form.dataset.id;
   const scope = id && !$('#s-scope').hidden ? form.querySelector('input[name="scope"]:checked').value : 'this';
+  if (scope !== 'this' && form.dataset.original) {
+    // For several occurrences, only what was changed here (each keeps its own other fields).
+    const original = JSON.parse(form.dataset.original);
+    const changed = {};
+    for (const [key, value] of Object.entries(body)) {
+      if (JSON.stringify(value) !== JSON.stringify(original[key])) changed[key] = value;
+    }
+    // A new time moves them all; a new end alone gives them all the new length.
+    if (changed.end && !changed.start) changed.start = body.start;
+    body = changed;
+  }
   const recurrence = id ? undefined : recurrenceOf();
   const create = { mode: 'scheduled', ...body, related_link: body.related_link || undefined, recurrence,
     on_conflict: recurrence ? ($('#s-skip').checked ? 'skip' : 'reject') : undefined };
@@ -462,7 +530,8 @@ async function submitSchedule(event) {
     const skipped = (reply.body.skipped || []).map((slot) => { const at = zonedParts(slot.start, zone); return `${at.date} ${at.time}`; });
     notice(t('series_created', { n: reply.body.items.length }) + (skipped.length ? t('series_skipped', { m: skipped.length, list: skipped.join('、') }) : ''));
   } else if (reply.body.items) {
-    notice(t('series_saved', { n: reply.body.items.length }));
+    const moved = reply.body.items.some((item) => item.links_changed);
+    notice(t('series_saved', { n: reply.body.items.length }) + (moved ? ` · ${t('links_changed')}` : ''));
   } else {
     notice(reply.body.links_changed ? t('links_changed') : reply.status === 202 ? t('provisioning') : t(id ? 'saved' : 'created'));
   }
@@ -818,7 +887,7 @@ function translate() {
   document.title = t('title');
   document.querySelectorAll('[data-t]').forEach((node) => { node.textContent = t(node.dataset.t); });
   $('#lang').textContent = t('lang');
-  document.querySelectorAll('#s-weekdays label').forEach((label, index) => { label.lastChild.textContent = t('wd')[index]; });
+  document.querySelectorAll('#s-weekdays label').forEach((label, index) => { label.lastChild.textContent = t('wd').split(',')[index]; });
   document.querySelectorAll('.people-search').forEach((input) => { input.placeholder = t('search_people'); input.setAttribute('aria-label', t('search_people')); });
   renderLineSettings();
   if (state.me) $('#who').textContent = state.me.name + (state.me.admin ? t('me_admin') : '');
@@ -850,6 +919,8 @@ async function start() {
   $('#open-schedule').addEventListener('click', () => openSchedule(null));
   $('#schedule-form').addEventListener('submit', submitSchedule);
   $('#s-repeat').addEventListener('change', repeatChanged);
+  $('#s-date').addEventListener('change', repeatChanged);
+  $('#s-weekdays').addEventListener('change', () => { $('#s-weekdays').dataset.auto = '0'; });
   $('#quick-form').addEventListener('submit', submitQuick);
   $('#join-form').addEventListener('submit', submitJoin);
   $('#invite-form').addEventListener('submit', submitInvite);

@@ -28,7 +28,69 @@ CREATE TABLE IF NOT EXISTS directory_user_search (
     tenant TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, search TEXT NOT NULL,
     PRIMARY KEY (tenant, id)
 );
+CREATE TABLE IF NOT EXISTS directory_stamps (
+    tenant TEXT PRIMARY KEY, stamp BIGINT NOT NULL
+);
 "#;
+
+/// How many tenants' search rows a node keeps in memory (the least recently searched go first).
+const CACHED_TENANTS: usize = 64;
+/// A tenant with more users than this is searched in the database, not in memory.
+const CACHED_USERS: usize = 200_000;
+
+/// A tenant's search rows as a node keeps them: ordered by id (byte-wise), with the directory
+/// stamp they were read at.
+#[derive(Debug)]
+struct CachedTenant {
+    stamp: i64,
+    rows: Vec<SearchRow>,
+    used: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct SearchRow {
+    id: String,
+    name: String,
+    search: String,
+}
+
+/// The search rows of the tenants searched lately. Every write of a tenant's users moves its
+/// stamp (`directory_stamps`, in the write's transaction, on whichever node), and a search reads
+/// the stamp first: rows are served from memory only while their stamp is the stored one.
+#[derive(Debug, Default)]
+struct SearchCache {
+    tenants: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<CachedTenant>>>,
+    clock: std::sync::atomic::AtomicU64,
+}
+
+impl SearchCache {
+    fn get(&self, tenant: &str, stamp: i64) -> Option<std::sync::Arc<CachedTenant>> {
+        let tenants = self.tenants.lock().expect("not poisoned");
+        let cached = tenants.get(tenant).filter(|cached| cached.stamp == stamp)?;
+        cached.used.store(
+            self.clock
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Some(cached.clone())
+    }
+
+    fn put(&self, tenant: &str, cached: CachedTenant) -> std::sync::Arc<CachedTenant> {
+        let cached = std::sync::Arc::new(cached);
+        let mut tenants = self.tenants.lock().expect("not poisoned");
+        if tenants.len() >= CACHED_TENANTS && !tenants.contains_key(tenant) {
+            let oldest = tenants
+                .iter()
+                .min_by_key(|(_, cached)| cached.used.load(std::sync::atomic::Ordering::Relaxed))
+                .map(|(name, _)| name.clone());
+            if let Some(oldest) = oldest {
+                tenants.remove(&oldest);
+            }
+        }
+        tenants.insert(tenant.to_owned(), cached.clone());
+        cached
+    }
+}
 
 /// What a user is found by, in lower case, the parts apart (`\u{1f}`): the id, the name, the
 /// name's pinyin in full (张伟 → `zhangwei`; other characters as they are) and its initials
@@ -66,6 +128,7 @@ pub fn search_key(id: &UserId, name: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct SqlDirectory {
     db: Database,
+    searches: std::sync::Arc<SearchCache>,
 }
 
 impl SqlDirectory {
@@ -76,7 +139,10 @@ impl SqlDirectory {
             .execute(&db.writer)
             .await
             .map_err(unavailable)?;
-        let directory = Self { db };
+        let directory = Self {
+            db,
+            searches: std::sync::Arc::default(),
+        };
         directory.index_unsearchable().await?;
         Ok(directory)
     }
@@ -127,6 +193,110 @@ impl SqlDirectory {
             .collect::<Result<Vec<_>, _>>()?;
         tenants.sort();
         Ok(tenants)
+    }
+
+    /// The tenant's search rows as this node keeps them, read again if the stored stamp moved
+    /// since; `None` for a tenant too large to keep.
+    async fn searchable(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<std::sync::Arc<CachedTenant>>, StoreError> {
+        let stamp: Option<i64> = sqlx::query_scalar(
+            self.db
+                .sql("SELECT stamp FROM directory_stamps WHERE tenant = ?"),
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        let stamp = stamp.unwrap_or(0);
+        if let Some(cached) = self.searches.get(tenant.as_str(), stamp) {
+            return Ok(Some(cached));
+        }
+        let count: i64 = sqlx::query_scalar(
+            self.db
+                .sql("SELECT COUNT(*) FROM directory_user_search WHERE tenant = ?"),
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        if usize::try_from(count).unwrap_or(usize::MAX) > CACHED_USERS {
+            return Ok(None);
+        }
+        // Read after the stamp: rows at least as new as it (a write in between only makes the
+        // next search read them again).
+        let rows = sqlx::query(
+            self.db
+                .sql("SELECT id, name, search FROM directory_user_search WHERE tenant = ?"),
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        let mut rows: Vec<SearchRow> = rows
+            .iter()
+            .map(|row| SearchRow {
+                id: row.get("id"),
+                name: row.get("name"),
+                search: row.get("search"),
+            })
+            .collect();
+        rows.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Ok(Some(self.searches.put(
+            tenant.as_str(),
+            CachedTenant {
+                stamp,
+                rows,
+                used: std::sync::atomic::AtomicU64::new(0),
+            },
+        )))
+    }
+
+    /// A search of a tenant too large to keep in memory: a substring test of each row.
+    async fn search_in_database(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        squeezed: &str,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        // A substring test, not `LIKE`: no pattern to escape, and cheaper per row. The same
+        // text twice tests once.
+        let contains = match self.db.backend {
+            crate::db::Backend::Sqlite => "instr(search, ?) > 0",
+            crate::db::Backend::Postgres => "strpos(search, ?) > 0",
+        };
+        let condition = if squeezed == query {
+            contains.to_owned()
+        } else {
+            format!("({contains} OR {contains})")
+        };
+        let sql = format!(
+            "SELECT id, name FROM directory_user_search WHERE tenant = ? AND id > ? \
+             AND {condition} ORDER BY id LIMIT ?"
+        );
+        let mut select = sqlx::query(self.db.sql(&sql))
+            .bind(tenant.as_str())
+            .bind(after.map_or("", UserId::as_str))
+            .bind(query.to_owned());
+        if squeezed != query {
+            select = select.bind(squeezed.to_owned());
+        }
+        let rows = select
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get("id");
+                let id = UserId::parse(&id)
+                    .map_err(|error| StoreError::Corrupt(format!("user {id:?}: {error}")))?;
+                Ok((id, row.get("name")))
+            })
+            .collect()
     }
 
     async fn put(
@@ -227,6 +397,15 @@ impl Directory for SqlDirectory {
             .await
             .map_err(unavailable)?;
         }
+        // Nodes that keep this tenant's search rows in memory read them again.
+        sqlx::query(self.db.sql(
+            "INSERT INTO directory_stamps (tenant, stamp) VALUES (?, 1) \
+             ON CONFLICT (tenant) DO UPDATE SET stamp = directory_stamps.stamp + 1",
+        ))
+        .bind(tenant.as_str())
+        .execute(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
         transaction.commit().await.map_err(unavailable)?;
         Ok(users.len())
     }
@@ -241,39 +420,25 @@ impl Directory for SqlDirectory {
         let query = query.trim().to_lowercase();
         // "zhang wei" finds zhangwei too.
         let squeezed: String = query.chars().filter(|c| !c.is_whitespace()).collect();
-        // A substring test, not `LIKE`: no pattern to escape, and cheaper per row. The same
-        // text twice tests once.
-        let contains = match self.db.backend {
-            crate::db::Backend::Sqlite => "instr(search, ?) > 0",
-            crate::db::Backend::Postgres => "strpos(search, ?) > 0",
+        let Some(cached) = self.searchable(tenant).await? else {
+            return self
+                .search_in_database(tenant, &query, &squeezed, after, limit)
+                .await;
         };
-        let condition = if squeezed == query {
-            contains.to_owned()
-        } else {
-            format!("({contains} OR {contains})")
-        };
-        let sql = format!(
-            "SELECT id, name FROM directory_user_search WHERE tenant = ? AND id > ? \
-             AND {condition} ORDER BY id LIMIT ?"
-        );
-        let mut select = sqlx::query(self.db.sql(&sql))
-            .bind(tenant.as_str())
-            .bind(after.map_or("", UserId::as_str))
-            .bind(query.clone());
-        if squeezed != query {
-            select = select.bind(squeezed);
-        }
-        let rows = select
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.db.reader)
-            .await
-            .map_err(unavailable)?;
-        rows.iter()
+        // Rows by id, byte-wise: start after the cursor, keep those the query is part of.
+        let from = after.map_or(0, |after| {
+            cached
+                .rows
+                .partition_point(|row| row.id.as_str() <= after.as_str())
+        });
+        cached.rows[from..]
+            .iter()
+            .filter(|row| row.search.contains(&query) || row.search.contains(&squeezed))
+            .take(limit)
             .map(|row| {
-                let id: String = row.get("id");
-                let id = UserId::parse(&id)
-                    .map_err(|error| StoreError::Corrupt(format!("user {id:?}: {error}")))?;
-                Ok((id, row.get("name")))
+                let id = UserId::parse(&row.id)
+                    .map_err(|error| StoreError::Corrupt(format!("user {:?}: {error}", row.id)))?;
+                Ok((id, row.name.clone()))
             })
             .collect()
     }

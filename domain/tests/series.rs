@@ -388,3 +388,41 @@ fn scoped_changes_need_a_not_started_occurrence_and_stay_within_the_horizon() {
     assert_eq!(events.len(), 2);
     assert!(pool.pool.line(&booked[0].1).unwrap().bookings.is_empty());
 }
+
+#[test]
+fn a_stranded_occurrence_is_not_put_on_a_busy_line_by_a_scoped_edit() {
+    let mut pool = Pool::with_lines(2);
+    let booked = scheduled(
+        &pool
+            .series(weekly(2), monday(), OnConflict::Reject)
+            .unwrap(),
+    );
+    assert!(booked.iter().all(|(_, line, _)| line.as_str() == "line-1"));
+    // Line 2 taken at the second occurrence's time; line 1 goes into maintenance: the first
+    // moves to line 2, the second is stranded on line 1.
+    pool.book(monday() + Duration::weeks(1), 60).unwrap();
+    pool.run(
+        &admin(),
+        Command::StartLineMaintenance {
+            line: booked[0].1.clone(),
+            rooms: RoomNonce::fixed(7),
+        },
+    )
+    .unwrap();
+    let second = pool.pool.conference(&booked[1].0).unwrap();
+    assert!(second.stranded, "{second:?}");
+    // A new subject for all: the stranded one has no free line at its time — refused, never
+    // put onto line 2's booking.
+    let refused = pool.edit(
+        booked[0].0,
+        ConferenceChanges {
+            subject: Some(Subject::parse("新").unwrap()),
+            ..ConferenceChanges::default()
+        },
+        SeriesScope::All,
+    );
+    assert!(
+        matches!(&refused, Err(DomainError::SeriesUnbookable { conflicts }) if conflicts.len() == 1),
+        "{refused:?}"
+    );
+}

@@ -76,7 +76,14 @@ pub struct UserSearch {
     /// The `next_cursor` of the page before.
     #[param(nullable = false)]
     pub cursor: Option<String>,
+    /// Instead of a search: these users exactly (comma-separated ids, at most 100), for showing
+    /// names; ids not in the directory are left out. Not with `q` or `cursor`.
+    #[param(nullable = false, max_length = 13000)]
+    pub ids: Option<String>,
 }
+
+/// How many users `ids` may name.
+const MAX_IDS: usize = 100;
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 200;
@@ -133,7 +140,7 @@ async fn me(
 }
 
 /// The tenant's users (id and name) matching `q`, a page at a time by id: for attendee and
-/// member pickers.
+/// member pickers; or, with `ids`, those users exactly (for showing names).
 #[utoipa::path(get, path = "/api/v1/directory/users", tag = "directory", params(UserSearch),
     responses((status = 200, body = DirectoryUsersResponse),
         (status = 422, description = "invalid_input: q, limit or cursor", content_type = "application/problem+json", body = meetline_api_common::error::Problem)))]
@@ -142,6 +149,35 @@ async fn directory_users(
     Caller(principal): Caller,
     ApiQuery(search): ApiQuery<UserSearch>,
 ) -> Result<Json<DirectoryUsersResponse>, ApiError> {
+    if let Some(ids) = &search.ids {
+        if search.q.is_some() || search.cursor.is_some() {
+            return Err(DomainError::invalid_input("ids").into());
+        }
+        let mut wanted: Vec<UserId> = ids
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| UserId::parse(id).map_err(|_| DomainError::invalid_input("ids")))
+            .collect::<Result<_, _>>()?;
+        wanted.sort();
+        wanted.dedup();
+        if wanted.len() > MAX_IDS {
+            return Err(DomainError::invalid_input("ids").into());
+        }
+        let mut items = Vec::with_capacity(wanted.len());
+        for id in &wanted {
+            if let Some(user) = state.directory.user(&principal.tenant, id).await? {
+                items.push(DirectoryUserSummary {
+                    id: id.to_string(),
+                    name: user.name,
+                });
+            }
+        }
+        return Ok(Json(DirectoryUsersResponse {
+            items,
+            next_cursor: None,
+        }));
+    }
     let query = search.q.unwrap_or_default();
     if query.chars().count() > 100 || query.chars().any(char::is_control) {
         return Err(DomainError::invalid_input("q").into());

@@ -255,7 +255,7 @@ impl LinePool {
         if !conflicts.is_empty() {
             return Err(DomainError::SeriesUnbookable { conflicts });
         }
-        let mut events: Vec<(DateTime<Utc>, Event)> = Vec::new();
+        let mut events: Vec<((LineId, DateTime<Utc>), Event)> = Vec::new();
         for (index, ((member, slot), line)) in members.iter().zip(slots).zip(chosen).enumerate() {
             let line = line.expect("every occurrence has a line");
             let moved_line = line != member.line.id;
@@ -287,17 +287,10 @@ impl LinePool {
                 line,
             };
             if !unchanged(member, &edited) {
-                events.push((member.slot.start, edited));
+                events.push(((member.line.id.clone(), member.slot.start), edited));
             }
         }
-        // Applied in order, each edit frees its old start before it takes its new one: moved
-        // later, the latest goes first (its new start may be another's old start), moved
-        // earlier, the earliest.
-        events.sort_by_key(|(start, _)| *start);
-        if shift > chrono::Duration::zero() {
-            events.reverse();
-        }
-        Ok(events.into_iter().map(|(_, event)| event).collect())
+        applicable(events)
     }
 
     /// Cancels the not-started occurrences of `target`'s series in `scope`.
@@ -337,10 +330,12 @@ impl LinePool {
             let clear = !placed.iter().any(|(line, other)| {
                 line == id && other.start < slot.end && slot.start < other.end
             });
+            // Only its own line may keep it at its time unchecked (it holds that time there).
+            let stays = *id == member.line.id && *slot == member.slot;
             clear
                 && self.line(id).is_some_and(|line| {
                     line.status == LineStatus::Active
-                        && (*slot == member.slot || line.is_free_ignoring(slot, ignoring))
+                        && (stays || line.is_free_ignoring(slot, ignoring))
                 })
         };
         if usable(&member.line.id) {
@@ -355,6 +350,36 @@ impl LinePool {
             .find(|id| usable(id))
             .cloned()
     }
+}
+
+/// The edits in an order the fold can apply: a booking is keyed by its line and start, and each
+/// edit frees its old key before it takes its new one, so an edit goes after every other one
+/// whose old key it takes (moved a week later, the latest first). Each entry is an edit with its
+/// member's old key. The new keys are free of every other booking (the lines were checked), so
+/// only the members' own old keys can stand in the way; an order that frees them all exists
+/// unless two edits would swap keys, which is refused.
+fn applicable(
+    mut pending: Vec<((LineId, DateTime<Utc>), Event)>,
+) -> Result<Vec<Event>, DomainError> {
+    let new_key = |event: &Event| match event {
+        Event::ConferenceEdited { line, slot, .. } => Some((line.clone(), slot.start)),
+        _ => None,
+    };
+    let mut ordered = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let ready = (0..pending.len()).find(|&index| {
+            let wanted = new_key(&pending[index].1);
+            pending
+                .iter()
+                .enumerate()
+                .all(|(other, (old, _))| other == index || Some(old) != wanted.as_ref())
+        });
+        let Some(index) = ready else {
+            return Err(DomainError::invalid_input("start"));
+        };
+        ordered.push(pending.remove(index).1);
+    }
+    Ok(ordered)
 }
 
 /// An occurrence's start by its series' rule (its own start if it is in none).
