@@ -574,3 +574,58 @@ async fn on_postgresql_the_server_refuses_to_start_without_its_secrets() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Each node keeps a tenant's directory search rows in memory: a write on one node is found by
+/// a search on the other at once (the directory's stamp moves in the write's transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_write_on_one_node_is_found_by_a_search_on_the_other() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let (mut a, mut b) = (Node::start(&database), Node::start(&database));
+    let client = Client::new();
+    let found = async |node: &Node, q: &str| -> Vec<String> {
+        let reply = node
+            .send(
+                &client,
+                Method::GET,
+                &format!("/api/v1/directory/users?q={q}"),
+                "alice",
+                None,
+                0,
+            )
+            .await;
+        reply.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| format!("{}={}", item["id"].as_str().unwrap(), item["name"].as_str().unwrap()))
+            .collect()
+    };
+    let put = async |node: &Node, name: &str| {
+        node.send(
+            &client,
+            Method::PUT,
+            "/api/v1/directory/users",
+            "admin",
+            Some(json!([{"id": "u1", "name": name}])),
+            0,
+        )
+        .await
+        .ok(200);
+    };
+    put(&a, "张三").await;
+    // Both nodes load the tenant's rows.
+    assert_eq!(found(&b, "zs").await, ["u1=张三"]);
+    assert_eq!(found(&a, "zs").await, ["u1=张三"]);
+    // Renamed on one node: the other's next search sees it.
+    put(&a, "李四").await;
+    assert_eq!(found(&b, "ls").await, ["u1=李四"]);
+    assert!(found(&b, "zs").await.is_empty());
+    put(&b, "王五").await;
+    assert_eq!(found(&a, "ww").await, ["u1=王五"]);
+    for node in [&mut a, &mut b] {
+        node.child.kill().ok();
+        node.child.wait().ok();
+    }
+}
