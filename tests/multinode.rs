@@ -599,7 +599,13 @@ async fn a_directory_write_on_one_node_is_found_by_a_search_on_the_other() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|item| format!("{}={}", item["id"].as_str().unwrap(), item["name"].as_str().unwrap()))
+            .map(|item| {
+                format!(
+                    "{}={}",
+                    item["id"].as_str().unwrap(),
+                    item["name"].as_str().unwrap()
+                )
+            })
             .collect()
     };
     let put = async |node: &Node, name: &str| {

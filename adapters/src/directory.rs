@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS directory_user_search (
 CREATE TABLE IF NOT EXISTS directory_stamps (
     tenant TEXT PRIMARY KEY, stamp BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS directory_search_version (
+    one INTEGER PRIMARY KEY, version BIGINT NOT NULL
+);
 "#;
 
 /// How many tenants' search rows a node keeps in memory (the least recently searched go first).
@@ -92,20 +95,36 @@ impl SearchCache {
     }
 }
 
+/// The version of [`search_key`]: search rows written by an older one are written again at start.
+/// 2: a surname's other readings (单: dan, shan).
+const SEARCH_KEY_VERSION: i64 = 2;
+
 /// What a user is found by, in lower case, the parts apart (`\u{1f}`): the id, the name, the
 /// name's pinyin in full (张伟 → `zhangwei`; other characters as they are) and its initials
 /// (`zw`; a word in Latin letters gives its first). A character with several readings gives its
-/// most common one.
+/// most common one — except the first, a surname, whose other readings give the full pinyin and
+/// initials once more each (单芳: `danfang`/`df`, and `shanfang`/`sf`).
 pub fn search_key(id: &UserId, name: &str) -> String {
-    use pinyin::ToPinyin;
+    use pinyin::{ToPinyin, ToPinyinMulti};
     let name = name.to_lowercase();
     let (mut full, mut initials) = (String::new(), String::new());
     let mut word_start = true;
-    for (character, reading) in name.chars().zip(name.as_str().to_pinyin()) {
+    // The surname's other readings, and where its own ends in `full` and `initials`.
+    let mut surname: Option<(Vec<pinyin::Pinyin>, usize, usize)> = None;
+    for (index, (character, reading)) in name.chars().zip(name.as_str().to_pinyin()).enumerate() {
         match reading {
             Some(reading) => {
                 full.push_str(reading.plain());
                 initials.push_str(reading.first_letter());
+                if index == 0
+                    && let Some(readings) = character.to_pinyin_multi()
+                {
+                    let others: Vec<pinyin::Pinyin> = readings
+                        .into_iter()
+                        .filter(|other| other.plain() != reading.plain())
+                        .collect();
+                    surname = Some((others, full.len(), initials.len()));
+                }
                 word_start = true;
             }
             None if character.is_alphanumeric() => {
@@ -118,10 +137,27 @@ pub fn search_key(id: &UserId, name: &str) -> String {
             None => word_start = true,
         }
     }
-    format!(
+    let mut key = format!(
         "{}\u{1f}{name}\u{1f}{full}\u{1f}{initials}",
         id.as_str().to_lowercase()
-    )
+    );
+    if let Some((others, full_from, initials_from)) = surname {
+        let mut seen: Vec<&str> = Vec::new();
+        for other in others {
+            if seen.contains(&other.plain()) {
+                continue;
+            }
+            seen.push(other.plain());
+            key.push_str(&format!(
+                "\u{1f}{}{}\u{1f}{}{}",
+                other.plain(),
+                &full[full_from..],
+                other.first_letter(),
+                &initials[initials_from..]
+            ));
+        }
+    }
+    key
 }
 
 /// The directory in the relational database (SQLite or PostgreSQL).
@@ -147,12 +183,21 @@ impl SqlDirectory {
         Ok(directory)
     }
 
-    /// Users stored before they could be searched (by an older version) get their search row.
+    /// Users stored before they could be searched (by an older version) get their search row;
+    /// all of them, when the rows were written by an older [`search_key`].
     async fn index_unsearchable(&self) -> Result<(), StoreError> {
-        let rows = sqlx::query(
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM directory_search_version WHERE one = 1")
+                .fetch_optional(&self.db.reader)
+                .await
+                .map_err(unavailable)?;
+        let all = version.unwrap_or(1) < SEARCH_KEY_VERSION;
+        let rows = sqlx::query(if all {
+            "SELECT u.tenant, u.data FROM directory_users u"
+        } else {
             "SELECT u.tenant, u.data FROM directory_users u LEFT JOIN directory_user_search s \
-             ON s.tenant = u.tenant AND s.id = u.id WHERE s.id IS NULL",
-        )
+             ON s.tenant = u.tenant AND s.id = u.id WHERE s.id IS NULL"
+        })
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;
@@ -167,7 +212,19 @@ impl SqlDirectory {
         for (tenant, users) in by_tenant {
             let tenant = TenantId::parse(&tenant)
                 .map_err(|error| StoreError::Corrupt(format!("tenant {tenant:?}: {error}")))?;
-            self.put_users(&tenant, &users).await?;
+            for chunk in users.chunks(1000) {
+                self.put_users(&tenant, chunk).await?;
+            }
+        }
+        if all {
+            sqlx::query(self.db.sql(
+                "INSERT INTO directory_search_version (one, version) VALUES (1, ?) \
+                 ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+            ))
+            .bind(SEARCH_KEY_VERSION)
+            .execute(&self.db.writer)
+            .await
+            .map_err(unavailable)?;
         }
         Ok(())
     }
@@ -530,5 +587,42 @@ impl Directory for SqlDirectory {
 
     async fn chats(&self, tenant: &TenantId) -> Result<Vec<DirectoryChat>, StoreError> {
         self.all("directory_chats", tenant).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> String {
+        search_key(&UserId::parse("u1").unwrap(), name)
+    }
+
+    #[test]
+    fn a_name_is_found_by_its_pinyin_in_full_and_by_initials() {
+        let key = key("张伟");
+        for part in ["u1", "张伟", "zhangwei", "zw"] {
+            assert!(key.split('\u{1f}').any(|p| p == part), "{part} in {key:?}");
+        }
+    }
+
+    #[test]
+    fn a_surname_is_found_by_each_of_its_readings() {
+        // 单 is dan in most words, shan as a surname.
+        let key = key("单芳");
+        for part in ["danfang", "df", "shanfang", "sf"] {
+            assert!(key.split('\u{1f}').any(|p| p == part), "{part} in {key:?}");
+        }
+        // Only the first character: 芳 has one reading, 单 elsewhere gives its common one.
+        let key = super::search_key(&UserId::parse("u2").unwrap(), "王单");
+        assert!(
+            key.contains("wangdan") && !key.contains("wangshan"),
+            "{key:?}"
+        );
+        // Latin names are unchanged.
+        assert!(
+            super::search_key(&UserId::parse("u3").unwrap(), "Emma Zhou")
+                .ends_with("\u{1f}emmazhou\u{1f}ez")
+        );
     }
 }
