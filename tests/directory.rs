@@ -201,14 +201,38 @@ async fn ids_give_exactly_those_users_names() {
     let reader = token(T, "alice", false);
     let page = app
         .get(
-            "/api/v1/directory/users?ids=wangwei,nobody,wangwei",
+            "/api/v1/directory/users?ids=wangwei2,nobody,awang,wangwei,wangwei",
             &reader,
         )
         .await;
     assert_eq!(
         page.ok(200)["items"],
-        serde_json::json!([{"id": "wangwei", "name": "王伟"}])
+        serde_json::json!([{"id": "awang", "name": "王伟"}, {"id": "wangwei", "name": "王伟"},
+            {"id": "wangwei2", "name": "王伟"}])
     );
+    // Another tenant's user of the same id is not this tenant's.
+    app.put(
+        "/api/v1/directory/users",
+        &token("other", "admin", true),
+        serde_json::json!([{"id": "wangwei", "name": "别人"}]),
+    )
+    .await
+    .ok(200);
+    let page = app
+        .get("/api/v1/directory/users?ids=wangwei", &reader)
+        .await;
+    assert_eq!(page.ok(200)["items"][0]["name"], "王伟");
+    // A hundred distinct ids (and a repeat) are taken.
+    let hundred: Vec<String> = (0..100)
+        .map(|n| format!("u{n}"))
+        .chain(["u1".to_owned()])
+        .collect();
+    app.get(
+        &format!("/api/v1/directory/users?ids={}", hundred.join(",")),
+        &reader,
+    )
+    .await
+    .ok(200);
     for bad in ["ids=a,b&q=x", "ids=a&cursor=b", "ids=bad%20id"] {
         let reply = app
             .get(&format!("/api/v1/directory/users?{bad}"), &reader)

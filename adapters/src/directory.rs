@@ -8,8 +8,10 @@ use meetline_domain::ports::StoreError;
 use meetline_domain::types::{ChatId, MeetingId, TenantId, UserId};
 use serde::Serialize;
 use sqlx::Row;
+use std::collections::HashMap;
 
 use crate::db::{Database, unavailable};
+use crate::directory_search::{Cached, SearchCache, SearchRow};
 
 pub use meetline_domain::ports::directory::{ChatKind, Directory, DirectoryChat, DirectoryUser};
 
@@ -36,64 +38,9 @@ CREATE TABLE IF NOT EXISTS directory_search_version (
 );
 "#;
 
-/// How many tenants' search rows a node keeps in memory (the least recently searched go first).
-const CACHED_TENANTS: usize = 64;
-/// A tenant with more users than this is searched in the database, not in memory.
-const CACHED_USERS: usize = 200_000;
-
-/// A tenant's search rows as a node keeps them: ordered by id (byte-wise), with the directory
-/// stamp they were read at.
-#[derive(Debug)]
-struct CachedTenant {
-    stamp: i64,
-    rows: Vec<SearchRow>,
-    used: std::sync::atomic::AtomicU64,
-}
-
-#[derive(Debug)]
-struct SearchRow {
-    id: String,
-    name: String,
-    search: String,
-}
-
-/// The search rows of the tenants searched lately. Every write of a tenant's users moves its
-/// stamp (`directory_stamps`, in the write's transaction, on whichever node), and a search reads
-/// the stamp first: rows are served from memory only while their stamp is the stored one.
-#[derive(Debug, Default)]
-struct SearchCache {
-    tenants: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<CachedTenant>>>,
-    clock: std::sync::atomic::AtomicU64,
-}
-
-impl SearchCache {
-    fn get(&self, tenant: &str, stamp: i64) -> Option<std::sync::Arc<CachedTenant>> {
-        let tenants = self.tenants.lock().expect("not poisoned");
-        let cached = tenants.get(tenant).filter(|cached| cached.stamp == stamp)?;
-        cached.used.store(
-            self.clock
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        Some(cached.clone())
-    }
-
-    fn put(&self, tenant: &str, cached: CachedTenant) -> std::sync::Arc<CachedTenant> {
-        let cached = std::sync::Arc::new(cached);
-        let mut tenants = self.tenants.lock().expect("not poisoned");
-        if tenants.len() >= CACHED_TENANTS && !tenants.contains_key(tenant) {
-            let oldest = tenants
-                .iter()
-                .min_by_key(|(_, cached)| cached.used.load(std::sync::atomic::Ordering::Relaxed))
-                .map(|(name, _)| name.clone());
-            if let Some(oldest) = oldest {
-                tenants.remove(&oldest);
-            }
-        }
-        tenants.insert(tenant.to_owned(), cached.clone());
-        cached
-    }
-}
+/// A tenant with more users than this is searched in the database, not in memory (with the
+/// byte bounds of [`SearchCache`]).
+const CACHED_USERS: i64 = 200_000;
 
 /// The version of [`search_key`]: search rows written by an older one are written again at start.
 /// 2: a surname's other readings (单: dan, shan).
@@ -160,11 +107,31 @@ pub fn search_key(id: &UserId, name: &str) -> String {
     key
 }
 
+/// Moves the tenant's directory stamp (inside the caller's write): nodes that keep its search
+/// rows in memory read them again.
+async fn move_stamp(
+    db: &Database,
+    transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(db.sql(
+        "INSERT INTO directory_stamps (tenant, stamp) VALUES (?, 1) \
+         ON CONFLICT (tenant) DO UPDATE SET stamp = directory_stamps.stamp + 1",
+    ))
+    .bind(tenant)
+    .execute(&mut **transaction)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 /// The directory in the relational database (SQLite or PostgreSQL).
 #[derive(Debug, Clone)]
 pub struct SqlDirectory {
     db: Database,
     searches: std::sync::Arc<SearchCache>,
+    /// Whether searches may be served from memory (off: always the database; tests compare).
+    in_memory: bool,
 }
 
 impl SqlDirectory {
@@ -178,26 +145,25 @@ impl SqlDirectory {
         let directory = Self {
             db,
             searches: std::sync::Arc::default(),
+            in_memory: true,
         };
         directory.index_unsearchable().await?;
         Ok(directory)
     }
 
+    /// The same directory, searched in the database only (tests compare the two paths).
+    pub fn without_memory(mut self) -> Self {
+        self.in_memory = false;
+        self
+    }
+
     /// Users stored before they could be searched (by an older version) get their search row;
-    /// all of them, when the rows were written by an older [`search_key`].
+    /// and when the rows were written by an older [`search_key`], each gets its key again.
     async fn index_unsearchable(&self) -> Result<(), StoreError> {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM directory_search_version WHERE one = 1")
-                .fetch_optional(&self.db.reader)
-                .await
-                .map_err(unavailable)?;
-        let all = version.unwrap_or(1) < SEARCH_KEY_VERSION;
-        let rows = sqlx::query(if all {
-            "SELECT u.tenant, u.data FROM directory_users u"
-        } else {
+        let rows = sqlx::query(
             "SELECT u.tenant, u.data FROM directory_users u LEFT JOIN directory_user_search s \
-             ON s.tenant = u.tenant AND s.id = u.id WHERE s.id IS NULL"
-        })
+             ON s.tenant = u.tenant AND s.id = u.id WHERE s.id IS NULL",
+        )
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;
@@ -216,16 +182,75 @@ impl SqlDirectory {
                 self.put_users(&tenant, chunk).await?;
             }
         }
-        if all {
-            sqlx::query(self.db.sql(
-                "INSERT INTO directory_search_version (one, version) VALUES (1, ?) \
-                 ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM directory_search_version WHERE one = 1")
+                .fetch_optional(&self.db.reader)
+                .await
+                .map_err(unavailable)?;
+        if version.unwrap_or(1) < SEARCH_KEY_VERSION {
+            self.rekey().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every search row's key again with today's [`search_key`], a thousand rows a
+    /// transaction, in key order. Only the key of a row whose name is still the one read is
+    /// written (a user renamed meanwhile, on any node, already has today's key), and the users'
+    /// own data is not touched; each chunk moves its tenants' stamps. Another node doing the
+    /// same at once writes the same keys.
+    async fn rekey(&self) -> Result<(), StoreError> {
+        let (mut tenant, mut id) = (String::new(), String::new());
+        loop {
+            let rows = sqlx::query(self.db.sql(
+                "SELECT tenant, id, name FROM directory_user_search \
+                 WHERE tenant > ? OR (tenant = ? AND id > ?) ORDER BY tenant, id LIMIT 1000",
             ))
-            .bind(SEARCH_KEY_VERSION)
-            .execute(&self.db.writer)
+            .bind(&tenant)
+            .bind(&tenant)
+            .bind(&id)
+            .fetch_all(&self.db.reader)
             .await
             .map_err(unavailable)?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            (tenant, id) = (last.get("tenant"), last.get("id"));
+            let mut transaction = self.db.writer.begin().await.map_err(unavailable)?;
+            let mut tenants: Vec<String> = Vec::new();
+            for row in &rows {
+                let (row_tenant, row_id, name): (String, String, String) =
+                    (row.get("tenant"), row.get("id"), row.get("name"));
+                let Ok(user) = UserId::parse(&row_id) else {
+                    continue;
+                };
+                sqlx::query(self.db.sql(
+                    "UPDATE directory_user_search SET search = ? \
+                     WHERE tenant = ? AND id = ? AND name = ?",
+                ))
+                .bind(search_key(&user, &name))
+                .bind(&row_tenant)
+                .bind(&row_id)
+                .bind(&name)
+                .execute(&mut *transaction)
+                .await
+                .map_err(unavailable)?;
+                if !tenants.contains(&row_tenant) {
+                    tenants.push(row_tenant);
+                }
+            }
+            for touched in &tenants {
+                move_stamp(&self.db, &mut transaction, touched).await?;
+            }
+            transaction.commit().await.map_err(unavailable)?;
         }
+        sqlx::query(self.db.sql(
+            "INSERT INTO directory_search_version (one, version) VALUES (1, ?) \
+             ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+        ))
+        .bind(SEARCH_KEY_VERSION)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
         Ok(())
     }
 
@@ -253,11 +278,62 @@ impl SqlDirectory {
     }
 
     /// The tenant's search rows as this node keeps them, read again if the stored stamp moved
-    /// since; `None` for a tenant too large to keep.
+    /// since; `None`: search the database (a tenant too large to keep, a load under way, or
+    /// memory off).
     async fn searchable(
         &self,
         tenant: &TenantId,
-    ) -> Result<Option<std::sync::Arc<CachedTenant>>, StoreError> {
+    ) -> Result<Option<std::sync::Arc<Vec<SearchRow>>>, StoreError> {
+        if !self.in_memory {
+            return Ok(None);
+        }
+        let stamp = self.stamp(tenant).await?;
+        let rows = |cached: Cached| match cached {
+            Cached::Rows(rows) => Some(rows),
+            Cached::TooLarge => None,
+        };
+        if let Some(cached) = self.searches.get(tenant.as_str(), stamp) {
+            return Ok(rows(cached));
+        }
+        // One load at a time: a search that finds one under way asks the database.
+        let Ok(_loading) = self.searches.loading.try_lock() else {
+            return Ok(None);
+        };
+        let stamp = self.stamp(tenant).await?;
+        if let Some(cached) = self.searches.get(tenant.as_str(), stamp) {
+            return Ok(rows(cached));
+        }
+        // Read after the stamp: rows at least as new as it (a write in between only makes the
+        // next search read them again).
+        let found = sqlx::query(
+            self.db
+                .sql("SELECT id, name, search FROM directory_user_search WHERE tenant = ? LIMIT ?"),
+        )
+        .bind(tenant.as_str())
+        .bind(CACHED_USERS + 1)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        let loaded = if found.len() as i64 > CACHED_USERS {
+            None
+        } else {
+            let mut loaded: Vec<SearchRow> = found
+                .iter()
+                .map(|row| SearchRow {
+                    id: row.get("id"),
+                    name: row.get("name"),
+                    search: row.get("search"),
+                })
+                .collect();
+            drop(found);
+            loaded.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+            Some(loaded)
+        };
+        Ok(rows(self.searches.put(tenant.as_str(), stamp, loaded)))
+    }
+
+    /// The tenant's directory stamp (0 before its first write).
+    async fn stamp(&self, tenant: &TenantId) -> Result<i64, StoreError> {
         let stamp: Option<i64> = sqlx::query_scalar(
             self.db
                 .sql("SELECT stamp FROM directory_stamps WHERE tenant = ?"),
@@ -266,48 +342,7 @@ impl SqlDirectory {
         .fetch_optional(&self.db.reader)
         .await
         .map_err(unavailable)?;
-        let stamp = stamp.unwrap_or(0);
-        if let Some(cached) = self.searches.get(tenant.as_str(), stamp) {
-            return Ok(Some(cached));
-        }
-        let count: i64 = sqlx::query_scalar(
-            self.db
-                .sql("SELECT COUNT(*) FROM directory_user_search WHERE tenant = ?"),
-        )
-        .bind(tenant.as_str())
-        .fetch_one(&self.db.reader)
-        .await
-        .map_err(unavailable)?;
-        if usize::try_from(count).unwrap_or(usize::MAX) > CACHED_USERS {
-            return Ok(None);
-        }
-        // Read after the stamp: rows at least as new as it (a write in between only makes the
-        // next search read them again).
-        let rows = sqlx::query(
-            self.db
-                .sql("SELECT id, name, search FROM directory_user_search WHERE tenant = ?"),
-        )
-        .bind(tenant.as_str())
-        .fetch_all(&self.db.reader)
-        .await
-        .map_err(unavailable)?;
-        let mut rows: Vec<SearchRow> = rows
-            .iter()
-            .map(|row| SearchRow {
-                id: row.get("id"),
-                name: row.get("name"),
-                search: row.get("search"),
-            })
-            .collect();
-        rows.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        Ok(Some(self.searches.put(
-            tenant.as_str(),
-            CachedTenant {
-                stamp,
-                rows,
-                used: std::sync::atomic::AtomicU64::new(0),
-            },
-        )))
+        Ok(stamp.unwrap_or(0))
     }
 
     /// A search of a tenant too large to keep in memory: a substring test of each row.
@@ -330,9 +365,14 @@ impl SqlDirectory {
         } else {
             format!("({contains} OR {contains})")
         };
+        // Ids in byte order on both engines, as the rows in memory are.
+        let id = match self.db.backend {
+            crate::db::Backend::Sqlite => "id",
+            crate::db::Backend::Postgres => r#"id COLLATE "C""#,
+        };
         let sql = format!(
-            "SELECT id, name FROM directory_user_search WHERE tenant = ? AND id > ? \
-             AND {condition} ORDER BY id LIMIT ?"
+            "SELECT id, name FROM directory_user_search WHERE tenant = ? AND {id} > ? \
+             AND {condition} ORDER BY {id} LIMIT ?"
         );
         let mut select = sqlx::query(self.db.sql(&sql))
             .bind(tenant.as_str())
@@ -454,15 +494,7 @@ impl Directory for SqlDirectory {
             .await
             .map_err(unavailable)?;
         }
-        // Nodes that keep this tenant's search rows in memory read them again.
-        sqlx::query(self.db.sql(
-            "INSERT INTO directory_stamps (tenant, stamp) VALUES (?, 1) \
-             ON CONFLICT (tenant) DO UPDATE SET stamp = directory_stamps.stamp + 1",
-        ))
-        .bind(tenant.as_str())
-        .execute(&mut *transaction)
-        .await
-        .map_err(unavailable)?;
+        move_stamp(&self.db, &mut transaction, tenant.as_str()).await?;
         transaction.commit().await.map_err(unavailable)?;
         Ok(users.len())
     }
@@ -477,18 +509,16 @@ impl Directory for SqlDirectory {
         let query = query.trim().to_lowercase();
         // "zhang wei" finds zhangwei too.
         let squeezed: String = query.chars().filter(|c| !c.is_whitespace()).collect();
-        let Some(cached) = self.searchable(tenant).await? else {
+        let Some(rows) = self.searchable(tenant).await? else {
             return self
                 .search_in_database(tenant, &query, &squeezed, after, limit)
                 .await;
         };
         // Rows by id, byte-wise: start after the cursor, keep those the query is part of.
         let from = after.map_or(0, |after| {
-            cached
-                .rows
-                .partition_point(|row| row.id.as_str() <= after.as_str())
+            rows.partition_point(|row| row.id.as_str() <= after.as_str())
         });
-        cached.rows[from..]
+        rows[from..]
             .iter()
             .filter(|row| row.search.contains(&query) || row.search.contains(&squeezed))
             .take(limit)
@@ -498,6 +528,45 @@ impl Directory for SqlDirectory {
                 Ok((id, row.name.clone()))
             })
             .collect()
+    }
+
+    async fn names(
+        &self,
+        tenant: &TenantId,
+        ids: &[UserId],
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        if let Some(rows) = self.searchable(tenant).await? {
+            return Ok(ids
+                .iter()
+                .filter_map(|id| {
+                    let at = rows
+                        .binary_search_by(|row| row.id.as_str().cmp(id.as_str()))
+                        .ok()?;
+                    Some((id.clone(), rows[at].name.clone()))
+                })
+                .collect());
+        }
+        let among = match self.db.backend {
+            crate::db::Backend::Sqlite => "SELECT value FROM json_each(?)",
+            crate::db::Backend::Postgres => "SELECT json_array_elements_text(?::json)",
+        };
+        let wanted: Vec<&str> = ids.iter().map(UserId::as_str).collect();
+        let rows = sqlx::query(self.db.sql(&format!(
+            "SELECT id, name FROM directory_user_search WHERE tenant = ? AND id IN ({among})"
+        )))
+        .bind(tenant.as_str())
+        .bind(serde_json::to_string(&wanted).expect("strings serialize"))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        let found: HashMap<String, String> = rows
+            .iter()
+            .map(|row| (row.get("id"), row.get("name")))
+            .collect();
+        Ok(ids
+            .iter()
+            .filter_map(|id| Some((id.clone(), found.get(id.as_str())?.clone())))
+            .collect())
     }
 
     async fn user(

@@ -26,6 +26,7 @@
 pub mod auth;
 pub use meetline_db as db;
 pub mod directory;
+mod directory_search;
 #[cfg(feature = "esdb")]
 pub mod esdb;
 mod group_commit;

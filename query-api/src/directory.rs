@@ -143,7 +143,7 @@ async fn me(
 /// member pickers; or, with `ids`, those users exactly (for showing names).
 #[utoipa::path(get, path = "/api/v1/directory/users", tag = "directory", params(UserSearch),
     responses((status = 200, body = DirectoryUsersResponse),
-        (status = 422, description = "invalid_input: q, limit or cursor", content_type = "application/problem+json", body = meetline_api_common::error::Problem)))]
+        (status = 422, description = "invalid_input: q, limit, cursor or ids", content_type = "application/problem+json", body = meetline_api_common::error::Problem)))]
 async fn directory_users(
     State(state): State<DirectoryState>,
     Caller(principal): Caller,
@@ -153,26 +153,32 @@ async fn directory_users(
         if search.q.is_some() || search.cursor.is_some() {
             return Err(DomainError::invalid_input("ids").into());
         }
-        let mut wanted: Vec<UserId> = ids
+        // The count first: a long list is refused before it is parsed.
+        let listed: Vec<&str> = ids
             .split(',')
             .map(str::trim)
             .filter(|id| !id.is_empty())
+            .take(MAX_IDS * 2 + 1)
+            .collect();
+        let mut wanted: Vec<UserId> = listed
+            .iter()
             .map(|id| UserId::parse(id).map_err(|_| DomainError::invalid_input("ids")))
             .collect::<Result<_, _>>()?;
         wanted.sort();
         wanted.dedup();
-        if wanted.len() > MAX_IDS {
+        if wanted.len() > MAX_IDS || listed.len() > MAX_IDS * 2 {
             return Err(DomainError::invalid_input("ids").into());
         }
-        let mut items = Vec::with_capacity(wanted.len());
-        for id in &wanted {
-            if let Some(user) = state.directory.user(&principal.tenant, id).await? {
-                items.push(DirectoryUserSummary {
-                    id: id.to_string(),
-                    name: user.name,
-                });
-            }
-        }
+        let items = state
+            .directory
+            .names(&principal.tenant, &wanted)
+            .await?
+            .into_iter()
+            .map(|(id, name)| DirectoryUserSummary {
+                id: id.to_string(),
+                name,
+            })
+            .collect();
         return Ok(Json(DirectoryUsersResponse {
             items,
             next_cursor: None,

@@ -57,6 +57,20 @@ pub trait Directory: Send + Sync + 'static {
         after: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<(UserId, String)>, StoreError>;
+    /// The names of those of `ids` that are users of the tenant, in `ids`' order.
+    async fn names(
+        &self,
+        tenant: &TenantId,
+        ids: &[UserId],
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(user) = self.user(tenant, id).await? {
+                found.push((id.clone(), user.name));
+            }
+        }
+        Ok(found)
+    }
     /// Which of `ids` are not users of the tenant.
     async fn unknown_users(
         &self,
