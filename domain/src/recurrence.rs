@@ -472,6 +472,61 @@ mod tests {
     }
 
     #[test]
+    fn intervals_weekdays_before_the_first_and_the_local_date_count() {
+        // Sunday 2027-01-03 17:00 UTC is Monday 01:00 in Shanghai: the rule's day is Monday.
+        let first = slot("2027-01-03T17:00:00Z", 60);
+        let weekly = Recurrence::new(Frequency::Weekly, 2, &[], RecurrenceEnd::Count(3)).unwrap();
+        let slots = weekly.occurrences(&first, &shanghai()).unwrap();
+        assert_eq!(
+            starts(&slots),
+            ["2027-01-03 17:00", "2027-01-17 17:00", "2027-01-31 17:00"]
+        );
+        assert_eq!(
+            weekly.rrule(&first, &shanghai(), 3),
+            "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO;COUNT=3"
+        );
+        // Starting on a Thursday with Monday and Thursday: no Monday before the first.
+        let thursday = slot("2027-01-07T02:00:00Z", 60);
+        let both = Recurrence::new(
+            Frequency::Weekly,
+            1,
+            &[Weekday::Mon, Weekday::Thu],
+            RecurrenceEnd::Count(3),
+        )
+        .unwrap();
+        assert_eq!(
+            starts(&both.occurrences(&thursday, &shanghai()).unwrap()),
+            ["2027-01-07 02:00", "2027-01-11 02:00", "2027-01-14 02:00"]
+        );
+        // Every other month, on the first Thursday.
+        let monthly = Recurrence::new(Frequency::Monthly, 2, &[], RecurrenceEnd::Count(3)).unwrap();
+        assert_eq!(
+            starts(&monthly.occurrences(&thursday, &shanghai()).unwrap()),
+            ["2027-01-07 02:00", "2027-03-04 02:00", "2027-05-06 02:00"]
+        );
+        // An end date giving exactly 100 daily occurrences is taken.
+        let hundred = Recurrence::new(
+            Frequency::Daily,
+            1,
+            &[],
+            RecurrenceEnd::Until(NaiveDate::from_ymd_opt(2027, 4, 16).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(hundred.occurrences(&thursday, &shanghai()).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn a_local_time_the_clocks_pass_twice_is_the_earlier() {
+        // 02:30 Berlin on 2027-10-31 happens twice (CEST, then CET): the first, 00:30 UTC.
+        let berlin = TimeZoneName::parse("Europe/Berlin").unwrap();
+        let rule = Recurrence::new(Frequency::Daily, 1, &[], RecurrenceEnd::Count(2)).unwrap();
+        let slots = rule
+            .occurrences(&slot("2027-10-30T00:30:00Z", 30), &berlin)
+            .unwrap();
+        assert_eq!(starts(&slots), ["2027-10-30 00:30", "2027-10-31 00:30"]);
+    }
+
+    #[test]
     fn occurrences_that_would_overlap_are_refused() {
         // Daily, 24 hours long, across a change of clocks that makes one day 23 hours.
         let berlin = TimeZoneName::parse("Europe/Berlin").unwrap();

@@ -299,6 +299,31 @@ mod tests {
     }
 
     #[test]
+    fn a_zone_with_summer_time_has_each_change_as_an_observance() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let from = DateTime::parse_from_rfc3339("2027-03-22T08:20:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let lines = vtimezone(&tz, from, from + Duration::days(14)).join("\n");
+        assert!(
+            lines.contains(
+                "BEGIN:DAYLIGHT\nDTSTART:20270328T020000\nTZOFFSETFROM:+0100\nTZOFFSETTO:+0200\nEND:DAYLIGHT"
+            ),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("BEGIN:STANDARD\nDTSTART:20270321"),
+            "the offset before the change: {lines}"
+        );
+        assert_eq!(lines.matches("BEGIN:DAYLIGHT").count(), 1);
+        // A zone without changes: its one offset.
+        let shanghai: Tz = "Asia/Shanghai".parse().unwrap();
+        let lines = vtimezone(&shanghai, from, from + Duration::days(300)).join("\n");
+        assert_eq!(lines.matches("BEGIN:STANDARD").count(), 1);
+        assert!(lines.contains("TZOFFSETFROM:+0800\nTZOFFSETTO:+0800"));
+    }
+
+    #[test]
     fn text_escapes_separators() {
         assert_eq!(text("a,b;c\\d\ne"), "a\\,b\\;c\\\\d\\ne");
     }
