@@ -575,3 +575,47 @@ async fn bad_series_requests_are_refused_naming_the_field() {
         .await;
     attendee.problem(403, "forbidden");
 }
+
+#[tokio::test]
+async fn a_keyed_retry_of_a_refused_series_gets_the_same_conflicts_also_after_a_restart() {
+    let mut app = spawn_app().await;
+    app.seed(T, 1).await;
+    let taken = [week(30, 1), week(30, 2)];
+    for start in taken {
+        book(&app, "bob", start).await.ok(201);
+    }
+    let keyed = async |app: &TestApp| {
+        app.send(
+            app.request(
+                reqwest::Method::POST,
+                "/api/v1/conferences",
+                &token(T, "alice", false),
+            )
+            .header("Idempotency-Key", "reject-1")
+            .json(
+                &json!({"subject": "周会", "start": later(30), "duration_minutes": 60,
+                    "recurrence": {"frequency": "weekly", "count": 4}}),
+            ),
+        )
+        .await
+    };
+    let starts_of = |reply: &Reply| -> Vec<DateTime<Utc>> {
+        reply.problem(409, "no_free_line")["conflicts"]
+            .as_array()
+            .expect("conflicts")
+            .iter()
+            .map(|conflict| instant(conflict["start"].as_str().unwrap()))
+            .collect()
+    };
+    assert_eq!(starts_of(&keyed(&app).await), taken.to_vec());
+    assert_eq!(starts_of(&keyed(&app).await), taken.to_vec());
+    // After a restart the refusal is read back from the log: the same conflicts.
+    app.restart(&[]);
+    let again = keyed(&app).await;
+    assert_eq!(starts_of(&again), taken.to_vec());
+    assert!(
+        again.problem(409, "no_free_line")["conflicts"][0]["suggestions"]
+            .as_array()
+            .is_some_and(|suggestions| !suggestions.is_empty())
+    );
+}

@@ -456,7 +456,7 @@ impl EventStore for EsdbEventStore {
                     line: None,
                     last_position: event.position,
                     recorded_at: at,
-                    refused: None,
+                    refused: Vec::new(),
                 });
                 record.recorded_at = record.recorded_at.min(at);
                 record.last_position = record.last_position.max(event.position);
@@ -464,7 +464,8 @@ impl EventStore for EsdbEventStore {
                 record.conference = event.event.conference().or(record.conference);
                 match &event.event {
                     Event::LineAdded { line, .. } => record.line = Some(line.clone()),
-                    Event::DemandRefused { slot, .. } => record.refused = Some(*slot),
+                    // Read backwards: each earlier refusal goes first.
+                    Event::DemandRefused { slot, .. } => record.refused.insert(0, *slot),
                     _ => {}
                 }
             } else if found.is_some() || at < newest_at - COMMAND_WINDOW {

@@ -467,7 +467,7 @@ impl EventStore for PgEventStore {
             "SELECT MAX(position) AS last, MIN(recorded_at) AS at, \
              (ARRAY_AGG(conference_id ORDER BY position) FILTER (WHERE conference_id IS NOT NULL))[1] AS conference, \
              MAX(data->>'line') FILTER (WHERE event_type = 'LineAdded') AS line, \
-             MAX(data::text) FILTER (WHERE event_type = 'DemandRefused') AS refused, \
+             ARRAY_AGG(data::text ORDER BY position) FILTER (WHERE event_type = 'DemandRefused') AS refused, \
              MAX(schema_version) FILTER (WHERE event_type = 'DemandRefused') AS refused_schema \
              FROM events WHERE stream = $1 AND command_id = $2 AND recorded_at = \
              (SELECT recorded_at FROM events WHERE stream = $1 AND command_id = $2 \
@@ -482,17 +482,14 @@ impl EventStore for PgEventStore {
             return Ok(None);
         };
         let line: Option<String> = row.get("line");
-        let refused: Option<String> = row.get("refused");
+        let refused: Option<Vec<String>> = row.get("refused");
+        let schema = row.get::<Option<i32>, _>("refused_schema").map(i64::from);
         Ok(Some(CommandRecord {
             refused: refused
-                .as_deref()
-                .map(|data| {
-                    refused_slot(
-                        data,
-                        row.get::<Option<i32>, _>("refused_schema").map(i64::from),
-                    )
-                })
-                .transpose()?,
+                .unwrap_or_default()
+                .iter()
+                .map(|data| refused_slot(data, schema))
+                .collect::<Result<_, _>>()?,
             conference: row.get::<Option<Uuid>, _>("conference").map(ConferenceId),
             line: line
                 .as_deref()

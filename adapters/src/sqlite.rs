@@ -410,7 +410,8 @@ impl EventStore for SqliteEventStore {
              (SELECT conference_id FROM newest WHERE conference_id IS NOT NULL \
               ORDER BY position LIMIT 1) AS conference, \
              MAX(CASE WHEN event_type = 'LineAdded' THEN json_extract(data, '$.line') END) AS line, \
-             MAX(CASE WHEN event_type = 'DemandRefused' THEN data END) AS refused, \
+             (SELECT json_group_array(data) FROM (SELECT data FROM newest \
+              WHERE event_type = 'DemandRefused' ORDER BY position)) AS refused, \
              MAX(CASE WHEN event_type = 'DemandRefused' THEN schema_version END) AS refused_schema \
              FROM newest",
         )
@@ -425,11 +426,18 @@ impl EventStore for SqliteEventStore {
         let conference: Option<String> = row.get("conference");
         let line: Option<String> = row.get("line");
         let refused: Option<String> = row.get("refused");
+        let refused: Vec<String> = refused
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|error| StoreError::Corrupt(format!("refusals: {error}")))?
+            .unwrap_or_default();
+        let schema = row.get::<Option<i64>, _>("refused_schema");
         Ok(Some(CommandRecord {
             refused: refused
-                .as_deref()
-                .map(|data| refused_slot(data, row.get::<Option<i64>, _>("refused_schema")))
-                .transpose()?,
+                .iter()
+                .map(|data| refused_slot(data, schema))
+                .collect::<Result<_, _>>()?,
             line: line
                 .as_deref()
                 .map(LineId::parse)

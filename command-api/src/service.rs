@@ -977,11 +977,22 @@ impl Writer {
                 // booked: it was accepted.
                 let accepted_series = matches!(submission.command, Command::ScheduleSeries(_))
                     && record.conference.is_some();
-                if let Some(slot) = record.refused.filter(|_| !accepted_series) {
-                    replays.insert(
-                        index,
-                        Decision::RejectedBefore(DomainError::no_free_line(slot)),
-                    );
+                if let Some(&first) = record.refused.first().filter(|_| !accepted_series) {
+                    let error = if submission.command.is_series() {
+                        DomainError::SeriesUnbookable {
+                            conflicts: record
+                                .refused
+                                .iter()
+                                .map(|slot| SeriesConflict {
+                                    slot: *slot,
+                                    suggestions: Vec::new(),
+                                })
+                                .collect(),
+                        }
+                    } else {
+                        DomainError::no_free_line(first)
+                    };
+                    replays.insert(index, Decision::RejectedBefore(error));
                     continue;
                 }
                 replays.insert(

@@ -512,7 +512,10 @@ mod tests {
             RecurrenceEnd::Until(NaiveDate::from_ymd_opt(2027, 4, 16).unwrap()),
         )
         .unwrap();
-        assert_eq!(hundred.occurrences(&thursday, &shanghai()).unwrap().len(), 100);
+        assert_eq!(
+            hundred.occurrences(&thursday, &shanghai()).unwrap().len(),
+            100
+        );
     }
 
     #[test]

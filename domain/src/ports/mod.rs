@@ -79,9 +79,9 @@ pub struct CommandRecord {
     pub line: Option<LineId>,
     pub last_position: Position,
     pub recorded_at: DateTime<Utc>,
-    /// The slot it asked for, when it was refused for want of a line (`DemandRefused`): a retry
-    /// gets the same refusal.
-    pub refused: Option<TimeSlot>,
+    /// The slots it recorded as refused for want of a line (`DemandRefused`), in order: a retry
+    /// of a refused command gets the same refusal (a series: each occurrence no line took).
+    pub refused: Vec<TimeSlot>,
 }
 
 /// A pool's state at `version`, in the format numbered `schema` (the command service's
