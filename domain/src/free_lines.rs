@@ -23,7 +23,7 @@ use crate::pool::{Booking, Line};
 use crate::types::TimeSlot;
 
 /// Seconds per bucket.
-const BUCKET: i64 = 900;
+pub(crate) const BUCKET: i64 = 900;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FreeLineIndex {
@@ -40,7 +40,7 @@ fn bucket_of(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(BUCKET)
 }
 
-fn bucket_start(bucket: i64) -> DateTime<Utc> {
+pub(crate) fn bucket_start(bucket: i64) -> DateTime<Utc> {
     let fallback = if bucket < 0 {
         DateTime::<Utc>::MIN_UTC
     } else {
@@ -61,7 +61,7 @@ fn buckets(slot: &TimeSlot) -> std::ops::RangeInclusive<i64> {
     bucket_of(slot.start)..=last
 }
 
-fn set(bits: &mut Vec<u64>, index: usize, on: bool) {
+pub(crate) fn set(bits: &mut Vec<u64>, index: usize, on: bool) {
     let (word, bit) = (index / 64, 1u64 << (index % 64));
     if bits.len() <= word {
         if !on {
@@ -148,6 +148,26 @@ impl FreeLineIndex {
                 }
             }
         }
+    }
+
+    /// The buckets `slot` reaches in which every line of `lines` marks is covered (busy for the
+    /// whole bucket): no slot reaching one of them is free on any of those lines. The first and
+    /// the last of them, if any.
+    pub(crate) fn full_buckets(&self, slot: &TimeSlot, lines: &[u64]) -> Option<(i64, i64)> {
+        let mut full = None;
+        for bucket in buckets(slot) {
+            let Some(entry) = self.buckets.get(&bucket) else {
+                continue;
+            };
+            let covered = lines
+                .iter()
+                .enumerate()
+                .all(|(word, wanted)| wanted & !entry.covered.get(word).copied().unwrap_or(0) == 0);
+            if covered {
+                full = Some(full.map_or((bucket, bucket), |(first, _)| (first, bucket)));
+            }
+        }
+        full
     }
 
     /// The position of the first line (in `lines`' order) that `is_candidate` accepts and on

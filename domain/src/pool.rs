@@ -108,7 +108,7 @@ pub struct LinePool {
     journal: Option<Journal>,
     /// Which lines are busy when (derived from the bookings; rebuilt when a pool is loaded).
     #[serde(skip)]
-    index: FreeLineIndex,
+    pub(crate) index: FreeLineIndex,
 }
 
 /// A pool as snapshots store it: the state without what is derived from it.

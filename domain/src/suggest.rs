@@ -5,12 +5,14 @@
 //! — nearest to the requested start first, before or after it (on a tie, the earlier one).
 //!
 //! The grid points are tried outward from the requested start with the free-line index
-//! ([`LinePool::first_free_line`]: a few bitset look-ups each), so the cost is the number of grid
-//! points between the request and the nearest free times — at most [`MAX_TRIED`] (two weeks
-//! either way); a pool without an active line answers at once.
+//! ([`LinePool::first_free_line`]: a few bitset look-ups each); a point whose slot reaches a
+//! bucket busy on every active line throughout rules out its neighbours too, and the search
+//! jumps past that bucket. So the cost is the number of looks between the request and the
+//! nearest free times — at most [`MAX_TRIED`]; a pool without an active line answers at once.
 
 use chrono::{DateTime, TimeZone, Utc};
 
+use crate::free_lines::{bucket_start, set};
 use crate::pool::LinePool;
 use crate::types::{ConferenceId, LineStatus, TimeSlot};
 
@@ -18,9 +20,9 @@ use crate::types::{ConferenceId, LineStatus, TimeSlot};
 pub const SUGGESTIONS: usize = 3;
 /// The grid suggestions start on, in seconds.
 const GRID: i64 = 900;
-/// Grid points tried at most: two weeks either way. A stretch busy on every active line for
-/// longer than that (which takes a line's worth of bookings a day) answers with what was found
-/// within it: a refusal's cost stays bounded whatever the pool and the request.
+/// Looks at most (a grid point tried, or a jump past a busy bucket): two weeks of grid points
+/// either way. A stretch busy on every active line for longer than that answers with what was
+/// found within it: a refusal's cost stays bounded whatever the pool and the request.
 const MAX_TRIED: usize = 2 * 14 * 96;
 
 fn at(seconds: i64) -> Option<DateTime<Utc>> {
@@ -67,6 +69,20 @@ impl LinePool {
         }
         after = after.max(earliest);
         before = before.min(latest);
+        // The active lines, when no booking is to be ignored: a bucket in which all of them are
+        // busy throughout rules out every start whose slot reaches it, so the search jumps past
+        // it (a stretch busy on every line costs a look per bucket, not per grid point times
+        // the buckets a slot spans). With a booking ignored its line's bits may be its own:
+        // every point is tried.
+        let active: Option<Vec<u64>> = ignoring.is_none().then(|| {
+            let mut bits = Vec::new();
+            for (position, line) in self.lines.iter().enumerate() {
+                if line.status == LineStatus::Active {
+                    set(&mut bits, position, true);
+                }
+            }
+            bits
+        });
         let mut tried = 0;
         while found.len() < SUGGESTIONS && tried < MAX_TRIED {
             tried += 1;
@@ -89,6 +105,20 @@ impl LinePool {
             else {
                 continue;
             };
+            if let Some((first, last)) = active
+                .as_deref()
+                .and_then(|lines| self.index.full_buckets(&candidate, lines))
+            {
+                if take_before {
+                    // Every earlier start whose slot still reaches the first full bucket fails.
+                    let reach = bucket_start(first).timestamp() - length;
+                    before = before.min(floor_grid(reach));
+                } else {
+                    // Every later start before the last full bucket's end fails.
+                    after = after.max(ceil_grid(bucket_start(last + 1).timestamp()));
+                }
+                continue;
+            }
             if self.first_free_line(&candidate, ignoring).is_some() {
                 found.push(candidate);
             }
