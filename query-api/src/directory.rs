@@ -78,12 +78,16 @@ pub struct UserSearch {
     pub cursor: Option<String>,
     /// Instead of a search: these users exactly (comma-separated ids, at most 100), for showing
     /// names; ids not in the directory are left out. Not with `q` or `cursor`.
-    #[param(nullable = false, max_length = 13000)]
+    /// At most 4,000 characters (a URI must stay within what the server reads, whatever the
+    /// characters' encoding).
+    #[param(nullable = false, max_length = 4000)]
     pub ids: Option<String>,
 }
 
 /// How many users `ids` may name.
 const MAX_IDS: usize = 100;
+/// How long `ids` may be, in characters.
+const MAX_IDS_CHARS: usize = 4000;
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 200;
@@ -151,6 +155,9 @@ async fn directory_users(
 ) -> Result<Json<DirectoryUsersResponse>, ApiError> {
     if let Some(ids) = &search.ids {
         if search.q.is_some() || search.cursor.is_some() {
+            return Err(DomainError::invalid_input("ids").into());
+        }
+        if ids.chars().count() > MAX_IDS_CHARS {
             return Err(DomainError::invalid_input("ids").into());
         }
         // The count first: a long list is refused before it is parsed.
