@@ -546,10 +546,7 @@ impl Directory for SqlDirectory {
                 })
                 .collect());
         }
-        let among = match self.db.backend {
-            crate::db::Backend::Sqlite => "SELECT value FROM json_each(?)",
-            crate::db::Backend::Postgres => "SELECT json_array_elements_text(?::json)",
-        };
+        let among = self.db.json_texts();
         let wanted: Vec<&str> = ids.iter().map(UserId::as_str).collect();
         let rows = sqlx::query(self.db.sql(&format!(
             "SELECT id, name FROM directory_user_search WHERE tenant = ? AND id IN ({among})"

@@ -28,7 +28,7 @@ use meetline_domain::pool::{Conference, LinePool};
 use meetline_domain::ports::{
     EventMetadata, EventStore, NewEvent, Position, Snapshot, StoreError, pool_stream,
 };
-use meetline_domain::types::{Actor, ConferenceId, LineId, ProviderKind, TenantId};
+use meetline_domain::types::{Actor, ConferenceId, LineId, ProviderKind, TenantId, TimeSlot};
 use meetline_domain::{Command, DomainError, SeriesConflict};
 use meetline_projections::view::{ConferenceView, LineRef};
 use tokio::sync::{mpsc, oneshot};
@@ -1213,38 +1213,59 @@ impl Writer {
         submission: &Submission,
         error: DomainError,
     ) -> DomainError {
-        let edited = match &submission.command {
-            Command::EditConference { conference, .. } | Command::EditSeries { conference, .. } => {
-                Some(*conference)
-            }
-            _ => None,
-        };
-        let latest = submission.now + self.shared.config.booking_horizon;
+        let edited = submission.command.edited();
         match error {
             DomainError::NoFreeLine { slot, .. } => DomainError::NoFreeLine {
                 slot,
-                suggestions: pool.suggestions(&slot, edited, submission.now, latest),
+                suggestions: pool.suggestions(
+                    &slot,
+                    edited,
+                    submission.now,
+                    self.latest(submission),
+                ),
             },
             DomainError::SeriesUnbookable { conflicts } => DomainError::SeriesUnbookable {
-                conflicts: conflicts
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, conflict)| SeriesConflict {
-                        suggestions: if index < SUGGESTED_OCCURRENCES {
-                            pool.suggestions(&conflict.slot, edited, submission.now, latest)
-                        } else {
-                            Vec::new()
-                        },
-                        slot: conflict.slot,
-                    })
-                    .collect(),
+                conflicts: self.suggested(
+                    pool,
+                    submission,
+                    edited,
+                    conflicts.into_iter().map(|conflict| conflict.slot),
+                ),
             },
             error => error,
         }
     }
 
-    /// The occurrences a series command left out (its `DemandRefused` events), each with the
-    /// nearest free times as the pool stands now.
+    /// The latest a suggested time may end: the booking horizon from the decision instant.
+    fn latest(&self, submission: &Submission) -> DateTime<Utc> {
+        submission.now + self.shared.config.booking_horizon
+    }
+
+    /// Occurrences no line took, each with the nearest free times as the pool stands now (the
+    /// first [`SUGGESTED_OCCURRENCES`] of them: each costs a search of the pool).
+    fn suggested(
+        &self,
+        pool: &LinePool,
+        submission: &Submission,
+        edited: Option<ConferenceId>,
+        slots: impl Iterator<Item = TimeSlot>,
+    ) -> Vec<SeriesConflict> {
+        let latest = self.latest(submission);
+        slots
+            .enumerate()
+            .map(|(index, slot)| SeriesConflict {
+                suggestions: if index < SUGGESTED_OCCURRENCES {
+                    pool.suggestions(&slot, edited, submission.now, latest)
+                } else {
+                    Vec::new()
+                },
+                slot,
+            })
+            .collect()
+    }
+
+    /// The occurrences a series command left out (its `DemandRefused` events), with the nearest
+    /// free times.
     fn skipped(
         &self,
         pool: &LinePool,
@@ -1254,23 +1275,11 @@ impl Writer {
         if !matches!(submission.command, Command::ScheduleSeries(_)) {
             return Vec::new();
         }
-        let latest = submission.now + self.shared.config.booking_horizon;
-        events
-            .iter()
-            .filter_map(|event| match event {
-                Event::DemandRefused { slot, .. } => Some(*slot),
-                _ => None,
-            })
-            .enumerate()
-            .map(|(index, slot)| SeriesConflict {
-                suggestions: if index < SUGGESTED_OCCURRENCES {
-                    pool.suggestions(&slot, None, submission.now, latest)
-                } else {
-                    Vec::new()
-                },
-                slot,
-            })
-            .collect()
+        let refused = events.iter().filter_map(|event| match event {
+            Event::DemandRefused { slot, .. } => Some(*slot),
+            _ => None,
+        });
+        self.suggested(pool, submission, None, refused)
     }
 
     /// For a replayed series booking: the occurrences of its rule that no held conference of
@@ -1291,26 +1300,14 @@ impl Writer {
         let Ok(slots) = link.recurrence.occurrences(&link.first, &link.timezone) else {
             return Vec::new();
         };
-        let latest = submission.now + self.shared.config.booking_horizon;
-        slots
-            .into_iter()
-            .filter(|slot| {
-                !held.iter().any(|view| {
-                    view.series
-                        .as_ref()
-                        .is_some_and(|other| other.occurrence == slot.start)
-                })
+        let missing = slots.into_iter().filter(|slot| {
+            !held.iter().any(|view| {
+                view.series
+                    .as_ref()
+                    .is_some_and(|other| other.occurrence == slot.start)
             })
-            .enumerate()
-            .map(|(index, slot)| SeriesConflict {
-                suggestions: if index < SUGGESTED_OCCURRENCES {
-                    pool.suggestions(&slot, None, submission.now, latest)
-                } else {
-                    Vec::new()
-                },
-                slot,
-            })
-            .collect()
+        });
+        self.suggested(pool, submission, None, missing)
     }
 
     fn outcome(

@@ -130,6 +130,15 @@ impl Database {
         })
     }
 
+    /// A subquery of the text values of one bound JSON array of strings (`… IN ({})`): a set of
+    /// any size as a single parameter.
+    pub fn json_texts(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "SELECT value FROM json_each(?)",
+            Backend::Postgres => "SELECT json_array_elements_text(?::json)",
+        }
+    }
+
     /// Runs a schema script: `sqlite` or `postgres`, whichever this engine is.
     ///
     /// # Errors

@@ -252,6 +252,16 @@ impl Command {
         }
     }
 
+    /// The conference an edit moves (its own booking does not stand in its way).
+    pub fn edited(&self) -> Option<ConferenceId> {
+        match self {
+            Self::EditConference { conference, .. } | Self::EditSeries { conference, .. } => {
+                Some(*conference)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the command acts on several conferences of a series at once.
     pub fn is_series(&self) -> bool {
         matches!(

@@ -437,12 +437,7 @@ impl LinePool {
         error: &DomainError,
         now: DateTime<Utc>,
     ) -> Vec<Event> {
-        let edited = match command {
-            Command::EditConference { conference, .. } | Command::EditSeries { conference, .. } => {
-                Some(*conference)
-            }
-            _ => None,
-        };
+        let edited = command.edited();
         let refused = |slot: &TimeSlot| Event::DemandRefused {
             slot: *slot,
             edited,

@@ -272,13 +272,15 @@ impl Recurrence {
             self.frequency.as_str().to_uppercase(),
             self.interval
         );
+        // The first occurrence's local day: its weekday and its place in the month.
+        let tz: chrono_tz::Tz = timezone.as_str().parse().unwrap_or(chrono_tz::UTC);
+        let day = first.start.with_timezone(&tz).date_naive();
+        let own = WEEKDAY_CODES[day.weekday().num_days_from_monday() as usize];
         match self.frequency {
             Frequency::Daily => {}
             Frequency::Weekly => {
                 let days: Vec<&str> = if self.weekdays.is_empty() {
-                    let tz: chrono_tz::Tz = timezone.as_str().parse().unwrap_or(chrono_tz::UTC);
-                    let day = first.start.with_timezone(&tz).weekday();
-                    vec![WEEKDAY_CODES[day.num_days_from_monday() as usize]]
+                    vec![own]
                 } else {
                     self.weekdays
                         .iter()
@@ -288,13 +290,7 @@ impl Recurrence {
                 rule.push_str(&format!(";BYDAY={}", days.join(",")));
             }
             Frequency::Monthly => {
-                let tz: chrono_tz::Tz = timezone.as_str().parse().unwrap_or(chrono_tz::UTC);
-                let day = first.start.with_timezone(&tz).date_naive();
-                rule.push_str(&format!(
-                    ";BYDAY={}{}",
-                    day.day0() / 7 + 1,
-                    WEEKDAY_CODES[day.weekday().num_days_from_monday() as usize]
-                ));
+                rule.push_str(&format!(";BYDAY={}{own}", day.day0() / 7 + 1));
             }
         }
         rule.push_str(&format!(";COUNT={occurrences}"));

@@ -110,10 +110,7 @@ async fn load(
     }
     if !tenants.is_empty() {
         let keys = serde_json::to_string(&tenants).expect("strings serialize");
-        let among = match db.backend {
-            Backend::Sqlite => "SELECT value FROM json_each(?)",
-            Backend::Postgres => "SELECT json_array_elements_text(?::json)",
-        };
+        let among = db.json_texts();
         let rows = sqlx::query(db.sql(&format!(
             "SELECT tenant, line_id, ord, name, provider, status, removed FROM {} \
              WHERE tenant IN ({among})",

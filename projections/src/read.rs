@@ -160,10 +160,7 @@ impl ReadModels {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let among = match self.db.backend {
-            meetline_db::Backend::Sqlite => "SELECT value FROM json_each(?)",
-            meetline_db::Backend::Postgres => "SELECT json_array_elements_text(?::json)",
-        };
+        let among = self.db.json_texts();
         let rows: Vec<String> = sqlx::query_scalar(self.db.sql(&format!(
             "SELECT data FROM rm_conferences WHERE tenant = ? AND id IN ({among})"
         )))
