@@ -9,6 +9,12 @@
 //! - `transfer.rs`: `export` / `import` (NDJSON of the log, the directory and line settings).
 //! - `audit.rs`: `history` (a conference's timeline) and `verify` (the log's invariants).
 
+/// The allocator: jemalloc. glibc's malloc took about a fifth of a busy query node's CPU (W4,
+/// `perf`), much of it waiting on its arenas' locks between the runtime's threads and SQLite's;
+/// mimalloc sped the listings up but doubled the command path's p99 (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod app;
 mod audit;
 mod demo;

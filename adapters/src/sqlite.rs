@@ -316,12 +316,13 @@ impl EventStore for SqliteEventStore {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // Limits are written into the statements, not bound: SQLite re-prepares a statement
+        // whose bound `LIMIT ?` changes value (its planner reads it).
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{SELECT_EVENTS} WHERE stream = ? AND version > ? ORDER BY version LIMIT ?"
+            "{SELECT_EVENTS} WHERE stream = ? AND version > ? ORDER BY version LIMIT {limit}"
         )))
         .bind(stream)
         .bind(after_version as i64)
-        .bind(limit as i64)
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;
@@ -337,14 +338,13 @@ impl EventStore for SqliteEventStore {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let page: Option<String> = sqlx::query_scalar(
+        let page: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT json_group_array(json_array(version, event_type, schema_version, json(data))) \
              FROM (SELECT version, event_type, schema_version, data FROM events \
-             WHERE stream = ? AND version > ? ORDER BY version LIMIT ?)",
-        )
+             WHERE stream = ? AND version > ? ORDER BY version LIMIT {limit})",
+        )))
         .bind(stream)
         .bind(after_version as i64)
-        .bind(limit as i64)
         .fetch_one(&self.db.reader)
         .await
         .map_err(unavailable)?;
@@ -373,10 +373,9 @@ impl EventStore for SqliteEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{SELECT_EVENTS} WHERE position > ? ORDER BY position LIMIT ?"
+            "{SELECT_EVENTS} WHERE position > ? ORDER BY position LIMIT {limit}"
         )))
         .bind(after as i64)
-        .bind(limit as i64)
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;

@@ -51,6 +51,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
+/// The allocator `meetline` itself runs with (`src/main.rs`): the engine measured as it is run.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod directory;
 mod live;
 mod w3;

@@ -34,15 +34,15 @@ impl Timetable {
         limit: u32,
     ) -> Result<Vec<(TenantId, ConferenceId)>, StoreError> {
         let now = timestamp(now);
-        let rows = sqlx::query(self.db.sql(
+        // The limit in the statement, not bound (see `ReadModels::list`).
+        let rows = sqlx::query(self.db.sql(&format!(
             r#"SELECT tenant, id FROM rm_conferences
                WHERE (status = 'not_started' AND start <= ?)
                   OR (status IN ('not_started', 'in_progress') AND "end" <= ?)
-               ORDER BY start LIMIT ?"#,
-        ))
+               ORDER BY start LIMIT {limit}"#,
+        )))
         .bind(&now)
         .bind(&now)
-        .bind(i64::from(limit))
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;

@@ -185,17 +185,18 @@ impl ReadModels {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ConferenceView>, StoreError> {
-        let rows = sqlx::query(
-            self.db.sql(r#"SELECT c.data FROM rm_participants p JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id
+        // The limit is in the statement, not bound: see `list`.
+        let rows = sqlx::query(self.db.sql(&format!(
+            r#"SELECT c.data FROM rm_participants p JOIN rm_conferences c ON c.tenant = p.tenant AND c.id = p.conference_id
                WHERE p.tenant = ? AND p.user_id = ? AND p.status IN ('not_started', 'in_progress')
                  AND p."end" > ? AND p.start < ?
-               ORDER BY p.start, p.conference_id LIMIT ?"#),
-        )
+               ORDER BY p.start, p.conference_id LIMIT {}"#,
+            limit.min(MAX_PAGE)
+        )))
         .bind(tenant.as_str())
         .bind(user.as_str())
         .bind(timestamp(now))
         .bind(timestamp(now + Duration::days(RECENT_DAYS)))
-        .bind(i64::from(limit.min(MAX_PAGE)))
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;
@@ -262,13 +263,18 @@ impl ReadModels {
             binds.push(start);
             binds.push(cursor.id.to_string());
         }
-        sql.push_str(" ORDER BY p.start DESC, p.conference_id DESC LIMIT ?");
+        // The limit is written into the statement, not bound: SQLite re-prepares a statement
+        // whose `LIMIT ?` is bound anew (its planner reads the value) — each time, on every
+        // listing.
+        sql.push_str(&format!(
+            " ORDER BY p.start DESC, p.conference_id DESC LIMIT {}",
+            i64::from(limit) + 1
+        ));
         let mut query = sqlx::query(self.db.sql(&sql));
         for bind in binds {
             query = query.bind(bind);
         }
         let rows = query
-            .bind(i64::from(limit) + 1)
             .fetch_all(&self.db.reader)
             .await
             .map_err(unavailable)?;
