@@ -168,6 +168,10 @@ enum Workload {
         /// How long the clients ask.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// SQLite: the folder a run with `MEETLINE_BENCH_KEEP=1` kept, with the same
+        /// `--conferences` and `--users`: no fill, straight to the clients (for profiling).
+        #[arg(long)]
+        reuse: Option<PathBuf>,
     },
     /// W5: cold start of a pool whose stream holds many events, with and without a snapshot.
     W5 {
@@ -304,9 +308,10 @@ async fn main() -> anyhow::Result<()> {
             users,
             clients,
             seconds,
+            reuse,
         } => {
             ensure!(clients > 0, "--clients takes at least 1");
-            if w4::w4(store, conferences, users, clients, seconds).await? {
+            if w4::w4(store, conferences, users, clients, seconds, reuse).await? {
                 Ok(())
             } else {
                 bail!("the verification failed")
@@ -438,14 +443,7 @@ async fn open_store(kind: StoreKind, clients: usize) -> anyhow::Result<BenchStor
             let folder =
                 std::env::temp_dir().join(format!("meetline-bench-{}", Uuid::new_v4().simple()));
             std::fs::create_dir_all(&folder)?;
-            let db = Database::open_sqlite(&folder.join("meetline.db")).await?;
-            let events = Arc::new(SqliteEventStore::new(db.clone()).await?);
-            Ok(BenchStore {
-                events,
-                db,
-                _folder: Some(TempFolder(folder)),
-                _database: None,
-            })
+            open_sqlite_at(folder).await
         }
         StoreKind::Postgres => {
             let database = TestDatabase::create()
@@ -460,6 +458,22 @@ async fn open_store(kind: StoreKind, clients: usize) -> anyhow::Result<BenchStor
                 db,
                 _folder: None,
                 _database: Some(database),
+            })
+        }
+    }
+}
+
+/// The SQLite store in `folder` (removed afterwards unless `MEETLINE_BENCH_KEEP` is set).
+async fn open_sqlite_at(folder: PathBuf) -> anyhow::Result<BenchStore> {
+    {
+        {
+            let db = Database::open_sqlite(&folder.join("meetline.db")).await?;
+            let events = Arc::new(SqliteEventStore::new(db.clone()).await?);
+            Ok(BenchStore {
+                events,
+                db,
+                _folder: Some(TempFolder(folder)),
+                _database: None,
             })
         }
     }

@@ -37,24 +37,36 @@ pub async fn w4(
     users: usize,
     clients: usize,
     seconds: u64,
+    reuse: Option<std::path::PathBuf>,
 ) -> anyhow::Result<bool> {
     ensure!(
         users >= TENANTS && conferences >= TENANTS,
         "--users and --conferences take at least {TENANTS}"
     );
-    let store = open_store(kind, 4).await?;
-    let filling = Instant::now();
-    let now = fill(store.events.as_ref(), conferences, users).await?;
-    let projecting = Instant::now();
-    let projector = Projector::new(store.events.clone(), store.db.clone()).await?;
-    let applied = projector.catch_up(|_| {}).await?;
-    drop(projector);
-    println!(
-        "W4 {kind:?}: {conferences} conferences among {users} users over {TENANTS} tenants written in {:.1} s, \
-         {applied} events projected in {:.1} s",
-        (projecting - filling).as_secs_f64(),
-        projecting.elapsed().as_secs_f64()
-    );
+    let (store, now) = if let Some(folder) = reuse {
+        ensure!(kind == StoreKind::Sqlite, "--reuse takes a SQLite folder");
+        ensure!(
+            std::env::var_os("MEETLINE_BENCH_KEEP").is_some(),
+            "--reuse needs MEETLINE_BENCH_KEEP=1 (or the folder is removed afterwards)"
+        );
+        println!("W4 {kind:?}: reusing {}", folder.display());
+        (crate::open_sqlite_at(folder).await?, server_clock())
+    } else {
+        let store = open_store(kind, 4).await?;
+        let filling = Instant::now();
+        let now = fill(store.events.as_ref(), conferences, users).await?;
+        let projecting = Instant::now();
+        let projector = Projector::new(store.events.clone(), store.db.clone()).await?;
+        let applied = projector.catch_up(|_| {}).await?;
+        drop(projector);
+        println!(
+            "W4 {kind:?}: {conferences} conferences among {users} users over {TENANTS} tenants written in {:.1} s, \
+             {applied} events projected in {:.1} s",
+            (projecting - filling).as_secs_f64(),
+            projecting.elapsed().as_secs_f64()
+        );
+        (store, now)
+    };
 
     let mut server = Server::start(kind, &store, now)?;
     let outcome = load(&server.url, users, clients, seconds).await;
@@ -103,6 +115,14 @@ fn user(users: usize, n: usize) -> (TenantId, UserId) {
     (tenant, user)
 }
 
+/// The two years the conferences are spread over, in minutes.
+const SPAN_MINUTES: i64 = 2 * 365 * 24 * 60;
+
+/// The server's clock: three quarters of the way through the two years.
+fn server_clock() -> DateTime<Utc> {
+    t0() + chrono::Duration::minutes(SPAN_MINUTES * 3 / 4)
+}
+
 /// Writes the conferences, tenant by tenant: each lasts 30–120 minutes on a line with room for
 /// it, spread over two years from T0; a host and two attendees among the tenant's users; the
 /// ones over by the server's clock are recorded as ended by the timer. Returns that clock: three
@@ -114,10 +134,9 @@ async fn fill(
     users: usize,
 ) -> anyhow::Result<DateTime<Utc>> {
     let per_tenant_users = users / TENANTS;
-    let span_minutes: i64 = 2 * 365 * 24 * 60;
     let admin = Actor::admin("admin");
     let mut rng = StdRng::seed_from_u64(4);
-    let now = t0() + chrono::Duration::minutes(span_minutes * 3 / 4);
+    let now = server_clock();
     let mut ended: Vec<u128> = Vec::new();
     for t in 0..TENANTS {
         let tenant = TenantId::parse(&format!("w4-{t}"))?;
@@ -132,7 +151,7 @@ async fn fill(
         }
         let count = conferences / TENANTS + usize::from(t < conferences % TENANTS);
         // Each line takes every LINES-th conference, one after another in time.
-        let step = (span_minutes / (count.div_ceil(LINES) as i64).max(1)).max(120);
+        let step = (SPAN_MINUTES / (count.div_ceil(LINES) as i64).max(1)).max(120);
         for i in 0..count {
             let slot = (i / LINES) as i64;
             let start = t0() + chrono::Duration::minutes(slot * step - slot * step % 15);

@@ -156,11 +156,30 @@ CREATE INDEX IF NOT EXISTS rm_g{g}_conferences_live ON {conferences} (start)
     WHERE status IN ('not_started', 'in_progress');
 CREATE INDEX IF NOT EXISTS rm_g{g}_participants_all
     ON {participants} (tenant, user_id, start DESC, conference_id DESC);
-CREATE INDEX IF NOT EXISTS rm_g{g}_participants_recent
-    ON {participants} (tenant, user_id, start) WHERE status IN ('not_started', 'in_progress');
+{upcoming}
 CREATE INDEX IF NOT EXISTS rm_g{g}_provider_meetings_by_id ON {meetings} (meeting_id);
-"
+",
+            upcoming = self.upcoming_index()
         )
+    }
+
+    /// The index "recent" reads: a user's not-started and in-progress rows in the listing's
+    /// order, with every column the query reads of them (so that it reads nothing else of the
+    /// table, and SQLite's planner, which has no statistics, prefers it). Its first version,
+    /// `rm_g{g}_participants_recent` on `(tenant, user_id, start)`, did not give the order with
+    /// the id's tie-break: the planner walked the user's whole history backwards through the
+    /// "all" index instead, reading each row for its status and end.
+    fn upcoming_index(&self) -> String {
+        format!(
+            r#"CREATE INDEX IF NOT EXISTS {} ON {} (tenant, user_id, start, conference_id, "end", status)
+    WHERE status IN ('not_started', 'in_progress');"#,
+            self.upcoming_index_name(),
+            self.participants
+        )
+    }
+
+    fn upcoming_index_name(&self) -> String {
+        format!("rm_g{}_participants_upcoming", self.generation)
     }
 }
 
@@ -252,6 +271,26 @@ async fn relation(
         Some("view") => Some(Relation::View),
         _ => None,
     })
+}
+
+/// Whether the index `name` exists.
+async fn index_exists(
+    db: &Database,
+    transaction: &mut Transaction<'_, Any>,
+    name: &str,
+) -> Result<bool, StoreError> {
+    let sql = match db.backend {
+        Backend::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+        Backend::Postgres => {
+            "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ?"
+        }
+    };
+    let found: Option<i32> = sqlx::query_scalar(db.sql(sql))
+        .bind(name)
+        .fetch_optional(&mut **transaction)
+        .await
+        .map_err(unavailable)?;
+    Ok(found.is_some())
 }
 
 /// The live generation, as `rm_generations` says.
@@ -445,6 +484,16 @@ pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
                     "{}\n{}",
                     tables.series_table(db.backend),
                     view_script(db.backend, &tables.series, "rm_series")
+                );
+                run_script(&mut transaction, script).await?;
+            }
+            // A generation made before the "upcoming" index: it replaces the first "recent"
+            // index (built here once, as the first start of this version begins).
+            if !index_exists(db, &mut transaction, &tables.upcoming_index_name()).await? {
+                let script = format!(
+                    "{}\nDROP INDEX IF EXISTS rm_g{}_participants_recent;",
+                    tables.upcoming_index(),
+                    tables.generation
                 );
                 run_script(&mut transaction, script).await?;
             }

@@ -564,7 +564,7 @@ async fn read_models_from_before_generations_are_adopted(
                 "rm_g1_conferences_by_number",
                 "rm_g1_conferences_live",
                 "rm_g1_participants_all",
-                "rm_g1_participants_recent",
+                "rm_g1_participants_upcoming",
                 "rm_g1_provider_meetings_by_id",
             ],
             "each index once, under the generation's name"
@@ -654,4 +654,63 @@ async fn a_generation_without_refusal_counts_is_given_them(
         .await
         .unwrap();
     assert_eq!(counted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_generation_with_the_first_recent_index_is_given_the_upcoming_one() {
+    let (db, store) = sqlite_store().await;
+    a_generation_with_the_first_recent_index_is_given_the_upcoming_one(db, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_generation_with_the_first_recent_index_is_given_the_upcoming_one() {
+    let Some((_database, db, store)) = postgres_store(4).await else {
+        return;
+    };
+    a_generation_with_the_first_recent_index_is_given_the_upcoming_one(db, store).await;
+}
+
+/// A live generation made by the version before the "upcoming" index has the first "recent"
+/// index instead: the next start builds the new one and drops the old, once.
+async fn a_generation_with_the_first_recent_index_is_given_the_upcoming_one(
+    db: Database,
+    store: Arc<dyn EventStore>,
+) {
+    Projector::new(store.clone(), db.clone()).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(
+        "DROP INDEX rm_g1_participants_upcoming; \
+         CREATE INDEX rm_g1_participants_recent ON rm_participants_g1 (tenant, user_id, start) \
+         WHERE status IN ('not_started', 'in_progress');"
+            .to_owned(),
+    ))
+    .execute(&db.writer)
+    .await
+    .unwrap();
+    let indexes = || async {
+        let sql = match db.backend {
+            meetline_adapters::db::Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'index' \
+                 AND name LIKE 'rm_g1_participants%' ORDER BY name"
+            }
+            meetline_adapters::db::Backend::Postgres => {
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND indexname LIKE 'rm_g1_participants%' ORDER BY indexname"
+            }
+        };
+        sqlx::query_scalar::<_, String>(db.sql(sql))
+            .fetch_all(&db.reader)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        indexes().await,
+        ["rm_g1_participants_all", "rm_g1_participants_recent"]
+    );
+    for _ in 0..2 {
+        Projector::new(store.clone(), db.clone()).await.unwrap();
+        assert_eq!(
+            indexes().await,
+            ["rm_g1_participants_all", "rm_g1_participants_upcoming"]
+        );
+    }
 }
