@@ -180,20 +180,24 @@ impl JitsiSettings {
         encode(&Header::new(Algorithm::HS256), &claims, &self.secret).expect("HS256 signing")
     }
 
-    /// The host link (a moderator token for the host) and the attendee link (a participant token
-    /// for `viewer`, the person the links are shown to) of `room`.
+    /// The host link (a moderator token for the host; only `with_host`) and the attendee link (a
+    /// participant token for `viewer`, the person the links are shown to) of `room`.
     pub fn links(
         &self,
         room: &str,
         host: &str,
         viewer: &str,
+        with_host: bool,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> ConferenceLinks {
-        let host_token = self.token(room, (host, host), true, start, end);
+        let host = with_host.then(|| {
+            let host_token = self.token(room, (host, host), true, start, end);
+            format!("{}/{room}?jwt={host_token}", self.base_url)
+        });
         let attendee_token = self.token(room, (viewer, viewer), false, start, end);
         ConferenceLinks {
-            host: format!("{}/{room}?jwt={host_token}", self.base_url),
+            host,
             attendee: format!("{}/{room}?jwt={attendee_token}", self.base_url),
         }
     }
@@ -208,8 +212,16 @@ mod tests {
     fn host_and_attendee_links_differ_and_only_the_host_is_moderator() {
         let settings = JitsiSettings::new("https://meet.example.com/", "meetline", b"s3cret");
         let start = Utc::now();
-        let links = settings.links("mlroom", "alice", "bob", start, start + Duration::hours(1));
-        assert_ne!(links.host, links.attendee);
+        let links = settings.links(
+            "mlroom",
+            "alice",
+            "bob",
+            true,
+            start,
+            start + Duration::hours(1),
+        );
+        let host = links.host.clone().unwrap();
+        assert_ne!(host, links.attendee);
         let claims = |link: &str| {
             let token = link.split("jwt=").nth(1).unwrap();
             let mut validation = Validation::new(Algorithm::HS256);
@@ -218,24 +230,17 @@ mod tests {
                 .unwrap()
                 .claims
         };
-        assert_eq!(claims(&links.host)["context"]["user"]["moderator"], "true");
+        assert_eq!(claims(&host)["context"]["user"]["moderator"], "true");
         assert_eq!(
             claims(&links.attendee)["context"]["user"]["moderator"],
             "false"
         );
-        assert_eq!(claims(&links.host)["room"], "mlroom");
-        assert_eq!(
-            claims(&links.host)["context"]["user"]["affiliation"],
-            "owner"
-        );
+        assert_eq!(claims(&host)["room"], "mlroom");
+        assert_eq!(claims(&host)["context"]["user"]["affiliation"], "owner");
         assert_eq!(claims(&links.attendee)["context"]["user"]["id"], "bob");
-        assert_eq!(claims(&links.host)["iss"], "meetline");
-        assert_eq!(claims(&links.host)["sub"], "*");
-        assert!(
-            links
-                .host
-                .starts_with("https://meet.example.com/mlroom?jwt=")
-        );
+        assert_eq!(claims(&host)["iss"], "meetline");
+        assert_eq!(claims(&host)["sub"], "*");
+        assert!(host.starts_with("https://meet.example.com/mlroom?jwt="));
     }
 
     #[test]

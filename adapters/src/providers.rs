@@ -192,6 +192,7 @@ impl ProviderRegistry for Providers {
             request.room,
             request.host,
             request.viewer,
+            request.with_host,
             request.start,
             request.end,
         ))
@@ -205,7 +206,7 @@ impl ProviderRegistry for Providers {
             ProviderKind::Tencent | ProviderKind::Builtin => join_url.to_owned(),
         };
         MeetingLinks {
-            host,
+            host: Some(host),
             attendee: join_url.to_owned(),
         }
     }

@@ -170,6 +170,7 @@ impl LinkRenderer {
             room: view.room.as_str(),
             host: view.host.as_str(),
             viewer: viewer.actor.user.as_str(),
+            with_host: view.sees_host_link(&viewer.actor.user, viewer.actor.admin),
             start: view.slot.start,
             end: view.slot.end,
         };
@@ -240,7 +241,7 @@ impl ConferenceDto {
                 host: rendered
                     .as_ref()
                     .filter(|_| sees_host)
-                    .map(|links| links.host.clone()),
+                    .and_then(|links| links.host.clone()),
                 attendee: rendered.map(|links| links.attendee),
                 related: view
                     .related_link

@@ -33,7 +33,8 @@ pub trait LineSettings: Send + Sync + std::fmt::Debug + 'static {
 /// sign in to the line's account) and the attendees'.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeetingLinks {
-    pub host: String,
+    /// The host's link; `None` when it was not made for this viewer (it is not theirs to see).
+    pub host: Option<String>,
     pub attendee: String,
 }
 
@@ -46,6 +47,8 @@ pub struct LinkRequest<'a> {
     pub host: &'a str,
     /// Who the links are for.
     pub viewer: &'a str,
+    /// Whether the viewer may see the host's link: its moderator token is signed only then.
+    pub with_host: bool,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
