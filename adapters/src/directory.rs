@@ -305,12 +305,12 @@ impl SqlDirectory {
         }
         // Read after the stamp: rows at least as new as it (a write in between only makes the
         // next search read them again).
-        let found = sqlx::query(
-            self.db
-                .sql("SELECT id, name, search FROM directory_user_search WHERE tenant = ? LIMIT ?"),
-        )
+        // Limits in the statements, not bound (SQLite re-prepares on a new bound `LIMIT`).
+        let found = sqlx::query(self.db.sql(&format!(
+            "SELECT id, name, search FROM directory_user_search WHERE tenant = ? LIMIT {}",
+            CACHED_USERS + 1
+        )))
         .bind(tenant.as_str())
-        .bind(CACHED_USERS + 1)
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;
@@ -372,7 +372,8 @@ impl SqlDirectory {
         };
         let sql = format!(
             "SELECT id, name FROM directory_user_search WHERE tenant = ? AND {id} > ? \
-             AND {condition} ORDER BY {id} LIMIT ?"
+             AND {condition} ORDER BY {id} LIMIT {}",
+            limit.min(i64::MAX as usize)
         );
         let mut select = sqlx::query(self.db.sql(&sql))
             .bind(tenant.as_str())
@@ -382,7 +383,6 @@ impl SqlDirectory {
             select = select.bind(squeezed.to_owned());
         }
         let rows = select
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.db.reader)
             .await
             .map_err(unavailable)?;

@@ -222,6 +222,17 @@ mod tests {
         );
         let host = links.host.clone().unwrap();
         assert_ne!(host, links.attendee);
+        // Not asked for (the viewer may not see it): no moderator token is signed at all.
+        let without = settings.links(
+            "mlroom",
+            "alice",
+            "bob",
+            false,
+            start,
+            start + Duration::hours(1),
+        );
+        assert_eq!(without.host, None);
+        assert!(without.attendee.contains("?jwt="));
         let claims = |link: &str| {
             let token = link.split("jwt=").nth(1).unwrap();
             let mut validation = Validation::new(Algorithm::HS256);

@@ -317,7 +317,9 @@ impl EventStore for SqliteEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         // Limits are written into the statements, not bound: SQLite re-prepares a statement
-        // whose bound `LIMIT ?` changes value (its planner reads it).
+        // whose bound `LIMIT ?` changes value (its planner reads it). Clamped to SQLite's
+        // integers (a bound limit beyond them used to wrap to -1: no limit).
+        let limit = limit.min(i64::MAX as usize);
         let rows = sqlx::query(AssertSqlSafe(format!(
             "{SELECT_EVENTS} WHERE stream = ? AND version > ? ORDER BY version LIMIT {limit}"
         )))
@@ -338,6 +340,7 @@ impl EventStore for SqliteEventStore {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
+        let limit = limit.min(i64::MAX as usize);
         let page: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT json_group_array(json_array(version, event_type, schema_version, json(data))) \
              FROM (SELECT version, event_type, schema_version, data FROM events \
@@ -372,6 +375,7 @@ impl EventStore for SqliteEventStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = limit.min(i64::MAX as usize);
         let rows = sqlx::query(AssertSqlSafe(format!(
             "{SELECT_EVENTS} WHERE position > ? ORDER BY position LIMIT {limit}"
         )))

@@ -465,18 +465,14 @@ async fn open_store(kind: StoreKind, clients: usize) -> anyhow::Result<BenchStor
 
 /// The SQLite store in `folder` (removed afterwards unless `MEETLINE_BENCH_KEEP` is set).
 async fn open_sqlite_at(folder: PathBuf) -> anyhow::Result<BenchStore> {
-    {
-        {
-            let db = Database::open_sqlite(&folder.join("meetline.db")).await?;
-            let events = Arc::new(SqliteEventStore::new(db.clone()).await?);
-            Ok(BenchStore {
-                events,
-                db,
-                _folder: Some(TempFolder(folder)),
-                _database: None,
-            })
-        }
-    }
+    let db = Database::open_sqlite(&folder.join("meetline.db")).await?;
+    let events = Arc::new(SqliteEventStore::new(db.clone()).await?);
+    Ok(BenchStore {
+        events,
+        db,
+        _folder: Some(TempFolder(folder)),
+        _database: None,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -49,6 +49,11 @@ pub async fn w4(
             std::env::var_os("MEETLINE_BENCH_KEEP").is_some(),
             "--reuse needs MEETLINE_BENCH_KEEP=1 (or the folder is removed afterwards)"
         );
+        ensure!(
+            folder.join("meetline.db").is_file(),
+            "{} holds no meetline.db",
+            folder.display()
+        );
         println!("W4 {kind:?}: reusing {}", folder.display());
         (crate::open_sqlite_at(folder).await?, server_clock())
     } else {
@@ -293,8 +298,6 @@ struct Outcome {
     items: usize,
 }
 
-/// `clients` clients, each asking for a random user's recent conferences, then the first page of
-/// the same user's conferences, until `seconds` have passed.
 /// A listing's answer as the clients check it: a JSON object with an array of items, each any
 /// JSON value (checked for syntax, not kept).
 #[derive(serde::Deserialize)]
@@ -302,6 +305,8 @@ struct Listed {
     items: Vec<serde::de::IgnoredAny>,
 }
 
+/// `clients` clients, each asking for a random user's recent conferences, then the first page of
+/// the same user's conferences, until `seconds` have passed.
 async fn load(url: &str, users: usize, clients: usize, seconds: u64) -> anyhow::Result<Outcome> {
     let keys = JwtKeys::from_secret(SECRET.as_bytes());
     let tokens: Arc<Vec<(String, usize)>> = Arc::new(

@@ -222,4 +222,34 @@ mod tests {
             "x <= $1 AND y = $2 AND z > $1"
         );
     }
+
+    /// The bundled SQLite is built without `SQLITE_ENABLE_MEMORY_MANAGEMENT` (the workspace's
+    /// `.cargo/config.toml`): with it, every connection of the process shares one page cache
+    /// behind one global mutex (decision 0022). A build that lost the flag fails here.
+    #[test]
+    fn each_sqlite_connection_has_a_page_cache_of_its_own() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let db = super::Database::temporary().await.unwrap();
+            let shared: i64 =
+                sqlx::query_scalar("SELECT sqlite_compileoption_used('ENABLE_MEMORY_MANAGEMENT')")
+                    .fetch_one(&db.reader)
+                    .await
+                    .unwrap();
+            assert_eq!(
+                shared, 0,
+                "SQLite was built with SQLITE_ENABLE_MEMORY_MANAGEMENT"
+            );
+            // The query itself works: an option it was built with answers 1.
+            let threadsafe: i64 =
+                sqlx::query_scalar("SELECT sqlite_compileoption_used('THREADSAFE=1')")
+                    .fetch_one(&db.reader)
+                    .await
+                    .unwrap();
+            assert_eq!(threadsafe, 1);
+        });
+    }
 }

@@ -270,10 +270,14 @@ impl ReadModels {
         }
         // The limit is written into the statement, not bound: SQLite re-prepares a statement
         // whose `LIMIT ?` is bound anew (its planner reads the value) — each time, on every
-        // listing.
+        // listing. It is rounded up to one of a few sizes (the page is cut below), so that a
+        // client varying its page size makes a few statements, not a hundred.
+        let fetch = [21, 51, MAX_PAGE + 1]
+            .into_iter()
+            .find(|size| *size > limit)
+            .unwrap_or(MAX_PAGE + 1);
         sql.push_str(&format!(
-            " ORDER BY p.start DESC, p.conference_id DESC LIMIT {}",
-            i64::from(limit) + 1
+            " ORDER BY p.start DESC, p.conference_id DESC LIMIT {fetch}"
         ));
         let mut query = sqlx::query(self.db.sql(&sql));
         for bind in binds {

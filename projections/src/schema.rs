@@ -22,6 +22,10 @@ pub const READ_MODELS: &str = "read_models";
 /// nodes start at once, and a rebuild swaps generations while nodes run.
 const SCHEMA_LOCK: i64 = 0x6d6c_7072_6f6a_0002;
 
+/// The PostgreSQL advisory lock (session-scoped, tried, never waited for) of the one node that
+/// builds a live generation's "upcoming" index while the others go on.
+const UPCOMING_INDEX_LOCK: i64 = 0x6d6c_7072_6f6a_0003;
+
 /// The tables of one generation of the read models.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
@@ -488,8 +492,11 @@ pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
                 run_script(&mut transaction, script).await?;
             }
             // A generation made before the "upcoming" index: it replaces the first "recent"
-            // index (built here once, as the first start of this version begins).
-            if !index_exists(db, &mut transaction, &tables.upcoming_index_name()).await? {
+            // index (built here once, as the first start of this version begins; on
+            // PostgreSQL after this transaction, without blocking the table's writers).
+            if db.backend == Backend::Sqlite
+                && !index_exists(db, &mut transaction, &tables.upcoming_index_name()).await?
+            {
                 let script = format!(
                     "{}\nDROP INDEX IF EXISTS rm_g{}_participants_recent;",
                     tables.upcoming_index(),
@@ -522,7 +529,76 @@ pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
         }
     };
     transaction.commit().await.map_err(unavailable)?;
+    if db.backend == Backend::Postgres
+        && let Err(error) = upcoming_index_concurrently(db, &tables).await
+    {
+        // The first index still serves "recent" (more slowly); the next start tries again.
+        tracing::warn!(%error, generation = tables.generation, "the upcoming index was not built");
+    }
     Ok(tables)
+}
+
+/// PostgreSQL: gives the live generation its "upcoming" index and drops the first "recent" one,
+/// both `CONCURRENTLY` (the table's readers and the projector go on meanwhile). One node does it
+/// (a node that finds another doing it goes on); an index whose build died halfway (invalid) is
+/// made again.
+async fn upcoming_index_concurrently(db: &Database, tables: &Tables) -> Result<(), StoreError> {
+    let mut connection = db.writer.acquire().await.map_err(unavailable)?;
+    let locked: bool = sqlx::query_scalar(db.sql("SELECT pg_try_advisory_lock(?)"))
+        .bind(UPCOMING_INDEX_LOCK)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(unavailable)?;
+    if !locked {
+        return Ok(());
+    }
+    let name = tables.upcoming_index_name();
+    let built = async {
+        let valid: Option<bool> = sqlx::query_scalar(db.sql(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relname = ?",
+        ))
+        .bind(&name)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(unavailable)?;
+        // One statement each: `CONCURRENTLY` runs in no transaction block.
+        let mut statements = Vec::new();
+        if valid == Some(false) {
+            statements.push(format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"));
+        }
+        if valid != Some(true) {
+            statements.push(
+                tables
+                    .upcoming_index()
+                    .replacen("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1)
+                    .trim_end_matches(';')
+                    .to_owned(),
+            );
+        }
+        statements.push(format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS rm_g{}_participants_recent",
+            tables.generation
+        ));
+        for statement in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                .execute(&mut *connection)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+    .await;
+    let unlocked = sqlx::query(db.sql("SELECT pg_advisory_unlock(?)"))
+        .bind(UPCOMING_INDEX_LOCK)
+        .execute(&mut *connection)
+        .await;
+    if unlocked.is_err() {
+        // The lock ends with the session: this connection is not given back.
+        connection.close_on_drop();
+    }
+    built
 }
 
 /// Makes the tables of a database from before generations generation 1.

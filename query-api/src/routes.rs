@@ -305,10 +305,16 @@ fn parse_filter(query: &ListQuery) -> Result<ListFilter, DomainError> {
         .filter(|text| !text.is_empty())
     {
         None => Vec::new(),
-        Some(text) => text
-            .split(',')
-            .map(|name| Status::parse(name.trim()))
-            .collect::<Result<_, _>>()?,
+        Some(text) => {
+            let mut statuses = text
+                .split(',')
+                .map(|name| Status::parse(name.trim()))
+                .collect::<Result<Vec<_>, _>>()?;
+            // One condition per status, in one order: the same filter is the same statement.
+            statuses.sort_by_key(|status| status.as_str());
+            statuses.dedup();
+            statuses
+        }
     };
     let time = optional_time;
     let limit = query.limit.unwrap_or(20);
