@@ -1492,12 +1492,8 @@ async fn keyed(
     key: &str,
     body: Value,
 ) -> Reply {
-    app.send(
-        app.request(method, path, &token(T, user, false))
-            .header("Idempotency-Key", key)
-            .json(&body),
-    )
-    .await
+    app.keyed(method, path, &token(T, user, false), key, body)
+        .await
 }
 
 #[tokio::test]

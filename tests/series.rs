@@ -125,17 +125,13 @@ async fn a_weekly_series_books_ten_conferences_on_one_line() {
     assert_eq!(listed(&app, "周会").await, 10);
     // A keyed retry answers the same series, books nothing more.
     let keyed = async || {
-        app.send(
-            app.request(
-                reqwest::Method::POST,
-                "/api/v1/conferences",
-                &token(T, "alice", false),
-            )
-            .header("Idempotency-Key", "series-1")
-            .json(
-                &json!({"subject": "月会", "start": later(72), "duration_minutes": 30,
-                    "recurrence": {"frequency": "monthly", "count": 3}}),
-            ),
+        app.keyed(
+            reqwest::Method::POST,
+            "/api/v1/conferences",
+            &token(T, "alice", false),
+            "series-1",
+            json!({"subject": "月会", "start": later(72), "duration_minutes": 30,
+                "recurrence": {"frequency": "monthly", "count": 3}}),
         )
         .await
     };
@@ -585,17 +581,13 @@ async fn a_keyed_retry_of_a_refused_series_gets_the_same_conflicts_also_after_a_
         book(&app, "bob", start).await.ok(201);
     }
     let keyed = async |app: &TestApp| {
-        app.send(
-            app.request(
-                reqwest::Method::POST,
-                "/api/v1/conferences",
-                &token(T, "alice", false),
-            )
-            .header("Idempotency-Key", "reject-1")
-            .json(
-                &json!({"subject": "周会", "start": later(30), "duration_minutes": 60,
-                    "recurrence": {"frequency": "weekly", "count": 4}}),
-            ),
+        app.keyed(
+            reqwest::Method::POST,
+            "/api/v1/conferences",
+            &token(T, "alice", false),
+            "reject-1",
+            json!({"subject": "周会", "start": later(30), "duration_minutes": 60,
+                "recurrence": {"frequency": "weekly", "count": 4}}),
         )
         .await
     };

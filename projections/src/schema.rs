@@ -277,23 +277,18 @@ async fn relation(
     })
 }
 
-/// Whether the index `name` exists.
-async fn index_exists(
-    db: &Database,
+/// SQLite: whether the index `name` exists (PostgreSQL's is read with its validity, in
+/// [`upcoming_index_concurrently`]).
+async fn sqlite_index_exists(
     transaction: &mut Transaction<'_, Any>,
     name: &str,
 ) -> Result<bool, StoreError> {
-    let sql = match db.backend {
-        Backend::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
-        Backend::Postgres => {
-            "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ?"
-        }
-    };
-    let found: Option<i32> = sqlx::query_scalar(db.sql(sql))
-        .bind(name)
-        .fetch_optional(&mut **transaction)
-        .await
-        .map_err(unavailable)?;
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?")
+            .bind(name)
+            .fetch_optional(&mut **transaction)
+            .await
+            .map_err(unavailable)?;
     Ok(found.is_some())
 }
 
@@ -495,7 +490,7 @@ pub async fn migrate(db: &Database) -> Result<Tables, StoreError> {
             // index (built here once, as the first start of this version begins; on
             // PostgreSQL after this transaction, without blocking the table's writers).
             if db.backend == Backend::Sqlite
-                && !index_exists(db, &mut transaction, &tables.upcoming_index_name()).await?
+                && !sqlite_index_exists(&mut transaction, &tables.upcoming_index_name()).await?
             {
                 let script = format!(
                     "{}\nDROP INDEX IF EXISTS rm_g{}_participants_recent;",

@@ -183,6 +183,25 @@ async fn postgres_store(connections: u32) -> Option<(TestDatabase, Database, Arc
     Some((database, db, store))
 }
 
+/// The secondary indexes whose names start with `prefix`, by name (not primary keys).
+async fn secondary_indexes(db: &Database, prefix: &str) -> Vec<String> {
+    let sql = match db.backend {
+        meetline_adapters::db::Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ? || '%' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        }
+        meetline_adapters::db::Backend::Postgres => {
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
+             AND indexname LIKE ? || '%' AND indexname NOT LIKE '%_pkey' ORDER BY indexname"
+        }
+    };
+    sqlx::query_scalar(db.sql(sql))
+        .bind(prefix)
+        .fetch_all(&db.reader)
+        .await
+        .unwrap()
+}
+
 /// The read-model generations and their states, by number.
 async fn generations_of(db: &Database) -> Vec<(i64, String)> {
     sqlx::query(db.sql("SELECT generation, state FROM rm_generations ORDER BY generation"))
@@ -543,22 +562,8 @@ async fn read_models_from_before_generations_are_adopted(
         );
         let generations = generations_of(&db).await;
         assert_eq!(generations, [(1, "live".to_owned())]);
-        let indexes = match db.backend {
-            meetline_adapters::db::Backend::Sqlite => {
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'rm%' \
-                 AND name NOT LIKE 'sqlite_%' ORDER BY name"
-            }
-            meetline_adapters::db::Backend::Postgres => {
-                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
-                 AND indexname LIKE 'rm%' AND indexname NOT LIKE '%_pkey' ORDER BY indexname"
-            }
-        };
-        let indexes: Vec<String> = sqlx::query_scalar(db.sql(indexes))
-            .fetch_all(&db.reader)
-            .await
-            .unwrap();
         assert_eq!(
-            indexes,
+            secondary_indexes(&db, "rm").await,
             [
                 "rm_g1_conferences_by_line",
                 "rm_g1_conferences_by_number",
@@ -686,22 +691,7 @@ async fn a_generation_with_the_first_recent_index_is_given_the_upcoming_one(
     .execute(&db.writer)
     .await
     .unwrap();
-    let indexes = || async {
-        let sql = match db.backend {
-            meetline_adapters::db::Backend::Sqlite => {
-                "SELECT name FROM sqlite_master WHERE type = 'index' \
-                 AND name LIKE 'rm_g1_participants%' ORDER BY name"
-            }
-            meetline_adapters::db::Backend::Postgres => {
-                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
-                 AND indexname LIKE 'rm_g1_participants%' ORDER BY indexname"
-            }
-        };
-        sqlx::query_scalar::<_, String>(db.sql(sql))
-            .fetch_all(&db.reader)
-            .await
-            .unwrap()
-    };
+    let indexes = || secondary_indexes(&db, "rm_g1_participants");
     assert_eq!(
         indexes().await,
         ["rm_g1_participants_all", "rm_g1_participants_recent"]

@@ -334,6 +334,23 @@ impl TestApp {
             .await
     }
 
+    /// A command with an `Idempotency-Key`.
+    pub async fn keyed(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        key: &str,
+        body: Value,
+    ) -> Reply {
+        self.send(
+            self.request(method, path, token)
+                .header("Idempotency-Key", key)
+                .json(&body),
+        )
+        .await
+    }
+
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
         self.send(self.request(Method::PATCH, path, token).json(&body))
             .await
